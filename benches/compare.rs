@@ -1,0 +1,355 @@
+//! Side-by-side figures: each runs against its hand-written baseline in the
+//! same process, the two alternating round by round, and prints one line:
+//!
+//! `<figure>: sidetask=<median><unit> baseline[<what>]=<median><unit> ratio=<sidetask/baseline>`
+//!
+//! Run all with `cargo bench --bench compare`, or some with
+//! `cargo bench --bench compare -- <substring>`. The machines are shared and
+//! noisy: absolute times vary from run to run, ratios within one run hold.
+
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sidetask::{Builder, Ctx, DEFAULT_CAPACITY, Stopped};
+
+/// Rounds per figure; each round runs one batch of each side.
+const ROUNDS: usize = 15;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--memory-child") {
+        memory_child(&args[1], args[2].parse().expect("a task count"));
+        return;
+    }
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+
+    type Figure = (&'static str, fn());
+    let figures: &[Figure] = &[
+        ("spawn_join", spawn_join),
+        ("round_trip", round_trip),
+        ("inbox_throughput", inbox_throughput),
+        ("stop_latency", stop_latency),
+        ("idle_memory", idle_memory),
+    ];
+    for (name, figure) in figures {
+        if wanted(name) {
+            figure();
+        }
+    }
+}
+
+/// Times `batch` calls of each side per round, alternating sides, and prints
+/// the medians of the per-call times.
+fn compare(figure: &str, what: &str, batch: u32, mut ours: impl FnMut(), mut theirs: impl FnMut()) {
+    // Warm both sides first: thread caches, allocator, page faults.
+    for _ in 0..batch.min(1000) {
+        ours();
+        theirs();
+    }
+    let mut a = Vec::with_capacity(ROUNDS);
+    let mut b = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let time = |f: &mut dyn FnMut()| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            start.elapsed().as_secs_f64() / f64::from(batch)
+        };
+        if round % 2 == 0 {
+            a.push(time(&mut ours));
+            b.push(time(&mut theirs));
+        } else {
+            b.push(time(&mut theirs));
+            a.push(time(&mut ours));
+        }
+    }
+    report(figure, what, median(a), median(b), Unit::Time);
+}
+
+enum Unit {
+    Time,
+    MiB,
+}
+
+fn report(figure: &str, what: &str, ours: f64, theirs: f64, unit: Unit) {
+    let show = |v: f64| match unit {
+        Unit::Time if v < 1e-6 => format!("{:.3}µs", v * 1e6),
+        Unit::Time if v < 1e-3 => format!("{:.2}µs", v * 1e6),
+        Unit::Time => format!("{:.2}ms", v * 1e3),
+        Unit::MiB => format!("{v:.1}MiB"),
+    };
+    println!(
+        "{figure}: sidetask={} baseline[{what}]={} ratio={:.3}",
+        show(ours),
+        show(theirs),
+        ours / theirs
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn spawn_join() {
+    compare(
+        "spawn_join",
+        "std::thread::spawn+join",
+        300,
+        || {
+            let task = sidetask::spawn(|_: &Ctx| Ok::<_, ()>(black_box(1)));
+            black_box(task.join());
+        },
+        || {
+            let handle = thread::spawn(|| black_box(1));
+            black_box(handle.join().ok());
+        },
+    );
+}
+
+fn round_trip() {
+    let task = sidetask::spawn(|ctx: &Ctx<u64, u64>| {
+        while let Ok(n) = ctx.recv() {
+            if ctx.emit(n).is_err() {
+                break;
+            }
+        }
+        Ok::<_, ()>(())
+    });
+    let (to_tx, to_rx) = crossbeam_channel::bounded::<u64>(1);
+    let (back_tx, back_rx) = crossbeam_channel::bounded::<u64>(1);
+    let echo = thread::spawn(move || {
+        while let Ok(n) = to_rx.recv() {
+            if back_tx.send(n).is_err() {
+                break;
+            }
+        }
+    });
+    let mut i = 0u64;
+    let mut j = 0u64;
+    compare(
+        "round_trip",
+        "crossbeam bounded(1) ping-pong",
+        20_000,
+        || {
+            i += 1;
+            task.send(i).unwrap();
+            assert_eq!(task.recv().unwrap(), i);
+        },
+        || {
+            j += 1;
+            to_tx.send(j).unwrap();
+            assert_eq!(back_rx.recv().unwrap(), j);
+        },
+    );
+    task.stop();
+    task.join();
+    drop(to_tx);
+    echo.join().unwrap();
+}
+
+fn inbox_throughput() {
+    const N: u64 = 10_000_000;
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for round in 0..6 {
+        let ours = || {
+            let task = Builder::new()
+                .spawn(|ctx: &Ctx<u64>| {
+                    let mut sum = 0u64;
+                    for _ in 0..N {
+                        sum = sum.wrapping_add(ctx.recv().map_err(|_| Stopped)?);
+                    }
+                    Ok::<_, Stopped>(sum)
+                })
+                .unwrap();
+            let start = Instant::now();
+            for n in 0..N {
+                task.send(n).unwrap();
+            }
+            let sum = task.join().value().unwrap();
+            assert_eq!(sum, N * (N - 1) / 2);
+            start.elapsed().as_secs_f64()
+        };
+        let theirs = || {
+            let (tx, rx) = crossbeam_channel::bounded::<u64>(DEFAULT_CAPACITY);
+            let start = Instant::now();
+            let consumer = thread::spawn(move || {
+                let mut sum = 0u64;
+                for _ in 0..N {
+                    sum = sum.wrapping_add(rx.recv().unwrap());
+                }
+                sum
+            });
+            for n in 0..N {
+                tx.send(n).unwrap();
+            }
+            let sum = consumer.join().unwrap();
+            assert_eq!(sum, N * (N - 1) / 2);
+            start.elapsed().as_secs_f64()
+        };
+        if round % 2 == 0 {
+            a.push(ours());
+            b.push(theirs());
+        } else {
+            b.push(theirs());
+            a.push(ours());
+        }
+    }
+    report(
+        "inbox_throughput",
+        &format!("crossbeam bounded({DEFAULT_CAPACITY}), 10M u64"),
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+}
+
+fn stop_latency() {
+    // Each trial waits until the receiver has parked (it spins briefly
+    // first), then times signal → wake → joined. Trials alternate sides.
+    let settle = Duration::from_millis(2);
+    let ours = || {
+        let task = sidetask::spawn(|ctx: &Ctx<u64>| ctx.recv().map_err(|_| Stopped));
+        thread::sleep(settle);
+        let start = Instant::now();
+        task.stop();
+        let outcome = task.join();
+        let t = start.elapsed().as_secs_f64();
+        assert!(outcome.is_error());
+        t
+    };
+    let theirs = || {
+        let (tx, rx) = crossbeam_channel::bounded::<u64>(DEFAULT_CAPACITY);
+        let handle = thread::spawn(move || rx.recv().is_err());
+        thread::sleep(settle);
+        let start = Instant::now();
+        drop(tx);
+        assert!(handle.join().unwrap());
+        start.elapsed().as_secs_f64()
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for trial in 0..200 {
+        if trial % 2 == 0 {
+            a.push(ours());
+            b.push(theirs());
+        } else {
+            b.push(theirs());
+            a.push(ours());
+        }
+    }
+    report(
+        "stop_latency",
+        "crossbeam recv, drop sender, thread join",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+}
+
+fn idle_memory() {
+    const TASKS: usize = 10_000;
+    let exe = std::env::current_exe().expect("the bench binary");
+    let run = |side: &str| -> f64 {
+        let out = Command::new(&exe)
+            .args(["--memory-child", side, &TASKS.to_string()])
+            .output()
+            .expect("run the memory child");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<f64>()
+            .expect("the child prints its growth in MiB")
+    };
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for round in 0..3 {
+        if round % 2 == 0 {
+            a.push(run("sidetask"));
+            b.push(run("baseline"));
+        } else {
+            b.push(run("baseline"));
+            a.push(run("sidetask"));
+        }
+    }
+    report(
+        "idle_memory",
+        "10,000 std threads blocked on crossbeam recv",
+        median(a),
+        median(b),
+        Unit::MiB,
+    );
+}
+
+fn rss_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: f64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
+fn memory_child(side: &str, n: usize) {
+    let ready = Arc::new(AtomicUsize::new(0));
+    let wait_ready = |ready: &AtomicUsize| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while ready.load(Ordering::Acquire) < n {
+            assert!(Instant::now() < deadline, "tasks did not block in time");
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Let the last ones finish spinning and park.
+        thread::sleep(Duration::from_millis(300));
+    };
+    let before = rss_mib();
+    let grown = match side {
+        "sidetask" => {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let ready = Arc::clone(&ready);
+                    sidetask::spawn(move |ctx: &Ctx<u64>| {
+                        ready.fetch_add(1, Ordering::Release);
+                        ctx.recv().map_err(|_| Stopped)
+                    })
+                })
+                .collect();
+            wait_ready(&ready);
+            let grown = rss_mib() - before;
+            for t in &tasks {
+                t.stop();
+            }
+            for t in tasks {
+                t.join();
+            }
+            grown
+        }
+        _ => {
+            let mut senders = Vec::with_capacity(n);
+            let mut handles = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (tx, rx) = crossbeam_channel::bounded::<u64>(DEFAULT_CAPACITY);
+                let ready = Arc::clone(&ready);
+                senders.push(tx);
+                handles.push(thread::spawn(move || {
+                    ready.fetch_add(1, Ordering::Release);
+                    rx.recv().ok()
+                }));
+            }
+            wait_ready(&ready);
+            let grown = rss_mib() - before;
+            drop(senders);
+            for h in handles {
+                h.join().unwrap();
+            }
+            grown
+        }
+    };
+    println!("{grown}");
+}

@@ -1,0 +1,174 @@
+//! The thread place: a cache of worker threads that run task bodies.
+//!
+//! A worker that finishes a job puts itself on the idle stack and waits for
+//! the next one: it spins briefly (a hand-off to a spinning worker costs well
+//! under a microsecond), then parks. A spawn pops the most recently idled
+//! worker, hands it the job and unparks it; when no worker is idle it starts a
+//! new thread, so a task that blocks forever never starves the others. A
+//! worker left idle for the keep-alive period exits.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::sync::{lock, spin_until};
+
+/// A unit of work for a worker. It must not unwind: task jobs catch panics.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+struct Cache {
+    idle: Mutex<Vec<Arc<Slot>>>,
+    keep_alive_nanos: AtomicU64,
+    live: AtomicUsize,
+}
+
+static CACHE: Cache = Cache {
+    idle: Mutex::new(Vec::new()),
+    keep_alive_nanos: AtomicU64::new(DEFAULT_KEEP_ALIVE.as_nanos() as u64),
+    live: AtomicUsize::new(0),
+};
+
+/// One idle worker's mailbox.
+struct Slot {
+    job: Mutex<Option<Job>>,
+    ready: AtomicBool,
+    thread: Thread,
+}
+
+/// Runs `job` on a cached worker, or on a new one if none is idle.
+///
+/// On failure the job is given back with the error, unrun.
+pub(crate) fn execute(job: Job) -> Result<(), (Job, io::Error)> {
+    let slot = lock(&CACHE.idle).pop();
+    match slot {
+        Some(slot) => {
+            *lock(&slot.job) = Some(job);
+            slot.ready.store(true, Ordering::Release);
+            slot.thread.unpark();
+            Ok(())
+        }
+        None => spawn_worker(job),
+    }
+}
+
+fn spawn_worker(job: Job) -> Result<(), (Job, io::Error)> {
+    // The job goes through a shared cell so that a failed spawn can give it
+    // back instead of dropping it.
+    let cell = Arc::new(Mutex::new(Some(job)));
+    let theirs = Arc::clone(&cell);
+    CACHE.live.fetch_add(1, Ordering::Relaxed);
+    let spawned = thread::Builder::new()
+        .name("sidetask-worker".to_owned())
+        .spawn(move || {
+            let first = lock(&theirs).take();
+            drop(theirs);
+            if let Some(job) = first {
+                worker_main(job);
+            }
+            CACHE.live.fetch_sub(1, Ordering::Relaxed);
+        });
+    match spawned {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            CACHE.live.fetch_sub(1, Ordering::Relaxed);
+            let job = lock(&cell)
+                .take()
+                .expect("an unspawned worker leaves its job");
+            Err((job, err))
+        }
+    }
+}
+
+fn worker_main(first: Job) {
+    let slot = Arc::new(Slot {
+        job: Mutex::new(None),
+        ready: AtomicBool::new(false),
+        thread: thread::current(),
+    });
+    let mut job = first;
+    loop {
+        job();
+        slot.ready.store(false, Ordering::Relaxed);
+        lock(&CACHE.idle).push(Arc::clone(&slot));
+        match wait_for_job(&slot) {
+            Some(next) => job = next,
+            None => return,
+        }
+    }
+}
+
+/// Waits on the idle stack for a job; `None` when the keep-alive ran out.
+fn wait_for_job(slot: &Arc<Slot>) -> Option<Job> {
+    let take = || lock(&slot.job).take();
+    if spin_until(|| slot.ready.load(Ordering::Acquire).then_some(())).is_some() {
+        return take();
+    }
+    let deadline = Instant::now() + keep_alive();
+    loop {
+        if slot.ready.load(Ordering::Acquire) {
+            return take();
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let mut idle = lock(&CACHE.idle);
+            if let Some(at) = idle.iter().position(|s| Arc::ptr_eq(s, slot)) {
+                idle.remove(at);
+                return None;
+            }
+            drop(idle);
+            // A spawner took this worker off the stack: its job is on the way.
+            while !slot.ready.load(Ordering::Acquire) {
+                thread::park();
+            }
+            return take();
+        }
+        thread::park_timeout(deadline - now);
+    }
+}
+
+fn keep_alive() -> Duration {
+    Duration::from_nanos(CACHE.keep_alive_nanos.load(Ordering::Relaxed))
+}
+
+/// Sets how long an idle worker thread waits for a new task before it exits
+/// (10 seconds unless set). Takes effect from each worker's next idle period.
+///
+/// Worker threads are shared by every task of the process; a shorter period
+/// gives memory back sooner, a longer one keeps spawning cheap after a lull.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// sidetask::set_idle_timeout(Duration::from_secs(2));
+/// assert_eq!(sidetask::idle_timeout(), Duration::from_secs(2));
+/// ```
+pub fn set_idle_timeout(period: Duration) {
+    let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+    CACHE.keep_alive_nanos.store(nanos, Ordering::Relaxed);
+}
+
+/// How long an idle worker thread waits for a new task before it exits.
+pub fn idle_timeout() -> Duration {
+    keep_alive()
+}
+
+/// The number of worker threads alive now, busy or idle.
+///
+/// # Examples
+///
+/// ```
+/// use sidetask::Ctx;
+///
+/// let task = sidetask::spawn(|_: &Ctx| Ok::<_, ()>(()));
+/// task.join();
+/// assert!(sidetask::worker_threads() >= 1);
+/// ```
+pub fn worker_threads() -> usize {
+    CACHE.live.load(Ordering::Relaxed)
+}

@@ -1,0 +1,376 @@
+//! One error type per operation.
+//!
+//! Errors of operations that take a value give it back (`SendError<T>(pub T)`),
+//! and their `Debug` does not require `T: Debug`. `Display` is lower case and
+//! ends without a period.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+
+/// Writes the shared `Debug` of an error that carries a value back: the
+/// variant's name only, so that `T: Debug` is not required.
+macro_rules! debug_without_value {
+    ($ty:ident { $($variant:ident),* }) => {
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($ty::$variant(..) => f.write_str(concat!(stringify!($variant), "(..)")),)*
+                }
+            }
+        }
+    };
+}
+
+/// Generates `into_inner`, `Display` and `Error` for an enum whose every
+/// variant carries the value back.
+macro_rules! value_error {
+    ($ty:ident { $($variant:ident => $msg:literal),* }) => {
+        impl<T> $ty<T> {
+            /// Takes back the value that could not be delivered.
+            pub fn into_inner(self) -> T {
+                match self {
+                    $($ty::$variant(v) => v,)*
+                }
+            }
+        }
+
+        impl<T> fmt::Display for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($ty::$variant(..) => f.write_str($msg),)*
+                }
+            }
+        }
+
+        impl<T> Error for $ty<T> {}
+        debug_without_value!($ty { $($variant),* });
+    };
+}
+
+/// Generates `Display` and `Error` for a field-less error enum.
+macro_rules! plain_error {
+    ($ty:ident { $($variant:ident => $msg:literal),* }) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($ty::$variant => f.write_str($msg),)*
+                }
+            }
+        }
+
+        impl Error for $ty {}
+    };
+}
+
+// ---------------------------------------------------------------------------
+// The handle's side: messages in.
+
+/// The error of [`Task::send`](crate::Task::send): the task is stopping or has
+/// ended, so the message was not delivered. It is given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub struct SendError<T>(pub T);
+
+impl<T> SendError<T> {
+    /// Takes back the message that could not be delivered.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending to a task that is stopping or has ended")
+    }
+}
+
+impl<T> Error for SendError<T> {}
+
+/// The error of [`Task::try_send`](crate::Task::try_send). The message is
+/// given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TrySendError<T> {
+    /// The task's inbox is full.
+    Full(T),
+    /// The task is stopping or has ended.
+    Disconnected(T),
+}
+
+value_error!(TrySendError {
+    Full => "sending to a task whose inbox is full",
+    Disconnected => "sending to a task that is stopping or has ended"
+});
+
+impl<T> TrySendError<T> {
+    /// Returns `true` if the inbox was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+
+    /// Returns `true` if the task is stopping or has ended.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TrySendError::Disconnected(_))
+    }
+}
+
+/// The error of [`Task::send_timeout`](crate::Task::send_timeout). The message
+/// is given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SendTimeoutError<T> {
+    /// The inbox stayed full until the timeout.
+    Timeout(T),
+    /// The task is stopping or has ended.
+    Disconnected(T),
+}
+
+value_error!(SendTimeoutError {
+    Timeout => "timed out sending to a task whose inbox is full",
+    Disconnected => "sending to a task that is stopping or has ended"
+});
+
+impl<T> SendTimeoutError<T> {
+    /// Returns `true` if the send timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+
+    /// Returns `true` if the task is stopping or has ended.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SendTimeoutError::Disconnected(_))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The handle's side: events out.
+
+/// The error of [`Task::recv`](crate::Task::recv): the task has ended and
+/// every event it emitted has been received.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct RecvError;
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("receiving from a task that has ended and has no events left")
+    }
+}
+
+impl Error for RecvError {}
+
+/// The error of [`Task::try_recv`](crate::Task::try_recv).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum TryRecvError {
+    /// No event is waiting now.
+    Empty,
+    /// The task has ended and every event it emitted has been received.
+    Disconnected,
+}
+
+plain_error!(TryRecvError {
+    Empty => "receiving from a task with no event waiting",
+    Disconnected => "receiving from a task that has ended and has no events left"
+});
+
+/// The error of [`Task::recv_timeout`](crate::Task::recv_timeout).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum RecvTimeoutError {
+    /// No event came before the timeout.
+    Timeout,
+    /// The task has ended and every event it emitted has been received.
+    Disconnected,
+}
+
+plain_error!(RecvTimeoutError {
+    Timeout => "timed out receiving from a task",
+    Disconnected => "receiving from a task that has ended and has no events left"
+});
+
+// ---------------------------------------------------------------------------
+// The task's side.
+
+/// The task has been asked to stop.
+///
+/// Returned by [`Ctx::checkpoint`](crate::Ctx::checkpoint) and
+/// [`Ctx::sleep`](crate::Ctx::sleep), so that a task body can leave early
+/// with `?`. Any error type with `From<Stopped>` (a boxed error, `anyhow`, or
+/// your own) accepts it.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Stopped;
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the task was asked to stop")
+    }
+}
+
+impl Error for Stopped {}
+
+/// The error of [`Ctx::recv`](crate::Ctx::recv), inside the task.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum CtxRecvError {
+    /// The task has been asked to stop.
+    Stopped,
+    /// The handle is gone (dropped or detached) and the inbox is empty: no
+    /// message can ever arrive.
+    Disconnected,
+}
+
+plain_error!(CtxRecvError {
+    Stopped => "the task was asked to stop",
+    Disconnected => "the task's handle is gone and its inbox is empty"
+});
+
+/// The error of [`Ctx::try_recv`](crate::Ctx::try_recv), inside the task.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum CtxTryRecvError {
+    /// No message is waiting now.
+    Empty,
+    /// The task has been asked to stop.
+    Stopped,
+    /// The handle is gone and the inbox is empty.
+    Disconnected,
+}
+
+plain_error!(CtxTryRecvError {
+    Empty => "no message is waiting in the inbox",
+    Stopped => "the task was asked to stop",
+    Disconnected => "the task's handle is gone and its inbox is empty"
+});
+
+/// The error of [`Ctx::recv_timeout`](crate::Ctx::recv_timeout), inside the
+/// task.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum CtxRecvTimeoutError {
+    /// No message came before the timeout.
+    Timeout,
+    /// The task has been asked to stop.
+    Stopped,
+    /// The handle is gone and the inbox is empty.
+    Disconnected,
+}
+
+plain_error!(CtxRecvTimeoutError {
+    Timeout => "timed out waiting for a message",
+    Stopped => "the task was asked to stop",
+    Disconnected => "the task's handle is gone and its inbox is empty"
+});
+
+macro_rules! stopped_into {
+    ($($ty:ident),*) => {$(
+        impl From<Stopped> for $ty {
+            fn from(_: Stopped) -> Self {
+                $ty::Stopped
+            }
+        }
+    )*};
+}
+
+stopped_into!(CtxRecvError, CtxTryRecvError, CtxRecvTimeoutError);
+
+/// The error of [`Ctx::emit`](crate::Ctx::emit), inside the task. The event is
+/// given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum EmitError<T> {
+    /// The outbox was full and the task was asked to stop while waiting.
+    Stopped(T),
+    /// Nobody can ever read the event: the handle was dropped or detached.
+    Disconnected(T),
+}
+
+value_error!(EmitError {
+    Stopped => "the task was asked to stop while its outbox was full",
+    Disconnected => "emitting an event that nobody can read"
+});
+
+/// The error of [`Ctx::try_emit`](crate::Ctx::try_emit), inside the task. The
+/// event is given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TryEmitError<T> {
+    /// The outbox is full.
+    Full(T),
+    /// Nobody can ever read the event: the handle was dropped or detached.
+    Disconnected(T),
+}
+
+value_error!(TryEmitError {
+    Full => "emitting into a full outbox",
+    Disconnected => "emitting an event that nobody can read"
+});
+
+// ---------------------------------------------------------------------------
+// Starting.
+
+/// The error of [`Task::start`](crate::Task::start) and
+/// [`Builder::spawn`](crate::Builder::spawn).
+#[derive(Debug)]
+pub struct StartError {
+    kind: StartErrorKind,
+}
+
+#[derive(Debug)]
+enum StartErrorKind {
+    AlreadyStarted,
+    Spawn(io::Error),
+}
+
+impl StartError {
+    pub(crate) fn already_started() -> StartError {
+        StartError {
+            kind: StartErrorKind::AlreadyStarted,
+        }
+    }
+
+    pub(crate) fn spawn(err: io::Error) -> StartError {
+        StartError {
+            kind: StartErrorKind::Spawn(err),
+        }
+    }
+
+    /// Returns `true` if the task had been started (or stopped) already.
+    pub fn is_already_started(&self) -> bool {
+        matches!(self.kind, StartErrorKind::AlreadyStarted)
+    }
+
+    /// Returns the operating system's error if no thread could be started to
+    /// run the task.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match &self.kind {
+            StartErrorKind::Spawn(e) => Some(e),
+            StartErrorKind::AlreadyStarted => None,
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            StartErrorKind::AlreadyStarted => {
+                f.write_str("the task was started or stopped already")
+            }
+            StartErrorKind::Spawn(_) => f.write_str("failed to start a thread for the task"),
+        }
+    }
+}
+
+impl Error for StartError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.kind {
+            StartErrorKind::Spawn(e) => Some(e),
+            StartErrorKind::AlreadyStarted => None,
+        }
+    }
+}
+
+impl From<StartError> for io::Error {
+    fn from(err: StartError) -> io::Error {
+        match err.kind {
+            StartErrorKind::Spawn(e) => e,
+            StartErrorKind::AlreadyStarted => io::Error::other(err),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Run a unit of work on the side and keep one handle on it.
+//!
+//! sidetask runs a function in the background and gives back a [`Task`]
+//! handle through which the caller stays in control: [`stop`](Task::stop) it,
+//! [`send`](Task::send) it messages while it runs, [`recv`](Task::recv) its
+//! events, and [`join`](Task::join) it to collect its value, its own error or
+//! its panic, each its own case of [`Outcome`].
+//!
+//! The task's side is its context, [`Ctx`]: it checks
+//! [`stopped`](Ctx::stopped), receives messages with [`recv`](Ctx::recv),
+//! emits events with [`emit`](Ctx::emit) and sleeps with
+//! [`sleep`](Ctx::sleep). Every blocking call there wakes the moment a stop
+//! is asked for.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sidetask::{Ctx, Stopped};
+//!
+//! let task = sidetask::spawn(|ctx: &Ctx<u64, String>| {
+//!     while !ctx.stopped() {
+//!         match ctx.recv_timeout(Duration::from_millis(100)) {
+//!             Ok(n) => ctx.emit(format!("got {n}")).map_err(|_| Stopped)?,
+//!             Err(_) => continue,
+//!         }
+//!     }
+//!     Ok::<_, Stopped>("done.")
+//! });
+//! task.send(7)?; // an Err gives the message back if the task is gone
+//! assert_eq!(task.recv()?, "got 7");
+//! task.stop(); // cooperative; returns at once
+//! assert_eq!(task.join().value(), Some("done."));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Where tasks run
+//!
+//! On worker threads that are reused: a finished task's thread waits a while
+//! for the next one, so spawning a small task costs a fraction of a new OS
+//! thread. When every worker is busy a new one starts, so a task that blocks
+//! forever never starves the others. Idle workers exit after
+//! [`idle_timeout`] (see [`set_idle_timeout`]).
+//!
+//! # Stop, drop and detach
+//!
+//! Stopping is cooperative: [`Task::stop`] sets a flag that the task sees
+//! and wakes the task out of its context's blocking calls; the task decides
+//! when to return. Dropping a handle stops its task, unless it was
+//! [`detach`](Task::detach)ed. A builder [`timeout`](Builder::timeout) stops
+//! the task when it passes.
+//!
+//! # Messages are never lost
+//!
+//! Every call that takes a value gives it back when it cannot deliver it
+//! ([`SendError`], [`TrySendError`], [`EmitError`], …), and the messages a
+//! task never read can be taken back after it ended
+//! ([`Task::take_unread`]).
+//!
+//! # Tracing
+//!
+//! Each task runs inside a `task` span (its id and name) of the [`tracing`]
+//! crate, with events when it starts, when a stop is requested and when it
+//! ends (with its outcome). Without a subscriber they cost next to nothing.
+//!
+//! [`tracing`]: https://docs.rs/tracing
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+mod builder;
+mod ctx;
+mod error;
+mod mailbox;
+mod outcome;
+mod sync;
+mod task;
+mod timer;
+
+pub use backend::thread::{idle_timeout, set_idle_timeout, worker_threads};
+pub use builder::{Builder, DEFAULT_CAPACITY, spawn};
+pub use ctx::Ctx;
+pub use error::{
+    CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, RecvError, RecvTimeoutError,
+    SendError, SendTimeoutError, StartError, Stopped, TryEmitError, TryRecvError, TrySendError,
+};
+pub use outcome::{Location, Outcome, Panic, TaskError};
+pub use task::{Events, Status, Task, TaskId};
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

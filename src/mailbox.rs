@@ -1,0 +1,348 @@
+//! A task's two bounded queues and its flags, under one lock.
+//!
+//! The inbox carries messages from the handle to the task, the outbox events
+//! from the task to the handle. The flags say whether a stop was asked for,
+//! whether the task is done, and whether the handle or the context is gone.
+//! Keeping all of it under one lock makes each decision ("deliver, or give
+//! back because the task is stopping") atomic: a message is either in the
+//! queue before the stop or refused after it, never lost in between.
+//!
+//! Waiting: a caller first tries; then spins on lock-free mirrors of the
+//! lengths and flags (the other side usually answers within microseconds,
+//! while a kernel wake-up costs tens of them); then registers its thread in
+//! the waiter list and parks. Every change of state unparks every registered
+//! waiter, and each re-checks its own condition. There is no polling
+//! interval anywhere: a stop wakes a parked waiter at once.
+//!
+//! An empty queue holds no allocation, so an idle task costs a few hundred
+//! bytes besides its thread.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use crate::sync::{lock, spin_until};
+
+/// The task was asked to stop.
+pub(crate) const STOP: u8 = 1;
+/// The task has ended and its outcome is stored.
+pub(crate) const DONE: u8 = 2;
+/// The handle is gone (dropped or detached): no message can come in, no
+/// event can be read.
+pub(crate) const HANDLE_GONE: u8 = 4;
+/// The task's context is gone: no event can come out, no message be read.
+pub(crate) const CTX_GONE: u8 = 8;
+
+/// How long an operation may wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    No,
+    Forever,
+    Until(Instant),
+}
+
+pub(crate) struct Mailbox<In, Ev> {
+    state: Mutex<State<In, Ev>>,
+    // Messages the task's side has taken out of the inbox in one batch and
+    // not yet handed to the body. They still count in `inbox_len`, so the
+    // inbox's capacity bounds them too; they go back to the handle with the
+    // rest of the inbox (`drain_in`).
+    taken: Mutex<VecDeque<In>>,
+    // Whether any thread is (about to be) registered as a waiter; lets the
+    // task's side free inbox room without the state lock.
+    has_waiters: AtomicBool,
+    inbox_cap: usize,
+    outbox_cap: usize,
+    // Lock-free mirrors for spinning waiters; written under the lock.
+    flags: AtomicU8,
+    inbox_len: AtomicUsize,
+    outbox_len: AtomicUsize,
+}
+
+struct State<In, Ev> {
+    inbox: VecDeque<In>,
+    outbox: VecDeque<Ev>,
+    flags: u8,
+    waiters: Vec<Thread>,
+    // Set by a change of state: the waiters are woken once the lock is let
+    // go, so that a woken thread never finds it still held.
+    notify: bool,
+}
+
+impl<In, Ev> State<In, Ev> {
+    fn wake(&mut self) {
+        self.notify = true;
+    }
+}
+
+/// Why a message could not go into the inbox; the message is given back.
+pub(crate) enum PushError<T> {
+    /// The queue is full (and the wait, if any, ran out).
+    Full(T),
+    /// Nobody will take it: the task is stopping or done, or (for the
+    /// outbox) the handle is gone.
+    Closed(T),
+    /// The outbox was full and a stop was asked for while waiting.
+    Stopped(T),
+}
+
+/// Why nothing came out of a queue.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PopError {
+    /// Nothing waiting (and the wait, if any, ran out).
+    Empty,
+    /// The task was asked to stop (inbox only).
+    Stopped,
+    /// Nothing can ever come: the other side is gone and the queue empty.
+    Disconnected,
+}
+
+impl<In, Ev> Mailbox<In, Ev> {
+    pub(crate) fn new(inbox_cap: usize, outbox_cap: usize) -> Self {
+        Mailbox {
+            state: Mutex::new(State {
+                inbox: VecDeque::new(),
+                outbox: VecDeque::new(),
+                flags: 0,
+                waiters: Vec::new(),
+                notify: false,
+            }),
+            taken: Mutex::new(VecDeque::new()),
+            has_waiters: AtomicBool::new(false),
+            inbox_cap: inbox_cap.max(1),
+            outbox_cap: outbox_cap.max(1),
+            flags: AtomicU8::new(0),
+            inbox_len: AtomicUsize::new(0),
+            outbox_len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` under the lock, then wakes the waiters if `f` changed the
+    /// state.
+    fn locked<R>(&self, f: impl FnOnce(&mut State<In, Ev>) -> R) -> R {
+        let mut s = lock(&self.state);
+        let r = f(&mut s);
+        if s.notify && !s.waiters.is_empty() {
+            s.notify = false;
+            let waiters = std::mem::take(&mut s.waiters);
+            self.has_waiters.store(false, Ordering::SeqCst);
+            drop(s);
+            for t in waiters {
+                t.unpark();
+            }
+        } else {
+            s.notify = false;
+        }
+        r
+    }
+
+    /// Whether `flag` is set, without the lock.
+    pub(crate) fn is(&self, flag: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & flag != 0
+    }
+
+    /// Sets `flag` and wakes every waiter; returns `true` if it was not set.
+    pub(crate) fn set(&self, flag: u8) -> bool {
+        self.locked(|s| {
+            if s.flags & flag != 0 {
+                return false;
+            }
+            s.flags |= flag;
+            self.flags.store(s.flags, Ordering::Release);
+            s.wake();
+            true
+        })
+    }
+
+    /// Runs `attempt` under the lock until it returns `Some`, waiting as
+    /// `wait` allows in between; `None` when the wait ran out.
+    fn wait<R>(
+        &self,
+        wait: Wait,
+        hint: impl Fn(&Self) -> bool,
+        mut attempt: impl FnMut(&mut State<In, Ev>) -> Option<R>,
+    ) -> Option<R> {
+        if let Some(r) = self.locked(&mut attempt) {
+            return Some(r);
+        }
+        let deadline = match wait {
+            Wait::No => return None,
+            Wait::Forever => None,
+            Wait::Until(d) => Some(d),
+        };
+        let past = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
+        if spin_until(|| (hint(self) || past(deadline)).then_some(())).is_some()
+            && let Some(r) = self.locked(&mut attempt)
+        {
+            return Some(r);
+        }
+        let me = thread::current();
+        loop {
+            let now = Instant::now();
+            let done = self.locked(|s| {
+                s.waiters.retain(|t| t.id() != me.id());
+                // Announce the waiter before checking: a side that changes
+                // the state without the lock checks this flag after its
+                // change, so one of the two sees the other.
+                self.has_waiters.store(true, Ordering::SeqCst);
+                if let Some(r) = attempt(s) {
+                    self.has_waiters
+                        .store(!s.waiters.is_empty(), Ordering::SeqCst);
+                    return Some(Some(r));
+                }
+                if deadline.is_some_and(|d| now >= d) {
+                    self.has_waiters
+                        .store(!s.waiters.is_empty(), Ordering::SeqCst);
+                    return Some(None);
+                }
+                s.waiters.push(me.clone());
+                None
+            });
+            if let Some(r) = done {
+                return r;
+            }
+            match deadline {
+                None => thread::park(),
+                Some(d) => thread::park_timeout(d - now),
+            }
+        }
+    }
+
+    /// Puts a message into the inbox (the handle's send).
+    pub(crate) fn push_in(&self, message: In, wait: Wait) -> Result<(), PushError<In>> {
+        let mut message = Some(message);
+        let hint =
+            |m: &Self| m.is(STOP | DONE) || m.inbox_len.load(Ordering::Acquire) < m.inbox_cap;
+        let done = self.wait(wait, hint, |s| {
+            if s.flags & (STOP | DONE) != 0 {
+                return Some(Err(()));
+            }
+            if self.inbox_len.load(Ordering::SeqCst) >= self.inbox_cap {
+                return None;
+            }
+            s.inbox.push_back(message.take().expect("pushed once"));
+            self.inbox_len.fetch_add(1, Ordering::SeqCst);
+            s.wake();
+            Some(Ok(()))
+        });
+        match done {
+            Some(Ok(())) => Ok(()),
+            Some(Err(())) => Err(PushError::Closed(message.take().expect("kept"))),
+            None => Err(PushError::Full(message.take().expect("kept"))),
+        }
+    }
+
+    /// Takes a message out of the inbox (the context's recv).
+    ///
+    /// The task's side takes the whole inbox in one batch under the lock and
+    /// then hands messages out one by one without it, so a busy sender and
+    /// the task rarely meet on the lock.
+    pub(crate) fn pop_in(&self, wait: Wait) -> Result<In, PopError> {
+        if self.is(STOP) {
+            return Err(PopError::Stopped);
+        }
+        let mut taken = lock(&self.taken);
+        if let Some(m) = taken.pop_front() {
+            drop(taken);
+            self.release_one();
+            return Ok(m);
+        }
+        let hint = |m: &Self| m.is(STOP | HANDLE_GONE) || m.inbox_len.load(Ordering::Acquire) > 0;
+        let got = self.wait(wait, hint, |s| {
+            if s.flags & STOP != 0 {
+                return Some(Err(PopError::Stopped));
+            }
+            if !s.inbox.is_empty() {
+                std::mem::swap(&mut *taken, &mut s.inbox);
+                return Some(Ok(()));
+            }
+            if s.flags & HANDLE_GONE != 0 {
+                return Some(Err(PopError::Disconnected));
+            }
+            None
+        });
+        match got {
+            Some(Ok(())) => {
+                let m = taken.pop_front().expect("a batch is never empty");
+                drop(taken);
+                self.release_one();
+                Ok(m)
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(PopError::Empty),
+        }
+    }
+
+    /// Frees one place in the inbox after a message left it, waking a
+    /// sender that waits for room.
+    fn release_one(&self) {
+        self.inbox_len.fetch_sub(1, Ordering::SeqCst);
+        if self.has_waiters.load(Ordering::SeqCst) {
+            self.locked(|s| s.wake());
+        }
+    }
+
+    /// Puts an event into the outbox (the context's emit).
+    pub(crate) fn push_out(&self, event: Ev, wait: Wait) -> Result<(), PushError<Ev>> {
+        let mut event = Some(event);
+        let hint = |m: &Self| {
+            m.is(STOP | HANDLE_GONE) || m.outbox_len.load(Ordering::Acquire) < m.outbox_cap
+        };
+        let done = self.wait(wait, hint, |s| {
+            if s.flags & HANDLE_GONE != 0 {
+                return Some(Err(false));
+            }
+            if s.outbox.len() >= self.outbox_cap {
+                return (s.flags & STOP != 0).then_some(Err(true));
+            }
+            s.outbox.push_back(event.take().expect("pushed once"));
+            self.outbox_len.store(s.outbox.len(), Ordering::Release);
+            s.wake();
+            Some(Ok(()))
+        });
+        match done {
+            Some(Ok(())) => Ok(()),
+            Some(Err(false)) => Err(PushError::Closed(event.take().expect("kept"))),
+            Some(Err(true)) => Err(PushError::Stopped(event.take().expect("kept"))),
+            None => Err(PushError::Full(event.take().expect("kept"))),
+        }
+    }
+
+    /// Takes an event out of the outbox (the handle's recv).
+    pub(crate) fn pop_out(&self, wait: Wait) -> Result<Ev, PopError> {
+        let hint = |m: &Self| m.is(CTX_GONE) || m.outbox_len.load(Ordering::Acquire) > 0;
+        self.wait(wait, hint, |s| match s.outbox.pop_front() {
+            Some(e) => {
+                self.outbox_len.store(s.outbox.len(), Ordering::Release);
+                s.wake();
+                Some(Ok(e))
+            }
+            None if s.flags & CTX_GONE != 0 => Some(Err(PopError::Disconnected)),
+            None => None,
+        })
+        .unwrap_or(Err(PopError::Empty))
+    }
+
+    /// Waits until `flag` is set; returns whether it is.
+    pub(crate) fn wait_for(&self, flag: u8, wait: Wait) -> bool {
+        self.wait(
+            wait,
+            |m| m.is(flag),
+            |s| (s.flags & flag != 0).then_some(()),
+        )
+        .is_some()
+    }
+
+    /// Takes every message left in the inbox.
+    pub(crate) fn drain_in(&self) -> Vec<In> {
+        let mut taken = lock(&self.taken);
+        self.locked(|s| {
+            let all: Vec<In> = taken.drain(..).chain(s.inbox.drain(..)).collect();
+            self.inbox_len.store(0, Ordering::SeqCst);
+            s.wake();
+            all
+        })
+    }
+}

@@ -1,0 +1,385 @@
+//! How a task ended.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::error::Error;
+use std::fmt;
+use std::panic;
+use std::sync::{Mutex, Once};
+
+/// How a task ended: its value, its own error, a panic, or never begun.
+///
+/// Returned by [`Task::join`](crate::Task::join). Every way a task can end is
+/// its own case, so nothing is lost in translation; more cases come with
+/// other places a task can run (a kill, a crash, a lost worker), which is why
+/// the enum is `#[non_exhaustive]`.
+///
+/// [`into_result`](Outcome::into_result) folds it into a `Result` whose error,
+/// [`TaskError`], tells the failure cases apart with `is_*` predicates.
+///
+/// # Examples
+///
+/// ```
+/// use sidetask::{Ctx, Outcome};
+///
+/// let task = sidetask::spawn(|_: &Ctx| Err::<u32, _>("no luck"));
+/// match task.join() {
+///     Outcome::Value(v) => println!("value {v}"),
+///     Outcome::Error(e) => assert_eq!(e, "no luck"),
+///     Outcome::Panicked(p) => println!("panicked: {p}"),
+///     other => println!("{other:?}"),
+/// }
+/// ```
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Outcome<T, E> {
+    /// The task returned `Ok(value)`.
+    Value(T),
+    /// The task returned `Err(error)`.
+    Error(E),
+    /// The task panicked.
+    Panicked(Panic),
+    /// The task was stopped, or its handle joined or dropped, before its body
+    /// began: the body never ran.
+    Cancelled,
+}
+
+impl<T, E> Outcome<T, E> {
+    /// Returns `true` if the task returned a value.
+    pub fn is_value(&self) -> bool {
+        matches!(self, Outcome::Value(_))
+    }
+
+    /// Returns `true` if the task returned its own error.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Outcome::Error(_))
+    }
+
+    /// Returns `true` if the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Outcome::Panicked(_))
+    }
+
+    /// Returns `true` if the task's body never ran.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Outcome::Cancelled)
+    }
+
+    /// The task's value, if it returned one.
+    pub fn value(self) -> Option<T> {
+        match self {
+            Outcome::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The task's own error, if it returned one.
+    pub fn error(self) -> Option<E> {
+        match self {
+            Outcome::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The task's panic, if it panicked.
+    pub fn panic(self) -> Option<Panic> {
+        match self {
+            Outcome::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Folds the outcome into a `Result`: the value, or a [`TaskError`] that
+    /// tells which failure it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::Ctx;
+    ///
+    /// let task = sidetask::spawn(|_: &Ctx| -> Result<u32, String> { panic!("boom") });
+    /// let err = task.join().into_result().unwrap_err();
+    /// assert!(err.is_panic());
+    /// assert_eq!(err.panic().unwrap().message(), "boom");
+    /// ```
+    pub fn into_result(self) -> Result<T, TaskError<E>> {
+        match self {
+            Outcome::Value(v) => Ok(v),
+            Outcome::Error(e) => Err(TaskError::new(Failure::Error(e))),
+            Outcome::Panicked(p) => Err(TaskError::new(Failure::Panicked(p))),
+            Outcome::Cancelled => Err(TaskError::new(Failure::Cancelled)),
+        }
+    }
+
+    /// Returns the value; on a panic, resumes the task's panic on this
+    /// thread; panics on any other outcome.
+    ///
+    /// This is how a caller asks for a task's panic to reach its own thread:
+    /// nothing else does.
+    ///
+    /// # Panics
+    ///
+    /// If the outcome is not a value.
+    #[track_caller]
+    pub fn unwrap(self) -> T
+    where
+        E: fmt::Debug,
+    {
+        match self {
+            Outcome::Value(v) => v,
+            Outcome::Error(e) => panic!("called `Outcome::unwrap()` on an `Error`: {e:?}"),
+            Outcome::Panicked(p) => p.resume(),
+            Outcome::Cancelled => panic!("called `Outcome::unwrap()` on `Cancelled`"),
+        }
+    }
+}
+
+/// A task's panic: its message, where it happened, and its payload.
+///
+/// The payload can be taken with [`into_payload`](Panic::into_payload) or the
+/// panic resumed on the caller's thread with [`resume`](Panic::resume).
+pub struct Panic {
+    message: String,
+    location: Option<Location>,
+    // A `Mutex` makes the `Send`-only payload `Sync` without `unsafe`; it is
+    // only ever reached through `self` by value.
+    payload: Mutex<Box<dyn Any + Send + 'static>>,
+}
+
+/// Where a panic happened in the source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    file: String,
+    line: u32,
+    column: u32,
+}
+
+impl Location {
+    /// The source file.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The line, from 1.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// The column, from 1.
+    pub fn column(&self) -> u32 {
+        self.column
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+impl Panic {
+    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>, location: Option<Location>) -> Panic {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "Box<dyn Any>".to_owned()
+        };
+        Panic {
+            message,
+            location,
+            payload: Mutex::new(payload),
+        }
+    }
+
+    /// The panic's message (`"Box<dyn Any>"` when the payload was not a
+    /// string).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Where the task panicked, when it could be recorded.
+    ///
+    /// sidetask records it through a panic hook that it installs, chained to
+    /// the one already set, when the first task starts. A hook set later by
+    /// the program replaces it, and locations are then `None`.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+
+    /// The payload the task panicked with.
+    pub fn into_payload(self) -> Box<dyn Any + Send + 'static> {
+        self.payload
+            .into_inner()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Resumes the task's panic on the calling thread.
+    pub fn resume(self) -> ! {
+        panic::resume_unwind(self.into_payload())
+    }
+}
+
+impl fmt::Debug for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Panic")
+            .field("message", &self.message)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(loc) => write!(f, "panicked at {loc}: {}", self.message),
+            None => write!(f, "panicked: {}", self.message),
+        }
+    }
+}
+
+/// Why a task did not give a value: its own error, a panic, or it never ran.
+///
+/// Made by [`Outcome::into_result`]. Ask which with the `is_*` predicates and
+/// take the parts with [`into_error`](TaskError::into_error) and
+/// [`into_panic`](TaskError::into_panic).
+pub struct TaskError<E> {
+    failure: Failure<E>,
+}
+
+enum Failure<E> {
+    Error(E),
+    Panicked(Panic),
+    Cancelled,
+}
+
+impl<E> TaskError<E> {
+    fn new(failure: Failure<E>) -> TaskError<E> {
+        TaskError { failure }
+    }
+
+    /// Returns `true` if the task returned its own error.
+    pub fn is_error(&self) -> bool {
+        matches!(self.failure, Failure::Error(_))
+    }
+
+    /// Returns `true` if the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.failure, Failure::Panicked(_))
+    }
+
+    /// Returns `true` if the task's body never ran.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.failure, Failure::Cancelled)
+    }
+
+    /// The task's own error, by reference.
+    pub fn error(&self) -> Option<&E> {
+        match &self.failure {
+            Failure::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The panic, by reference.
+    pub fn panic(&self) -> Option<&Panic> {
+        match &self.failure {
+            Failure::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Takes the task's own error, or gives `self` back.
+    pub fn into_error(self) -> Result<E, TaskError<E>> {
+        match self.failure {
+            Failure::Error(e) => Ok(e),
+            failure => Err(TaskError { failure }),
+        }
+    }
+
+    /// Takes the panic, or gives `self` back.
+    pub fn into_panic(self) -> Result<Panic, TaskError<E>> {
+        match self.failure {
+            Failure::Panicked(p) => Ok(p),
+            failure => Err(TaskError { failure }),
+        }
+    }
+
+    /// Turns it back into the [`Outcome`] it came from.
+    pub fn into_outcome<T>(self) -> Outcome<T, E> {
+        match self.failure {
+            Failure::Error(e) => Outcome::Error(e),
+            Failure::Panicked(p) => Outcome::Panicked(p),
+            Failure::Cancelled => Outcome::Cancelled,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.failure {
+            Failure::Error(e) => f.debug_tuple("TaskError::Error").field(e).finish(),
+            Failure::Panicked(p) => f.debug_tuple("TaskError::Panicked").field(p).finish(),
+            Failure::Cancelled => f.write_str("TaskError::Cancelled"),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.failure {
+            Failure::Error(e) => write!(f, "task failed: {e}"),
+            Failure::Panicked(p) => write!(f, "task {p}"),
+            Failure::Cancelled => f.write_str("task was cancelled before it began"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for TaskError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.failure {
+            Failure::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Recording where a task panicked.
+
+thread_local! {
+    /// `Some` while this thread runs a task body: the hook fills it.
+    static PANIC_SITE: RefCell<Option<Option<Location>>> = const { RefCell::new(None) };
+}
+
+/// Installs, once, a panic hook that records where a task body panicked and
+/// then calls the hook that was set before.
+pub(crate) fn install_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let _ = PANIC_SITE.try_with(|site| {
+                if let Ok(mut site) = site.try_borrow_mut()
+                    && let Some(slot) = site.as_mut()
+                {
+                    *slot = info.location().map(|l| Location {
+                        file: l.file().to_owned(),
+                        line: l.line(),
+                        column: l.column(),
+                    });
+                }
+            });
+            previous(info);
+        }));
+    });
+}
+
+/// Runs `f`, catching a panic together with where it happened.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
+    PANIC_SITE.with(|site| *site.borrow_mut() = Some(None));
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(f));
+    let location = PANIC_SITE.with(|site| site.borrow_mut().take()).flatten();
+    result.map_err(|payload| Panic::new(payload, location))
+}

@@ -1,0 +1,666 @@
+//! The handle.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::backend::thread::{self as place, Job};
+use crate::ctx::Ctx;
+use crate::error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, StartError, TryRecvError,
+    TrySendError,
+};
+use crate::mailbox::{DONE, HANDLE_GONE, Mailbox, PopError, PushError, STOP, Wait};
+use crate::outcome::{self, Outcome};
+use crate::sync::lock;
+use crate::timer::{self, Deadline};
+
+/// A task's id, unique in the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(u64);
+
+impl TaskId {
+    fn next() -> TaskId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        TaskId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id as a number.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Where a task is in its life, as seen by [`Task::status`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Built but not started.
+    NotStarted,
+    /// Started (perhaps still waiting for a thread to pick it up).
+    Running,
+    /// Asked to stop, still running.
+    Stopping,
+    /// Ended: its outcome is ready.
+    Done,
+}
+
+/// The part of a task that does not depend on its types.
+pub(crate) struct Core {
+    pub(crate) id: TaskId,
+    pub(crate) name: Option<Arc<str>>,
+    started: AtomicBool,
+}
+
+/// What a task's context reaches through, without the value types.
+pub(crate) trait Control<In, Ev>: Send + Sync {
+    fn core(&self) -> &Core;
+    fn mailbox(&self) -> &Mailbox<In, Ev>;
+}
+
+struct Shared<T, E, In, Ev> {
+    core: Core,
+    mailbox: Mailbox<In, Ev>,
+    outcome: Mutex<Option<Outcome<T, E>>>,
+}
+
+impl<T: Send, E: Send, In: Send, Ev: Send> Control<In, Ev> for Shared<T, E, In, Ev> {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn mailbox(&self) -> &Mailbox<In, Ev> {
+        &self.mailbox
+    }
+}
+
+impl<T: Send, E: Send, In: Send, Ev: Send> Deadline for Shared<T, E, In, Ev> {
+    fn expire(&self) {
+        self.request_stop("timeout");
+    }
+}
+
+impl<T, E, In, Ev> Shared<T, E, In, Ev> {
+    fn request_stop(&self, why: &'static str) {
+        if self.mailbox.set(STOP) {
+            tracing::debug!(
+                task.id = self.core.id.0,
+                task.name = self.core.name.as_deref(),
+                why,
+                "stop requested"
+            );
+        }
+    }
+
+    fn finish(&self, outcome: Outcome<T, E>) {
+        tracing::debug!(
+            task.id = self.core.id.0,
+            task.name = self.core.name.as_deref(),
+            outcome = outcome_name(&outcome),
+            "task ended"
+        );
+        *lock(&self.outcome) = Some(outcome);
+        self.mailbox.set(DONE);
+    }
+}
+
+fn outcome_name<T, E>(outcome: &Outcome<T, E>) -> &'static str {
+    match outcome {
+        Outcome::Value(_) => "value",
+        Outcome::Error(_) => "error",
+        Outcome::Panicked(_) => "panic",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+/// The settings a builder hands over.
+pub(crate) struct Settings {
+    pub(crate) name: Option<String>,
+    pub(crate) inbox: usize,
+    pub(crate) outbox: usize,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// A handle on a task: stop it, talk to it, hear from it, collect how it
+/// ended.
+///
+/// **Dropping the handle asks the task to stop** (cooperatively: the task
+/// sees [`Ctx::stopped`] and is woken out of `recv`, `recv_timeout`, `sleep`
+/// and a blocked `emit`), unless the handle was [`detach`](Task::detach)ed.
+/// Drop does not wait for the task to end; [`join`](Task::join) does.
+///
+/// `T` and `E` are the task's value and error types, `In` the messages it
+/// receives and `Ev` the events it emits. The handle is `Send` and `Sync`
+/// when they are `Send`, so any number of threads may send to and receive
+/// from one task through a shared reference.
+///
+/// # Examples
+///
+/// ```
+/// use sidetask::{Ctx, Stopped};
+///
+/// let task = sidetask::spawn(|ctx: &Ctx<u64, String>| {
+///     while let Ok(n) = ctx.recv() {
+///         ctx.emit(format!("got {n}")).ok();
+///     }
+///     Ok::<_, Stopped>("done.")
+/// });
+/// task.send(7)?;
+/// assert_eq!(task.recv()?, "got 7");
+/// task.stop();
+/// assert_eq!(task.join().value(), Some("done."));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Task<T, E, In = (), Ev = ()> {
+    shared: Arc<Shared<T, E, In, Ev>>,
+    pending: Mutex<Option<Job>>,
+    timeout: Option<Duration>,
+    detached: bool,
+}
+
+impl<T, E, In, Ev> Task<T, E, In, Ev>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    pub(crate) fn new<F>(settings: Settings, body: F) -> Self
+    where
+        F: FnOnce(&Ctx<In, Ev>) -> Result<T, E> + Send + 'static,
+    {
+        outcome::install_hook();
+        let shared = Arc::new(Shared {
+            core: Core {
+                id: TaskId::next(),
+                name: settings.name.map(Arc::from),
+                started: AtomicBool::new(false),
+            },
+            mailbox: Mailbox::new(settings.inbox, settings.outbox),
+            outcome: Mutex::new(None),
+        });
+        let control: Arc<dyn Control<In, Ev>> = shared.clone();
+        let ctx = Ctx::new(control);
+        let theirs = Arc::clone(&shared);
+        let job: Job = Box::new(move || run(theirs, ctx, body));
+        Task {
+            shared,
+            pending: Mutex::new(Some(job)),
+            timeout: settings.timeout,
+            detached: false,
+        }
+    }
+
+    /// Starts a task made by [`Builder::build`](crate::Builder::build).
+    ///
+    /// Messages sent before the start wait in the inbox, in order.
+    ///
+    /// # Errors
+    ///
+    /// If the task was started or stopped already
+    /// ([`StartError::is_already_started`]), or no thread could be started
+    /// for it ([`StartError::io_error`]); the task can be started again
+    /// after the latter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::{Builder, Ctx, Stopped};
+    ///
+    /// let task = Builder::new().build(|ctx: &Ctx<u8>| ctx.recv().map_err(|_| Stopped));
+    /// task.send(42)?; // kept until the task starts
+    /// task.start()?;
+    /// assert!(task.start().unwrap_err().is_already_started());
+    /// assert_eq!(task.join().value(), Some(42));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start(&self) -> Result<(), StartError> {
+        let mut pending = lock(&self.pending);
+        let job = pending.take().ok_or_else(StartError::already_started)?;
+        self.shared.core.started.store(true, Ordering::Release);
+        match place::execute(job) {
+            Ok(()) => {
+                drop(pending);
+                if let Some(timeout) = self.timeout {
+                    let weak: Weak<dyn Deadline> =
+                        Arc::downgrade(&self.shared) as Weak<dyn Deadline>;
+                    timer::schedule(Instant::now() + timeout, weak);
+                }
+                Ok(())
+            }
+            Err((job, err)) => {
+                self.shared.core.started.store(false, Ordering::Release);
+                *pending = Some(job);
+                Err(StartError::spawn(err))
+            }
+        }
+    }
+
+    /// Lets the task run on without a handle: dropping it no longer stops
+    /// the task.
+    ///
+    /// The task can no longer receive messages (its `recv` reports
+    /// [`CtxRecvError::Disconnected`](crate::CtxRecvError::Disconnected) once
+    /// its inbox is empty) and its events are dropped ([`Ctx::emit`] fails).
+    /// A task built but not started yet is started.
+    ///
+    /// # Errors
+    ///
+    /// If a task built but not started could not be started; it is then
+    /// cancelled.
+    pub fn detach(mut self) -> Result<(), StartError> {
+        if self.status() == Status::NotStarted {
+            match self.start() {
+                Ok(()) => {}
+                Err(e) if e.is_already_started() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.detached = true;
+        Ok(())
+    }
+}
+
+impl<T, E, In, Ev> Task<T, E, In, Ev> {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.shared.core.id
+    }
+
+    /// The task's name, if the builder gave one.
+    pub fn name(&self) -> Option<&str> {
+        self.shared.core.name.as_deref()
+    }
+
+    /// Asks the task to stop, and returns at once.
+    ///
+    /// The task sees it through [`Ctx::stopped`], and its blocking context
+    /// calls wake at once. From now on [`send`](Task::send) fails, giving the
+    /// message back. A task not started yet never runs: its outcome is
+    /// [`Outcome::Cancelled`]. Stopping twice is harmless.
+    pub fn stop(&self) {
+        self.shared.request_stop("stop");
+        self.cancel_if_pending();
+    }
+
+    /// If the task was never started, ends it as cancelled.
+    fn cancel_if_pending(&self) {
+        let job = lock(&self.pending).take();
+        if let Some(job) = job {
+            self.shared.mailbox.set(STOP);
+            // The body never runs; dropping it may run user drops.
+            let _ = outcome::catch(move || drop(job));
+            self.shared.finish(Outcome::Cancelled);
+        }
+    }
+
+    /// Returns `true` if the task has ended. Never blocks.
+    ///
+    /// The answer can be stale by the time it is read: a `false` may have
+    /// turned `true` meanwhile (never the other way).
+    pub fn is_done(&self) -> bool {
+        self.shared.mailbox.is(DONE)
+    }
+
+    /// Where the task is in its life. Never blocks.
+    pub fn status(&self) -> Status {
+        let mailbox = &self.shared.mailbox;
+        if mailbox.is(DONE) {
+            Status::Done
+        } else if mailbox.is(STOP) {
+            Status::Stopping
+        } else if self.shared.core.started.load(Ordering::Acquire) {
+            Status::Running
+        } else {
+            Status::NotStarted
+        }
+    }
+
+    /// Blocks until the task has ended, without taking its outcome.
+    ///
+    /// A task that was never started is cancelled (its outcome is
+    /// [`Outcome::Cancelled`]), so that this call cannot wait forever on a
+    /// task nobody will start. A running task that never ends makes it wait
+    /// forever; [`wait_timeout`](Task::wait_timeout) does not.
+    pub fn wait(&self) {
+        self.cancel_if_pending();
+        self.shared.mailbox.wait_for(DONE, Wait::Forever);
+    }
+
+    /// Blocks until the task has ended or `timeout` passed; returns `true` if
+    /// it ended. A task never started is not cancelled by this call.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let until = Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until);
+        self.shared.mailbox.wait_for(DONE, until)
+    }
+
+    /// Waits for the task to end and returns how it ended.
+    ///
+    /// A task that was never started is cancelled: its body never runs and
+    /// its outcome is [`Outcome::Cancelled`]. A task that never ends makes
+    /// this wait forever; [`join_timeout`](Task::join_timeout) does not.
+    ///
+    /// A panic in the task never reaches the caller through `join`: it is
+    /// [`Outcome::Panicked`]. [`Outcome::unwrap`] resumes it, if that is what
+    /// the caller wants.
+    pub fn join(self) -> Outcome<T, E> {
+        self.wait();
+        self.take_outcome()
+    }
+
+    /// Returns the outcome if the task has ended, or gives the handle back.
+    ///
+    /// # Errors
+    ///
+    /// The handle itself, if the task is still running.
+    pub fn try_join(self) -> Result<Outcome<T, E>, Self> {
+        if self.is_done() {
+            Ok(self.take_outcome())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Waits at most `timeout` for the task to end; returns the outcome, or
+    /// gives the handle back.
+    ///
+    /// # Errors
+    ///
+    /// The handle itself, if the task did not end in time: the caller can
+    /// then stop it, wait again, or drop it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sidetask::{Ctx, Stopped};
+    ///
+    /// let task = sidetask::spawn(|ctx: &Ctx| ctx.sleep(Duration::from_secs(60)));
+    /// let task = task.join_timeout(Duration::from_millis(10)).unwrap_err();
+    /// task.stop();
+    /// assert_eq!(task.join().error(), Some(Stopped));
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<Outcome<T, E>, Self> {
+        if self.wait_timeout(timeout) {
+            Ok(self.take_outcome())
+        } else {
+            Err(self)
+        }
+    }
+
+    fn take_outcome(&self) -> Outcome<T, E> {
+        lock(&self.shared.outcome)
+            .take()
+            .expect("a finished task holds its outcome until joined once")
+    }
+
+    /// Sends a message into the task's inbox, waiting while it is full.
+    ///
+    /// # Errors
+    ///
+    /// If the task is stopping or has ended (also while waiting), the message
+    /// is given back in the [`SendError`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::{Ctx, Stopped};
+    ///
+    /// let task = sidetask::spawn(|ctx: &Ctx<i32>| ctx.recv().map_err(|_| Stopped));
+    /// task.send(1)?;
+    /// task.wait();
+    /// assert_eq!(task.send(2).unwrap_err().into_inner(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send(&self, message: In) -> Result<(), SendError<In>> {
+        self.shared
+            .mailbox
+            .push_in(message, Wait::Forever)
+            .map_err(|e| match e {
+                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => SendError(m),
+            })
+    }
+
+    /// Sends a message if the inbox has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] if the inbox is full,
+    /// [`TrySendError::Disconnected`] if the task is stopping or has ended;
+    /// the message is given back.
+    pub fn try_send(&self, message: In) -> Result<(), TrySendError<In>> {
+        self.shared
+            .mailbox
+            .push_in(message, Wait::No)
+            .map_err(|e| match e {
+                PushError::Full(m) => TrySendError::Full(m),
+                PushError::Closed(m) | PushError::Stopped(m) => TrySendError::Disconnected(m),
+            })
+    }
+
+    /// Sends a message, waiting at most `timeout` while the inbox is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] if the inbox stayed full,
+    /// [`SendTimeoutError::Disconnected`] if the task is stopping or has
+    /// ended; the message is given back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sidetask::{Builder, Ctx, Stopped};
+    ///
+    /// let task = Builder::new()
+    ///     .inbox_capacity(1)
+    ///     .spawn(|ctx: &Ctx<u8>| ctx.sleep(Duration::from_secs(60)))?;
+    /// task.send(1)?;
+    /// let err = task.send_timeout(2, Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// assert_eq!(err.into_inner(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_timeout(&self, message: In, timeout: Duration) -> Result<(), SendTimeoutError<In>> {
+        let until = Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until);
+        self.shared
+            .mailbox
+            .push_in(message, until)
+            .map_err(|e| match e {
+                PushError::Full(m) => SendTimeoutError::Timeout(m),
+                PushError::Closed(m) | PushError::Stopped(m) => SendTimeoutError::Disconnected(m),
+            })
+    }
+
+    /// Waits for the next event from the task.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the task has ended and every event it emitted has
+    /// been received.
+    pub fn recv(&self) -> Result<Ev, RecvError> {
+        self.shared
+            .mailbox
+            .pop_out(Wait::Forever)
+            .map_err(|_| RecvError)
+    }
+
+    /// Takes the next event if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] if none is waiting,
+    /// [`TryRecvError::Disconnected`] once the task has ended and every event
+    /// has been received.
+    pub fn try_recv(&self) -> Result<Ev, TryRecvError> {
+        self.shared.mailbox.pop_out(Wait::No).map_err(|e| match e {
+            PopError::Disconnected => TryRecvError::Disconnected,
+            _ => TryRecvError::Empty,
+        })
+    }
+
+    /// Waits at most `timeout` for the next event.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] if none came in time,
+    /// [`RecvTimeoutError::Disconnected`] once the task has ended and every
+    /// event has been received.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Ev, RecvTimeoutError> {
+        let until = Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until);
+        self.shared.mailbox.pop_out(until).map_err(|e| match e {
+            PopError::Disconnected => RecvTimeoutError::Disconnected,
+            _ => RecvTimeoutError::Timeout,
+        })
+    }
+
+    /// A blocking iterator over the task's events; it ends when the task has
+    /// ended and every event has been received.
+    pub fn iter(&self) -> Events<'_, T, E, In, Ev> {
+        Events { task: self }
+    }
+
+    /// A non-blocking iterator over the events waiting now.
+    pub fn try_iter(&self) -> impl Iterator<Item = Ev> + '_ {
+        std::iter::from_fn(move || self.try_recv().ok())
+    }
+
+    /// Takes back the messages the task never read, once it has ended.
+    ///
+    /// Returns `None` while the task may still read them. A message sent
+    /// from another thread at the very moment the task ended can arrive after
+    /// this call; call again after such senders are done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::{Builder, Ctx, Stopped};
+    ///
+    /// let task = Builder::new().build(|ctx: &Ctx<&str>| ctx.recv().map_err(|_| Stopped));
+    /// task.send("first")?;
+    /// task.send("second")?;
+    /// assert_eq!(task.take_unread(), None); // not ended yet
+    /// task.start()?;
+    /// task.wait();
+    /// assert_eq!(task.take_unread(), Some(vec!["second"]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn take_unread(&self) -> Option<Vec<In>> {
+        if self.is_done() {
+            Some(self.shared.mailbox.drain_in())
+        } else {
+            None
+        }
+    }
+}
+
+/// A blocking iterator over a task's events, made by [`Task::iter`].
+pub struct Events<'a, T, E, In, Ev> {
+    task: &'a Task<T, E, In, Ev>,
+}
+
+impl<T, E, In, Ev> Iterator for Events<'_, T, E, In, Ev> {
+    type Item = Ev;
+
+    fn next(&mut self) -> Option<Ev> {
+        self.task.recv().ok()
+    }
+}
+
+impl<'a, T, E, In, Ev> IntoIterator for &'a Task<T, E, In, Ev> {
+    type Item = Ev;
+    type IntoIter = Events<'a, T, E, In, Ev>;
+
+    fn into_iter(self) -> Events<'a, T, E, In, Ev> {
+        self.iter()
+    }
+}
+
+impl<T, E, In, Ev> Drop for Task<T, E, In, Ev> {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.shared.request_stop("handle dropped");
+            self.cancel_if_pending();
+        }
+        self.shared.mailbox.set(HANDLE_GONE);
+    }
+}
+
+impl<T, E, In, Ev> fmt::Debug for Task<T, E, In, Ev> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sets the worker thread's kernel name to the task's while it runs.
+struct ThreadName;
+
+impl ThreadName {
+    fn set(name: &str) -> ThreadName {
+        set_thread_name(name);
+        ThreadName
+    }
+}
+
+impl Drop for ThreadName {
+    fn drop(&mut self) {
+        set_thread_name("sidetask-worker");
+    }
+}
+
+fn set_thread_name(name: &str) {
+    // The kernel keeps 15 bytes; cut at a character boundary and at a NUL.
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &name[..end];
+    let cut = cut.split('\0').next().unwrap_or_default();
+    if let Ok(c) = std::ffi::CString::new(cut) {
+        let _ = rustix::thread::set_name(&c);
+    }
+}
+
+/// Runs a task body on the current (worker) thread and records its outcome.
+fn run<T, E, In, Ev, F>(shared: Arc<Shared<T, E, In, Ev>>, ctx: Ctx<In, Ev>, body: F)
+where
+    F: FnOnce(&Ctx<In, Ev>) -> Result<T, E>,
+{
+    let core = &shared.core;
+    let span = tracing::debug_span!("task", id = core.id.0, name = core.name.as_deref());
+    let _entered = span.enter();
+    let outcome = if shared.mailbox.is(STOP) {
+        let _ = outcome::catch(move || drop((ctx, body)));
+        Outcome::Cancelled
+    } else {
+        tracing::debug!("task started");
+        let _name = core.name.as_deref().map(ThreadName::set);
+        match outcome::catch(move || {
+            let result = body(&ctx);
+            drop(ctx);
+            result
+        }) {
+            Ok(Ok(value)) => Outcome::Value(value),
+            Ok(Err(error)) => Outcome::Error(error),
+            Err(panic) => Outcome::Panicked(panic),
+        }
+    };
+    shared.finish(outcome);
+}
