@@ -87,14 +87,17 @@ impl<In, Ev> Ctx<In, Ev> {
     /// ```
     /// use sidetask::{Ctx, Stopped};
     ///
-    /// let task = sidetask::spawn(|ctx: &Ctx| -> Result<(), Stopped> {
+    /// let task = sidetask::spawn(|ctx: &Ctx<(), &str>| -> Result<(), Stopped> {
+    ///     ctx.emit("working").ok();
     ///     loop {
     ///         ctx.checkpoint()?;
     ///         std::thread::yield_now();
     ///     }
     /// });
+    /// assert_eq!(task.recv()?, "working");
     /// task.stop();
     /// assert_eq!(task.join().error(), Some(Stopped));
+    /// # Ok::<(), sidetask::RecvError>(())
     /// ```
     pub fn checkpoint(&self) -> Result<(), Stopped> {
         if self.stopped() { Err(Stopped) } else { Ok(()) }
@@ -112,11 +115,16 @@ impl<In, Ev> Ctx<In, Ev> {
     /// use std::time::{Duration, Instant};
     /// use sidetask::Ctx;
     ///
-    /// let task = sidetask::spawn(|ctx: &Ctx| ctx.sleep(Duration::from_secs(3600)));
+    /// let task = sidetask::spawn(|ctx: &Ctx<(), ()>| {
+    ///     ctx.emit(()).ok();
+    ///     ctx.sleep(Duration::from_secs(3600))
+    /// });
+    /// task.recv()?; // the task is running
     /// let asked = Instant::now();
     /// task.stop();
     /// assert!(task.join().is_error());
     /// assert!(asked.elapsed() < Duration::from_secs(60));
+    /// # Ok::<(), sidetask::RecvError>(())
     /// ```
     pub fn sleep(&self, duration: Duration) -> Result<(), Stopped> {
         let until = Instant::now()

@@ -51,7 +51,10 @@ fn values_come_back() {
 fn debug_does_not_need_the_value_to_be_debug() {
     assert_eq!(format!("{:?}", SendError(Opaque(0))), "SendError(..)");
     assert_eq!(format!("{:?}", TrySendError::Full(Opaque(0))), "Full(..)");
-    assert_eq!(format!("{:?}", EmitError::Disconnected(Opaque(0))), "Disconnected(..)");
+    assert_eq!(
+        format!("{:?}", EmitError::Disconnected(Opaque(0))),
+        "Disconnected(..)"
+    );
 }
 
 #[test]
@@ -82,5 +85,8 @@ fn display_is_lower_case_without_a_period() {
 fn stopped_converts_into_ctx_errors() {
     assert_eq!(CtxRecvError::from(Stopped), CtxRecvError::Stopped);
     assert_eq!(CtxTryRecvError::from(Stopped), CtxTryRecvError::Stopped);
-    assert_eq!(CtxRecvTimeoutError::from(Stopped), CtxRecvTimeoutError::Stopped);
+    assert_eq!(
+        CtxRecvTimeoutError::from(Stopped),
+        CtxRecvTimeoutError::Stopped
+    );
 }

@@ -68,7 +68,11 @@ fn panic_carries_message_and_location() {
     });
     let outcome = task.join();
     let panic = outcome.panic().expect("a panic");
-    assert!(panic.message().contains("index out of bounds"), "{}", panic.message());
+    assert!(
+        panic.message().contains("index out of bounds"),
+        "{}",
+        panic.message()
+    );
     let location = panic.location().expect("a location");
     assert!(location.file().ends_with("thread.rs"), "{location}");
     assert!(location.line() > 0);
@@ -91,7 +95,10 @@ fn into_result_tells_failures_apart() {
         .into_result()
         .unwrap_err();
     assert!(err.is_error() && !err.is_panic() && !err.is_cancelled());
-    assert_eq!(err.to_string(), "task failed: an error occurred when formatting an argument");
+    assert_eq!(
+        err.to_string(),
+        "task failed: an error occurred when formatting an argument"
+    );
     assert!(std::error::Error::source(&err).is_some());
     let err = sidetask::spawn(|_: &Ctx| -> Result<(), ()> { panic!("boom") })
         .join()
@@ -208,15 +215,17 @@ fn stop_wakes_sleep_at_once() {
 fn stop_wakes_emit_on_a_full_outbox_and_gives_the_event_back() {
     let blocked = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&blocked);
-    let task = Builder::new().outbox_capacity(1).spawn(move |ctx: &Ctx<(), u32>| {
-        ctx.emit(1).unwrap();
-        flag.store(true, Ordering::SeqCst);
-        match ctx.emit(2) {
-            Err(EmitError::Stopped(event)) => Ok(event),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .unwrap();
+    let task = Builder::new()
+        .outbox_capacity(1)
+        .spawn(move |ctx: &Ctx<(), u32>| {
+            ctx.emit(1).unwrap();
+            flag.store(true, Ordering::SeqCst);
+            match ctx.emit(2) {
+                Err(EmitError::Stopped(event)) => Ok(event),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .unwrap();
     wait_until("the outbox to fill", || blocked.load(Ordering::SeqCst));
     std::thread::sleep(Duration::from_millis(50));
     task.stop();
@@ -241,18 +250,20 @@ fn sleep_runs_its_time_when_not_stopped() {
 fn checkpoint_turns_stop_into_an_early_return() {
     let began = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&began);
-    let task = sidetask::spawn(move |ctx: &Ctx| -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
-        flag.store(true, Ordering::SeqCst);
-        let mut rounds = 0;
-        loop {
-            ctx.checkpoint()?;
-            rounds += 1;
-            std::thread::yield_now();
-            if rounds == u32::MAX {
-                return Ok(rounds);
+    let task = sidetask::spawn(
+        move |ctx: &Ctx| -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+            flag.store(true, Ordering::SeqCst);
+            let mut rounds = 0;
+            loop {
+                ctx.checkpoint()?;
+                rounds += 1;
+                std::thread::yield_now();
+                if rounds == u32::MAX {
+                    return Ok(rounds);
+                }
             }
-        }
-    });
+        },
+    );
     wait_until("the body to begin", || began.load(Ordering::SeqCst));
     task.stop();
     let err = task.join().error().expect("the task's own error");
@@ -288,7 +299,9 @@ fn send_after_end_gives_the_message_back() {
         task.try_send("again".to_string()),
         Err(TrySendError::Disconnected("again".to_string()))
     );
-    let err = task.send_timeout("late".to_string(), Duration::from_secs(5)).unwrap_err();
+    let err = task
+        .send_timeout("late".to_string(), Duration::from_secs(5))
+        .unwrap_err();
     assert!(err.is_disconnected());
     assert_eq!(err.into_inner(), "late");
 }
@@ -347,7 +360,10 @@ fn events_flow_out_and_end_with_disconnected() {
     assert_eq!(events, vec![0, 1, 2, 3, 4]);
     assert_eq!(task.recv(), Err(RecvError));
     assert_eq!(task.try_recv(), Err(TryRecvError::Disconnected));
-    assert_eq!(task.recv_timeout(Duration::from_secs(5)), Err(RecvTimeoutError::Disconnected));
+    assert_eq!(
+        task.recv_timeout(Duration::from_secs(5)),
+        Err(RecvTimeoutError::Disconnected)
+    );
     assert!(task.join().is_value());
 }
 
@@ -366,37 +382,44 @@ fn try_recv_and_recv_timeout_on_a_quiet_task() {
     assert_eq!(task.try_recv(), Err(TryRecvError::Empty));
     assert_eq!(task.try_iter().count(), 0);
     let start = Instant::now();
-    assert_eq!(task.recv_timeout(Duration::from_millis(20)), Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        task.recv_timeout(Duration::from_millis(20)),
+        Err(RecvTimeoutError::Timeout)
+    );
     assert!(start.elapsed() >= Duration::from_millis(20));
 }
 
 #[test]
 fn try_emit_reports_a_full_outbox() {
-    let task = Builder::new().outbox_capacity(1).spawn(|ctx: &Ctx<(), u8>| {
-        ctx.try_emit(1).unwrap();
-        match ctx.try_emit(2) {
-            Err(TryEmitError::Full(2)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .unwrap();
+    let task = Builder::new()
+        .outbox_capacity(1)
+        .spawn(|ctx: &Ctx<(), u8>| {
+            ctx.try_emit(1).unwrap();
+            match ctx.try_emit(2) {
+                Err(TryEmitError::Full(2)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .unwrap();
     assert!(task.join().is_value());
 }
 
 #[test]
 fn emit_nobody_can_read_fails_instead_of_blocking() {
     let (tx, rx) = std::sync::mpsc::channel();
-    let task = Builder::new().outbox_capacity(1).build(move |ctx: &Ctx<(), u8>| {
-        let mut refused = None;
-        for n in 0..100 {
-            if let Err(EmitError::Disconnected(n)) = ctx.emit(n) {
-                refused = Some(n);
-                break;
+    let task = Builder::new()
+        .outbox_capacity(1)
+        .build(move |ctx: &Ctx<(), u8>| {
+            let mut refused = None;
+            for n in 0..100 {
+                if let Err(EmitError::Disconnected(n)) = ctx.emit(n) {
+                    refused = Some(n);
+                    break;
+                }
             }
-        }
-        tx.send(refused).unwrap();
-        Ok::<_, ()>(())
-    });
+            tx.send(refused).unwrap();
+            Ok::<_, ()>(())
+        });
     task.detach().unwrap();
     let refused = rx.recv_timeout(DEADLINE).expect("the task ended its loop");
     assert!(refused.is_some());
@@ -436,7 +459,9 @@ fn drop_stops_the_task() {
     });
     wait_until("the body to begin", || running.load(Ordering::SeqCst));
     drop(task);
-    wait_until("the dropped task to see its stop", || stopped.load(Ordering::SeqCst));
+    wait_until("the dropped task to see its stop", || {
+        stopped.load(Ordering::SeqCst)
+    });
 }
 
 #[test]
@@ -449,7 +474,9 @@ fn detached_task_runs_to_its_end() {
         Ok::<_, Stopped>(())
     });
     task.detach().unwrap();
-    wait_until("the detached task to finish", || finished.load(Ordering::SeqCst) == 1);
+    wait_until("the detached task to finish", || {
+        finished.load(Ordering::SeqCst) == 1
+    });
 }
 
 #[test]
@@ -463,7 +490,10 @@ fn join_timeout_on_a_task_that_never_ends_returns_in_time() {
     let start = Instant::now();
     let task = task.join_timeout(Duration::from_millis(50)).unwrap_err();
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(50) && waited < PROMPT * 5, "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(50) && waited < PROMPT * 5,
+        "{waited:?}"
+    );
     let task = task.try_join().unwrap_err();
     assert!(!task.wait_timeout(Duration::from_millis(1)));
     task.stop();
@@ -486,7 +516,10 @@ fn builder_timeout_asks_the_task_to_stop() {
         .unwrap();
     assert_eq!(task.join().error(), Some(Stopped));
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(50) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -495,7 +528,11 @@ fn name_reaches_handle_ctx_and_thread() {
         .name("resizer")
         .spawn(|ctx: &Ctx| {
             let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
-            Ok::<_, ()>((ctx.name().map(str::to_owned), comm.trim().to_owned(), ctx.id()))
+            Ok::<_, ()>((
+                ctx.name().map(str::to_owned),
+                comm.trim().to_owned(),
+                ctx.id(),
+            ))
         })
         .unwrap();
     assert_eq!(task.name(), Some("resizer"));
@@ -536,7 +573,10 @@ fn ctx_iter_ends_on_stop() {
 fn debug_output_names_the_task() {
     let task = Builder::new().name("dbg").build(|_: &Ctx| Ok::<_, ()>(()));
     let text = format!("{task:?}");
-    assert!(text.contains("dbg") && text.contains("NotStarted"), "{text}");
+    assert!(
+        text.contains("dbg") && text.contains("NotStarted"),
+        "{text}"
+    );
     let outcome: Outcome<(), ()> = task.join();
     assert_eq!(format!("{outcome:?}"), "Cancelled");
 }
