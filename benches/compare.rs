@@ -92,6 +92,26 @@ fn report(figure: &str, what: &str, ours: f64, theirs: f64, unit: Unit) {
     );
 }
 
+/// Runs `ours` and `theirs` `rounds` times each, alternating which goes
+/// first, and returns their measurements.
+fn alternate(
+    rounds: usize,
+    mut ours: impl FnMut() -> f64,
+    mut theirs: impl FnMut() -> f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut a, mut b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            a.push(ours());
+            b.push(theirs());
+        } else {
+            b.push(theirs());
+            a.push(ours());
+        }
+    }
+    (a, b)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -156,52 +176,42 @@ fn round_trip() {
 
 fn inbox_throughput() {
     const N: u64 = 10_000_000;
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    for round in 0..6 {
-        let ours = || {
-            let task = Builder::new()
-                .spawn(|ctx: &Ctx<u64>| {
-                    let mut sum = 0u64;
-                    for _ in 0..N {
-                        sum = sum.wrapping_add(ctx.recv().map_err(|_| Stopped)?);
-                    }
-                    Ok::<_, Stopped>(sum)
-                })
-                .unwrap();
-            let start = Instant::now();
-            for n in 0..N {
-                task.send(n).unwrap();
-            }
-            let sum = task.join().value().unwrap();
-            assert_eq!(sum, N * (N - 1) / 2);
-            start.elapsed().as_secs_f64()
-        };
-        let theirs = || {
-            let (tx, rx) = crossbeam_channel::bounded::<u64>(DEFAULT_CAPACITY);
-            let start = Instant::now();
-            let consumer = thread::spawn(move || {
+    let ours = || {
+        let task = Builder::new()
+            .spawn(|ctx: &Ctx<u64>| {
                 let mut sum = 0u64;
                 for _ in 0..N {
-                    sum = sum.wrapping_add(rx.recv().unwrap());
+                    sum = sum.wrapping_add(ctx.recv().map_err(|_| Stopped)?);
                 }
-                sum
-            });
-            for n in 0..N {
-                tx.send(n).unwrap();
-            }
-            let sum = consumer.join().unwrap();
-            assert_eq!(sum, N * (N - 1) / 2);
-            start.elapsed().as_secs_f64()
-        };
-        if round % 2 == 0 {
-            a.push(ours());
-            b.push(theirs());
-        } else {
-            b.push(theirs());
-            a.push(ours());
+                Ok::<_, Stopped>(sum)
+            })
+            .unwrap();
+        let start = Instant::now();
+        for n in 0..N {
+            task.send(n).unwrap();
         }
-    }
+        let sum = task.join().value().unwrap();
+        assert_eq!(sum, N * (N - 1) / 2);
+        start.elapsed().as_secs_f64()
+    };
+    let theirs = || {
+        let (tx, rx) = crossbeam_channel::bounded::<u64>(DEFAULT_CAPACITY);
+        let start = Instant::now();
+        let consumer = thread::spawn(move || {
+            let mut sum = 0u64;
+            for _ in 0..N {
+                sum = sum.wrapping_add(rx.recv().unwrap());
+            }
+            sum
+        });
+        for n in 0..N {
+            tx.send(n).unwrap();
+        }
+        let sum = consumer.join().unwrap();
+        assert_eq!(sum, N * (N - 1) / 2);
+        start.elapsed().as_secs_f64()
+    };
+    let (a, b) = alternate(6, ours, theirs);
     report(
         "inbox_throughput",
         &format!("crossbeam bounded({DEFAULT_CAPACITY}), 10M u64"),
@@ -234,16 +244,7 @@ fn stop_latency() {
         assert!(handle.join().unwrap());
         start.elapsed().as_secs_f64()
     };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for trial in 0..200 {
-        if trial % 2 == 0 {
-            a.push(ours());
-            b.push(theirs());
-        } else {
-            b.push(theirs());
-            a.push(ours());
-        }
-    }
+    let (a, b) = alternate(200, ours, theirs);
     report(
         "stop_latency",
         "crossbeam recv, drop sender, thread join",
@@ -271,17 +272,7 @@ fn idle_memory() {
             .parse::<f64>()
             .expect("the child prints its growth in MiB")
     };
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    for round in 0..3 {
-        if round % 2 == 0 {
-            a.push(run("sidetask"));
-            b.push(run("baseline"));
-        } else {
-            b.push(run("baseline"));
-            a.push(run("sidetask"));
-        }
-    }
+    let (a, b) = alternate(3, || run("sidetask"), || run("baseline"));
     report(
         "idle_memory",
         "10,000 std threads blocked on crossbeam recv",
