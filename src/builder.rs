@@ -70,15 +70,14 @@ impl Builder {
     }
 
     /// How many messages can wait in the task's inbox before
-    /// [`Task::send`] waits. Zero makes every send a rendezvous with the
-    /// task's `recv`.
+    /// [`Task::send`] waits. At least one: zero is taken as one.
     pub fn inbox_capacity(mut self, capacity: usize) -> Builder {
         self.inbox = capacity;
         self
     }
 
     /// How many events can wait in the task's outbox before [`Ctx::emit`]
-    /// waits. Zero makes every emit a rendezvous with the handle's `recv`.
+    /// waits. At least one: zero is taken as one.
     pub fn outbox_capacity(mut self, capacity: usize) -> Builder {
         self.outbox = capacity;
         self
