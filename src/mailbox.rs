@@ -243,9 +243,10 @@ impl<In, Ev> Mailbox<In, Ev> {
         if self.is(STOP) {
             return Err(PopError::Stopped);
         }
-        let mut taken = lock(&self.taken);
-        if let Some(m) = taken.pop_front() {
-            drop(taken);
+        // The batch lock is never held while waiting, so that threads
+        // sharing one context never wait on each other past their timeouts.
+        let first = lock(&self.taken).pop_front();
+        if let Some(m) = first {
             self.release_one();
             return Ok(m);
         }
@@ -254,19 +255,25 @@ impl<In, Ev> Mailbox<In, Ev> {
             if s.flags & STOP != 0 {
                 return Some(Err(PopError::Stopped));
             }
-            if !s.inbox.is_empty() {
+            // Lock order: state, then batch.
+            let mut taken = lock(&self.taken);
+            if taken.is_empty() {
                 std::mem::swap(&mut *taken, &mut s.inbox);
-                return Some(Ok(()));
             }
-            if s.flags & HANDLE_GONE != 0 {
-                return Some(Err(PopError::Disconnected));
+            match taken.pop_front() {
+                Some(m) => {
+                    if !taken.is_empty() {
+                        // Other receivers sharing the context may take the rest.
+                        s.wake();
+                    }
+                    Some(Ok(m))
+                }
+                None if s.flags & HANDLE_GONE != 0 => Some(Err(PopError::Disconnected)),
+                None => None,
             }
-            None
         });
         match got {
-            Some(Ok(())) => {
-                let m = taken.pop_front().expect("a batch is never empty");
-                drop(taken);
+            Some(Ok(m)) => {
                 self.release_one();
                 Ok(m)
             }
@@ -337,8 +344,8 @@ impl<In, Ev> Mailbox<In, Ev> {
 
     /// Takes every message left in the inbox.
     pub(crate) fn drain_in(&self) -> Vec<In> {
-        let mut taken = lock(&self.taken);
         self.locked(|s| {
+            let mut taken = lock(&self.taken);
             let all: Vec<In> = taken.drain(..).chain(s.inbox.drain(..)).collect();
             self.inbox_len.store(0, Ordering::SeqCst);
             s.wake();

@@ -228,10 +228,11 @@ where
         match place::execute(job) {
             Ok(()) => {
                 drop(pending);
-                if let Some(timeout) = self.timeout {
+                // A timeout too far off to be represented never fires.
+                if let Some(at) = self.timeout.and_then(|t| Instant::now().checked_add(t)) {
                     let weak: Weak<dyn Deadline> =
                         Arc::downgrade(&self.shared) as Weak<dyn Deadline>;
-                    timer::schedule(Instant::now() + timeout, weak);
+                    timer::schedule(at, weak);
                 }
                 Ok(())
             }
@@ -407,6 +408,10 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
 
     /// Sends a message into the task's inbox, waiting while it is full.
     ///
+    /// On a task built but not started, a full inbox waits until another
+    /// thread starts or stops the task; [`try_send`](Task::try_send) and
+    /// [`send_timeout`](Task::send_timeout) never wait forever.
+    ///
     /// # Errors
     ///
     /// If the task is stopping or has ended (also while waiting), the message
@@ -542,9 +547,9 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
 
     /// Takes back the messages the task never read, once it has ended.
     ///
-    /// Returns `None` while the task may still read them. A message sent
-    /// from another thread at the very moment the task ended can arrive after
-    /// this call; call again after such senders are done.
+    /// Returns `None` while the task may still read them. Messages come back
+    /// in the order they were sent. Once the task has ended no send succeeds,
+    /// so one call takes every message back.
     ///
     /// # Examples
     ///
@@ -665,4 +670,7 @@ where
         }
     };
     shared.finish(outcome);
+    // With the handle gone this is the last reference: dropping it runs the
+    // drops of the value, the error and unread messages, which may panic.
+    let _ = outcome::catch(move || drop(shared));
 }

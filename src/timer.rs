@@ -6,6 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, Weak};
 use std::thread;
 use std::time::Instant;
@@ -84,9 +85,13 @@ fn run() {
             Some(Reverse(entry)) if entry.at <= now => {
                 let Reverse(entry) = guard.0.pop().expect("peeked");
                 drop(guard);
-                if let Some(target) = entry.target.upgrade() {
-                    target.expire();
-                }
+                // The upgraded reference may be the last one: its drop runs
+                // user drops, which must not end this thread.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                    if let Some(target) = entry.target.upgrade() {
+                        target.expire();
+                    }
+                }));
                 guard = lock(&TIMER.heap);
             }
             Some(Reverse(entry)) => {

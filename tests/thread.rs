@@ -580,3 +580,36 @@ fn debug_output_names_the_task() {
     let outcome: Outcome<(), ()> = task.join();
     assert_eq!(format!("{outcome:?}"), "Cancelled");
 }
+
+#[test]
+fn a_timeout_too_large_to_represent_never_fires() {
+    let task = Builder::new()
+        .timeout(Duration::MAX)
+        .spawn(|_: &Ctx| Ok::<_, ()>(1))
+        .unwrap();
+    assert_eq!(task.join().value(), Some(1));
+}
+
+#[test]
+fn threads_sharing_a_ctx_keep_their_own_timeouts() {
+    let task = spawn_begun(|ctx: &Ctx<u8>| {
+        std::thread::scope(|s| {
+            // One thread waits in recv with no timeout…
+            let waiting = s.spawn(|| ctx.recv());
+            std::thread::sleep(Duration::from_millis(20));
+            // …and another's short timeout still holds.
+            let start = Instant::now();
+            let r = ctx.recv_timeout(Duration::from_millis(20));
+            let waited = start.elapsed();
+            let first = waiting.join().unwrap();
+            Ok::<_, ()>((r, waited, first))
+        })
+    });
+    // Let the timed receive run out, then release the other one.
+    std::thread::sleep(Duration::from_millis(200));
+    task.send(9).unwrap();
+    let (r, waited, first) = task.join_timeout(DEADLINE).unwrap().value().unwrap();
+    assert_eq!(r, Err(CtxRecvTimeoutError::Timeout));
+    assert!(waited < Duration::from_millis(150), "{waited:?}");
+    assert_eq!(first, Ok(9));
+}

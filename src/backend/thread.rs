@@ -8,6 +8,7 @@
 //! worker left idle for the keep-alive period exits.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
@@ -64,12 +65,12 @@ fn spawn_worker(job: Job) -> Result<(), (Job, io::Error)> {
     let spawned = thread::Builder::new()
         .name("sidetask-worker".to_owned())
         .spawn(move || {
+            let _live = LiveGuard;
             let first = lock(&theirs).take();
             drop(theirs);
             if let Some(job) = first {
                 worker_main(job);
             }
-            CACHE.live.fetch_sub(1, Ordering::Relaxed);
         });
     match spawned {
         Ok(_) => Ok(()),
@@ -83,6 +84,15 @@ fn spawn_worker(job: Job) -> Result<(), (Job, io::Error)> {
     }
 }
 
+/// Counts a worker out when its thread ends, however it ends.
+struct LiveGuard;
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        CACHE.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn worker_main(first: Job) {
     let slot = Arc::new(Slot {
         job: Mutex::new(None),
@@ -91,7 +101,9 @@ fn worker_main(first: Job) {
     });
     let mut job = first;
     loop {
-        job();
+        // Task jobs catch their own panics; this keeps the worker alive
+        // whatever a job does.
+        let _ = panic::catch_unwind(AssertUnwindSafe(job));
         slot.ready.store(false, Ordering::Relaxed);
         lock(&CACHE.idle).push(Arc::clone(&slot));
         match wait_for_job(&slot) {
