@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sidetask::{Builder, Ctx, DEFAULT_CAPACITY, Stopped};
+use sidetask::{Builder, Ctx, DEFAULT_CAPACITY, Pool, Stopped};
 
 /// Rounds per figure; each round runs one batch of each side.
 const ROUNDS: usize = 15;
@@ -35,6 +35,8 @@ fn main() {
         ("inbox_throughput", inbox_throughput),
         ("stop_latency", stop_latency),
         ("idle_memory", idle_memory),
+        ("pool_tiny_100k", pool_tiny_100k),
+        ("pool_seed_1000", pool_seed_1000),
     ];
     for (name, figure) in figures {
         if wanted(name) {
@@ -343,4 +345,72 @@ fn memory_child(side: &str, n: usize) {
         }
     };
     println!("{grown}");
+}
+
+/// `size` tiny tasks (each returns its input) with at most `parallelism` at
+/// once, results collected; returns the sum so nothing is optimised away.
+fn pool_sidetask(size: u64, parallelism: usize) -> u64 {
+    let run = Pool::new(parallelism)
+        .run(1..=size, |_: &Ctx, n| Ok::<_, ()>(n))
+        .unwrap();
+    let mut sum = 0;
+    run.for_each(|done| sum += done.outcome.value().unwrap());
+    assert_eq!(sum, size * (size + 1) / 2);
+    sum
+}
+
+/// The same with rayon: a scope spawning one closure per input, results on
+/// a crossbeam channel.
+fn pool_rayon(size: u64) -> u64 {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    rayon::scope(|s| {
+        for n in 1..=size {
+            let tx = tx.clone();
+            s.spawn(move |_| tx.send(black_box(n)).unwrap());
+        }
+    });
+    drop(tx);
+    let sum: u64 = rx.iter().sum();
+    assert_eq!(sum, size * (size + 1) / 2);
+    sum
+}
+
+fn pool_tiny_100k() {
+    let time = |f: &dyn Fn() -> u64| {
+        let start = Instant::now();
+        black_box(f());
+        start.elapsed().as_secs_f64()
+    };
+    let (a, b) = alternate(
+        15,
+        || time(&|| pool_sidetask(100_000, 100)),
+        || time(&|| pool_rayon(100_000)),
+    );
+    report(
+        "pool_tiny_100k",
+        "rayon::scope + crossbeam, 100,000 tasks",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+}
+
+fn pool_seed_1000() {
+    let time = |f: &dyn Fn() -> u64| {
+        let start = Instant::now();
+        black_box(f());
+        start.elapsed().as_secs_f64()
+    };
+    let (a, b) = alternate(
+        101,
+        || time(&|| pool_sidetask(1000, 100)),
+        || time(&|| pool_rayon(1000)),
+    );
+    report(
+        "pool_seed_1000",
+        "rayon::scope + crossbeam, 1000 tasks",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, Stopped, TryEmitError,
 };
-use crate::mailbox::{CTX_GONE, Mailbox, PopError, PushError, STOP, Wait};
+use crate::mailbox::{Mailbox, PopError, PushError, STOP, Wait};
 use crate::task::{Control, TaskId};
 
 /// The task's side of its handle: the stop flag, the inbox and the outbox.
@@ -226,12 +226,6 @@ impl<In, Ev> Ctx<In, Ev> {
                 PushError::Closed(e) => TryEmitError::Disconnected(e),
                 PushError::Stopped(e) | PushError::Full(e) => TryEmitError::Full(e),
             })
-    }
-}
-
-impl<In, Ev> Drop for Ctx<In, Ev> {
-    fn drop(&mut self) {
-        self.mailbox().set(CTX_GONE);
     }
 }
 

@@ -215,14 +215,14 @@ impl Error for Stopped {}
 pub enum CtxRecvError {
     /// The task has been asked to stop.
     Stopped,
-    /// The handle is gone (dropped or detached) and the inbox is empty: no
-    /// message can ever arrive.
+    /// The inbox is empty and no message can ever arrive: the handle is
+    /// gone (dropped or detached) or closed the inbox.
     Disconnected,
 }
 
 plain_error!(CtxRecvError {
     Stopped => "the task was asked to stop",
-    Disconnected => "the task's handle is gone and its inbox is empty"
+    Disconnected => "the task's inbox is empty and closed"
 });
 
 /// The error of [`Ctx::try_recv`](crate::Ctx::try_recv), inside the task.
@@ -239,7 +239,7 @@ pub enum CtxTryRecvError {
 plain_error!(CtxTryRecvError {
     Empty => "no message is waiting in the inbox",
     Stopped => "the task was asked to stop",
-    Disconnected => "the task's handle is gone and its inbox is empty"
+    Disconnected => "the task's inbox is empty and closed"
 });
 
 /// The error of [`Ctx::recv_timeout`](crate::Ctx::recv_timeout), inside the
@@ -257,7 +257,7 @@ pub enum CtxRecvTimeoutError {
 plain_error!(CtxRecvTimeoutError {
     Timeout => "timed out waiting for a message",
     Stopped => "the task was asked to stop",
-    Disconnected => "the task's handle is gone and its inbox is empty"
+    Disconnected => "the task's inbox is empty and closed"
 });
 
 macro_rules! stopped_into {

@@ -66,22 +66,30 @@
 
 mod backend;
 mod builder;
+mod chain;
+mod controller;
 mod ctx;
 mod error;
 mod mailbox;
 mod outcome;
+mod pool;
 mod sync;
 mod task;
 mod timer;
 
 pub use backend::thread::{idle_timeout, set_idle_timeout, worker_threads};
 pub use builder::{Builder, DEFAULT_CAPACITY, spawn};
+pub use chain::{Chain, ChainEnd, ChainError, ChainRun};
+pub use controller::{
+    Controller, Deadline, FeedFrom, GiveUp, RunError, WaitUntilDone, controlled, run,
+};
 pub use ctx::Ctx;
 pub use error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, RecvError, RecvTimeoutError,
     SendError, SendTimeoutError, StartError, Stopped, TryEmitError, TryRecvError, TrySendError,
 };
 pub use outcome::{Location, Outcome, Panic, TaskError};
+pub use pool::{Finished, InOrder, Pool, PoolRun, Progress};
 pub use task::{Events, Status, Task, TaskId};
 
 /// The README's examples, run as doctests.

@@ -2,7 +2,8 @@
 //!
 //! The inbox carries messages from the handle to the task, the outbox events
 //! from the task to the handle. The flags say whether a stop was asked for,
-//! whether the task is done, and whether the handle or the context is gone.
+//! whether the task is done (after which no event can come out), and
+//! whether the handle is gone.
 //! Keeping all of it under one lock makes each decision ("deliver, or give
 //! back because the task is stopping") atomic: a message is either in the
 //! queue before the stop or refused after it, never lost in between.
@@ -32,8 +33,9 @@ pub(crate) const DONE: u8 = 2;
 /// The handle is gone (dropped or detached): no message can come in, no
 /// event can be read.
 pub(crate) const HANDLE_GONE: u8 = 4;
-/// The task's context is gone: no event can come out, no message be read.
-pub(crate) const CTX_GONE: u8 = 8;
+/// No message will come in any more (a chain's upstream stage ended): the
+/// task reads what is left, then its `recv` reports the end.
+pub(crate) const INBOX_CLOSED: u8 = 8;
 
 /// How long an operation may wait.
 #[derive(Clone, Copy)]
@@ -213,10 +215,11 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Puts a message into the inbox (the handle's send).
     pub(crate) fn push_in(&self, message: In, wait: Wait) -> Result<(), PushError<In>> {
         let mut message = Some(message);
-        let hint =
-            |m: &Self| m.is(STOP | DONE) || m.inbox_len.load(Ordering::Acquire) < m.inbox_cap;
+        let hint = |m: &Self| {
+            m.is(STOP | DONE | INBOX_CLOSED) || m.inbox_len.load(Ordering::Acquire) < m.inbox_cap
+        };
         let done = self.wait(wait, hint, |s| {
-            if s.flags & (STOP | DONE) != 0 {
+            if s.flags & (STOP | DONE | INBOX_CLOSED) != 0 {
                 return Some(Err(()));
             }
             if self.inbox_len.load(Ordering::SeqCst) >= self.inbox_cap {
@@ -250,7 +253,9 @@ impl<In, Ev> Mailbox<In, Ev> {
             self.release_one();
             return Ok(m);
         }
-        let hint = |m: &Self| m.is(STOP | HANDLE_GONE) || m.inbox_len.load(Ordering::Acquire) > 0;
+        let hint = |m: &Self| {
+            m.is(STOP | HANDLE_GONE | INBOX_CLOSED) || m.inbox_len.load(Ordering::Acquire) > 0
+        };
         let got = self.wait(wait, hint, |s| {
             if s.flags & STOP != 0 {
                 return Some(Err(PopError::Stopped));
@@ -268,7 +273,9 @@ impl<In, Ev> Mailbox<In, Ev> {
                     }
                     Some(Ok(m))
                 }
-                None if s.flags & HANDLE_GONE != 0 => Some(Err(PopError::Disconnected)),
+                None if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 => {
+                    Some(Err(PopError::Disconnected))
+                }
                 None => None,
             }
         });
@@ -319,14 +326,14 @@ impl<In, Ev> Mailbox<In, Ev> {
 
     /// Takes an event out of the outbox (the handle's recv).
     pub(crate) fn pop_out(&self, wait: Wait) -> Result<Ev, PopError> {
-        let hint = |m: &Self| m.is(CTX_GONE) || m.outbox_len.load(Ordering::Acquire) > 0;
+        let hint = |m: &Self| m.is(DONE) || m.outbox_len.load(Ordering::Acquire) > 0;
         self.wait(wait, hint, |s| match s.outbox.pop_front() {
             Some(e) => {
                 self.outbox_len.store(s.outbox.len(), Ordering::Release);
                 s.wake();
                 Some(Ok(e))
             }
-            None if s.flags & CTX_GONE != 0 => Some(Err(PopError::Disconnected)),
+            None if s.flags & DONE != 0 => Some(Err(PopError::Disconnected)),
             None => None,
         })
         .unwrap_or(Err(PopError::Empty))

@@ -259,6 +259,14 @@ impl<E> TaskError<E> {
         TaskError { failure }
     }
 
+    pub(crate) fn from_error(error: E) -> TaskError<E> {
+        TaskError::new(Failure::Error(error))
+    }
+
+    pub(crate) fn from_panic(panic: Panic) -> TaskError<E> {
+        TaskError::new(Failure::Panicked(panic))
+    }
+
     /// Returns `true` if the task returned its own error.
     pub fn is_error(&self) -> bool {
         matches!(self.failure, Failure::Error(_))

@@ -11,7 +11,7 @@ use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, StartError, TryRecvError,
     TrySendError,
 };
-use crate::mailbox::{DONE, HANDLE_GONE, Mailbox, PopError, PushError, STOP, Wait};
+use crate::mailbox::{DONE, HANDLE_GONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, Wait};
 use crate::outcome::{self, Outcome};
 use crate::sync::lock;
 use crate::timer::{self, Deadline};
@@ -84,6 +84,52 @@ impl<T: Send, E: Send, In: Send, Ev: Send> Control<In, Ev> for Shared<T, E, In, 
 impl<T: Send, E: Send, In: Send, Ev: Send> Deadline for Shared<T, E, In, Ev> {
     fn expire(&self) {
         self.request_stop("timeout");
+    }
+}
+
+/// Another task's way into this task's inbox (a chain's upstream stage).
+pub(crate) trait Feed<In>: Send + Sync {
+    /// Puts a message in, waiting for room; gives it back if the task is
+    /// stopping, ended or closed.
+    fn feed(&self, message: In) -> Result<(), In>;
+    /// Says no message will come any more.
+    fn close(&self);
+    /// Asks the task to stop.
+    fn stop(&self);
+    /// Takes back every message left unread.
+    fn drain(&self) -> Vec<In>;
+}
+
+impl<T: Send, E: Send, In: Send, Ev: Send> Feed<In> for Shared<T, E, In, Ev> {
+    fn feed(&self, message: In) -> Result<(), In> {
+        self.mailbox
+            .push_in(message, Wait::Forever)
+            .map_err(|e| match e {
+                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => m,
+            })
+    }
+
+    fn close(&self) {
+        self.mailbox.set(INBOX_CLOSED);
+    }
+
+    fn stop(&self) {
+        self.request_stop("chain");
+    }
+
+    fn drain(&self) -> Vec<In> {
+        self.mailbox.drain_in()
+    }
+}
+
+/// A way to read another task's events (a chain's output).
+pub(crate) trait Outlet<Ev>: Send + Sync {
+    fn take(&self, wait: Wait) -> Result<Ev, PopError>;
+}
+
+impl<T: Send, E: Send, In: Send, Ev: Send> Outlet<Ev> for Shared<T, E, In, Ev> {
+    fn take(&self, wait: Wait) -> Result<Ev, PopError> {
+        self.mailbox.pop_out(wait)
     }
 }
 
@@ -400,7 +446,39 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         }
     }
 
-    fn take_outcome(&self) -> Outcome<T, E> {
+    /// Takes the body's job, unstarted, to run it on the calling thread
+    /// (a pool's runner); `None` if it was started or cancelled.
+    pub(crate) fn take_job(&self) -> Option<Job> {
+        let job = lock(&self.pending).take();
+        if job.is_some() {
+            self.shared.core.started.store(true, Ordering::Release);
+        }
+        job
+    }
+
+    /// This task's inbox, for another task to feed.
+    pub(crate) fn feed(&self) -> Arc<dyn Feed<In>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        In: Send + 'static,
+        Ev: Send + 'static,
+    {
+        self.shared.clone()
+    }
+
+    /// This task's outbox, for another owner to read.
+    pub(crate) fn outlet(&self) -> Arc<dyn Outlet<Ev>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        In: Send + 'static,
+        Ev: Send + 'static,
+    {
+        self.shared.clone()
+    }
+
+    pub(crate) fn take_outcome(&self) -> Outcome<T, E> {
         lock(&self.shared.outcome)
             .take()
             .expect("a finished task holds its outcome until joined once")
@@ -545,6 +623,29 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         std::iter::from_fn(move || self.try_recv().ok())
     }
 
+    /// Says no more messages will come: once the task has read what is in
+    /// its inbox, its [`Ctx::recv`] reports
+    /// [`CtxRecvError::Disconnected`](crate::CtxRecvError::Disconnected),
+    /// so a task that reads until its input ends can finish. Later sends
+    /// fail, giving the message back. The task is not asked to stop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::{Ctx, Stopped};
+    ///
+    /// let task = sidetask::spawn(|ctx: &Ctx<u32>| Ok::<_, Stopped>(ctx.iter().sum::<u32>()));
+    /// for n in 1..=4 {
+    ///     task.send(n)?;
+    /// }
+    /// task.close_inbox();
+    /// assert_eq!(task.join().value(), Some(10));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close_inbox(&self) {
+        self.shared.mailbox.set(INBOX_CLOSED);
+    }
+
     /// Takes back the messages the task never read, once it has ended.
     ///
     /// Returns `None` while the task may still read them. Messages come back
@@ -598,6 +699,10 @@ impl<'a, T, E, In, Ev> IntoIterator for &'a Task<T, E, In, Ev> {
 
 impl<T, E, In, Ev> Drop for Task<T, E, In, Ev> {
     fn drop(&mut self) {
+        if self.shared.mailbox.is(DONE) {
+            // Nothing left to stop, and nobody left to emit to this handle.
+            return;
+        }
         if !self.detached {
             self.shared.request_stop("handle dropped");
             self.cancel_if_pending();

@@ -1,0 +1,546 @@
+//! Bounded parallelism over many inputs, each input a controllable task.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::backend::thread as place;
+use crate::builder::DEFAULT_CAPACITY;
+use crate::ctx::Ctx;
+use crate::error::StartError;
+use crate::outcome::Outcome;
+use crate::sync::lock;
+use crate::task::{Settings, Task};
+
+/// Runs one task per input with at most `parallelism` running at once.
+///
+/// Inputs are pulled lazily from any iterator, so a pool over an endless
+/// iterator works: memory stays bounded by the parallelism and the result
+/// capacity, not by the number of inputs. Every input runs as a full task —
+/// it sees [`Ctx::stopped`], can receive messages and emit events, and ends
+/// with its own [`Outcome`] — so a panic or an error in one task is reported
+/// in its outcome and never disturbs the others.
+///
+/// The pool's runners are threads from sidetask's worker cache: each runs its
+/// tasks one after another on its own thread, so a tiny task costs no thread
+/// hand-off at all.
+///
+/// # Examples
+///
+/// ```
+/// use sidetask::{Ctx, Pool};
+///
+/// // task.py's pool: square 1..=100 with at most 10 at once.
+/// let run = Pool::new(10).run(1..=100u64, |_: &Ctx, n| Ok::<_, ()>(n * n))?;
+/// let mut sum = 0;
+/// run.for_each(|done| sum += done.outcome.value().unwrap());
+/// assert_eq!(sum, (1..=100u64).map(|n| n * n).sum());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a pool does nothing until `run`"]
+#[derive(Debug, Clone)]
+pub struct Pool {
+    parallelism: usize,
+    results: usize,
+    inbox: usize,
+    outbox: usize,
+    timeout: Option<Duration>,
+}
+
+impl Pool {
+    /// A pool running at most `parallelism` tasks at once (at least one).
+    pub fn new(parallelism: usize) -> Pool {
+        Pool {
+            parallelism: parallelism.max(1),
+            results: 1024,
+            inbox: DEFAULT_CAPACITY,
+            outbox: DEFAULT_CAPACITY,
+            timeout: None,
+        }
+    }
+
+    /// How many finished results may wait to be collected before the
+    /// runners wait (1024 unless set; at least one).
+    pub fn result_capacity(mut self, capacity: usize) -> Pool {
+        self.results = capacity.max(1);
+        self
+    }
+
+    /// The inbox and outbox capacities of each task, as
+    /// [`Builder::inbox_capacity`](crate::Builder::inbox_capacity) and
+    /// [`Builder::outbox_capacity`](crate::Builder::outbox_capacity).
+    pub fn task_capacities(mut self, inbox: usize, outbox: usize) -> Pool {
+        self.inbox = inbox;
+        self.outbox = outbox;
+        self
+    }
+
+    /// Asks each task to stop once `timeout` has passed since it began.
+    pub fn task_timeout(mut self, timeout: Duration) -> Pool {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Starts running `body` over `inputs`.
+    ///
+    /// `body` gets each task's context and its input. Results come back
+    /// through the returned [`PoolRun`]: as a callback per finished task
+    /// ([`PoolRun::for_each`]), in completion order ([`PoolRun::recv`],
+    /// [`PoolRun::iter`]) or in input order ([`PoolRun::in_order`]).
+    ///
+    /// # Errors
+    ///
+    /// If not a single runner thread could be started.
+    pub fn run<It, F, I, T, E, In, Ev>(
+        self,
+        inputs: It,
+        body: F,
+    ) -> Result<PoolRun<T, E, In, Ev>, StartError>
+    where
+        It: IntoIterator<Item = I>,
+        It::IntoIter: Send + 'static,
+        F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+        I: Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        In: Send + 'static,
+        Ev: Send + 'static,
+    {
+        let iter = inputs.into_iter();
+        let runners = match iter.size_hint() {
+            (_, Some(upper)) => self.parallelism.min(upper).max(1),
+            _ => self.parallelism,
+        };
+        let (results_tx, results_rx) = crossbeam_channel::bounded(self.results);
+        let shared = Arc::new(PoolShared {
+            input: Mutex::new(Input {
+                iter: Box::new(iter),
+                next: 0,
+                closed: false,
+            }),
+            advanced: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            window: AtomicUsize::new(usize::MAX),
+            delivered: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            queued: AtomicUsize::new(usize::MAX),
+            running: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            slots: (0..runners).map(|_| Mutex::new(None)).collect(),
+            body,
+            settings: (self.inbox, self.outbox, self.timeout),
+        });
+        shared.update_queued(&lock(&shared.input));
+        let mut started = 0;
+        let mut last_err = None;
+        for slot in 0..runners {
+            let shared = Arc::clone(&shared);
+            let results = results_tx.clone();
+            match place::execute(Box::new(move || runner(&shared, slot, &results))) {
+                Ok(()) => started += 1,
+                Err((_, err)) => last_err = Some(err),
+            }
+        }
+        if started == 0 {
+            return Err(StartError::spawn(
+                last_err.expect("no runner means an error"),
+            ));
+        }
+        Ok(PoolRun {
+            shared,
+            results: results_rx,
+            window: self.parallelism.saturating_add(self.results),
+        })
+    }
+}
+
+type Slot<T, E, In, Ev> = Mutex<Option<(usize, Task<T, E, In, Ev>)>>;
+
+struct Input<I> {
+    iter: Box<dyn Iterator<Item = I> + Send>,
+    next: usize,
+    closed: bool,
+}
+
+struct PoolShared<I, F, T, E, In, Ev> {
+    input: Mutex<Input<I>>,
+    // Runners waiting for the in-order window to move.
+    advanced: Condvar,
+    waiting: AtomicUsize,
+    window: AtomicUsize,
+    delivered: AtomicUsize,
+    stopped: AtomicBool,
+    queued: AtomicUsize,
+    running: AtomicUsize,
+    finished: AtomicUsize,
+    slots: Vec<Slot<T, E, In, Ev>>,
+    body: F,
+    settings: (usize, usize, Option<Duration>),
+}
+
+/// What a pool can be asked without its input and body types.
+trait PoolControl<T, E, In, Ev>: Send + Sync {
+    fn slots(&self) -> &[Slot<T, E, In, Ev>];
+    fn close(&self, stop: bool);
+    fn counts(&self) -> Progress;
+    fn set_window(&self, window: usize);
+    fn delivered(&self, next: usize);
+}
+
+impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
+    fn update_queued(&self, input: &Input<I>) {
+        let queued = match input.iter.size_hint() {
+            (lo, Some(hi)) if lo == hi && !input.closed => lo,
+            _ if input.closed => 0,
+            _ => usize::MAX,
+        };
+        self.queued.store(queued, Ordering::Relaxed);
+    }
+
+    /// The next input and its index, or `None` when the inputs are used up
+    /// or the pool was closed.
+    fn next_input(&self) -> Option<(usize, I)> {
+        let mut input = lock(&self.input);
+        loop {
+            if input.closed {
+                return None;
+            }
+            let window = self.window.load(Ordering::SeqCst);
+            if window != usize::MAX
+                && input.next >= self.delivered.load(Ordering::SeqCst).saturating_add(window)
+            {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                input = self
+                    .advanced
+                    .wait(input)
+                    .unwrap_or_else(|poison| poison.into_inner());
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            let item = input.iter.next();
+            let got = match item {
+                Some(item) => {
+                    let index = input.next;
+                    input.next += 1;
+                    Some((index, item))
+                }
+                None => {
+                    input.closed = true;
+                    None
+                }
+            };
+            self.update_queued(&input);
+            return got;
+        }
+    }
+}
+
+impl<I, F, T, E, In, Ev> PoolControl<T, E, In, Ev> for PoolShared<I, F, T, E, In, Ev>
+where
+    I: Send,
+    F: Send + Sync,
+    T: Send,
+    E: Send,
+    In: Send,
+    Ev: Send,
+{
+    fn slots(&self) -> &[Slot<T, E, In, Ev>] {
+        &self.slots
+    }
+
+    fn close(&self, stop: bool) {
+        if stop {
+            self.stopped.store(true, Ordering::SeqCst);
+        }
+        {
+            let mut input = lock(&self.input);
+            input.closed = true;
+            self.update_queued(&input);
+        }
+        self.advanced.notify_all();
+        if stop {
+            for slot in &self.slots {
+                if let Some((_, task)) = &*lock(slot) {
+                    task.stop();
+                }
+            }
+        }
+    }
+
+    fn counts(&self) -> Progress {
+        let queued = self.queued.load(Ordering::Relaxed);
+        Progress {
+            queued: (queued != usize::MAX).then_some(queued),
+            running: self.running.load(Ordering::Relaxed),
+            finished: self.finished.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_window(&self, window: usize) {
+        self.window.store(window, Ordering::SeqCst);
+    }
+
+    fn delivered(&self, next: usize) {
+        self.delivered.store(next, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            // Take the lock so that a runner between its check and its wait
+            // cannot miss this.
+            drop(lock(&self.input));
+            self.advanced.notify_all();
+        }
+    }
+}
+
+fn runner<I, F, T, E, In, Ev>(
+    shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
+    slot: usize,
+    results: &Sender<Finished<T, E, Ev>>,
+) where
+    F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+    I: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    while let Some((index, item)) = shared.next_input() {
+        let (inbox, outbox, timeout) = shared.settings;
+        let body = Arc::clone(shared);
+        let task = Task::new(
+            Settings {
+                name: None,
+                inbox,
+                outbox,
+                timeout,
+            },
+            move |ctx: &Ctx<In, Ev>| (body.body)(ctx, item),
+        );
+        let job = task.take_job().expect("a new task holds its job");
+        *lock(&shared.slots[slot]) = Some((index, task));
+        if shared.stopped.load(Ordering::SeqCst) {
+            // `stop_all` may have looked at this slot before it was filled.
+            if let Some((_, task)) = &*lock(&shared.slots[slot]) {
+                task.stop();
+            }
+        }
+        shared.running.fetch_add(1, Ordering::Relaxed);
+        job();
+        shared.running.fetch_sub(1, Ordering::Relaxed);
+        let (_, task) = lock(&shared.slots[slot])
+            .take()
+            .expect("the slot holds its task");
+        let outcome = task.take_outcome();
+        let events = task.try_iter().collect();
+        drop(task);
+        shared.finished.fetch_add(1, Ordering::Relaxed);
+        if results
+            .send(Finished {
+                index,
+                outcome,
+                events,
+            })
+            .is_err()
+        {
+            // Nobody collects results any more: the pool was dropped.
+            shared.close(true);
+            return;
+        }
+    }
+}
+
+/// One finished task of a pool: its input's index, its outcome and the
+/// events it emitted that nobody read while it ran.
+#[non_exhaustive]
+#[derive(Debug)]
+pub struct Finished<T, E, Ev = ()> {
+    /// The position of its input in the input iterator, from 0.
+    pub index: usize,
+    /// How the task ended.
+    pub outcome: Outcome<T, E>,
+    /// Events left in the task's outbox when it ended, in order.
+    pub events: Vec<Ev>,
+}
+
+/// How far a pool has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Inputs not started yet, when the input iterator knows (`None` for an
+    /// iterator of unknown length).
+    pub queued: Option<usize>,
+    /// Tasks running now.
+    pub running: usize,
+    /// Tasks finished.
+    pub finished: usize,
+}
+
+/// A running pool: its results, its progress, and control over its tasks.
+///
+/// **Dropping it stops every running task and starts no new one**, as
+/// dropping a [`Task`] stops it; [`shutdown`](PoolRun::shutdown) lets the
+/// running ones finish instead.
+pub struct PoolRun<T, E, In = (), Ev = ()> {
+    shared: Arc<dyn PoolControl<T, E, In, Ev>>,
+    results: Receiver<Finished<T, E, Ev>>,
+    window: usize,
+}
+
+impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
+    /// The next finished task, in completion order; `None` once every task
+    /// has finished and been received.
+    pub fn recv(&self) -> Option<Finished<T, E, Ev>> {
+        self.results.recv().ok()
+    }
+
+    /// The next finished task, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`](crate::RecvTimeoutError::Timeout) if
+    /// none finished in time,
+    /// [`RecvTimeoutError::Disconnected`](crate::RecvTimeoutError::Disconnected)
+    /// once every task has finished and been received.
+    pub fn recv_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Finished<T, E, Ev>, crate::RecvTimeoutError> {
+        self.results.recv_timeout(timeout).map_err(|e| match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => crate::RecvTimeoutError::Timeout,
+            crossbeam_channel::RecvTimeoutError::Disconnected => {
+                crate::RecvTimeoutError::Disconnected
+            }
+        })
+    }
+
+    /// Finished tasks in completion order, until all have finished.
+    pub fn iter(&self) -> impl Iterator<Item = Finished<T, E, Ev>> + '_ {
+        std::iter::from_fn(move || self.recv())
+    }
+
+    /// Calls `receiver` with each finished task, in completion order, until
+    /// all have finished (task.py's receiver callback).
+    pub fn for_each(self, mut receiver: impl FnMut(Finished<T, E, Ev>)) {
+        while let Some(done) = self.recv() {
+            receiver(done);
+        }
+    }
+
+    /// Finished tasks in input order.
+    ///
+    /// While results are taken this way, runners start no input more than
+    /// the parallelism plus the result capacity ahead of the next one to
+    /// deliver, so memory stays bounded even when an early task is slow.
+    pub fn in_order(self) -> InOrder<T, E, In, Ev> {
+        self.shared.set_window(self.window);
+        InOrder {
+            run: self,
+            waiting: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// How many inputs are queued, how many tasks run and how many finished.
+    pub fn progress(&self) -> Progress {
+        self.shared.counts()
+    }
+
+    /// Starts no new task and asks every running one to stop; returns at
+    /// once. Stopped tasks still report their outcomes.
+    pub fn stop_all(&self) {
+        self.shared.close(true);
+    }
+
+    /// Starts no new task; running ones finish normally. Returns at once.
+    pub fn shutdown(&self) {
+        self.shared.close(false);
+    }
+
+    /// Waits for every task to finish, dropping their results.
+    pub fn wait(self) {
+        while self.recv().is_some() {}
+    }
+
+    /// Calls `f` with the handle of the running task of input `index`, if
+    /// it is running now: to send it messages, read its events or stop it.
+    ///
+    /// Keep `f` short: the task's runner waits for it before it can move on.
+    pub fn with_task<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&Task<T, E, In, Ev>) -> R,
+    ) -> Option<R> {
+        for slot in self.shared.slots() {
+            let slot = lock(slot);
+            if let Some((i, task)) = &*slot
+                && *i == index
+            {
+                return Some(f(task));
+            }
+        }
+        None
+    }
+
+    /// The indices of the inputs whose tasks run now.
+    pub fn running(&self) -> Vec<usize> {
+        self.shared
+            .slots()
+            .iter()
+            .filter_map(|slot| lock(slot).as_ref().map(|(i, _)| *i))
+            .collect()
+    }
+}
+
+impl<T, E, In, Ev> Drop for PoolRun<T, E, In, Ev> {
+    fn drop(&mut self) {
+        self.shared.close(true);
+    }
+}
+
+impl<T, E, In, Ev> fmt::Debug for PoolRun<T, E, In, Ev> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolRun")
+            .field("progress", &self.progress())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pool's results in input order, made by [`PoolRun::in_order`].
+pub struct InOrder<T, E, In, Ev> {
+    run: PoolRun<T, E, In, Ev>,
+    waiting: BTreeMap<usize, Finished<T, E, Ev>>,
+    next: usize,
+}
+
+impl<T, E, In, Ev> InOrder<T, E, In, Ev> {
+    /// The pool behind this iterator, to stop it or see its progress.
+    pub fn pool(&self) -> &PoolRun<T, E, In, Ev> {
+        &self.run
+    }
+}
+
+impl<T, E, In, Ev> Iterator for InOrder<T, E, In, Ev> {
+    type Item = Finished<T, E, Ev>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(done) = self.waiting.remove(&self.next) {
+                self.next += 1;
+                self.run.shared.delivered(self.next);
+                return Some(done);
+            }
+            match self.run.recv() {
+                Some(done) => {
+                    self.waiting.insert(done.index, done);
+                }
+                None => {
+                    // All finished: only gaps left by a stop remain.
+                    let (&index, _) = self.waiting.iter().next()?;
+                    self.next = index;
+                }
+            }
+        }
+    }
+}
