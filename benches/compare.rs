@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sidetask::{Builder, Ctx, DEFAULT_CAPACITY, Pool, Stopped};
+use sidetask::{Builder, Chain, ChainRun, Ctx, DEFAULT_CAPACITY, Pool, Stopped};
 
 /// Rounds per figure; each round runs one batch of each side.
 const ROUNDS: usize = 15;
@@ -37,6 +37,8 @@ fn main() {
         ("idle_memory", idle_memory),
         ("pool_tiny_100k", pool_tiny_100k),
         ("pool_seed_1000", pool_seed_1000),
+        ("chain_1000", chain_1000),
+        ("chain_stream", chain_stream),
     ];
     for (name, figure) in figures {
         if wanted(name) {
@@ -409,6 +411,122 @@ fn pool_seed_1000() {
     report(
         "pool_seed_1000",
         "rayon::scope + crossbeam, 1000 tasks",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+}
+
+/// A sidetask chain of `stages` stages each adding one.
+fn sidetask_chain(stages: usize) -> ChainRun<u64, u64, ()> {
+    let mut chain = Chain::new(|x: &u64| Ok::<_, ()>(x + 1));
+    for _ in 1..stages {
+        chain = chain.then(|x: &u64| Ok(x + 1));
+    }
+    chain.start().unwrap()
+}
+
+/// The hand-written pipeline: `stages` threads joined by crossbeam bounded
+/// channels of the same capacity, each adding one.
+fn crossbeam_chain(
+    stages: usize,
+) -> (
+    crossbeam_channel::Sender<u64>,
+    crossbeam_channel::Receiver<u64>,
+    Vec<thread::JoinHandle<()>>,
+) {
+    let (first_tx, mut rx) = crossbeam_channel::bounded::<u64>(DEFAULT_CAPACITY);
+    let mut handles = Vec::with_capacity(stages);
+    for _ in 0..stages {
+        let (tx, next_rx) = crossbeam_channel::bounded::<u64>(DEFAULT_CAPACITY);
+        let input = rx;
+        handles.push(thread::spawn(move || {
+            for x in input.iter() {
+                if tx.send(x + 1).is_err() {
+                    break;
+                }
+            }
+        }));
+        rx = next_rx;
+    }
+    (first_tx, rx, handles)
+}
+
+fn chain_1000() {
+    let ours = sidetask_chain(1000);
+    let (tx, rx, handles) = crossbeam_chain(1000);
+    let (a, b) = alternate(
+        21,
+        || {
+            let start = Instant::now();
+            ours.send(1).unwrap();
+            assert_eq!(ours.recv().unwrap(), 1001);
+            start.elapsed().as_secs_f64()
+        },
+        || {
+            let start = Instant::now();
+            tx.send(1).unwrap();
+            assert_eq!(rx.recv().unwrap(), 1001);
+            start.elapsed().as_secs_f64()
+        },
+    );
+    ours.close_input();
+    assert!(ours.join().into_result().is_ok());
+    drop(tx);
+    for h in handles {
+        h.join().unwrap();
+    }
+    report(
+        "chain_1000",
+        "1000 threads + crossbeam bounded channels, one item",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+}
+
+fn chain_stream() {
+    const ITEMS: u64 = 100_000;
+    let (a, b) = alternate(
+        7,
+        || {
+            let run = sidetask_chain(10);
+            let start = Instant::now();
+            thread::scope(|s| {
+                s.spawn(|| {
+                    for n in 0..ITEMS {
+                        run.send(n).unwrap();
+                    }
+                    run.close_input();
+                });
+                let sum: u64 = run.iter().sum();
+                assert_eq!(sum, ITEMS * (ITEMS - 1) / 2 + 10 * ITEMS);
+            });
+            let t = start.elapsed().as_secs_f64();
+            assert!(run.join().into_result().is_ok());
+            t
+        },
+        || {
+            let (tx, rx, handles) = crossbeam_chain(10);
+            let start = Instant::now();
+            let feeder = thread::spawn(move || {
+                for n in 0..ITEMS {
+                    tx.send(n).unwrap();
+                }
+            });
+            let sum: u64 = rx.iter().sum();
+            assert_eq!(sum, ITEMS * (ITEMS - 1) / 2 + 10 * ITEMS);
+            let t = start.elapsed().as_secs_f64();
+            feeder.join().unwrap();
+            for h in handles {
+                h.join().unwrap();
+            }
+            t
+        },
+    );
+    report(
+        "chain_stream",
+        "10 threads + crossbeam bounded channels, 100,000 items",
         median(a),
         median(b),
         Unit::Time,

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::CachePadded;
 
 use crate::backend::thread as place;
 use crate::builder::DEFAULT_CAPACITY;
@@ -15,6 +16,7 @@ use crate::error::StartError;
 use crate::outcome::Outcome;
 use crate::sync::lock;
 use crate::task::{Settings, Task};
+use crate::timer::{self, Deadline};
 
 /// Runs one task per input with at most `parallelism` running at once.
 ///
@@ -27,7 +29,11 @@ use crate::task::{Settings, Task};
 ///
 /// The pool's runners are threads from sidetask's worker cache: each runs its
 /// tasks one after another on its own thread, so a tiny task costs no thread
-/// hand-off at all.
+/// hand-off at all. A pool starts one runner per core; whenever every runner
+/// has been on its current task for half a millisecond or more (blocked, or
+/// just long), a watchdog doubles them, up to the parallelism. So tiny tasks
+/// run on as many threads as there are cores, and blocking tasks still get
+/// their full parallelism within a few milliseconds.
 ///
 /// # Examples
 ///
@@ -111,12 +117,17 @@ impl Pool {
         Ev: Send + 'static,
     {
         let iter = inputs.into_iter();
-        let runners = match iter.size_hint() {
+        let most = match iter.size_hint() {
             (_, Some(upper)) => self.parallelism.min(upper).max(1),
             _ => self.parallelism,
         };
+        // Start with one runner per core; the watchdog adds more while every
+        // runner is held up by a long task, up to the parallelism.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let first = most.min(cores);
         let (results_tx, results_rx) = crossbeam_channel::bounded(self.results);
-        let shared = Arc::new(PoolShared {
+        let shared = Arc::new_cyclic(|me| PoolShared {
+            me: me.clone(),
             input: Mutex::new(Input {
                 iter: Box::new(iter),
                 next: 0,
@@ -128,28 +139,31 @@ impl Pool {
             delivered: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             queued: AtomicUsize::new(usize::MAX),
-            running: AtomicUsize::new(0),
-            finished: AtomicUsize::new(0),
-            slots: (0..runners).map(|_| Mutex::new(None)).collect(),
+            live: AtomicUsize::new(0),
+            spare: Mutex::new(Some(results_tx)),
+            slots: (0..most)
+                .map(|_| {
+                    CachePadded::new(Slot {
+                        task: Mutex::new(None),
+                        busy: AtomicBool::new(false),
+                        finished: AtomicUsize::new(0),
+                        seen: AtomicUsize::new(usize::MAX),
+                    })
+                })
+                .collect(),
             body,
             settings: (self.inbox, self.outbox, self.timeout),
         });
         shared.update_queued(&lock(&shared.input));
-        let mut started = 0;
-        let mut last_err = None;
-        for slot in 0..runners {
-            let shared = Arc::clone(&shared);
-            let results = results_tx.clone();
-            match place::execute(Box::new(move || runner(&shared, slot, &results))) {
-                Ok(()) => started += 1,
-                Err((_, err)) => last_err = Some(err),
+        for slot in 0..first {
+            if let Err(err) = shared.start_runner(slot) {
+                if slot == 0 {
+                    return Err(StartError::spawn(err));
+                }
+                break;
             }
         }
-        if started == 0 {
-            return Err(StartError::spawn(
-                last_err.expect("no runner means an error"),
-            ));
-        }
+        shared.watch();
         Ok(PoolRun {
             shared,
             results: results_rx,
@@ -158,7 +172,20 @@ impl Pool {
     }
 }
 
-type Slot<T, E, In, Ev> = Mutex<Option<(usize, Task<T, E, In, Ev>)>>;
+/// One runner's place: the task it runs now (with its input's index) and
+/// its own counters, on a cache line of its own so runners never contend.
+struct Slot<T, E, In, Ev> {
+    task: Mutex<Running<T, E, In, Ev>>,
+    busy: AtomicBool,
+    finished: AtomicUsize,
+    // What the watchdog saw at its last look: the index held, or `usize::MAX`.
+    seen: AtomicUsize,
+}
+
+/// The task a runner runs now, with its input's index.
+type Running<T, E, In, Ev> = Option<(usize, Task<T, E, In, Ev>)>;
+
+type Slots<T, E, In, Ev> = Box<[CachePadded<Slot<T, E, In, Ev>>]>;
 
 struct Input<I> {
     iter: Box<dyn Iterator<Item = I> + Send>,
@@ -166,7 +193,12 @@ struct Input<I> {
     closed: bool,
 }
 
+/// How often the watchdog looks whether every runner is held up by the task
+/// it held at the last look.
+const HELD_UP: Duration = Duration::from_micros(500);
+
 struct PoolShared<I, F, T, E, In, Ev> {
+    me: Weak<PoolShared<I, F, T, E, In, Ev>>,
     input: Mutex<Input<I>>,
     // Runners waiting for the in-order window to move.
     advanced: Condvar,
@@ -175,16 +207,19 @@ struct PoolShared<I, F, T, E, In, Ev> {
     delivered: AtomicUsize,
     stopped: AtomicBool,
     queued: AtomicUsize,
-    running: AtomicUsize,
-    finished: AtomicUsize,
-    slots: Vec<Slot<T, E, In, Ev>>,
+    // Runners alive; runner `k` uses slot `k`.
+    live: AtomicUsize,
+    // A results sender for runners started later; dropped once no runner
+    // can be needed, so that the results end when the last runner does.
+    spare: Mutex<Option<Sender<Finished<T, E, Ev>>>>,
+    slots: Slots<T, E, In, Ev>,
     body: F,
     settings: (usize, usize, Option<Duration>),
 }
 
 /// What a pool can be asked without its input and body types.
 trait PoolControl<T, E, In, Ev>: Send + Sync {
-    fn slots(&self) -> &[Slot<T, E, In, Ev>];
+    fn slots(&self) -> &[CachePadded<Slot<T, E, In, Ev>>];
     fn close(&self, stop: bool);
     fn counts(&self) -> Progress;
     fn set_window(&self, window: usize);
@@ -230,6 +265,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                 }
                 None => {
                     input.closed = true;
+                    *lock(&self.spare) = None;
                     None
                 }
             };
@@ -248,7 +284,7 @@ where
     In: Send,
     Ev: Send,
 {
-    fn slots(&self) -> &[Slot<T, E, In, Ev>] {
+    fn slots(&self) -> &[CachePadded<Slot<T, E, In, Ev>>] {
         &self.slots
     }
 
@@ -261,10 +297,11 @@ where
             input.closed = true;
             self.update_queued(&input);
         }
+        *lock(&self.spare) = None;
         self.advanced.notify_all();
         if stop {
             for slot in &self.slots {
-                if let Some((_, task)) = &*lock(slot) {
+                if let Some((_, task)) = &*lock(&slot.task) {
                     task.stop();
                 }
             }
@@ -275,8 +312,16 @@ where
         let queued = self.queued.load(Ordering::Relaxed);
         Progress {
             queued: (queued != usize::MAX).then_some(queued),
-            running: self.running.load(Ordering::Relaxed),
-            finished: self.finished.load(Ordering::Relaxed),
+            running: self
+                .slots
+                .iter()
+                .filter(|s| s.busy.load(Ordering::Relaxed))
+                .count(),
+            finished: self
+                .slots
+                .iter()
+                .map(|s| s.finished.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 
@@ -295,6 +340,70 @@ where
     }
 }
 
+impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev>
+where
+    F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+    I: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    /// Starts the runner of `slot`, if results can still be sent.
+    fn start_runner(&self, slot: usize) -> std::io::Result<()> {
+        let (Some(me), Some(results)) = (self.me.upgrade(), lock(&self.spare).clone()) else {
+            return Ok(());
+        };
+        self.live.fetch_add(1, Ordering::SeqCst);
+        place::execute(Box::new(move || runner(&me, slot, &results))).map_err(|(_, err)| {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            err
+        })
+    }
+
+    /// Schedules the next look at whether every runner is held up.
+    fn watch(&self) {
+        if self.live.load(Ordering::SeqCst) < self.slots.len() && lock(&self.spare).is_some() {
+            let weak: Weak<dyn Deadline> = self.me.clone() as Weak<dyn Deadline>;
+            timer::schedule(Instant::now() + HELD_UP, weak);
+        }
+    }
+}
+
+impl<I, F, T, E, In, Ev> Deadline for PoolShared<I, F, T, E, In, Ev>
+where
+    F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+    I: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    /// Adds runners when every one is held up by the same task as at the last
+    /// look, [`HELD_UP`] ago (blocked, or simply long): as many again as are
+    /// alive, up to the parallelism. Tiny tasks never trigger it.
+    fn expire(&self) {
+        let live = self.live.load(Ordering::SeqCst).min(self.slots.len());
+        // A runner is held up if it holds the same task as at the last look.
+        let mut held_up = 0;
+        for slot in &self.slots[..live] {
+            let now = lock(&slot.task).as_ref().map_or(usize::MAX, |(i, _)| *i);
+            if now != usize::MAX && slot.seen.swap(now, Ordering::Relaxed) == now {
+                held_up += 1;
+            }
+        }
+        if live > 0 && held_up == live {
+            let add = live.min(self.slots.len() - live);
+            for slot in live..live + add {
+                if self.start_runner(slot).is_err() {
+                    return;
+                }
+            }
+        }
+        self.watch();
+    }
+}
+
 fn runner<I, F, T, E, In, Ev>(
     shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
     slot: usize,
@@ -307,9 +416,20 @@ fn runner<I, F, T, E, In, Ev>(
     In: Send + 'static,
     Ev: Send + 'static,
 {
+    struct Leave<'a>(&'a AtomicUsize);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _leave = Leave(&shared.live);
+    let here = &shared.slots[slot];
+    // A body reference of this runner's own, so that starting a task touches
+    // no counter shared with other runners.
+    let body = Arc::new(Arc::clone(shared));
     while let Some((index, item)) = shared.next_input() {
         let (inbox, outbox, timeout) = shared.settings;
-        let body = Arc::clone(shared);
+        let body = Arc::clone(&body);
         let task = Task::new(
             Settings {
                 name: None,
@@ -320,23 +440,21 @@ fn runner<I, F, T, E, In, Ev>(
             move |ctx: &Ctx<In, Ev>| (body.body)(ctx, item),
         );
         let job = task.take_job().expect("a new task holds its job");
-        *lock(&shared.slots[slot]) = Some((index, task));
+        *lock(&here.task) = Some((index, task));
         if shared.stopped.load(Ordering::SeqCst) {
             // `stop_all` may have looked at this slot before it was filled.
-            if let Some((_, task)) = &*lock(&shared.slots[slot]) {
+            if let Some((_, task)) = &*lock(&here.task) {
                 task.stop();
             }
         }
-        shared.running.fetch_add(1, Ordering::Relaxed);
+        here.busy.store(true, Ordering::Relaxed);
         job();
-        shared.running.fetch_sub(1, Ordering::Relaxed);
-        let (_, task) = lock(&shared.slots[slot])
-            .take()
-            .expect("the slot holds its task");
+        here.busy.store(false, Ordering::Relaxed);
+        let (_, task) = lock(&here.task).take().expect("the slot holds its task");
         let outcome = task.take_outcome();
         let events = task.try_iter().collect();
         drop(task);
-        shared.finished.fetch_add(1, Ordering::Relaxed);
+        here.finished.fetch_add(1, Ordering::Relaxed);
         if results
             .send(Finished {
                 index,
@@ -473,7 +591,7 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
         f: impl FnOnce(&Task<T, E, In, Ev>) -> R,
     ) -> Option<R> {
         for slot in self.shared.slots() {
-            let slot = lock(slot);
+            let slot = lock(&slot.task);
             if let Some((i, task)) = &*slot
                 && *i == index
             {
@@ -488,7 +606,7 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
         self.shared
             .slots()
             .iter()
-            .filter_map(|slot| lock(slot).as_ref().map(|(i, _)| *i))
+            .filter_map(|slot| lock(&slot.task).as_ref().map(|(i, _)| *i))
             .collect()
     }
 }

@@ -22,8 +22,22 @@ pub struct TaskId(u64);
 
 impl TaskId {
     fn next() -> TaskId {
+        // Each thread takes ids in blocks, so that threads spawning many
+        // tasks do not contend on one counter.
+        const BLOCK: u64 = 1024;
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        TaskId(NEXT.fetch_add(1, Ordering::Relaxed))
+        thread_local! {
+            static RANGE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+        }
+        RANGE.with(|range| {
+            let (mut next, mut end) = range.get();
+            if next == end {
+                next = NEXT.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            range.set((next + 1, end));
+            TaskId(next)
+        })
     }
 
     /// The id as a number.
