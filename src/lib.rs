@@ -55,6 +55,15 @@
 //! task never read can be taken back after it ended
 //! ([`Task::take_unread`]).
 //!
+//! # Pools, chains and controllers
+//!
+//! Built from the same handles: a [`Pool`] runs a task per input with
+//! bounded parallelism (results by callback, in completion order or in input
+//! order); a [`Chain`] streams items through stages, each a task, connected by
+//! bounded inboxes; a [`Controller`] drives a running task from outside
+//! ([`WaitUntilDone`], [`FeedFrom`], [`Deadline`]), and [`controlled`] turns a
+//! task body into a plain call that returns its value or a [`RunError`].
+//!
 //! # Tracing
 //!
 //! Each task runs inside a `task` span (its id and name) of the [`tracing`]
