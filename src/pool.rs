@@ -146,6 +146,7 @@ impl Pool {
                     CachePadded::new(Slot {
                         task: Mutex::new(None),
                         busy: AtomicBool::new(false),
+                        current: AtomicUsize::new(usize::MAX),
                         finished: AtomicUsize::new(0),
                         seen: AtomicUsize::new(usize::MAX),
                     })
@@ -177,6 +178,9 @@ impl Pool {
 struct Slot<T, E, In, Ev> {
     task: Mutex<Running<T, E, In, Ev>>,
     busy: AtomicBool,
+    // The index of the input running now, or `usize::MAX`: read by the
+    // watchdog without the lock, which `with_task` callers may hold long.
+    current: AtomicUsize,
     finished: AtomicUsize,
     // What the watchdog saw at its last look: the index held, or `usize::MAX`.
     seen: AtomicUsize,
@@ -387,7 +391,7 @@ where
         // A runner is held up if it holds the same task as at the last look.
         let mut held_up = 0;
         for slot in &self.slots[..live] {
-            let now = lock(&slot.task).as_ref().map_or(usize::MAX, |(i, _)| *i);
+            let now = slot.current.load(Ordering::Relaxed);
             if now != usize::MAX && slot.seen.swap(now, Ordering::Relaxed) == now {
                 held_up += 1;
             }
@@ -448,7 +452,9 @@ fn runner<I, F, T, E, In, Ev>(
             }
         }
         here.busy.store(true, Ordering::Relaxed);
+        here.current.store(index, Ordering::Relaxed);
         job();
+        here.current.store(usize::MAX, Ordering::Relaxed);
         here.busy.store(false, Ordering::Relaxed);
         let (_, task) = lock(&here.task).take().expect("the slot holds its task");
         let outcome = task.take_outcome();
@@ -566,7 +572,8 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     }
 
     /// Starts no new task and asks every running one to stop; returns at
-    /// once. Stopped tasks still report their outcomes.
+    /// once. Stopped tasks still report their outcomes; an input taken from
+    /// the iterator but not begun yet reports [`Outcome::Cancelled`].
     pub fn stop_all(&self) {
         self.shared.close(true);
     }

@@ -288,12 +288,7 @@ where
         match place::execute(job) {
             Ok(()) => {
                 drop(pending);
-                // A timeout too far off to be represented never fires.
-                if let Some(at) = self.timeout.and_then(|t| Instant::now().checked_add(t)) {
-                    let weak: Weak<dyn Deadline> =
-                        Arc::downgrade(&self.shared) as Weak<dyn Deadline>;
-                    timer::schedule(at, weak);
-                }
+                self.schedule_timeout();
                 Ok(())
             }
             Err((job, err)) => {
@@ -301,6 +296,26 @@ where
                 *pending = Some(job);
                 Err(StartError::spawn(err))
             }
+        }
+    }
+
+    /// Takes the body's job, unstarted, to run it on the calling thread
+    /// (a pool's runner); `None` if it was started or cancelled. The task
+    /// counts as started, and its timeout runs from now.
+    pub(crate) fn take_job(&self) -> Option<Job> {
+        let job = lock(&self.pending).take();
+        if job.is_some() {
+            self.shared.core.started.store(true, Ordering::Release);
+            self.schedule_timeout();
+        }
+        job
+    }
+
+    fn schedule_timeout(&self) {
+        // A timeout too far off to be represented never fires.
+        if let Some(at) = self.timeout.and_then(|t| Instant::now().checked_add(t)) {
+            let weak: Weak<dyn Deadline> = Arc::downgrade(&self.shared) as Weak<dyn Deadline>;
+            timer::schedule(at, weak);
         }
     }
 
@@ -458,16 +473,6 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         } else {
             Err(self)
         }
-    }
-
-    /// Takes the body's job, unstarted, to run it on the calling thread
-    /// (a pool's runner); `None` if it was started or cancelled.
-    pub(crate) fn take_job(&self) -> Option<Job> {
-        let job = lock(&self.pending).take();
-        if job.is_some() {
-            self.shared.core.started.store(true, Ordering::Release);
-        }
-        job
     }
 
     /// This task's inbox, for another task to feed.
