@@ -488,7 +488,7 @@ fn chain_1000() {
 fn chain_stream() {
     const ITEMS: u64 = 100_000;
     let (a, b) = alternate(
-        7,
+        15,
         || {
             let run = sidetask_chain(10);
             let start = Instant::now();

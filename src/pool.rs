@@ -13,7 +13,7 @@ use crate::backend::thread as place;
 use crate::builder::DEFAULT_CAPACITY;
 use crate::ctx::Ctx;
 use crate::error::StartError;
-use crate::outcome::Outcome;
+use crate::outcome::{self, Outcome, Panic};
 use crate::sync::lock;
 use crate::task::{Settings, Task};
 use crate::timer::{self, Deadline};
@@ -141,6 +141,7 @@ impl Pool {
             queued: AtomicUsize::new(usize::MAX),
             live: AtomicUsize::new(0),
             spare: Mutex::new(Some(results_tx)),
+            input_panic: Mutex::new(None),
             slots: (0..most)
                 .map(|_| {
                     CachePadded::new(Slot {
@@ -216,6 +217,7 @@ struct PoolShared<I, F, T, E, In, Ev> {
     // A results sender for runners started later; dropped once no runner
     // can be needed, so that the results end when the last runner does.
     spare: Mutex<Option<Sender<Finished<T, E, Ev>>>>,
+    input_panic: Mutex<Option<Panic>>,
     slots: Slots<T, E, In, Ev>,
     body: F,
     settings: (usize, usize, Option<Duration>),
@@ -227,6 +229,7 @@ trait PoolControl<T, E, In, Ev>: Send + Sync {
     fn close(&self, stop: bool);
     fn counts(&self) -> Progress;
     fn set_window(&self, window: usize);
+    fn take_input_panic(&self) -> Option<Panic>;
     fn delivered(&self, next: usize);
 }
 
@@ -260,7 +263,14 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
-            let item = input.iter.next();
+            let item = match outcome::catch(|| input.iter.next()) {
+                Ok(item) => item,
+                Err(panic) => {
+                    // The input iterator panicked: no input can follow.
+                    *lock(&self.input_panic) = Some(panic);
+                    None
+                }
+            };
             let got = match item {
                 Some(item) => {
                     let index = input.next;
@@ -327,6 +337,10 @@ where
                 .map(|s| s.finished.load(Ordering::Relaxed))
                 .sum(),
         }
+    }
+
+    fn take_input_panic(&self) -> Option<Panic> {
+        lock(&self.input_panic).take()
     }
 
     fn set_window(&self, window: usize) {
@@ -564,6 +578,13 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
             waiting: BTreeMap::new(),
             next: 0,
         }
+    }
+
+    /// The panic of the input iterator, if its `next` panicked: the pool
+    /// then took no further input, as if the inputs had ended there. Taken
+    /// once.
+    pub fn input_panic(&self) -> Option<Panic> {
+        self.shared.take_input_panic()
     }
 
     /// How many inputs are queued, how many tasks run and how many finished.

@@ -755,3 +755,20 @@ fn task_timeout_stops_each_long_task() {
     }
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+#[test]
+fn a_panicking_input_iterator_ends_the_inputs_and_is_reported() {
+    let inputs = (0..10u32).map(|n| if n == 5 { panic!("bad input {n}") } else { n });
+    let run = Pool::new(2)
+        .run(inputs, |_: &Ctx, n| Ok::<_, ()>(n))
+        .unwrap();
+    let mut got: Vec<u32> = Vec::new();
+    while let Ok(done) = run.recv_timeout(Duration::from_secs(30)) {
+        got.push(done.outcome.value().unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    let panic = run.input_panic().expect("the iterator's panic");
+    assert_eq!(panic.message(), "bad input 5");
+    assert!(run.input_panic().is_none(), "taken once");
+}
