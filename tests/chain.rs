@@ -1,38 +1,14 @@
 //! `Chain`: task.py's n-stage chain (n = 1, 10, 1,000), streaming in order, backpressure, a stage's error or panic reported with its stage, position and item, stopping, every item accounted for on a stop (stress with counts), and 100,000 items through ten stages.
 
-use std::panic::{self, AssertUnwindSafe};
+mod common;
+use common::{LIMIT, wait_for, within};
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use sidetask::{Chain, ChainEnd, ChainRun, RecvTimeoutError, SendError};
-
-/// How long any single wait may take before the test counts it as a hang.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Polls `cond` until it holds; fails the test after [`LIMIT`].
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Runs `f` on its own thread and returns its result, failing the test if it
-/// takes longer than `limit` (for calls that have no timed variant).
-fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => panic::resume_unwind(p),
-        Err(_) => panic!("timed out after {limit:?}"),
-    }
-}
 
 /// Joins the chain, failing the test if a stage is still running after
 /// [`LIMIT`].

@@ -1,9 +1,11 @@
 //! Controllers: `WaitUntilDone`, `FeedFrom` (every item reaches the task; feeding stops when the task ends early), `Deadline` (stops a long task in time and returns its error), a custom controller that gives up, the `controlled` decorator (value, own error, panic), and `RunError`'s traits.
 
+mod common;
+use common::LIMIT;
+
 use std::error::Error;
-use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,33 +14,19 @@ use sidetask::{
     controlled, run,
 };
 
-/// How long any single wait may take before the test counts it as a hang.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs `f` on its own thread and returns its result, failing the test if it
-/// takes longer than [`LIMIT`] (`run` and the decorator wait without one).
-fn within<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => panic::resume_unwind(p),
-        Err(_) => panic!("timed out after {LIMIT:?}"),
-    }
-}
-
 #[test]
 fn wait_until_done_returns_the_value_or_the_error() {
     let task = sidetask::spawn(|ctx: &Ctx| {
         ctx.sleep(Duration::from_millis(20))?;
         Ok::<_, Stopped>(42)
     });
-    assert_eq!(within(move || run(&mut WaitUntilDone, task).unwrap()), 42);
+    assert_eq!(
+        common::within(LIMIT, move || run(&mut WaitUntilDone, task).unwrap()),
+        42
+    );
 
     let task = sidetask::spawn(|_: &Ctx| Err::<u8, _>("no luck".to_owned()));
-    let err = within(move || run(&mut WaitUntilDone, task).unwrap_err());
+    let err = common::within(LIMIT, move || run(&mut WaitUntilDone, task).unwrap_err());
     assert!(err.is_error() && !err.is_panic() && !err.is_gave_up() && !err.is_cancelled());
     assert_eq!(
         err.task_error().and_then(|e| e.error()).map(String::as_str),
@@ -50,7 +38,7 @@ fn wait_until_done_returns_the_value_or_the_error() {
 #[test]
 fn a_task_never_started_is_cancelled() {
     let task = Builder::new().build(|_: &Ctx| Ok::<_, Stopped>(1));
-    let err = within(move || run(&mut WaitUntilDone, task).unwrap_err());
+    let err = common::within(LIMIT, move || run(&mut WaitUntilDone, task).unwrap_err());
     assert!(
         err.is_cancelled() && !err.is_error() && !err.is_gave_up(),
         "{err:?}"
@@ -77,7 +65,7 @@ fn feed_from_delivers_every_item() {
         })
         .unwrap();
     let mut feed = FeedFrom(1..=ITEMS);
-    let (got, mut feed) = within(move || (run(&mut feed, task), feed));
+    let (got, mut feed) = common::within(LIMIT, move || (run(&mut feed, task), feed));
     assert_eq!(got.unwrap(), (ITEMS, ITEMS * (ITEMS + 1) / 2));
     assert_eq!(feed.0.next(), None, "every item was taken");
 }
@@ -101,7 +89,7 @@ fn feed_from_stops_when_the_task_ends_early() {
         })
         .unwrap();
     let mut feed = FeedFrom(items);
-    let (got, mut feed) = within(move || (run(&mut feed, task), feed));
+    let (got, mut feed) = common::within(LIMIT, move || (run(&mut feed, task), feed));
     assert_eq!(got.unwrap(), vec![0, 1, 2]);
     // Three read, at most a full inbox, and the one refused.
     let taken = pulled.load(Ordering::SeqCst);
@@ -123,7 +111,7 @@ fn deadline_stops_a_long_task_in_time_and_returns_its_error() {
     let wait = Duration::from_millis(100);
     let began = Instant::now();
     let mut deadline = Deadline(began + wait);
-    let err = within(move || run(&mut deadline, task).unwrap_err());
+    let err = common::within(LIMIT, move || run(&mut deadline, task).unwrap_err());
     let elapsed = began.elapsed();
     assert!(elapsed >= wait, "stopped early, after {elapsed:?}");
     assert!(
@@ -140,7 +128,7 @@ fn deadline_lets_a_quick_task_finish() {
     let task = sidetask::spawn(|_: &Ctx| Ok::<_, Stopped>("quick"));
     let began = Instant::now();
     let mut deadline = Deadline(began + Duration::from_secs(20));
-    let got = within(move || run(&mut deadline, task));
+    let got = common::within(LIMIT, move || run(&mut deadline, task));
     assert_eq!(got.unwrap(), "quick");
     assert!(
         began.elapsed() < Duration::from_secs(10),
@@ -173,7 +161,9 @@ fn a_controller_that_gives_up_stops_the_task() {
             slept
         })
     };
-    let err = within(move || run(&mut GivesUpAfterOneEvent, task).unwrap_err());
+    let err = common::within(LIMIT, move || {
+        run(&mut GivesUpAfterOneEvent, task).unwrap_err()
+    });
     // `run` stopped the task and waited for it before returning.
     assert!(saw_stop.load(Ordering::SeqCst), "the task was not stopped");
     assert!(err.is_gave_up());
@@ -219,7 +209,7 @@ fn a_custom_controller_can_talk_to_the_task() {
         }
         Ok::<_, Stopped>(seen)
     });
-    let (got, answers) = within(move || {
+    let (got, answers) = common::within(LIMIT, move || {
         let mut ping = PingPong(Vec::new());
         (run(&mut ping, task), ping.0)
     });
@@ -237,8 +227,9 @@ fn controlled_returns_value_own_error_and_panic_to_the_caller() {
             n => Ok(n * 2),
         },
     );
-    let (value, error, panicked, again) =
-        within(move || (checked(21), checked(-4), checked(13), checked(1)));
+    let (value, error, panicked, again) = common::within(LIMIT, move || {
+        (checked(21), checked(-4), checked(13), checked(1))
+    });
     assert_eq!(value.unwrap(), 42);
 
     let error = error.unwrap_err();
@@ -275,7 +266,7 @@ fn controlled_with_a_deadline_per_call() {
         )
     };
     let began = Instant::now();
-    let (short, long) = within(move || (nap(1), nap(3_600_000)));
+    let (short, long) = common::within(LIMIT, move || (nap(1), nap(3_600_000)));
     assert!(began.elapsed() < Duration::from_secs(10));
     assert_eq!(short.unwrap(), 1);
     let long = long.unwrap_err();
@@ -316,7 +307,7 @@ fn run_error_is_send_sync_static_when_its_error_is() {
         let task = sidetask::spawn(|_: &Ctx| Err::<u8, _>(MyError));
         Ok(run(&mut WaitUntilDone, task)?)
     }
-    let err = within(|| fails().unwrap_err());
+    let err = common::within(LIMIT, || fails().unwrap_err());
     let shared: Arc<dyn Error + Send + Sync> = Arc::from(err);
     let message = thread::spawn(move || shared.to_string()).join().unwrap();
     assert!(message.contains("my error"), "{message}");

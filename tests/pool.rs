@@ -1,25 +1,15 @@
 //! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, failures kept per task, progress, talking to running tasks, stopping, shutdown, drop, and a 100,000-input stress test with counts.
 
+mod common;
+use common::{LIMIT, wait_for, within};
+
 use std::collections::HashSet;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use sidetask::{Ctx, Finished, Outcome, Pool, PoolRun, Progress, RecvTimeoutError, Stopped};
-
-/// How long any single wait may take before the test counts it as a hang.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Polls `cond` until it holds; fails the test after [`LIMIT`].
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// Inside a task body: polls `cond` until it holds, the task is stopped
 /// (`Err(Stopped)`) or [`LIMIT`] passed (a panic, so the test sees it).
@@ -30,20 +20,6 @@ fn task_wait_for<In, Ev>(ctx: &Ctx<In, Ev>, mut cond: impl FnMut() -> bool) -> R
         ctx.sleep(Duration::from_millis(1))?;
     }
     Ok(())
-}
-
-/// Runs `f` on its own thread and returns its result, failing the test if it
-/// takes longer than `limit` (for calls that have no timed variant).
-fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => panic::resume_unwind(p),
-        Err(_) => panic!("timed out after {limit:?}"),
-    }
 }
 
 /// Receives results until every task has finished and been received.
