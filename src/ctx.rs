@@ -52,7 +52,7 @@ impl<In, Ev> Ctx<In, Ev> {
         Ctx { control }
     }
 
-    fn mailbox(&self) -> &Mailbox<In, Ev> {
+    pub(crate) fn mailbox(&self) -> &Mailbox<In, Ev> {
         self.control.mailbox()
     }
 

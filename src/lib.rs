@@ -86,6 +86,7 @@ mod sync;
 mod task;
 mod timer;
 
+pub use backend::command::{Command, Exit, STDERR_TAIL};
 pub use backend::thread::{idle_timeout, set_idle_timeout, worker_threads};
 pub use builder::{Builder, DEFAULT_CAPACITY, spawn};
 pub use chain::{Chain, ChainEnd, ChainError, ChainRun};

@@ -36,6 +36,11 @@ pub(crate) const HANDLE_GONE: u8 = 4;
 /// No message will come in any more (a chain's upstream stage ended): the
 /// task reads what is left, then its `recv` reports the end.
 pub(crate) const INBOX_CLOSED: u8 = 8;
+/// A hard kill was asked for (with `STOP`): places that can, end the task
+/// at once.
+pub(crate) const KILL: u8 = 16;
+/// A command task's program has exited.
+pub(crate) const EXITED: u8 = 32;
 
 /// How long an operation may wait.
 #[derive(Clone, Copy)]

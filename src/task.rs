@@ -11,7 +11,9 @@ use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, StartError, TryRecvError,
     TrySendError,
 };
-use crate::mailbox::{DONE, HANDLE_GONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, Wait};
+use crate::mailbox::{
+    DONE, HANDLE_GONE, INBOX_CLOSED, KILL, Mailbox, PopError, PushError, STOP, Wait,
+};
 use crate::outcome::{self, Outcome};
 use crate::sync::lock;
 use crate::timer::{self, Deadline};
@@ -375,6 +377,16 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
             let _ = outcome::catch(move || drop(job));
             self.shared.finish(Outcome::Cancelled);
         }
+    }
+
+    /// Asks the task to end at once, where its place allows it: a
+    /// [`Command`](crate::Command) task's program and everything in its
+    /// process group get `SIGKILL` without waiting for the grace period.
+    /// A thread cannot be killed: on a thread task this is
+    /// [`stop`](Task::stop). Returns at once.
+    pub fn kill(&self) {
+        self.shared.mailbox.set(KILL);
+        self.stop();
     }
 
     /// Returns `true` if the task has ended. Never blocks.

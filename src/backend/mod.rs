@@ -1,8 +1,11 @@
 //! The places a task runs, one file each, behind the one handle.
 //!
 //! 1. `thread`: reused worker threads in this process (the default).
+//! 2. `command`: an external program, its stdin and stdout lines as messages
+//!    and events, driven by a task on a worker thread.
 //!
 //! The handle, the context and the outcome do not know which place runs a
 //! task; a place only takes a job and runs it.
 
+pub(crate) mod command;
 pub(crate) mod thread;

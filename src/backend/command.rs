@@ -1,0 +1,339 @@
+//! The command place: an external program as a task.
+//!
+//! The program runs in a process group of its own. A task body on a worker
+//! thread owns it and runs four scoped helpers: one writes the messages
+//! (lines) to its stdin, one turns its stdout lines into events, one keeps
+//! the tail of its stderr, one waits for a stop and escalates it. Both output
+//! pipes are always read to their end, so a program never blocks on a full
+//! pipe, whoever reads the events.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, ChildStderr, ChildStdout, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+
+use crate::ctx::Ctx;
+use crate::error::{StartError, TryEmitError};
+use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP, Wait};
+use crate::task::{Settings, Task};
+
+/// How much of a program's stderr a command task keeps: the last 64 KiB.
+pub const STDERR_TAIL: usize = 64 * 1024;
+
+/// An external program as a task: each message is written to its stdin as a
+/// line, each line of its stdout is an event, and its exit is the outcome.
+///
+/// **Stop escalates**: the task's stop (or its handle's drop) sends
+/// `SIGTERM` to the program's process group and closes its stdin; whatever
+/// still runs after the grace period gets `SIGKILL`. [`Task::kill`] sends
+/// `SIGKILL` at once. When the program exits, anything it left running in
+/// its process group is killed, so no process outlives its task. A task
+/// stopped before its watcher began kills the program at once; its outcome
+/// is then [`Outcome::Cancelled`](crate::Outcome::Cancelled).
+///
+/// **Pipes are always drained.** Events beyond the outbox capacity are
+/// dropped and counted ([`Exit::dropped_lines`]) rather than blocking the
+/// program; the last [`STDERR_TAIL`] bytes of stderr are kept. A line that is
+/// not UTF-8 arrives with its bad bytes replaced.
+///
+/// # Examples
+///
+/// ```
+/// use sidetask::Command;
+///
+/// let task = Command::new("sort").spawn()?;
+/// for word in ["pear", "apple", "fig"] {
+///     task.send(word.to_string())?;
+/// }
+/// task.close_inbox(); // end of input: sort prints its lines and exits
+/// let lines: Vec<String> = task.iter().collect();
+/// assert_eq!(lines, ["apple", "fig", "pear"]);
+/// assert!(task.join().value().unwrap().success());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a command does nothing until `spawn`"]
+pub struct Command {
+    command: std::process::Command,
+    grace: Duration,
+    settings: Settings,
+}
+
+impl Command {
+    /// A command running `program`, found on the `PATH` as
+    /// [`std::process::Command`] finds it.
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            command: std::process::Command::new(program),
+            grace: Duration::from_secs(5),
+            settings: Settings {
+                name: None,
+                inbox: crate::DEFAULT_CAPACITY,
+                outbox: 1024,
+                timeout: None,
+            },
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Command {
+        self.command.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    /// Sets an environment variable of the program.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Command {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Sets the program's working directory.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Command {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// How long a stopped program has between `SIGTERM` and `SIGKILL`
+    /// (5 seconds unless set).
+    pub fn grace_period(mut self, grace: Duration) -> Command {
+        self.grace = grace;
+        self
+    }
+
+    /// Names the task, as [`Builder::name`](crate::Builder::name).
+    pub fn name(mut self, name: impl Into<String>) -> Command {
+        self.settings.name = Some(name.into());
+        self
+    }
+
+    /// How many lines can wait to be written to stdin before
+    /// [`Task::send`] waits.
+    pub fn inbox_capacity(mut self, capacity: usize) -> Command {
+        self.settings.inbox = capacity;
+        self
+    }
+
+    /// How many stdout lines can wait to be received (1024 unless set);
+    /// lines beyond it are dropped and counted.
+    pub fn outbox_capacity(mut self, capacity: usize) -> Command {
+        self.settings.outbox = capacity;
+        self
+    }
+
+    /// Stops the task (as [`Task::stop`]) once `timeout` has passed.
+    pub fn timeout(mut self, timeout: Duration) -> Command {
+        self.settings.timeout = Some(timeout);
+        self
+    }
+
+    /// Starts the program and returns the task's handle.
+    ///
+    /// # Errors
+    ///
+    /// If the program could not be started (not found, not executable…) or
+    /// no thread could be started to watch it; in the latter case the
+    /// program is killed.
+    pub fn spawn(mut self) -> Result<Task<Exit, io::Error, String, String>, StartError> {
+        let child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(StartError::spawn)?;
+        let pid = child.id();
+        let grace = self.grace;
+        let guard = ChildGuard(Some(child));
+        let task = Task::new(self.settings, move |ctx: &Ctx<String, String>| {
+            drive(ctx, guard, grace)
+        });
+        if let Err(err) = task.start() {
+            signal_group(pid, Signal::KILL);
+            return Err(err);
+        }
+        Ok(task)
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("command", &self.command)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a command task's program ended.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct Exit {
+    /// The program's exit status.
+    pub status: ExitStatus,
+    /// The last [`STDERR_TAIL`] bytes the program wrote to stderr.
+    pub stderr_tail: Vec<u8>,
+    /// Stdout lines dropped because the outbox was full.
+    pub dropped_lines: u64,
+}
+
+impl Exit {
+    /// Whether the program exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The exit code, if the program exited rather than being killed.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The signal that ended the program, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        self.status.signal()
+    }
+
+    /// The stderr tail as text, bad bytes replaced.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_tail).into_owned()
+    }
+}
+
+/// Owns the program until its task's body takes it; if the body never runs
+/// (the task was stopped before it began), the program and its group are
+/// killed and reaped.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            signal_group(child.id(), Signal::KILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal_group(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        // The group may be gone already; nothing to do then.
+        let _ = kill_process_group(pid, signal);
+    }
+}
+
+/// The body of a command task.
+fn drive(ctx: &Ctx<String, String>, mut guard: ChildGuard, grace: Duration) -> io::Result<Exit> {
+    let mut child = guard.0.take().expect("the guard holds the program");
+    let pid = child.id();
+    let mailbox = ctx.mailbox();
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    thread::scope(|s| {
+        let events = s.spawn(|| forward_lines(ctx, stdout));
+        let tail = s.spawn(|| keep_tail(stderr));
+        s.spawn(|| {
+            let Some(mut stdin) = stdin else { return };
+            // Ends on stop, on close_inbox, on the handle's drop, and when
+            // the program has exited; dropping `stdin` closes the pipe.
+            while let Ok(line) = ctx.recv() {
+                if writeln!(stdin, "{line}")
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        s.spawn(|| {
+            mailbox.wait_for(STOP | EXITED, Wait::Forever);
+            if mailbox.is(EXITED) {
+                return;
+            }
+            if !mailbox.is(KILL) {
+                signal_group(pid, Signal::TERM);
+                let until = Instant::now()
+                    .checked_add(grace)
+                    .map_or(Wait::Forever, Wait::Until);
+                mailbox.wait_for(EXITED | KILL, until);
+                if mailbox.is(EXITED) {
+                    return;
+                }
+            }
+            signal_group(pid, Signal::KILL);
+        });
+        let status = child.wait();
+        // Whatever the program left in its group goes with it, so that the
+        // pipes reach their end and no process outlives the task.
+        signal_group(pid, Signal::KILL);
+        mailbox.set(EXITED);
+        mailbox.set(INBOX_CLOSED);
+        let dropped_lines = events.join().expect("the stdout reader does not panic");
+        let stderr_tail = tail.join().expect("the stderr reader does not panic");
+        Ok(Exit {
+            status: status?,
+            stderr_tail,
+            dropped_lines,
+        })
+    })
+}
+
+/// Turns stdout lines into events until the end of the pipe; returns how
+/// many were dropped for a full outbox.
+fn forward_lines(ctx: &Ctx<String, String>, stdout: ChildStdout) -> u64 {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    let mut dropped = 0;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return dropped,
+            Ok(_) => {}
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        match ctx.try_emit(text) {
+            Ok(()) => {}
+            // Full, or nobody will read: keep draining, count what is lost.
+            Err(TryEmitError::Full(_) | TryEmitError::Disconnected(_)) => dropped += 1,
+        }
+    }
+}
+
+/// Reads stderr to its end, keeping the last [`STDERR_TAIL`] bytes.
+fn keep_tail(mut stderr: ChildStderr) -> Vec<u8> {
+    let mut tail = VecDeque::with_capacity(STDERR_TAIL);
+    let mut buf = [0u8; 8192];
+    loop {
+        match stderr.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.extend(&buf[..n]);
+                let excess = tail.len().saturating_sub(STDERR_TAIL);
+                tail.drain(..excess);
+            }
+        }
+    }
+    tail.into()
+}

@@ -1,0 +1,233 @@
+//! Command tasks: lines in and out, exit status, stderr tail, stop
+//! escalation, kill, no orphans, and pipes drained whoever reads.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{LIMIT, wait_for};
+use sidetask::{Command, STDERR_TAIL};
+
+/// Whether process `pid` is gone or a zombie (no longer running).
+fn not_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[test]
+fn lines_in_come_back_as_events() {
+    let task = Command::new("cat").spawn().unwrap();
+    for n in 0..100 {
+        task.send(format!("line {n}")).unwrap();
+        assert_eq!(task.recv_timeout(LIMIT).unwrap(), format!("line {n}"));
+    }
+    task.close_inbox();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert!(exit.success());
+    assert_eq!(exit.dropped_lines, 0);
+}
+
+#[test]
+fn exit_code_and_stderr_tail_are_the_outcome() {
+    let task = Command::new("sh")
+        .args(["-c", "echo to-out; echo oops >&2; exit 3"])
+        .spawn()
+        .unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), "to-out");
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert_eq!(exit.code(), Some(3));
+    assert!(!exit.success());
+    assert_eq!(exit.stderr_text(), "oops\n");
+}
+
+#[test]
+fn a_missing_program_fails_to_spawn() {
+    let err = Command::new("/nonexistent/program").spawn().unwrap_err();
+    assert_eq!(err.io_error().unwrap().kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn stop_sends_sigterm_to_the_program() {
+    let task = Command::new("sh")
+        .args(["-c", "echo ready; exec sleep 100"])
+        .spawn()
+        .unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), "ready");
+    let asked = Instant::now();
+    task.stop();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert_eq!(exit.signal(), Some(15));
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn a_program_ignoring_sigterm_gets_sigkill_after_the_grace_period() {
+    let task = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .grace_period(Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), "ready");
+    let asked = Instant::now();
+    task.stop();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    let took = asked.elapsed();
+    assert_eq!(exit.signal(), Some(9));
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+}
+
+#[test]
+fn kill_sends_sigkill_at_once() {
+    let task = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .grace_period(Duration::from_secs(60))
+        .spawn()
+        .unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), "ready");
+    let asked = Instant::now();
+    task.kill();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert_eq!(exit.signal(), Some(9));
+    assert!(asked.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn stopping_kills_grandchildren_too() {
+    let task = Command::new("sh")
+        .args(["-c", "sleep 100 & echo $!; wait"])
+        .spawn()
+        .unwrap();
+    let grandchild: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
+    assert!(!not_running(grandchild));
+    task.stop();
+    task.join_timeout(LIMIT).unwrap();
+    wait_for("the grandchild to end", || not_running(grandchild));
+}
+
+#[test]
+fn what_the_program_leaves_behind_is_killed_when_it_exits() {
+    let task = Command::new("sh")
+        .args(["-c", "sleep 100 & echo $!"])
+        .spawn()
+        .unwrap();
+    let grandchild: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert!(exit.success());
+    wait_for("the grandchild to end", || not_running(grandchild));
+}
+
+#[test]
+fn dropping_the_handle_stops_the_program() {
+    let task = Command::new("sh")
+        .args(["-c", "echo $$; exec sleep 100"])
+        .spawn()
+        .unwrap();
+    let pid: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
+    drop(task);
+    wait_for("the program to end", || not_running(pid));
+}
+
+#[test]
+fn fifty_megabytes_on_stdout_nobody_reads_never_deadlock() {
+    // 500,000 lines of 100 bytes; nobody receives any event.
+    let task = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 50000000 /dev/zero | tr '\\0' a | fold -w 100",
+        ])
+        .outbox_capacity(16)
+        .spawn()
+        .unwrap();
+    let exit = task
+        .join_timeout(Duration::from_secs(120))
+        .unwrap()
+        .value()
+        .unwrap();
+    assert!(exit.success());
+    assert_eq!(exit.dropped_lines, 500_000 - 16);
+}
+
+#[test]
+fn fifty_megabytes_on_stderr_keep_only_the_tail() {
+    let task = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 50000000 /dev/zero | tr '\\0' e >&2; echo -n end >&2",
+        ])
+        .spawn()
+        .unwrap();
+    let exit = task
+        .join_timeout(Duration::from_secs(120))
+        .unwrap()
+        .value()
+        .unwrap();
+    assert!(exit.success());
+    assert_eq!(exit.stderr_tail.len(), STDERR_TAIL);
+    assert!(exit.stderr_tail.ends_with(b"eeeend"));
+}
+
+#[test]
+fn a_send_after_the_program_ended_gives_the_line_back() {
+    let task = Command::new("true").spawn().unwrap();
+    task.wait_timeout(LIMIT);
+    assert!(task.is_done());
+    assert_eq!(
+        task.send("late".to_string()).unwrap_err().into_inner(),
+        "late"
+    );
+}
+
+#[test]
+fn events_can_be_received_while_the_program_runs() {
+    let task = Command::new("sh")
+        .args([
+            "-c",
+            "for i in 1 2 3; do echo $i; done; read line; echo got $line",
+        ])
+        .spawn()
+        .unwrap();
+    let first: Vec<String> = (0..3).map(|_| task.recv_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(first, ["1", "2", "3"]);
+    task.send("hello".to_string()).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), "got hello");
+    assert!(task.join_timeout(LIMIT).unwrap().value().unwrap().success());
+}
+
+#[test]
+fn a_command_stopped_before_it_began_leaves_no_process() {
+    for _ in 0..20 {
+        let task = Command::new("sh")
+            .args(["-c", "echo $$; exec sleep 100"])
+            .spawn()
+            .unwrap();
+        task.stop();
+        let pid_line = task.recv_timeout(Duration::from_millis(500));
+        let outcome = task.join_timeout(LIMIT).unwrap();
+        // Either the watcher began and SIGTERM ended the program, or it
+        // never began and the program was killed with the task.
+        match outcome {
+            sidetask::Outcome::Value(exit) => assert!(exit.signal().is_some() || exit.success()),
+            other => assert!(other.is_cancelled(), "{other:?}"),
+        }
+        if let Ok(line) = pid_line {
+            let pid: u32 = line.parse().unwrap();
+            wait_for("the program to end", || not_running(pid));
+        }
+    }
+}
