@@ -40,6 +40,10 @@
 //! forever never starves the others. Idle workers exit after
 //! [`idle_timeout`] (see [`set_idle_timeout`]).
 //!
+//! An external program runs as a task through [`Command`]: its stdin lines
+//! are the messages, its stdout lines the events, its exit the outcome, and
+//! stop escalates from `SIGTERM` to `SIGKILL` on its whole process group.
+//!
 //! # Stop, drop and detach
 //!
 //! Stopping is cooperative: [`Task::stop`] sets a flag that the task sees
