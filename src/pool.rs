@@ -44,7 +44,7 @@ use crate::timer::{self, Deadline};
 /// let run = Pool::new(10).run(1..=100u64, |_: &Ctx, n| Ok::<_, ()>(n * n))?;
 /// let mut sum = 0;
 /// run.for_each(|done| sum += done.outcome.value().unwrap());
-/// assert_eq!(sum, (1..=100u64).map(|n| n * n).sum());
+/// assert_eq!(sum, (1..=100u64).map(|n| n * n).sum::<u64>());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[must_use = "a pool does nothing until `run`"]

@@ -231,3 +231,23 @@ fn a_command_stopped_before_it_began_leaves_no_process() {
         }
     }
 }
+
+#[cfg(feature = "json")]
+#[test]
+fn json_lines_round_trip_and_malformed_lines_are_counted() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+    let task = Command::new("sh")
+        .args(["-c", "echo not-json; while read -r l; do echo \"$l\"; done"])
+        .spawn_json::<Point, Point>()
+        .unwrap();
+    task.send(Point { x: 1, y: -2 }).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), Point { x: 1, y: -2 });
+    task.close_inbox();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert!(exit.success());
+    assert_eq!(exit.malformed_lines, 1);
+}

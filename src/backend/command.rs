@@ -149,7 +149,51 @@ impl Command {
     /// If the program could not be started (not found, not executable…) or
     /// no thread could be started to watch it; in the latter case the
     /// program is killed.
-    pub fn spawn(mut self) -> Result<Task<Exit, io::Error, String, String>, StartError> {
+    pub fn spawn(self) -> Result<Task<Exit, io::Error, String, String>, StartError> {
+        self.spawn_with(Text)
+    }
+
+    /// Starts the program with JSON lines: each message is written to its
+    /// stdin as one line of JSON, and each stdout line is parsed as JSON
+    /// into an event. A line that does not parse is counted in
+    /// [`Exit::malformed_lines`] and skipped.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Command::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::Command;
+    ///
+    /// // `cat` echoes each JSON line back.
+    /// let task = Command::new("cat").spawn_json::<Vec<u32>, Vec<u32>>()?;
+    /// task.send(vec![1, 2, 3])?;
+    /// assert_eq!(task.recv()?, vec![1, 2, 3]);
+    /// task.close_inbox();
+    /// assert!(task.join().value().unwrap().success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn spawn_json<In, Ev>(self) -> Result<Task<Exit, io::Error, In, Ev>, StartError>
+    where
+        In: serde::Serialize + Send + 'static,
+        Ev: serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.spawn_with(Json)
+    }
+
+    fn spawn_with<In, Ev, C>(
+        mut self,
+        codec: C,
+    ) -> Result<Task<Exit, io::Error, In, Ev>, StartError>
+    where
+        In: Send + 'static,
+        Ev: Send + 'static,
+        C: LineCodec<In, Ev> + Send + 'static,
+    {
         let child = self
             .command
             .stdin(Stdio::piped())
@@ -161,8 +205,8 @@ impl Command {
         let pid = child.id();
         let grace = self.grace;
         let guard = ChildGuard(Some(child));
-        let task = Task::new(self.settings, move |ctx: &Ctx<String, String>| {
-            drive(ctx, guard, grace)
+        let task = Task::new(self.settings, move |ctx: &Ctx<In, Ev>| {
+            drive(ctx, guard, grace, &codec)
         });
         if let Err(err) = task.start() {
             signal_group(pid, Signal::KILL);
@@ -189,8 +233,11 @@ pub struct Exit {
     pub status: ExitStatus,
     /// The last [`STDERR_TAIL`] bytes the program wrote to stderr.
     pub stderr_tail: Vec<u8>,
-    /// Stdout lines dropped because the outbox was full.
+    /// Stdout lines dropped because the outbox was full (or nobody could
+    /// read them any more).
     pub dropped_lines: u64,
+    /// Stdout lines that did not decode into an event (JSON lines only).
+    pub malformed_lines: u64,
 }
 
 impl Exit {
@@ -237,7 +284,51 @@ fn signal_group(pid: u32, signal: Signal) {
 }
 
 /// The body of a command task.
-fn drive(ctx: &Ctx<String, String>, mut guard: ChildGuard, grace: Duration) -> io::Result<Exit> {
+/// How messages become stdin lines and stdout lines become events.
+trait LineCodec<In, Ev>: Sync {
+    fn encode(&self, message: &In) -> io::Result<String>;
+    /// `None` for a line that is not an event.
+    fn decode(&self, line: &[u8]) -> Option<Ev>;
+}
+
+/// Plain text: a message is a line; a line is an event, bad UTF-8 replaced.
+struct Text;
+
+impl LineCodec<String, String> for Text {
+    fn encode(&self, message: &String) -> io::Result<String> {
+        Ok(message.clone())
+    }
+
+    fn decode(&self, line: &[u8]) -> Option<String> {
+        Some(String::from_utf8_lossy(line).into_owned())
+    }
+}
+
+/// One JSON value per line.
+#[cfg(feature = "json")]
+struct Json;
+
+#[cfg(feature = "json")]
+impl<In, Ev> LineCodec<In, Ev> for Json
+where
+    In: serde::Serialize,
+    Ev: serde::de::DeserializeOwned,
+{
+    fn encode(&self, message: &In) -> io::Result<String> {
+        serde_json::to_string(message).map_err(io::Error::other)
+    }
+
+    fn decode(&self, line: &[u8]) -> Option<Ev> {
+        serde_json::from_slice(line).ok()
+    }
+}
+
+fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
+    ctx: &Ctx<In, Ev>,
+    mut guard: ChildGuard,
+    grace: Duration,
+    codec: &C,
+) -> io::Result<Exit> {
     let mut child = guard.0.take().expect("the guard holds the program");
     let pid = child.id();
     let mailbox = ctx.mailbox();
@@ -245,17 +336,18 @@ fn drive(ctx: &Ctx<String, String>, mut guard: ChildGuard, grace: Duration) -> i
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     thread::scope(|s| {
-        let events = s.spawn(|| forward_lines(ctx, stdout));
+        let events = s.spawn(|| forward_lines(ctx, stdout, codec));
         let tail = s.spawn(|| keep_tail(stderr));
         s.spawn(|| {
             let Some(mut stdin) = stdin else { return };
             // Ends on stop, on close_inbox, on the handle's drop, and when
             // the program has exited; dropping `stdin` closes the pipe.
-            while let Ok(line) = ctx.recv() {
-                if writeln!(stdin, "{line}")
-                    .and_then(|()| stdin.flush())
-                    .is_err()
-                {
+            while let Ok(message) = ctx.recv() {
+                let written = codec
+                    .encode(&message)
+                    .and_then(|line| writeln!(stdin, "{line}"))
+                    .and_then(|()| stdin.flush());
+                if written.is_err() {
                     break;
                 }
             }
@@ -283,26 +375,32 @@ fn drive(ctx: &Ctx<String, String>, mut guard: ChildGuard, grace: Duration) -> i
         signal_group(pid, Signal::KILL);
         mailbox.set(EXITED);
         mailbox.set(INBOX_CLOSED);
-        let dropped_lines = events.join().expect("the stdout reader does not panic");
+        let (dropped_lines, malformed_lines) =
+            events.join().expect("the stdout reader does not panic");
         let stderr_tail = tail.join().expect("the stderr reader does not panic");
         Ok(Exit {
             status: status?,
             stderr_tail,
             dropped_lines,
+            malformed_lines,
         })
     })
 }
 
 /// Turns stdout lines into events until the end of the pipe; returns how
-/// many were dropped for a full outbox.
-fn forward_lines(ctx: &Ctx<String, String>, stdout: ChildStdout) -> u64 {
+/// many were dropped for a full outbox and how many did not decode.
+fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
+    ctx: &Ctx<In, Ev>,
+    stdout: ChildStdout,
+    codec: &C,
+) -> (u64, u64) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
-    let mut dropped = 0;
+    let (mut dropped, mut malformed) = (0, 0);
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return dropped,
+            Ok(0) | Err(_) => return (dropped, malformed),
             Ok(_) => {}
         }
         if line.last() == Some(&b'\n') {
@@ -311,8 +409,11 @@ fn forward_lines(ctx: &Ctx<String, String>, stdout: ChildStdout) -> u64 {
                 line.pop();
             }
         }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        match ctx.try_emit(text) {
+        let Some(event) = codec.decode(&line) else {
+            malformed += 1;
+            continue;
+        };
+        match ctx.try_emit(event) {
             Ok(()) => {}
             // Full, or nobody will read: keep draining, count what is lost.
             Err(TryEmitError::Full(_) | TryEmitError::Disconnected(_)) => dropped += 1,
