@@ -30,6 +30,9 @@ fn send_sync_traits() {
     assert_error::<TryEmitError<Opaque>>();
     assert_error::<StartError>();
     assert_error::<TaskError<std::io::Error>>();
+    assert_error::<sidetask::ChainError<std::io::Error>>();
+    assert_error::<sidetask::RunError<std::io::Error>>();
+    assert_error::<sidetask::GiveUp>();
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<sidetask::Panic>();
     assert_send_sync::<sidetask::Outcome<u8, String>>();
