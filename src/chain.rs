@@ -13,7 +13,7 @@ use crate::error::{CtxRecvError, EmitError, RecvError, RecvTimeoutError, SendErr
 use crate::mailbox::{PopError, Wait};
 use crate::outcome::{self, TaskError};
 use crate::sync::lock;
-use crate::task::{Feed, Outlet, Settings, Task};
+use crate::task::{Feed, Outlet, Settings, Stop, Task};
 
 /// A pipeline of stages, each a task, connected by bounded inboxes.
 ///
@@ -248,8 +248,7 @@ where
 /// A stage's task, without its types.
 trait Stage: Send + Sync {
     fn start(&self) -> Result<(), StartError>;
-    fn stop(&self);
-    fn stopper(&self) -> Arc<dyn Feed<()>>;
+    fn stopper(&self) -> Arc<dyn Stop>;
     fn wait_until(&self, deadline: Option<Instant>) -> bool;
     fn discard_unread(&self) -> usize;
 }
@@ -259,12 +258,8 @@ impl<A: Send + 'static, B: Send + 'static> Stage for Task<(), (), A, B> {
         Task::start(self)
     }
 
-    fn stop(&self) {
-        Task::stop(self);
-    }
-
-    fn stopper(&self) -> Arc<dyn Feed<()>> {
-        Arc::new(StopOnly(self.feed()))
+    fn stopper(&self) -> Arc<dyn Stop> {
+        Task::stopper(self)
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
@@ -282,28 +277,9 @@ impl<A: Send + 'static, B: Send + 'static> Stage for Task<(), (), A, B> {
     }
 }
 
-/// Stops a stage through its feed, whatever its input type.
-struct StopOnly<A>(Arc<dyn Feed<A>>);
-
-impl<A> Feed<()> for StopOnly<A> {
-    fn feed(&self, (): ()) -> Result<(), ()> {
-        Err(())
-    }
-
-    fn close(&self) {}
-
-    fn stop(&self) {
-        self.0.stop();
-    }
-
-    fn drain(&self) -> Vec<()> {
-        Vec::new()
-    }
-}
-
 struct ChainShared<E> {
     failure: Mutex<Option<ChainError<E>>>,
-    stoppers: OnceLock<Vec<Arc<dyn Feed<()>>>>,
+    stoppers: OnceLock<Vec<Arc<dyn Stop>>>,
     dropped: AtomicUsize,
 }
 
@@ -398,9 +374,7 @@ impl<A: Send + 'static, Z, E> ChainRun<A, Z, E> {
 
     /// Asks every stage to stop; returns at once.
     pub fn stop(&self) {
-        for stage in &self.stages {
-            stage.stop();
-        }
+        self.shared.stop_all();
     }
 
     /// The number of stages.
@@ -455,9 +429,7 @@ impl<A: Send + 'static, Z, E> ChainRun<A, Z, E> {
 
 impl<A, Z, E> Drop for ChainRun<A, Z, E> {
     fn drop(&mut self) {
-        for stage in &self.stages {
-            stage.stop();
-        }
+        self.shared.stop_all();
     }
 }
 

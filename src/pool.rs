@@ -146,7 +146,6 @@ impl Pool {
                 .map(|_| {
                     CachePadded::new(Slot {
                         task: Mutex::new(None),
-                        busy: AtomicBool::new(false),
                         current: AtomicUsize::new(usize::MAX),
                         finished: AtomicUsize::new(0),
                         seen: AtomicUsize::new(usize::MAX),
@@ -178,9 +177,9 @@ impl Pool {
 /// its own counters, on a cache line of its own so runners never contend.
 struct Slot<T, E, In, Ev> {
     task: Mutex<Running<T, E, In, Ev>>,
-    busy: AtomicBool,
     // The index of the input running now, or `usize::MAX`: read by the
-    // watchdog without the lock, which `with_task` callers may hold long.
+    // watchdog and `progress` without the lock, which `with_task` callers
+    // may hold long.
     current: AtomicUsize,
     finished: AtomicUsize,
     // What the watchdog saw at its last look: the index held, or `usize::MAX`.
@@ -329,7 +328,7 @@ where
             running: self
                 .slots
                 .iter()
-                .filter(|s| s.busy.load(Ordering::Relaxed))
+                .filter(|s| s.current.load(Ordering::Relaxed) != usize::MAX)
                 .count(),
             finished: self
                 .slots
@@ -465,11 +464,9 @@ fn runner<I, F, T, E, In, Ev>(
                 task.stop();
             }
         }
-        here.busy.store(true, Ordering::Relaxed);
         here.current.store(index, Ordering::Relaxed);
         job();
         here.current.store(usize::MAX, Ordering::Relaxed);
-        here.busy.store(false, Ordering::Relaxed);
         let (_, task) = lock(&here.task).take().expect("the slot holds its task");
         let outcome = task.take_outcome();
         let events = task.try_iter().collect();

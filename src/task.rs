@@ -110,8 +110,6 @@ pub(crate) trait Feed<In>: Send + Sync {
     fn feed(&self, message: In) -> Result<(), In>;
     /// Says no message will come any more.
     fn close(&self);
-    /// Asks the task to stop.
-    fn stop(&self);
     /// Takes back every message left unread.
     fn drain(&self) -> Vec<In>;
 }
@@ -129,12 +127,20 @@ impl<T: Send, E: Send, In: Send, Ev: Send> Feed<In> for Shared<T, E, In, Ev> {
         self.mailbox.set(INBOX_CLOSED);
     }
 
-    fn stop(&self) {
-        self.request_stop("chain");
-    }
-
     fn drain(&self) -> Vec<In> {
         self.mailbox.drain_in()
+    }
+}
+
+/// A way to ask a task to stop, without its types (a chain's failing stage
+/// stops the others).
+pub(crate) trait Stop: Send + Sync {
+    fn stop(&self);
+}
+
+impl<T: Send, E: Send, In: Send, Ev: Send> Stop for Shared<T, E, In, Ev> {
+    fn stop(&self) {
+        self.request_stop("stop");
     }
 }
 
@@ -489,6 +495,17 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
 
     /// This task's inbox, for another task to feed.
     pub(crate) fn feed(&self) -> Arc<dyn Feed<In>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        In: Send + 'static,
+        Ev: Send + 'static,
+    {
+        self.shared.clone()
+    }
+
+    /// A way to stop this task, for another owner.
+    pub(crate) fn stopper(&self) -> Arc<dyn Stop>
     where
         T: Send + 'static,
         E: Send + 'static,

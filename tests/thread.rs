@@ -592,21 +592,28 @@ fn a_timeout_too_large_to_represent_never_fires() {
 
 #[test]
 fn threads_sharing_a_ctx_keep_their_own_timeouts() {
-    let task = spawn_begun(|ctx: &Ctx<u8>| {
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&timed_out);
+    let task = spawn_begun(move |ctx: &Ctx<u8>| {
         std::thread::scope(|s| {
             // One thread waits in recv with no timeout…
             let waiting = s.spawn(|| ctx.recv());
+            // (Give it a moment to be waiting; if it is not yet, the timed
+            // receive below is merely not contended.)
             std::thread::sleep(Duration::from_millis(20));
             // …and another's short timeout still holds.
             let start = Instant::now();
             let r = ctx.recv_timeout(Duration::from_millis(20));
             let waited = start.elapsed();
+            flag.store(true, Ordering::SeqCst);
             let first = waiting.join().unwrap();
             Ok::<_, ()>((r, waited, first))
         })
     });
-    // Let the timed receive run out, then release the other one.
-    std::thread::sleep(Duration::from_millis(200));
+    // Once the timed receive is over, release the other one.
+    wait_until("the timed receive to end", || {
+        timed_out.load(Ordering::SeqCst)
+    });
     task.send(9).unwrap();
     let (r, waited, first) = task.join_timeout(DEADLINE).unwrap().value().unwrap();
     assert_eq!(r, Err(CtxRecvTimeoutError::Timeout));
