@@ -165,6 +165,8 @@ fn outcome_kind<T, E>(outcome: &Outcome<T, E>) -> &'static str {
         Outcome::Error(_) => "returned an error",
         Outcome::Panicked(_) => "panicked",
         Outcome::Cancelled => "never began",
+        Outcome::Killed(_) => "was killed",
+        Outcome::Crashed(_) => "crashed",
     }
 }
 

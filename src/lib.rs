@@ -102,7 +102,7 @@ pub use error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, RecvError, RecvTimeoutError,
     SendError, SendTimeoutError, StartError, Stopped, TryEmitError, TryRecvError, TrySendError,
 };
-pub use outcome::{Location, Outcome, Panic, TaskError};
+pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, Progress};
 pub use task::{Events, Status, Task, TaskId};
 

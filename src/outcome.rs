@@ -42,6 +42,14 @@ pub enum Outcome<T, E> {
     /// The task was stopped, or its handle joined or dropped, before its body
     /// began: the body never ran.
     Cancelled,
+    /// The task was killed before it returned: [`Task::kill`](crate::Task::kill)
+    /// on a place that can kill (a process, an async task), or a stop that
+    /// escalated past its grace period.
+    Killed(Killed),
+    /// The task's process ended without giving a result: it exited, was
+    /// ended by a signal it did not get from us, ran out of memory or CPU
+    /// time, or broke the protocol.
+    Crashed(Crash),
 }
 
 impl<T, E> Outcome<T, E> {
@@ -63,6 +71,24 @@ impl<T, E> Outcome<T, E> {
     /// Returns `true` if the task's body never ran.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Outcome::Cancelled)
+    }
+
+    /// Returns `true` if the task was killed.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, Outcome::Killed(_))
+    }
+
+    /// Returns `true` if the task's process crashed.
+    pub fn is_crashed(&self) -> bool {
+        matches!(self, Outcome::Crashed(_))
+    }
+
+    /// The crash, if the task's process crashed.
+    pub fn crash(self) -> Option<Crash> {
+        match self {
+            Outcome::Crashed(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// The task's value, if it returned one.
@@ -108,6 +134,8 @@ impl<T, E> Outcome<T, E> {
             Outcome::Error(e) => Err(TaskError::new(Failure::Error(e))),
             Outcome::Panicked(p) => Err(TaskError::new(Failure::Panicked(p))),
             Outcome::Cancelled => Err(TaskError::new(Failure::Cancelled)),
+            Outcome::Killed(k) => Err(TaskError::new(Failure::Killed(k))),
+            Outcome::Crashed(c) => Err(TaskError::new(Failure::Crashed(c))),
         }
     }
 
@@ -130,6 +158,8 @@ impl<T, E> Outcome<T, E> {
             Outcome::Error(e) => panic!("called `Outcome::unwrap()` on an `Error`: {e:?}"),
             Outcome::Panicked(p) => p.resume(),
             Outcome::Cancelled => panic!("called `Outcome::unwrap()` on `Cancelled`"),
+            Outcome::Killed(k) => panic!("called `Outcome::unwrap()` on `Killed`: {k}"),
+            Outcome::Crashed(c) => panic!("called `Outcome::unwrap()` on `Crashed`: {c}"),
         }
     }
 }
@@ -252,6 +282,8 @@ enum Failure<E> {
     Error(E),
     Panicked(Panic),
     Cancelled,
+    Killed(Killed),
+    Crashed(Crash),
 }
 
 impl<E> TaskError<E> {
@@ -280,6 +312,32 @@ impl<E> TaskError<E> {
     /// Returns `true` if the task's body never ran.
     pub fn is_cancelled(&self) -> bool {
         matches!(self.failure, Failure::Cancelled)
+    }
+
+    /// Returns `true` if the task was killed.
+    pub fn is_killed(&self) -> bool {
+        matches!(self.failure, Failure::Killed(_))
+    }
+
+    /// Returns `true` if the task's process crashed.
+    pub fn is_crashed(&self) -> bool {
+        matches!(self.failure, Failure::Crashed(_))
+    }
+
+    /// The crash, by reference.
+    pub fn crash(&self) -> Option<&Crash> {
+        match &self.failure {
+            Failure::Crashed(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// How the task was killed, by reference.
+    pub fn killed(&self) -> Option<&Killed> {
+        match &self.failure {
+            Failure::Killed(k) => Some(k),
+            _ => None,
+        }
     }
 
     /// The task's own error, by reference.
@@ -320,6 +378,8 @@ impl<E> TaskError<E> {
             Failure::Error(e) => Outcome::Error(e),
             Failure::Panicked(p) => Outcome::Panicked(p),
             Failure::Cancelled => Outcome::Cancelled,
+            Failure::Killed(k) => Outcome::Killed(k),
+            Failure::Crashed(c) => Outcome::Crashed(c),
         }
     }
 }
@@ -330,6 +390,8 @@ impl<E: fmt::Debug> fmt::Debug for TaskError<E> {
             Failure::Error(e) => f.debug_tuple("TaskError::Error").field(e).finish(),
             Failure::Panicked(p) => f.debug_tuple("TaskError::Panicked").field(p).finish(),
             Failure::Cancelled => f.write_str("TaskError::Cancelled"),
+            Failure::Killed(k) => f.debug_tuple("TaskError::Killed").field(k).finish(),
+            Failure::Crashed(c) => f.debug_tuple("TaskError::Crashed").field(c).finish(),
         }
     }
 }
@@ -340,6 +402,8 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             Failure::Error(e) => write!(f, "task failed: {e}"),
             Failure::Panicked(p) => write!(f, "task {p}"),
             Failure::Cancelled => f.write_str("task was cancelled before it began"),
+            Failure::Killed(k) => write!(f, "task {k}"),
+            Failure::Crashed(c) => write!(f, "task {c}"),
         }
     }
 }
@@ -349,6 +413,111 @@ impl<E: Error + 'static> Error for TaskError<E> {
         match &self.failure {
             Failure::Error(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+/// How a task was killed: by which signal, if its place has signals, and
+/// the tail of its stderr, if it had one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Killed {
+    signal: Option<i32>,
+    stderr_tail: Vec<u8>,
+}
+
+impl Killed {
+    #[allow(dead_code)] // until the process and async places use it
+    pub(crate) fn new(signal: Option<i32>, stderr_tail: Vec<u8>) -> Killed {
+        Killed {
+            signal,
+            stderr_tail,
+        }
+    }
+
+    /// The signal that ended the task's process (`None` for a task that was
+    /// not a process, such as an async task aborted at an await).
+    pub fn signal(&self) -> Option<i32> {
+        self.signal
+    }
+
+    /// The last bytes the task's process wrote to stderr (empty when it was
+    /// not a process).
+    pub fn stderr_tail(&self) -> &[u8] {
+        &self.stderr_tail
+    }
+
+    /// The stderr tail as text, bad bytes replaced.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_tail).into_owned()
+    }
+}
+
+impl fmt::Display for Killed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.signal {
+            Some(sig) => write!(f, "was killed (signal {sig})"),
+            None => f.write_str("was killed"),
+        }
+    }
+}
+
+/// How a task's process ended without a result, with the tail of its
+/// stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crash {
+    cause: CrashCause,
+    stderr_tail: Vec<u8>,
+}
+
+/// Why a task's process ended without a result.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrashCause {
+    /// It exited with this code before sending its result.
+    Exited(i32),
+    /// A signal it did not get from us ended it (`SIGSEGV`, `SIGABRT`, …).
+    Signal(i32),
+    /// It most likely ran out of memory: it hit its memory limit, or was
+    /// killed with `SIGKILL` by someone else (the kernel's OOM killer).
+    OutOfMemory,
+    /// It used up its CPU-time limit (`SIGXCPU`).
+    CpuLimit,
+    /// It broke the protocol: a malformed, oversized or truncated frame, a
+    /// version mismatch at the handshake, or a lost connection. The text
+    /// says which.
+    Protocol(String),
+}
+
+impl Crash {
+    #[allow(dead_code)] // until the process place uses it
+    pub(crate) fn new(cause: CrashCause, stderr_tail: Vec<u8>) -> Crash {
+        Crash { cause, stderr_tail }
+    }
+
+    /// Why it crashed.
+    pub fn cause(&self) -> &CrashCause {
+        &self.cause
+    }
+
+    /// The last bytes the process wrote to stderr.
+    pub fn stderr_tail(&self) -> &[u8] {
+        &self.stderr_tail
+    }
+
+    /// The stderr tail as text, bad bytes replaced.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_tail).into_owned()
+    }
+}
+
+impl fmt::Display for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            CrashCause::Exited(code) => write!(f, "exited with code {code} before giving a result"),
+            CrashCause::Signal(sig) => write!(f, "crashed with signal {sig}"),
+            CrashCause::OutOfMemory => f.write_str("ran out of memory"),
+            CrashCause::CpuLimit => f.write_str("used up its CPU-time limit"),
+            CrashCause::Protocol(what) => write!(f, "broke the protocol: {what}"),
         }
     }
 }

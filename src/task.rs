@@ -185,6 +185,8 @@ fn outcome_name<T, E>(outcome: &Outcome<T, E>) -> &'static str {
         Outcome::Error(_) => "error",
         Outcome::Panicked(_) => "panic",
         Outcome::Cancelled => "cancelled",
+        Outcome::Killed(_) => "killed",
+        Outcome::Crashed(_) => "crashed",
     }
 }
 
