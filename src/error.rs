@@ -199,7 +199,7 @@ plain_error!(RecvTimeoutError {
 /// [`Ctx::sleep`](crate::Ctx::sleep), so that a task body can leave early
 /// with `?`. Any error type with `From<Stopped>` (a boxed error, `anyhow`, or
 /// your own) accepts it.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Stopped;
 
 impl fmt::Display for Stopped {
@@ -316,6 +316,8 @@ pub struct StartError {
 enum StartErrorKind {
     AlreadyStarted,
     Spawn(io::Error),
+    UnknownTask(String),
+    Handshake(String),
 }
 
 impl StartError {
@@ -331,6 +333,35 @@ impl StartError {
         }
     }
 
+    pub(crate) fn unknown_task(name: &str) -> StartError {
+        StartError {
+            kind: StartErrorKind::UnknownTask(name.to_owned()),
+        }
+    }
+
+    pub(crate) fn handshake(why: String) -> StartError {
+        StartError {
+            kind: StartErrorKind::Handshake(why),
+        }
+    }
+
+    /// Returns `true` if no task of that name is registered (in this
+    /// process's [`Registry`](crate::Registry), or in the child's).
+    pub fn is_unknown_task(&self) -> bool {
+        matches!(self.kind, StartErrorKind::UnknownTask(_))
+    }
+
+    /// Why a child process did not take its task, if it started but did not
+    /// answer the handshake as expected (a version mismatch, no answer
+    /// within the start timeout, [`init`](crate::init) missing in the
+    /// child's `main`); the text ends with the child's stderr tail.
+    pub fn handshake_error(&self) -> Option<&str> {
+        match &self.kind {
+            StartErrorKind::Handshake(why) => Some(why),
+            _ => None,
+        }
+    }
+
     /// Returns `true` if the task had been started (or stopped) already.
     pub fn is_already_started(&self) -> bool {
         matches!(self.kind, StartErrorKind::AlreadyStarted)
@@ -341,7 +372,7 @@ impl StartError {
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.kind {
             StartErrorKind::Spawn(e) => Some(e),
-            StartErrorKind::AlreadyStarted => None,
+            _ => None,
         }
     }
 }
@@ -352,7 +383,13 @@ impl fmt::Display for StartError {
             StartErrorKind::AlreadyStarted => {
                 f.write_str("the task was started or stopped already")
             }
-            StartErrorKind::Spawn(_) => f.write_str("failed to start a thread for the task"),
+            StartErrorKind::Spawn(_) => {
+                f.write_str("failed to start a thread or process for the task")
+            }
+            StartErrorKind::UnknownTask(name) => write!(f, "no task named `{name}` is registered"),
+            StartErrorKind::Handshake(why) => {
+                write!(f, "the child process did not take the task: {why}")
+            }
         }
     }
 }
@@ -361,7 +398,7 @@ impl Error for StartError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.kind {
             StartErrorKind::Spawn(e) => Some(e),
-            StartErrorKind::AlreadyStarted => None,
+            _ => None,
         }
     }
 }
@@ -370,7 +407,7 @@ impl From<StartError> for io::Error {
     fn from(err: StartError) -> io::Error {
         match err.kind {
             StartErrorKind::Spawn(e) => e,
-            StartErrorKind::AlreadyStarted => io::Error::other(err),
+            _ => io::Error::other(err),
         }
     }
 }

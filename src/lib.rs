@@ -86,11 +86,13 @@ mod error;
 mod mailbox;
 mod outcome;
 mod pool;
+mod registry;
 mod sync;
 mod task;
 mod timer;
 
 pub use backend::command::{Command, Exit, STDERR_TAIL};
+pub use backend::process::{DEFAULT_MAX_FRAME, Process, ProcessTask};
 pub use backend::thread::{idle_timeout, set_idle_timeout, worker_threads};
 pub use builder::{Builder, DEFAULT_CAPACITY, spawn};
 pub use chain::{Chain, ChainEnd, ChainError, ChainRun};
@@ -104,6 +106,7 @@ pub use error::{
 };
 pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, Progress};
+pub use registry::{NamedTask, Registry, RegistryError, init};
 pub use task::{Events, Status, Task, TaskId};
 
 /// The README's examples, run as doctests.

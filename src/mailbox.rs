@@ -364,4 +364,27 @@ impl<In, Ev> Mailbox<In, Ev> {
             all
         })
     }
+
+    /// How many messages the inbox holds at most.
+    pub(crate) fn inbox_capacity(&self) -> usize {
+        self.inbox_cap
+    }
+
+    /// Puts messages back at the front of the inbox, in order, whatever its
+    /// capacity (messages a process task's child gave back unread).
+    pub(crate) fn give_back(&self, messages: Vec<In>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.locked(|s| {
+            self.inbox_len.fetch_add(messages.len(), Ordering::SeqCst);
+            // The task's side may hold a batch taken from the inbox: the
+            // messages go before it.
+            let mut taken = lock(&self.taken);
+            for message in messages.into_iter().rev() {
+                taken.push_front(message);
+            }
+            s.wake();
+        });
+    }
 }

@@ -185,6 +185,10 @@ pub struct Location {
 }
 
 impl Location {
+    pub(crate) fn new(file: String, line: u32, column: u32) -> Location {
+        Location { file, line, column }
+    }
+
     /// The source file.
     pub fn file(&self) -> &str {
         &self.file
@@ -426,7 +430,6 @@ pub struct Killed {
 }
 
 impl Killed {
-    #[allow(dead_code)] // until the process and async places use it
     pub(crate) fn new(signal: Option<i32>, stderr_tail: Vec<u8>) -> Killed {
         Killed {
             signal,
@@ -489,7 +492,6 @@ pub enum CrashCause {
 }
 
 impl Crash {
-    #[allow(dead_code)] // until the process place uses it
     pub(crate) fn new(cause: CrashCause, stderr_tail: Vec<u8>) -> Crash {
         Crash { cause, stderr_tail }
     }

@@ -179,7 +179,7 @@ impl<T, E, In, Ev> Shared<T, E, In, Ev> {
     }
 }
 
-fn outcome_name<T, E>(outcome: &Outcome<T, E>) -> &'static str {
+pub(crate) fn outcome_name<T, E>(outcome: &Outcome<T, E>) -> &'static str {
     match outcome {
         Outcome::Value(_) => "value",
         Outcome::Error(_) => "error",
@@ -245,6 +245,18 @@ where
     pub(crate) fn new<F>(settings: Settings, body: F) -> Self
     where
         F: FnOnce(&Ctx<In, Ev>) -> Result<T, E> + Send + 'static,
+    {
+        Self::with_outcome(settings, move |ctx: &Ctx<In, Ev>| match body(ctx) {
+            Ok(value) => Outcome::Value(value),
+            Err(error) => Outcome::Error(error),
+        })
+    }
+
+    /// A task whose body gives its whole outcome (a place that can tell a
+    /// kill or a crash from a value).
+    pub(crate) fn with_outcome<F>(settings: Settings, body: F) -> Self
+    where
+        F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E> + Send + 'static,
     {
         outcome::install_hook();
         let shared = Arc::new(Shared {
@@ -803,7 +815,7 @@ fn set_thread_name(name: &str) {
 /// Runs a task body on the current (worker) thread and records its outcome.
 fn run<T, E, In, Ev, F>(shared: Arc<Shared<T, E, In, Ev>>, ctx: Ctx<In, Ev>, body: F)
 where
-    F: FnOnce(&Ctx<In, Ev>) -> Result<T, E>,
+    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E>,
 {
     let core = &shared.core;
     let span = tracing::debug_span!("task", id = core.id.0, name = core.name.as_deref());
@@ -819,8 +831,7 @@ where
             drop(ctx);
             result
         }) {
-            Ok(Ok(value)) => Outcome::Value(value),
-            Ok(Err(error)) => Outcome::Error(error),
+            Ok(outcome) => outcome,
             Err(panic) => Outcome::Panicked(panic),
         }
     };

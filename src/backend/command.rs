@@ -422,7 +422,7 @@ fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
 }
 
 /// Reads stderr to its end, keeping the last [`STDERR_TAIL`] bytes.
-fn keep_tail(mut stderr: ChildStderr) -> Vec<u8> {
+pub(crate) fn keep_tail(mut stderr: ChildStderr) -> Vec<u8> {
     let mut tail = VecDeque::with_capacity(STDERR_TAIL);
     let mut buf = [0u8; 8192];
     loop {

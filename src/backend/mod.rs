@@ -3,9 +3,12 @@
 //! 1. `thread`: reused worker threads in this process (the default).
 //! 2. `command`: an external program, its stdin and stdout lines as messages
 //!    and events, driven by a task on a worker thread.
+//! 3. `process`: a named task in a child process (the current binary run
+//!    again), framed serde messages over a socketpair, driven likewise.
 //!
 //! The handle, the context and the outcome do not know which place runs a
 //! task; a place only takes a job and runs it.
 
 pub(crate) mod command;
+pub(crate) mod process;
 pub(crate) mod thread;
