@@ -158,12 +158,20 @@ fn write_frame<T: Serialize>(mut w: impl Write, value: &T) -> io::Result<()> {
 
 /// Reads one frame's payload, checking its length before allocating.
 fn read_payload(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    // A peer that closed its end with data of ours unread resets the
+    // connection: that is a close too.
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         match r.read(&mut len[got..]) {
             Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Err(e) if got == 0 && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(FrameError::Closed);
+            }
             Ok(0) => return Err(FrameError::Truncated),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(FrameError::Truncated);
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(FrameError::Io(e)),
@@ -175,7 +183,10 @@ fn read_payload(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
     }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+        ) {
             FrameError::Truncated
         } else {
             FrameError::Io(e)
@@ -519,9 +530,9 @@ fn handshake(
     timeout: Duration,
 ) -> Result<(), Refusal> {
     let failed = |what: &str, e: &dyn fmt::Display| Refusal::Other(format!("{what}: {e}"));
-    writer
-        .send(hello)
-        .map_err(|e| failed("could not send the task", &e))?;
+    // A child that already answered and left makes the send fail; its
+    // answer is still read.
+    let sent = writer.send(hello);
     let stream = reader.get_ref();
     stream
         .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
@@ -543,9 +554,10 @@ fn handshake(
                 "no answer within {timeout:?} (does the child's `main` call `sidetask::init` first, or the test file use `sidetask::test_support!`?)"
             )))
         }
-        Err(FrameError::Closed) => Err(Refusal::Other(
-            "the child exited without answering (does its `main` call `sidetask::init` first, or the test file use `sidetask::test_support!`?)".to_owned(),
-        )),
+        Err(FrameError::Closed) => Err(Refusal::Other(format!(
+            "the child exited without answering{} (does its `main` call `sidetask::init` first, or the test file use `sidetask::test_support!`?)",
+            sent.err().map(|e| format!(" ({e})")).unwrap_or_default()
+        ))),
         Err(e) => Err(failed("the handshake failed", &e)),
     }
 }
@@ -1067,9 +1079,12 @@ fn run_child<T: NamedTask>(conn: Conn, hello: Hello) -> ! {
     let feed = task.feed();
     let stopper = task.stopper();
     let (staged_tx, staged_rx) = crossbeam_channel::unbounded::<Staged<T::In>>();
-    // Held while a message goes in and is acknowledged, so that the end
-    // sees every acknowledged message in the inbox and no other.
+    // Held while a message is acknowledged and goes in, so that the end
+    // finds every acknowledged message read, in the inbox, or refused.
+    // The acknowledgement comes first: once the parent reads an event the
+    // task sent in answer to a message, it knows the message arrived.
     let feeding = Mutex::new(());
+    let refused = Mutex::new(Vec::new());
     let fail = |why: String| -> ! {
         eprintln!("sidetask child: {why}");
         std::process::exit(EXIT_PROTOCOL)
@@ -1080,10 +1095,13 @@ fn run_child<T: NamedTask>(conn: Conn, hello: Hello) -> ! {
                 let _feeding = lock(&feeding);
                 match staged {
                     Staged::Message(message) => {
-                        // Refused once the task stops or ends: the parent
-                        // still has it, unacknowledged, and takes it back.
-                        if feed.feed(message).is_ok() && writer.send(&Up::Ack(1)).is_err() {
+                        if writer.send(&Up::Ack(1)).is_err() {
                             std::process::exit(EXIT_PARENT_GONE);
+                        }
+                        // Refused once the task stops or ends: given back
+                        // at the end.
+                        if let Err(message) = feed.feed(message) {
+                            lock(&refused).push(message);
                         }
                     }
                     Staged::Close => feed.close(),
@@ -1111,7 +1129,8 @@ fn run_child<T: NamedTask>(conn: Conn, hello: Hello) -> ! {
             task.wait();
             let _feeding = lock(&feeding);
             let mut frames = Vec::new();
-            for message in task.take_unread().unwrap_or_default() {
+            let unread = task.take_unread().unwrap_or_default();
+            for message in unread.into_iter().chain(lock(&refused).drain(..)) {
                 match encode(&message) {
                     Ok(bytes) => frames.push(Up::Returned(bytes)),
                     Err(e) => fail(format!("could not encode an unread message: {e}")),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process_tasks;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::thread;

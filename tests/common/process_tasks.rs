@@ -1,0 +1,325 @@
+//! Named tasks for the process tests, and the registry that holds them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sidetask::{Ctx, NamedTask, Process, Registry, Stopped};
+
+/// The registry of every test task. A child started with
+/// `OMIT_ECHO=1` in its environment leaves `Echo` out, to test a name the
+/// child does not know.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    if std::env::var_os("OMIT_ECHO").is_none() {
+        r.register::<Echo>().unwrap();
+    }
+    r.register::<Empty>().unwrap();
+    r.register::<Fail>().unwrap();
+    r.register::<Crash>().unwrap();
+    r.register::<Stubborn>().unwrap();
+    r.register::<Sleeper>().unwrap();
+    r.register::<Hog>().unwrap();
+    r.register::<Spin>().unwrap();
+    r.register::<Grandparent>().unwrap();
+    r.register::<ReadOne>().unwrap();
+    r.register::<Noisy>().unwrap();
+    r.register::<Pid>().unwrap();
+    r
+}
+
+/// Echoes each message as an event with the argument added; returns how
+/// many it echoed when its inbox closes or it is stopped.
+pub struct Echo;
+
+impl NamedTask for Echo {
+    const NAME: &'static str = "echo";
+    type Arg = i64;
+    type In = i64;
+    type Event = i64;
+    type Value = u64;
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<i64, i64>, add: i64) -> Result<u64, Stopped> {
+        let mut n = 0;
+        while let Ok(m) = ctx.recv() {
+            ctx.emit(m + add).map_err(|_| Stopped)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Returns at once.
+pub struct Empty;
+
+impl NamedTask for Empty {
+    const NAME: &'static str = "empty";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(_: &Ctx, (): ()) -> Result<(), Stopped> {
+        Ok(())
+    }
+}
+
+/// Returns its own error.
+pub struct Fail;
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: u32,
+    pub why: String,
+}
+
+impl NamedTask for Fail {
+    const NAME: &'static str = "fail";
+    type Arg = u32;
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Failure;
+
+    fn run(_: &Ctx, code: u32) -> Result<(), Failure> {
+        Err(Failure {
+            code,
+            why: "as asked".into(),
+        })
+    }
+}
+
+/// How [`Crash`] ends its process.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum How {
+    Panic,
+    Exit(i32),
+    Abort,
+    Segv,
+}
+
+/// Ends its process the way it is asked to, after a line on stderr.
+pub struct Crash;
+
+impl NamedTask for Crash {
+    const NAME: &'static str = "crash";
+    type Arg = How;
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(_: &Ctx, how: How) -> Result<(), Stopped> {
+        eprintln!("crash: {how:?}");
+        match how {
+            How::Panic => panic!("crash test panic"),
+            How::Exit(code) => std::process::exit(code),
+            How::Abort => std::process::abort(),
+            How::Segv => {
+                // std's stack-overflow handler takes the first SIGSEGV that
+                // is not a fault, restores the default action and returns;
+                // the next one ends the process.
+                let me = rustix::process::getpid();
+                loop {
+                    rustix::process::kill_process(me, rustix::process::Signal::SEGV).unwrap();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+}
+
+/// Ignores stop requests: sleeps without looking at its context.
+pub struct Stubborn;
+
+impl NamedTask for Stubborn {
+    const NAME: &'static str = "stubborn";
+    type Arg = ();
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), u32>, (): ()) -> Result<(), Stopped> {
+        ctx.emit(std::process::id()).map_err(|_| Stopped)?;
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Sleeps on its context until stopped; returns how long it slept.
+pub struct Sleeper;
+
+impl NamedTask for Sleeper {
+    const NAME: &'static str = "sleeper";
+    type Arg = u64;
+    type In = ();
+    type Event = u32;
+    type Value = String;
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), u32>, secs: u64) -> Result<String, Stopped> {
+        ctx.emit(std::process::id()).map_err(|_| Stopped)?;
+        ctx.sleep(Duration::from_secs(secs))?;
+        Ok("slept".into())
+    }
+}
+
+/// Allocates (and touches) this many MiB.
+pub struct Hog;
+
+impl NamedTask for Hog {
+    const NAME: &'static str = "hog";
+    type Arg = usize;
+    type In = ();
+    type Event = ();
+    type Value = u64;
+    type Error = Stopped;
+
+    fn run(_: &Ctx, mib: usize) -> Result<u64, Stopped> {
+        let v = vec![1u8; mib << 20];
+        Ok(v.iter().step_by(4096).map(|&b| u64::from(b)).sum())
+    }
+}
+
+/// Burns CPU until stopped.
+pub struct Spin;
+
+impl NamedTask for Spin {
+    const NAME: &'static str = "spin";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = u64;
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx, (): ()) -> Result<u64, Stopped> {
+        let mut n = 0u64;
+        while !ctx.stopped() {
+            n = n.wrapping_add(1);
+        }
+        Ok(n)
+    }
+}
+
+/// Emits its own pid, starts a `Sleeper` process task of its own (a
+/// grandchild of the test) and emits its pid; with `true`, also starts a
+/// plain `sleep` program (in its own process group) and emits its pid; then
+/// waits to be killed.
+pub struct Grandparent;
+
+impl NamedTask for Grandparent {
+    const NAME: &'static str = "grandparent";
+    type Arg = bool;
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = String;
+
+    fn run(ctx: &Ctx<(), u32>, with_sleep: bool) -> Result<(), String> {
+        ctx.emit(std::process::id()).map_err(|e| e.to_string())?;
+        let task = Process::<Sleeper>::new(600)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let pid = task.recv().map_err(|e| e.to_string())?;
+        ctx.emit(pid).map_err(|e| e.to_string())?;
+        if with_sleep {
+            let sleep = std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            ctx.emit(sleep.id()).map_err(|e| e.to_string())?;
+        }
+        task.detach().map_err(|e| e.to_string())?;
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Reads one message, then returns it.
+pub struct ReadOne;
+
+impl NamedTask for ReadOne {
+    const NAME: &'static str = "read_one";
+    type Arg = ();
+    type In = String;
+    type Event = ();
+    type Value = String;
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<String>, (): ()) -> Result<String, Stopped> {
+        ctx.recv().map_err(|_| Stopped)
+    }
+}
+
+/// Writes this many MiB to stderr, then exits with code 5 (a crash, which
+/// carries the stderr tail).
+pub struct Noisy;
+
+impl NamedTask for Noisy {
+    const NAME: &'static str = "noisy";
+    type Arg = usize;
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(_: &Ctx, mib: usize) -> Result<(), Stopped> {
+        use std::io::Write;
+        let line = [b'x'; 1023];
+        let mut err = std::io::stderr().lock();
+        for i in 0..mib * 1024 {
+            err.write_all(&line[..1022]).unwrap();
+            writeln!(err, "{}", i % 10).unwrap();
+        }
+        err.write_all(b"the end\n").unwrap();
+        drop(err);
+        std::process::exit(5)
+    }
+}
+
+/// Returns its process id.
+pub struct Pid;
+
+impl NamedTask for Pid {
+    const NAME: &'static str = "pid";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = u32;
+    type Error = Stopped;
+
+    fn run(_: &Ctx, (): ()) -> Result<u32, Stopped> {
+        Ok(std::process::id())
+    }
+}
+
+/// Not in the registry.
+pub struct Unregistered;
+
+impl NamedTask for Unregistered {
+    const NAME: &'static str = "unregistered";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(_: &Ctx, (): ()) -> Result<(), Stopped> {
+        Ok(())
+    }
+}
+
+/// Whether a process is gone (or a zombie waiting to be reaped by init).
+pub fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}

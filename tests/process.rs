@@ -1,0 +1,499 @@
+//! Process tasks: every verb, every way a child can end, the protocol's
+//! failures, and no process left behind.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::process_tasks::*;
+use common::{LIMIT, wait_for, within};
+use sidetask::{
+    CrashCause, NamedTask, Outcome, Process, RecvTimeoutError, Registry, Status, TryRecvError,
+};
+
+sidetask::test_support!(registry());
+
+fn setup() {
+    sidetask::init(registry());
+}
+
+fn join<T: Send + 'static, E: Send + 'static, In: Send + 'static, Ev: Send + 'static>(
+    task: sidetask::Task<T, E, In, Ev>,
+) -> Outcome<T, E> {
+    task.join_timeout(LIMIT)
+        .unwrap_or_else(|_| panic!("the task did not end within {LIMIT:?}"))
+}
+
+#[test]
+fn messages_events_and_value_cross_the_boundary() {
+    setup();
+    let task = Process::<Echo>::new(100).spawn().unwrap();
+    assert_eq!(task.name(), Some("echo"));
+    for i in 0..50 {
+        task.send(i).unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(task.recv_timeout(LIMIT).unwrap(), i + 100);
+    }
+    assert_eq!(task.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(
+        task.recv_timeout(Duration::from_millis(20)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    task.try_send(7).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 107);
+    task.send_timeout(8, LIMIT).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 108);
+    assert_eq!(task.status(), Status::Running);
+    task.close_inbox();
+    assert_eq!(join(task).value(), Some(52));
+}
+
+#[test]
+fn the_childs_pid_differs_and_each_task_has_its_own() {
+    setup();
+    let a = Process::<Pid>::new(()).spawn().unwrap();
+    let b = Process::<Pid>::new(()).spawn().unwrap();
+    let (a, b) = (join(a).value().unwrap(), join(b).value().unwrap());
+    assert_ne!(a, std::process::id());
+    assert_ne!(a, b);
+}
+
+#[test]
+fn own_error_comes_back_typed() {
+    setup();
+    let task = Process::<Fail>::new(42).spawn().unwrap();
+    assert_eq!(
+        join(task).error(),
+        Some(Failure {
+            code: 42,
+            why: "as asked".into()
+        })
+    );
+}
+
+#[test]
+fn a_panic_carries_its_message_and_location() {
+    setup();
+    let task = Process::<Crash>::new(How::Panic).spawn().unwrap();
+    let panic = join(task).panic().expect("a panic");
+    assert_eq!(panic.message(), "crash test panic");
+    let location = panic.location().expect("a location");
+    assert!(location.file().ends_with("process_tasks.rs"), "{location}");
+    assert!(location.line() > 0);
+}
+
+#[test]
+fn exit_without_a_result_is_classified_with_stderr() {
+    setup();
+    let task = Process::<Crash>::new(How::Exit(3)).spawn().unwrap();
+    let crash = join(task).crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::Exited(3));
+    assert!(crash.stderr_text().contains("crash: Exit(3)"), "{crash:?}");
+}
+
+#[test]
+fn abort_and_segfault_are_crashes_by_signal() {
+    setup();
+    let abort = Process::<Crash>::new(How::Abort).spawn().unwrap();
+    let segv = Process::<Crash>::new(How::Segv).spawn().unwrap();
+    let abort = join(abort).crash().expect("a crash");
+    assert_eq!(*abort.cause(), CrashCause::Signal(6));
+    assert!(abort.stderr_text().contains("crash: Abort"));
+    let segv = join(segv).crash().expect("a crash");
+    assert_eq!(*segv.cause(), CrashCause::Signal(11));
+    assert!(segv.to_string().contains("signal 11"));
+}
+
+#[test]
+fn memory_limit_is_reported_as_out_of_memory() {
+    setup();
+    let task = Process::<Hog>::new(2048)
+        .memory_limit(512 << 20)
+        .spawn()
+        .unwrap();
+    let crash = join(task).crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::OutOfMemory, "{crash:?}");
+    // Under the limit, the same task succeeds.
+    let task = Process::<Hog>::new(16)
+        .memory_limit(512 << 20)
+        .spawn()
+        .unwrap();
+    assert_eq!(join(task).value(), Some(16 * 256));
+}
+
+#[test]
+fn cpu_limit_is_reported() {
+    setup();
+    let task = Process::<Spin>::new(())
+        .cpu_limit(Duration::from_secs(1))
+        .spawn()
+        .unwrap();
+    let crash = join(task).crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::CpuLimit);
+}
+
+#[test]
+fn stop_is_cooperative_first() {
+    setup();
+    let task = Process::<Sleeper>::new(600).spawn().unwrap();
+    let pid = task.recv_timeout(LIMIT).unwrap();
+    let began = Instant::now();
+    task.stop();
+    assert_eq!(task.status(), Status::Stopping);
+    // `ctx.sleep` wakes and returns `Err(Stopped)`: the task's own error.
+    assert!(join(task).is_error());
+    assert!(began.elapsed() < Duration::from_secs(4));
+    wait_for("the child to be gone", || gone(pid));
+}
+
+#[test]
+fn stop_escalates_to_sigterm_after_the_grace_period() {
+    setup();
+    let task = Process::<Stubborn>::new(())
+        .grace_period(Duration::from_millis(100))
+        .spawn()
+        .unwrap();
+    let pid = task.recv_timeout(LIMIT).unwrap();
+    task.stop();
+    let killed = match join(task) {
+        Outcome::Killed(k) => k,
+        other => panic!("expected a kill, got {other:?}"),
+    };
+    assert_eq!(killed.signal(), Some(15));
+    assert!(gone(pid));
+}
+
+#[test]
+fn timeout_stops_and_escalates() {
+    setup();
+    let began = Instant::now();
+    let task = Process::<Stubborn>::new(())
+        .timeout(Duration::from_millis(100))
+        .grace_period(Duration::from_millis(100))
+        .spawn()
+        .unwrap();
+    assert!(join(task).is_killed());
+    assert!(began.elapsed() >= Duration::from_millis(200));
+}
+
+#[test]
+fn kill_reaches_the_whole_group_and_grandchildren() {
+    setup();
+    let task = Process::<Grandparent>::new(true).spawn().unwrap();
+    let child = task.recv_timeout(LIMIT).unwrap();
+    let grandchild_task = task.recv_timeout(LIMIT).unwrap();
+    let grandchild_sleep = task.recv_timeout(LIMIT).unwrap();
+    task.kill();
+    let killed = match join(task) {
+        Outcome::Killed(k) => k,
+        other => panic!("expected a kill, got {other:?}"),
+    };
+    assert_eq!(killed.signal(), Some(9));
+    assert!(gone(child));
+    // The plain program was in the child's group; the process task dies
+    // with its parent.
+    wait_for("the grandchild program to die", || gone(grandchild_sleep));
+    wait_for("the grandchild task to die", || gone(grandchild_task));
+}
+
+#[test]
+fn a_child_dies_with_its_parent() {
+    setup();
+    let task = Process::<Grandparent>::new(false).spawn().unwrap();
+    let parent = task.recv_timeout(LIMIT).unwrap();
+    let child = task.recv_timeout(LIMIT).unwrap();
+    assert!(!gone(child));
+    // SIGKILL to the parent alone: nothing of ours runs in it any more.
+    let pid = rustix::process::Pid::from_raw(parent as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    wait_for("the orphaned child to die", || gone(child));
+    // A SIGKILL we did not send reads as a likely out-of-memory kill.
+    let crash = join(task).crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::OutOfMemory);
+}
+
+#[test]
+fn dropping_the_handle_stops_then_kills() {
+    setup();
+    let task = Process::<Stubborn>::new(())
+        .grace_period(Duration::from_millis(50))
+        .spawn()
+        .unwrap();
+    let pid = task.recv_timeout(LIMIT).unwrap();
+    drop(task);
+    wait_for("the dropped task's child to die", || gone(pid));
+}
+
+#[test]
+fn unread_messages_come_back_in_order() {
+    setup();
+    let task = Process::<ReadOne>::new(()).spawn().unwrap();
+    for m in ["a", "b", "c", "d", "e"] {
+        task.send(m.to_string()).unwrap();
+    }
+    task.wait_timeout(LIMIT);
+    assert_eq!(task.take_unread().unwrap(), ["b", "c", "d", "e"]);
+    assert_eq!(join(task).value().as_deref(), Some("a"));
+}
+
+#[test]
+fn unread_messages_come_back_after_a_stop_too() {
+    setup();
+    // Many messages: some in the child's inbox, some on their way, some
+    // still here; none lost, none twice.
+    for _ in 0..5 {
+        let task = Process::<Sleeper>::new(600)
+            .inbox_capacity(4)
+            .spawn()
+            .unwrap();
+        let _pid = task.recv_timeout(LIMIT).unwrap();
+        let mut sent = 0;
+        while task.try_send(()).is_ok() {
+            sent += 1;
+        }
+        task.stop();
+        assert!(join_ref(&task));
+        let unread = task.take_unread().unwrap();
+        assert_eq!(unread.len(), sent, "sent {sent}, got back {}", unread.len());
+    }
+}
+
+fn join_ref<T, E, In, Ev>(task: &sidetask::Task<T, E, In, Ev>) -> bool {
+    task.wait_timeout(LIMIT)
+}
+
+#[test]
+fn send_after_the_end_gives_the_message_back() {
+    setup();
+    let task = Process::<ReadOne>::new(()).spawn().unwrap();
+    task.send("only".into()).unwrap();
+    assert!(task.wait_timeout(LIMIT));
+    let err = task.send("late".into()).unwrap_err();
+    assert_eq!(err.into_inner(), "late");
+}
+
+#[test]
+fn fifty_megabytes_of_stderr_do_not_block_and_the_tail_is_kept() {
+    setup();
+    let task = Process::<Noisy>::new(50).spawn().unwrap();
+    let crash = join(task).crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::Exited(5));
+    assert_eq!(crash.stderr_tail().len(), sidetask::STDERR_TAIL);
+    assert!(crash.stderr_text().ends_with("9\nthe end\n"));
+}
+
+#[test]
+fn the_other_verbs_work_across_the_boundary() {
+    setup();
+    let task = Process::<Echo>::new(1).spawn().unwrap();
+    assert!(task.id().as_u64() > 0);
+    assert!(!task.is_done());
+    for i in 0..3 {
+        task.send(i).unwrap();
+    }
+    let got: Vec<i64> = task.iter().take(3).collect();
+    assert_eq!(got, [1, 2, 3]);
+    assert_eq!(task.try_iter().count(), 0);
+    task.send(10).unwrap();
+    wait_for("an event", || task.try_recv().is_ok());
+    let task = match task.try_join() {
+        Ok(outcome) => panic!("ended early: {outcome:?}"),
+        Err(task) => task,
+    };
+    task.close_inbox();
+    task.wait();
+    assert!(task.is_done());
+    assert_eq!(task.status(), Status::Done);
+    assert!(task.send(1).is_err());
+    let outcome = task.try_join().unwrap_or_else(|_| panic!("not done"));
+    assert_eq!(outcome.value(), Some(4));
+}
+
+#[test]
+fn a_detached_task_runs_on_without_its_handle() {
+    setup();
+    let task = Process::<Sleeper>::new(1).spawn().unwrap();
+    let pid = task.recv_timeout(LIMIT).unwrap();
+    task.detach().unwrap();
+    // Not stopped by the drop: it sleeps its second out, then ends.
+    assert!(!gone(pid));
+    wait_for("the detached child to end", || gone(pid));
+}
+
+#[test]
+fn an_unregistered_task_is_refused_here() {
+    setup();
+    let err = Process::<Unregistered>::new(()).spawn().unwrap_err();
+    assert!(err.is_unknown_task(), "{err}");
+    assert!(err.to_string().contains("unregistered"));
+}
+
+#[test]
+fn a_name_the_child_does_not_know_is_refused_there() {
+    setup();
+    let err = Process::<Echo>::new(0)
+        .env("OMIT_ECHO", "1")
+        .spawn()
+        .unwrap_err();
+    assert!(err.is_unknown_task(), "{err}");
+}
+
+#[test]
+fn a_duplicate_name_is_an_error_at_registration() {
+    let err = Registry::new()
+        .with::<Echo>()
+        .unwrap()
+        .with::<Echo>()
+        .unwrap_err();
+    assert_eq!(err.name(), Echo::NAME);
+}
+
+#[test]
+fn env_and_working_directory_reach_the_child() {
+    setup();
+    // `Crash` with `Exit` reports its stderr; the environment decides what
+    // the registry holds, which shows the variable arrived.
+    let dir = std::env::temp_dir();
+    let task = Process::<Pid>::new(())
+        .env("SIDETASK_TEST_VAR", "1")
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    let pid = join(task).value().unwrap();
+    assert_ne!(pid, 0);
+    let err = Process::<Pid>::new(())
+        .current_dir("/no/such/directory")
+        .spawn()
+        .unwrap_err();
+    assert!(err.io_error().is_some(), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Broken protocol: a stand-in child, a shell script, writes bytes into the
+// socket (its stdin).
+
+const READY: &str = r"\002\000\000\000\000\001";
+
+fn script(name: &str, body: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "sidetask-test-{}-{name}.sh",
+        std::process::id()
+    ));
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn protocol_crash(name: &str, body: &str) -> String {
+    setup();
+    let path = script(name, body);
+    let task = Process::<Echo>::new(0).program(&path).spawn().unwrap();
+    let outcome = within(LIMIT, move || join(task));
+    let _ = fs::remove_file(&path);
+    match outcome {
+        Outcome::Crashed(crash) => match crash.cause() {
+            CrashCause::Protocol(why) => why.clone(),
+            other => panic!("expected a protocol error, got {other:?}"),
+        },
+        other => panic!("expected a crash, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_malformed_frame_ends_the_task() {
+    let why = protocol_crash(
+        "malformed",
+        &format!(r"printf '{READY}\003\000\000\000\377\377\377' >&0; sleep 30"),
+    );
+    assert!(why.contains("malformed"), "{why}");
+}
+
+#[test]
+fn an_oversized_frame_ends_the_task_before_allocating() {
+    let why = protocol_crash(
+        "oversized",
+        &format!(r"printf '{READY}\377\377\377\177' >&0; sleep 30"),
+    );
+    assert!(why.contains("over the maximum"), "{why}");
+}
+
+#[test]
+fn a_truncated_frame_ends_the_task() {
+    let why = protocol_crash(
+        "truncated",
+        &format!(r"printf '{READY}\144\000\000\000abc' >&0"),
+    );
+    assert!(why.contains("middle of a frame"), "{why}");
+}
+
+#[test]
+fn a_frame_of_the_wrong_kind_ends_the_task() {
+    // A second `Ready`.
+    let why = protocol_crash("wrong-kind", &format!(r"printf '{READY}{READY}' >&0; sleep 30"));
+    assert!(why.contains("handshake"), "{why}");
+}
+
+#[test]
+fn a_version_mismatch_fails_the_start() {
+    setup();
+    let path = script("version", r"printf '\002\000\000\000\000\143' >&0; sleep 30");
+    let err = Process::<Echo>::new(0).program(&path).spawn().unwrap_err();
+    let _ = fs::remove_file(&path);
+    let why = err.handshake_error().expect("a handshake error");
+    assert!(why.contains("version 99"), "{why}");
+}
+
+#[test]
+fn an_oversized_answer_fails_the_start() {
+    setup();
+    let path = script("big-answer", r"printf '\377\377\377\177' >&0; sleep 30");
+    let err = Process::<Echo>::new(0).program(&path).spawn().unwrap_err();
+    let _ = fs::remove_file(&path);
+    assert!(err.to_string().contains("over the maximum"), "{err}");
+}
+
+#[test]
+fn a_child_that_never_answers_fails_the_start_within_its_timeout() {
+    setup();
+    let path = script("silent", "echo 'silent child' >&2; sleep 30");
+    let began = Instant::now();
+    let err = Process::<Echo>::new(0)
+        .program(&path)
+        .start_timeout(Duration::from_millis(300))
+        .spawn()
+        .unwrap_err();
+    let _ = fs::remove_file(&path);
+    assert!(began.elapsed() < Duration::from_secs(10));
+    let why = err.handshake_error().expect("a handshake error");
+    assert!(why.contains("no answer"), "{why}");
+    assert!(why.contains("silent child"), "{why}");
+}
+
+#[test]
+fn a_child_that_exits_at_once_fails_the_start() {
+    setup();
+    let path = script("quits", "echo 'no init here' >&2; exit 0");
+    let err = Process::<Echo>::new(0).program(&path).spawn().unwrap_err();
+    let _ = fs::remove_file(&path);
+    let why = err.handshake_error().expect("a handshake error");
+    assert!(why.contains("no init here"), "{why}");
+}
+
+#[test]
+fn an_oversized_message_is_refused_by_the_child() {
+    setup();
+    // The child's own reader enforces the same maximum.
+    let task = Process::<ReadOne>::new(())
+        .max_frame(64)
+        .spawn()
+        .unwrap();
+    task.send("x".repeat(1000)).unwrap();
+    let outcome = join(task);
+    let crash = outcome.crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::Exited(71), "{crash:?}");
+    assert!(crash.stderr_text().contains("over the maximum"), "{crash:?}");
+}
