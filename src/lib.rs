@@ -105,7 +105,7 @@ pub use error::{
     SendError, SendTimeoutError, StartError, Stopped, TryEmitError, TryRecvError, TrySendError,
 };
 pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError};
-pub use pool::{Finished, InOrder, Pool, PoolRun, Progress};
+pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
 pub use registry::{NamedTask, Registry, RegistryError, init};
 pub use task::{Events, Status, Task, TaskId};
 

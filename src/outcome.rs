@@ -485,6 +485,10 @@ pub enum CrashCause {
     OutOfMemory,
     /// It used up its CPU-time limit (`SIGXCPU`).
     CpuLimit,
+    /// It could not be started, or did not take its task (a pool's child;
+    /// [`Process::spawn`](crate::Process::spawn) reports this as its error
+    /// instead).
+    Start(String),
     /// It broke the protocol: a malformed, oversized or truncated frame, a
     /// version mismatch at the handshake, or a lost connection. The text
     /// says which.
@@ -520,6 +524,7 @@ impl fmt::Display for Crash {
             CrashCause::OutOfMemory => f.write_str("ran out of memory"),
             CrashCause::CpuLimit => f.write_str("used up its CPU-time limit"),
             CrashCause::Protocol(what) => write!(f, "broke the protocol: {what}"),
+            CrashCause::Start(what) => write!(f, "did not start: {what}"),
         }
     }
 }

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 
+use crate::backend::process::{self, Warm};
 use crate::backend::thread as place;
 use crate::builder::DEFAULT_CAPACITY;
 use crate::ctx::Ctx;
 use crate::error::StartError;
 use crate::outcome::{self, Outcome, Panic};
+use crate::registry::NamedTask;
 use crate::sync::lock;
 use crate::task::{Settings, Task};
 use crate::timer::{self, Deadline};
@@ -110,6 +112,91 @@ impl Pool {
         It: IntoIterator<Item = I>,
         It::IntoIter: Send + 'static,
         F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+        I: Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        In: Send + 'static,
+        Ev: Send + 'static,
+    {
+        self.run_outcomes(inputs, move |ctx: &Ctx<In, Ev>, input| {
+            match body(ctx, input) {
+                Ok(value) => Outcome::Value(value),
+                Err(error) => Outcome::Error(error),
+            }
+        })
+    }
+
+    /// Runs the named task `T` in child processes, once per argument, on at
+    /// most `parallelism` warm children that are reused from one task to
+    /// the next: a child is started when none is idle, and one that
+    /// crashed, was killed or broke the protocol is not reused.
+    ///
+    /// Each task is a process task, as [`Process`](crate::Process) makes
+    /// one (the pool's task timeout and capacities apply; the grace period
+    /// is 5 seconds), with one difference: a child lives on after its task,
+    /// so what the task leaves in its process (statics, threads) is there
+    /// for the next one. The children are killed when the pool is dropped
+    /// and its last task has ended.
+    ///
+    /// # Errors
+    ///
+    /// If `T` is not in the registry given to [`init`](crate::init) (or
+    /// `init` was not called), or not a single runner thread could be
+    /// started. A child that cannot be started makes its task's outcome
+    /// [`Outcome::Crashed`] with [`CrashCause::Start`](crate::CrashCause::Start).
+    ///
+    /// # Examples
+    ///
+    /// ```standalone_crate
+    /// use sidetask::{Ctx, NamedTask, Pool, Registry, Stopped};
+    ///
+    /// struct Square;
+    /// impl NamedTask for Square {
+    ///     const NAME: &'static str = "square";
+    ///     type Arg = u64;
+    ///     type In = ();
+    ///     type Event = ();
+    ///     type Value = u64;
+    ///     type Error = Stopped;
+    ///     fn run(_: &Ctx, n: u64) -> Result<u64, Stopped> {
+    ///         Ok(n * n)
+    ///     }
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     sidetask::init(Registry::new().with::<Square>()?);
+    ///     let run = Pool::new(2).run_process::<Square, _>(1..=100)?;
+    ///     let sum: u64 = run.iter().map(|f| f.outcome.unwrap()).sum();
+    ///     assert_eq!(sum, (1..=100u64).map(|n| n * n).sum::<u64>());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn run_process<T, It>(self, args: It) -> Result<ProcessPoolRun<T>, StartError>
+    where
+        T: NamedTask,
+        It: IntoIterator<Item = T::Arg>,
+        It::IntoIter: Send + 'static,
+    {
+        process::check_registered(T::NAME)?;
+        let warm = Warm::new(process::Config {
+            inbox: self.inbox,
+            outbox: self.outbox,
+            ..process::Config::default()
+        });
+        self.run_outcomes(args, move |ctx: &Ctx<T::In, T::Event>, arg| {
+            warm.run::<T>(ctx, &arg)
+        })
+    }
+
+    fn run_outcomes<It, F, I, T, E, In, Ev>(
+        self,
+        inputs: It,
+        body: F,
+    ) -> Result<PoolRun<T, E, In, Ev>, StartError>
+    where
+        It: IntoIterator<Item = I>,
+        It::IntoIter: Send + 'static,
+        F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
         I: Send + 'static,
         T: Send + 'static,
         E: Send + 'static,
@@ -359,7 +446,7 @@ where
 
 impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev>
 where
-    F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
     I: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
@@ -389,7 +476,7 @@ where
 
 impl<I, F, T, E, In, Ev> Deadline for PoolShared<I, F, T, E, In, Ev>
 where
-    F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
     I: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
@@ -426,7 +513,7 @@ fn runner<I, F, T, E, In, Ev>(
     slot: usize,
     results: &Sender<Finished<T, E, Ev>>,
 ) where
-    F: Fn(&Ctx<In, Ev>, I) -> Result<T, E> + Send + Sync + 'static,
+    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
     I: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
@@ -447,7 +534,7 @@ fn runner<I, F, T, E, In, Ev>(
     while let Some((index, item)) = shared.next_input() {
         let (inbox, outbox, timeout) = shared.settings;
         let body = Arc::clone(&body);
-        let task = Task::new(
+        let task = Task::with_outcome(
             Settings {
                 name: None,
                 inbox,
@@ -486,6 +573,14 @@ fn runner<I, F, T, E, In, Ev>(
         }
     }
 }
+
+/// The results of [`Pool::run_process`] for the named task `T`.
+pub type ProcessPoolRun<T> = PoolRun<
+    <T as NamedTask>::Value,
+    <T as NamedTask>::Error,
+    <T as NamedTask>::In,
+    <T as NamedTask>::Event,
+>;
 
 /// One finished task of a pool: its input's index, its outcome and the
 /// events it emitted that nobody read while it ran.

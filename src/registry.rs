@@ -191,7 +191,7 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```standalone_crate
 /// use sidetask::{Ctx, NamedTask, Process, Registry, Stopped};
 ///
 /// struct Hello;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::process_tasks::*;
 use common::{LIMIT, wait_for, within};
 use sidetask::{
-    CrashCause, NamedTask, Outcome, Process, RecvTimeoutError, Registry, Status, TryRecvError,
+    CrashCause, NamedTask, Outcome, Pool, Process, RecvTimeoutError, Registry, Status, TryRecvError,
 };
 
 sidetask::test_support!(registry());
@@ -379,19 +379,36 @@ fn env_and_working_directory_reach_the_child() {
 const READY: &str = r"\002\000\000\000\000\001";
 
 fn script(name: &str, body: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "sidetask-test-{}-{name}.sh",
-        std::process::id()
-    ));
+    let path = std::env::temp_dir().join(format!("sidetask-test-{}-{name}.sh", std::process::id()));
     fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
 
+/// Spawns, retrying while the script is "busy": a child forked by another
+/// test in the instant the script was open for writing holds it open until
+/// its exec, and executing it meanwhile fails with `ETXTBSY`.
+fn spawn_script(
+    process: impl Fn() -> Process<Echo>,
+) -> Result<sidetask::ProcessTask<Echo>, sidetask::StartError> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match process().spawn() {
+            Err(e)
+                if e.io_error().and_then(|e| e.raw_os_error()) == Some(26)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn protocol_crash(name: &str, body: &str) -> String {
     setup();
     let path = script(name, body);
-    let task = Process::<Echo>::new(0).program(&path).spawn().unwrap();
+    let task = spawn_script(|| Process::<Echo>::new(0).program(&path)).unwrap();
     let outcome = within(LIMIT, move || join(task));
     let _ = fs::remove_file(&path);
     match outcome {
@@ -433,15 +450,21 @@ fn a_truncated_frame_ends_the_task() {
 #[test]
 fn a_frame_of_the_wrong_kind_ends_the_task() {
     // A second `Ready`.
-    let why = protocol_crash("wrong-kind", &format!(r"printf '{READY}{READY}' >&0; sleep 30"));
+    let why = protocol_crash(
+        "wrong-kind",
+        &format!(r"printf '{READY}{READY}' >&0; sleep 30"),
+    );
     assert!(why.contains("handshake"), "{why}");
 }
 
 #[test]
 fn a_version_mismatch_fails_the_start() {
     setup();
-    let path = script("version", r"printf '\002\000\000\000\000\143' >&0; sleep 30");
-    let err = Process::<Echo>::new(0).program(&path).spawn().unwrap_err();
+    let path = script(
+        "version",
+        r"printf '\002\000\000\000\000\143' >&0; sleep 30",
+    );
+    let err = spawn_script(|| Process::<Echo>::new(0).program(&path)).unwrap_err();
     let _ = fs::remove_file(&path);
     let why = err.handshake_error().expect("a handshake error");
     assert!(why.contains("version 99"), "{why}");
@@ -451,7 +474,7 @@ fn a_version_mismatch_fails_the_start() {
 fn an_oversized_answer_fails_the_start() {
     setup();
     let path = script("big-answer", r"printf '\377\377\377\177' >&0; sleep 30");
-    let err = Process::<Echo>::new(0).program(&path).spawn().unwrap_err();
+    let err = spawn_script(|| Process::<Echo>::new(0).program(&path)).unwrap_err();
     let _ = fs::remove_file(&path);
     assert!(err.to_string().contains("over the maximum"), "{err}");
 }
@@ -461,11 +484,12 @@ fn a_child_that_never_answers_fails_the_start_within_its_timeout() {
     setup();
     let path = script("silent", "echo 'silent child' >&2; sleep 30");
     let began = Instant::now();
-    let err = Process::<Echo>::new(0)
-        .program(&path)
-        .start_timeout(Duration::from_millis(300))
-        .spawn()
-        .unwrap_err();
+    let err = spawn_script(|| {
+        Process::<Echo>::new(0)
+            .program(&path)
+            .start_timeout(Duration::from_millis(300))
+    })
+    .unwrap_err();
     let _ = fs::remove_file(&path);
     assert!(began.elapsed() < Duration::from_secs(10));
     let why = err.handshake_error().expect("a handshake error");
@@ -477,7 +501,7 @@ fn a_child_that_never_answers_fails_the_start_within_its_timeout() {
 fn a_child_that_exits_at_once_fails_the_start() {
     setup();
     let path = script("quits", "echo 'no init here' >&2; exit 0");
-    let err = Process::<Echo>::new(0).program(&path).spawn().unwrap_err();
+    let err = spawn_script(|| Process::<Echo>::new(0).program(&path)).unwrap_err();
     let _ = fs::remove_file(&path);
     let why = err.handshake_error().expect("a handshake error");
     assert!(why.contains("no init here"), "{why}");
@@ -487,13 +511,88 @@ fn a_child_that_exits_at_once_fails_the_start() {
 fn an_oversized_message_is_refused_by_the_child() {
     setup();
     // The child's own reader enforces the same maximum.
-    let task = Process::<ReadOne>::new(())
-        .max_frame(64)
-        .spawn()
-        .unwrap();
+    let task = Process::<ReadOne>::new(()).max_frame(64).spawn().unwrap();
     task.send("x".repeat(1000)).unwrap();
     let outcome = join(task);
     let crash = outcome.crash().expect("a crash");
     assert_eq!(*crash.cause(), CrashCause::Exited(71), "{crash:?}");
-    assert!(crash.stderr_text().contains("over the maximum"), "{crash:?}");
+    assert!(
+        crash.stderr_text().contains("over the maximum"),
+        "{crash:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The process pool.
+
+#[test]
+fn a_process_pool_reuses_warm_children_and_replaces_crashed_ones() {
+    setup();
+    let run = Pool::new(2)
+        .run_process::<Square, _>((0..100).filter(|n| n % 10 != 3))
+        .unwrap();
+    let mut pids = std::collections::HashSet::new();
+    let mut seen = [false; 100];
+    for finished in run.iter() {
+        let (square, pid) = finished.outcome.value().expect("a value");
+        let n = (0..100u64)
+            .filter(|n| n % 10 != 3)
+            .nth(finished.index)
+            .unwrap();
+        assert_eq!(square, n * n);
+        assert_eq!(finished.events, [n]);
+        assert!(!seen[n as usize]);
+        seen[n as usize] = true;
+        pids.insert(pid);
+    }
+    assert_eq!(seen.iter().filter(|s| **s).count(), 90);
+    // Two children at a time, reused: far fewer children than tasks.
+    assert!(pids.len() <= 4, "{} children for 90 tasks", pids.len());
+    assert!(!pids.contains(&std::process::id()));
+
+    // Every tenth task aborts its child; the others still run, on new
+    // children.
+    let run = Pool::new(2).run_process::<Square, _>(0..50).unwrap();
+    let (mut values, mut crashes) = (0, 0);
+    for finished in run.iter() {
+        match finished.outcome {
+            Outcome::Value((square, _)) => {
+                assert_eq!(square, (finished.index * finished.index) as u64);
+                values += 1;
+            }
+            Outcome::Crashed(crash) => {
+                assert_eq!(finished.index % 10, 3);
+                assert_eq!(*crash.cause(), CrashCause::Signal(6));
+                crashes += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((values, crashes), (45, 5));
+}
+
+#[test]
+fn a_process_pool_refuses_an_unregistered_task() {
+    setup();
+    let err = Pool::new(2)
+        .run_process::<Unregistered, _>([()])
+        .unwrap_err();
+    assert!(err.is_unknown_task());
+}
+
+#[test]
+fn a_process_pool_can_be_stopped() {
+    setup();
+    let run = Pool::new(2)
+        .run_process::<Sleeper, _>(std::iter::repeat(600))
+        .unwrap();
+    wait_for("two running tasks", || run.running().len() == 2);
+    run.stop_all();
+    let outcomes: Vec<_> = within(LIMIT, move || run.iter().map(|f| f.outcome).collect());
+    assert!(!outcomes.is_empty());
+    // Stopped cooperatively: `ctx.sleep` returns `Err(Stopped)`.
+    assert!(
+        outcomes.iter().all(|o| o.is_error() || o.is_cancelled()),
+        "{outcomes:?}"
+    );
 }

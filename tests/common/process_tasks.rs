@@ -24,6 +24,7 @@ pub fn registry() -> Registry {
     r.register::<ReadOne>().unwrap();
     r.register::<Noisy>().unwrap();
     r.register::<Pid>().unwrap();
+    r.register::<Square>().unwrap();
     r
 }
 
@@ -321,5 +322,27 @@ pub fn gone(pid: u32) -> bool {
             .rsplit(')')
             .next()
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Squares its argument and says which process did it; aborts on an
+/// argument ending in 3 (to show a pool replacing a crashed child), emits
+/// the argument as an event first.
+pub struct Square;
+
+impl NamedTask for Square {
+    const NAME: &'static str = "square";
+    type Arg = u64;
+    type In = ();
+    type Event = u64;
+    type Value = (u64, u32);
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), u64>, n: u64) -> Result<(u64, u32), Stopped> {
+        ctx.emit(n).map_err(|_| Stopped)?;
+        if n % 10 == 3 {
+            std::process::abort();
+        }
+        Ok((n * n, std::process::id()))
     }
 }

@@ -1,0 +1,346 @@
+//! The process place: a named task in a child process.
+//!
+//! The child is the current binary, executed again (never forked without
+//! exec) with one end of a socketpair as its stdin; its entry hook
+//! ([`init`](crate::init)) moves the socket off stdin, puts `/dev/null` in
+//! its place, sets the parent-death signal and answers the handshake. Its
+//! stdout is the parent's; its stderr is read by the parent, which keeps the
+//! tail.
+//!
+//! - `protocol`: the frames.
+//! - `worker`: the parent's side: a child, the handshake, the task's body.
+//! - `child`: the child's side.
+
+mod child;
+mod protocol;
+mod worker;
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) use child::{Entry, enter_if_child, entry};
+use protocol::{Hello, VERSION, encode};
+pub(crate) use worker::Warm;
+use worker::{Refusal, Worker};
+
+use crate::ctx::Ctx;
+use crate::error::StartError;
+use crate::registry::{self, NamedTask};
+use crate::task::{Settings, Task};
+
+/// Set in the child's environment: the parent's pid.
+const ENV: &str = "SIDETASK_CHILD_OF";
+/// The test that [`test_support!`](crate::test_support) defines.
+const CHILD_TEST: &str = "__sidetask_child_entry";
+/// What a frame's payload may be at most unless set: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// Exit codes of a child that could not run its task.
+const EXIT_PARENT_GONE: i32 = 70;
+const EXIT_PROTOCOL: i32 = 71;
+
+/// How children are started and driven.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) program: PathBuf,
+    pub(crate) envs: Vec<(OsString, OsString)>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) grace: Duration,
+    pub(crate) start_timeout: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) memory_limit: Option<u64>,
+    pub(crate) cpu_limit: Option<u64>,
+    pub(crate) inbox: usize,
+    pub(crate) outbox: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            program: PathBuf::from("/proc/self/exe"),
+            envs: Vec::new(),
+            cwd: None,
+            grace: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(30),
+            max_frame: DEFAULT_MAX_FRAME,
+            memory_limit: None,
+            cpu_limit: None,
+            inbox: crate::DEFAULT_CAPACITY,
+            outbox: crate::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// Fails unless `name` is in the registry given to [`init`](crate::init).
+pub(crate) fn check_registered(name: &str) -> Result<(), StartError> {
+    let Some(registry) = registry::registry() else {
+        return Err(StartError::handshake(
+            "`sidetask::init` was not called in this process".to_owned(),
+        ));
+    };
+    if registry.contains(name) {
+        Ok(())
+    } else {
+        Err(StartError::unknown_task(name))
+    }
+}
+
+fn hello<T: NamedTask>(
+    arg: &T::Arg,
+    config: &Config,
+    reuse: bool,
+) -> Result<Hello, postcard::Error> {
+    Ok(Hello {
+        version: VERSION,
+        name: T::NAME.to_owned(),
+        arg: encode(arg)?,
+        max_frame: config.max_frame as u64,
+        inbox: clamp(config.inbox),
+        outbox: clamp(config.outbox),
+        memory_limit: config.memory_limit,
+        cpu_limit: config.cpu_limit,
+        reuse,
+    })
+}
+
+fn clamp(capacity: usize) -> u32 {
+    u32::try_from(capacity.max(1)).unwrap_or(u32::MAX)
+}
+
+/// The handle of a process task running the named task `T`.
+pub type ProcessTask<T> = Task<
+    <T as NamedTask>::Value,
+    <T as NamedTask>::Error,
+    <T as NamedTask>::In,
+    <T as NamedTask>::Event,
+>;
+
+/// A [`NamedTask`] to run in a child process: the builder of a process task.
+///
+/// The child is the current program, executed again; it must call
+/// [`init`](crate::init) first thing in `main` (or, in a test binary, use
+/// [`test_support!`](crate::test_support)). Its stdout is this process's
+/// stdout; the last [`STDERR_TAIL`](crate::STDERR_TAIL) bytes of its stderr
+/// are kept for the outcome.
+///
+/// **Stop escalates**: a stop (or the handle's drop) first asks the task to
+/// stop, as on a thread (its context sees [`Ctx::stopped`] and its blocking
+/// calls wake); if the child still runs after the grace period, its process
+/// group gets `SIGTERM`, and after another grace period `SIGKILL`.
+/// [`Task::kill`] sends `SIGKILL` to the group at once, so grandchildren die
+/// too. A child also dies when this process dies (parent-death signal) and
+/// when its connection closes. Anything left in the child's process group
+/// when it exits is killed.
+///
+/// **How it ended** is the outcome: the value, the task's own error, its
+/// panic (message and location carried across), [`Outcome::Killed`](crate::Outcome::Killed) when we
+/// killed it, or [`Outcome::Crashed`](crate::Outcome::Crashed) with a [`CrashCause`](crate::CrashCause): it exited
+/// without a result, a signal (`SIGSEGV`, `SIGABRT`…), likely out of memory,
+/// its CPU-time limit, or a broken protocol (a malformed, oversized or
+/// truncated frame). Each carries the stderr tail.
+///
+/// Messages the task did not read come back to the handle's inbox when it
+/// ends ([`Task::take_unread`]), including those still on their way.
+///
+/// # Examples
+///
+/// ```standalone_crate
+/// use sidetask::{Ctx, NamedTask, Process, Registry, Stopped};
+///
+/// struct Doubler;
+/// impl NamedTask for Doubler {
+///     const NAME: &'static str = "doubler";
+///     type Arg = ();
+///     type In = i64;
+///     type Event = i64;
+///     type Value = ();
+///     type Error = Stopped;
+///     fn run(ctx: &Ctx<i64, i64>, (): ()) -> Result<(), Stopped> {
+///         while let Ok(n) = ctx.recv() {
+///             ctx.emit(2 * n).map_err(|_| Stopped)?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     sidetask::init(Registry::new().with::<Doubler>()?);
+///     let task = Process::<Doubler>::new(()).spawn()?;
+///     task.send(21)?;
+///     assert_eq!(task.recv()?, 42);
+///     task.close_inbox();
+///     assert!(task.join().is_value());
+///     Ok(())
+/// }
+/// ```
+#[must_use = "a process task does nothing until `spawn`"]
+pub struct Process<T: NamedTask> {
+    arg: T::Arg,
+    config: Config,
+    settings: Settings,
+    task: PhantomData<fn() -> T>,
+}
+
+impl<T: NamedTask> Process<T> {
+    /// A process task of type `T`, started with `arg`.
+    pub fn new(arg: T::Arg) -> Process<T> {
+        Process {
+            arg,
+            config: Config::default(),
+            settings: Settings {
+                name: Some(T::NAME.to_owned()),
+                inbox: crate::DEFAULT_CAPACITY,
+                outbox: crate::DEFAULT_CAPACITY,
+                timeout: None,
+            },
+            task: PhantomData,
+        }
+    }
+
+    /// How long each step of a stop's escalation waits (5 seconds unless
+    /// set): after the stop request before `SIGTERM`, then before `SIGKILL`.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace = grace;
+        self
+    }
+
+    /// Stops the task (as [`Task::stop`], escalating) once `timeout` has
+    /// passed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = Some(timeout);
+        self
+    }
+
+    /// How long the child has to start and answer the handshake (30 seconds
+    /// unless set).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = timeout;
+        self
+    }
+
+    /// Sets an environment variable of the child.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.config
+            .envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets the child's working directory.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.config.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Limits the child's address space to `bytes` (`RLIMIT_AS`); an
+    /// allocation beyond it fails, and the outcome is
+    /// [`CrashCause::OutOfMemory`](crate::CrashCause::OutOfMemory). Address space counts more than memory
+    /// in use (each thread's stack, the allocator's reserved arenas): leave
+    /// a few hundred MiB of headroom.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.config.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Limits the child's CPU time (`RLIMIT_CPU`, in whole seconds, at least
+    /// one); past it the child gets `SIGXCPU`, and the outcome is
+    /// [`CrashCause::CpuLimit`](crate::CrashCause::CpuLimit).
+    pub fn cpu_limit(mut self, limit: Duration) -> Self {
+        self.config.cpu_limit = Some(limit.as_secs().max(1));
+        self
+    }
+
+    /// The largest frame payload either side accepts
+    /// ([`DEFAULT_MAX_FRAME`] unless set): a larger message, event or value
+    /// ends the task as [`CrashCause::Protocol`](crate::CrashCause::Protocol) before anything is
+    /// allocated for it.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// Runs another program as the child instead of the current one (a
+    /// worker binary built from the same crate, which calls
+    /// [`init`](crate::init) with a registry holding `T`).
+    pub fn program(mut self, program: impl AsRef<Path>) -> Self {
+        self.config.program = program.as_ref().to_owned();
+        self
+    }
+
+    /// Names the task (its [`NAME`](NamedTask::NAME) unless set).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.settings.name = Some(name.into());
+        self
+    }
+
+    /// How many messages can wait in the handle's inbox before
+    /// [`Task::send`] waits (as many more can be on their way to the child
+    /// and in its own inbox).
+    pub fn inbox_capacity(mut self, capacity: usize) -> Self {
+        self.settings.inbox = capacity;
+        self
+    }
+
+    /// How many events can wait to be received before the child's
+    /// [`Ctx::emit`] waits.
+    pub fn outbox_capacity(mut self, capacity: usize) -> Self {
+        self.settings.outbox = capacity;
+        self
+    }
+
+    /// Starts the child, waits for its handshake, and returns the task's
+    /// handle.
+    ///
+    /// # Errors
+    ///
+    /// - [`StartError::is_unknown_task`]: `T` is not in the registry given
+    ///   to [`init`](crate::init) (in this process, or in the child).
+    /// - [`StartError::handshake_error`]: [`init`](crate::init) was not
+    ///   called in this process, or the child did not answer the handshake
+    ///   within the start timeout, answered with another protocol version,
+    ///   or exited first (its stderr tail is in the text).
+    /// - [`StartError::io_error`]: the child or a thread could not be
+    ///   started, or the argument could not be encoded.
+    pub fn spawn(mut self) -> Result<ProcessTask<T>, StartError> {
+        check_registered(T::NAME)?;
+        self.config.inbox = self.settings.inbox;
+        self.config.outbox = self.settings.outbox;
+        let hello = hello::<T>(&self.arg, &self.config, false)
+            .map_err(|e| StartError::spawn(io::Error::other(e)))?;
+        let mut worker = Worker::start(&self.config).map_err(StartError::spawn)?;
+        if let Err(refusal) = worker.begin(hello, self.config.start_timeout) {
+            let tail = worker.kill_and_reap();
+            return Err(match refusal {
+                Refusal::Unknown => StartError::unknown_task(T::NAME),
+                Refusal::Other(why) if tail.is_empty() => StartError::handshake(why),
+                Refusal::Other(why) => StartError::handshake(format!(
+                    "{why}; the child's stderr ends with:\n{}",
+                    String::from_utf8_lossy(&tail)
+                )),
+            });
+        }
+        let config = self.config;
+        let task = Task::with_outcome(self.settings, move |ctx: &Ctx<T::In, T::Event>| {
+            worker::drive::<T>(ctx, worker, &config, false).0
+        });
+        task.start()?;
+        Ok(task)
+    }
+}
+
+impl<T: NamedTask> fmt::Debug for Process<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("task", &T::NAME)
+            .field("program", &self.config.program)
+            .field("grace", &self.config.grace)
+            .field("memory_limit", &self.config.memory_limit)
+            .field("cpu_limit", &self.config.cpu_limit)
+            .field("max_frame", &self.config.max_frame)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,584 @@
+//! The parent's side: a child process (a worker), the handshake that gives
+//! it a task, and the body that drives the task to its end.
+//!
+//! The body runs on a worker thread. It reads the child's frames; scoped
+//! helpers write the messages (at most the inbox capacity in flight, the
+//! child acknowledging each one as it takes it), and escalate a stop: a stop
+//! frame, then `SIGTERM` to the child's process group after the grace
+//! period, then `SIGKILL` after another. A thread per child keeps the tail
+//! of its stderr. A child that ends is waited for through a pidfd without
+//! reaping it, so that its group can be killed before its pid can be
+//! reused; then it is reaped by its pid.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group};
+
+use super::protocol::{Down, FrameError, Hello, Up, VERSION, Writer, decode, encode, read_frame};
+use super::{CHILD_TEST, Config, ENV};
+use crate::backend::command::STDERR_TAIL;
+use crate::ctx::Ctx;
+use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP, Wait};
+use crate::outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic};
+use crate::registry::NamedTask;
+use crate::sync::lock;
+
+/// A child process and the parent's ends of its connection.
+pub(crate) struct Worker {
+    child: Child,
+    writer: Writer,
+    reader: BufReader<UnixStream>,
+    tail: Tail,
+    reaped: bool,
+}
+
+/// Why a child did not take a task.
+pub(crate) enum Refusal {
+    Unknown,
+    Other(String),
+}
+
+impl Worker {
+    /// Starts a child process.
+    pub(crate) fn start(config: &Config) -> io::Result<Worker> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let reader = BufReader::with_capacity(64 * 1024, ours.try_clone()?);
+        // A child that stops reading (frozen) cannot block the writers, nor
+        // the stop's escalation, for longer than this.
+        ours.set_write_timeout(Some(config.grace.max(Duration::from_secs(1))))?;
+        let mut command = std::process::Command::new(&config.program);
+        // A test binary runs only the hidden test that enters the task; a
+        // program whose `main` calls `init` first never reads these.
+        command
+            .args([
+                CHILD_TEST,
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env(ENV, std::process::id().to_string())
+            .envs(config.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(cwd) = &config.cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = spawn_child(command)?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Ok(Worker {
+            child,
+            writer: Writer(Mutex::new(ours)),
+            reader,
+            tail: Tail::start(stderr),
+            reaped: false,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Gives the child a task and waits for its answer.
+    pub(crate) fn begin(&mut self, hello: Hello, timeout: Duration) -> Result<(), Refusal> {
+        let failed = |what: &str, e: &dyn fmt::Display| Refusal::Other(format!("{what}: {e}"));
+        // A child that already answered and left makes the send fail; its
+        // answer is still read.
+        let sent = self.writer.send(&Down::Start(hello));
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .map_err(|e| failed("could not set the start timeout", &e))?;
+        let answer = read_frame::<Up>(&mut self.reader, 4096);
+        let _ = self.reader.get_ref().set_read_timeout(None);
+        let hint = "does the child's `main` call `sidetask::init` first, or the test file use `sidetask::test_support!`?";
+        match answer {
+            Ok(Up::Ready { version }) if version == VERSION => Ok(()),
+            Ok(Up::Ready { version }) => Err(Refusal::Other(format!(
+                "the child speaks protocol version {version}, this process {VERSION}"
+            ))),
+            Ok(Up::Refused { unknown: true, .. }) => Err(Refusal::Unknown),
+            Ok(Up::Refused { why, .. }) => Err(Refusal::Other(why)),
+            Ok(_) => Err(Refusal::Other("the child answered out of turn".to_owned())),
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(Refusal::Other(format!(
+                    "no answer within {timeout:?} ({hint})"
+                )))
+            }
+            Err(FrameError::Closed) => Err(Refusal::Other(format!(
+                "the child exited without answering{} ({hint})",
+                sent.err().map(|e| format!(" ({e})")).unwrap_or_default()
+            ))),
+            Err(e) => Err(failed("the handshake failed", &e)),
+        }
+    }
+
+    /// Kills the child's group, reaps the child, and returns its stderr
+    /// tail.
+    pub(crate) fn kill_and_reap(&mut self) -> Vec<u8> {
+        if !self.reaped {
+            signal_group(self.pid(), Signal::KILL);
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+        self.tail.finish()
+    }
+
+    /// Waits for the child's exit, kills what it left in its group, and
+    /// reaps it.
+    fn reap(&mut self) -> Option<ExitStatus> {
+        wait_exit(&self.child);
+        if !self.reaped {
+            signal_group(self.pid(), Signal::KILL);
+        }
+        self.reaped = true;
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // An idle child of a pool, or one whose task was never run.
+        if !self.reaped {
+            signal_group(self.pid(), Signal::KILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes of a child's stderr, read by a thread of
+/// its own until the pipe's end.
+struct Tail {
+    kept: Arc<Mutex<VecDeque<u8>>>,
+    done: Receiver<()>,
+}
+
+impl Tail {
+    fn start(mut stderr: std::process::ChildStderr) -> Tail {
+        let kept = Arc::new(Mutex::new(VecDeque::new()));
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+        let theirs = Arc::clone(&kept);
+        let _ = thread::Builder::new()
+            .name("sidetask-stderr".into())
+            .spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match stderr.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut tail = lock(&theirs);
+                            tail.extend(&buf[..n]);
+                            let excess = tail.len().saturating_sub(STDERR_TAIL);
+                            tail.drain(..excess);
+                        }
+                    }
+                }
+                drop(done_tx);
+            });
+        Tail { kept, done }
+    }
+
+    /// The tail, once the pipe has reached its end (the child and its group
+    /// are gone), or after a second if something outside the group still
+    /// holds the pipe open.
+    fn finish(&self) -> Vec<u8> {
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+        lock(&self.kept).iter().copied().collect()
+    }
+}
+
+pub(crate) fn signal_group(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        // The group may be gone already; nothing to do then.
+        let _ = kill_process_group(pid, signal);
+    }
+}
+
+/// Messages on their way to the child: how many more may go, and copies of
+/// those the child has not acknowledged (they come back if the task ends
+/// first).
+struct InFlight {
+    state: Mutex<FlightState>,
+    changed: Condvar,
+}
+
+struct FlightState {
+    credits: usize,
+    unacked: VecDeque<Vec<u8>>,
+    ended: bool,
+}
+
+impl InFlight {
+    fn new(credits: usize) -> InFlight {
+        InFlight {
+            state: Mutex::new(FlightState {
+                credits,
+                unacked: VecDeque::new(),
+                ended: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn ack(&self, n: usize) -> bool {
+        let mut s = lock(&self.state);
+        if n > s.unacked.len() {
+            return false;
+        }
+        s.unacked.drain(..n);
+        s.credits += n;
+        self.changed.notify_all();
+        true
+    }
+
+    fn end(&self) -> VecDeque<Vec<u8>> {
+        let mut s = lock(&self.state);
+        s.ended = true;
+        self.changed.notify_all();
+        std::mem::take(&mut s.unacked)
+    }
+
+    /// Waits for room to send one more; `false` once the task has ended.
+    fn reserve(&self) -> bool {
+        let mut s = lock(&self.state);
+        while s.credits == 0 && !s.ended {
+            s = self
+                .changed
+                .wait(s)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        !s.ended
+    }
+}
+
+/// Drives a task on `worker` to its end. Returns the outcome, and the
+/// worker if `reuse` and the child is fit to take another task.
+pub(crate) fn drive<T: NamedTask>(
+    ctx: &Ctx<T::In, T::Event>,
+    mut worker: Worker,
+    config: &Config,
+    reuse: bool,
+) -> (Outcome<T::Value, T::Error>, Option<Worker>) {
+    let mailbox = ctx.mailbox();
+    let pid = worker.pid();
+    let grace = config.grace;
+    let flight = InFlight::new(mailbox.inbox_capacity());
+    // The last signal we sent the child's group (0: none).
+    let signalled = AtomicI32::new(0);
+    let send_signal = |signal: Signal| {
+        signalled.store(signal.as_raw(), Ordering::SeqCst);
+        signal_group(pid, signal);
+    };
+    let Worker { writer, reader, .. } = &mut worker;
+    let writer = &*writer;
+    let (end, broken, returned) = thread::scope(|s| {
+        let forwarder = s.spawn(|| forward_messages::<T>(ctx, writer, &flight));
+        let watcher = s.spawn(|| {
+            mailbox.wait_for(STOP | EXITED, Wait::Forever);
+            if mailbox.is(EXITED) {
+                return;
+            }
+            if !mailbox.is(KILL) {
+                let _ = writer.send(&Down::Stop);
+                for signal in [Signal::TERM, Signal::KILL] {
+                    let until = Instant::now()
+                        .checked_add(grace)
+                        .map_or(Wait::Forever, Wait::Until);
+                    mailbox.wait_for(EXITED | KILL, until);
+                    if mailbox.is(EXITED) {
+                        return;
+                    }
+                    if mailbox.is(KILL) {
+                        break;
+                    }
+                    send_signal(signal);
+                }
+            }
+            if !mailbox.is(EXITED) {
+                send_signal(Signal::KILL);
+            }
+        });
+
+        let mut end = None;
+        let mut returned = Vec::new();
+        let mut broken = None;
+        while end.is_none() {
+            let frame = match read_frame::<Up>(reader, config.max_frame) {
+                Ok(frame) => frame,
+                Err(FrameError::Closed) => break,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    break;
+                }
+            };
+            let step = match frame {
+                Up::Event(bytes) => decode::<T::Event>(&bytes).map(|event| {
+                    // Wait for room (backpressure reaches the child through
+                    // the socket); after a stop, keep what fits.
+                    if let Err(e) = ctx.emit(event) {
+                        let _ = ctx.try_emit(e.into_inner());
+                    }
+                }),
+                Up::Ack(n) => {
+                    if flight.ack(n as usize) {
+                        Ok(())
+                    } else {
+                        Err("the child acknowledged more messages than were sent".to_owned())
+                    }
+                }
+                Up::Returned(bytes) => decode::<T::In>(&bytes).map(|m| returned.push(m)),
+                Up::Value(bytes) => decode(&bytes).map(|v| end = Some(Outcome::Value(v))),
+                Up::Error(bytes) => decode(&bytes).map(|e| end = Some(Outcome::Error(e))),
+                Up::Panicked { message, location } => {
+                    let location = location.map(|(file, line, col)| Location::new(file, line, col));
+                    end = Some(Outcome::Panicked(Panic::new(Box::new(message), location)));
+                    Ok(())
+                }
+                Up::Cancelled => {
+                    end = Some(Outcome::Cancelled);
+                    Ok(())
+                }
+                Up::Broken(why) => Err(format!("the child could not send its outcome: {why}")),
+                Up::Ready { .. } | Up::Refused { .. } => {
+                    Err("the child sent a handshake frame during a task".to_owned())
+                }
+            };
+            if let Err(why) = step {
+                broken = Some(why);
+                break;
+            }
+        }
+        if broken.is_some() {
+            send_signal(Signal::KILL);
+        }
+        // The task is over: the watcher ends (or has escalated already).
+        mailbox.set(EXITED);
+        let _ = watcher.join();
+        // Messages still on their way come back after those the child
+        // returned, then the handle's inbox. The forwarder is told to end
+        // (a closed inbox wakes it) and gives back what it holds first.
+        let unacked = flight.end();
+        mailbox.set(INBOX_CLOSED);
+        let _ = forwarder.join();
+        for bytes in unacked {
+            if let Ok(m) = decode::<T::In>(&bytes) {
+                returned.push(m);
+            }
+        }
+        (end, broken, returned)
+    });
+    mailbox.give_back(returned);
+    let fit = end.is_some() && broken.is_none() && signalled.load(Ordering::SeqCst) == 0;
+    if reuse && fit {
+        return (end.expect("an outcome"), Some(worker));
+    }
+    if let Some(end) = end.filter(|_| broken.is_none()) {
+        // A child not kept exits by itself after its outcome.
+        if !reuse {
+            worker.reap();
+        }
+        return (end, None);
+    }
+    let status = worker.reap();
+    let stderr_tail = worker.tail.finish();
+    let outcome = classify(
+        broken,
+        status,
+        signalled.load(Ordering::SeqCst),
+        mailbox.is(KILL),
+        stderr_tail,
+    );
+    (outcome, None)
+}
+
+/// Writes the handle's messages to the child, at most the capacity in
+/// flight; on a closed inbox, tells the child.
+fn forward_messages<T: NamedTask>(ctx: &Ctx<T::In, T::Event>, writer: &Writer, flight: &InFlight) {
+    loop {
+        if !flight.reserve() {
+            return;
+        }
+        let message = match ctx.recv() {
+            Ok(message) => message,
+            Err(crate::CtxRecvError::Disconnected) => {
+                if !lock(&flight.state).ended {
+                    let _ = writer.send(&Down::Close);
+                }
+                return;
+            }
+            // Stopped: the stop watcher tells the child.
+            Err(_) => return,
+        };
+        let Ok(bytes) = encode(&message) else {
+            // A message that cannot be encoded cannot reach the child.
+            tracing::warn!("a message to a process task could not be encoded; dropped");
+            continue;
+        };
+        {
+            let mut s = lock(&flight.state);
+            if s.ended {
+                drop(s);
+                ctx.mailbox().give_back(vec![message]);
+                return;
+            }
+            s.credits -= 1;
+            s.unacked.push_back(bytes.clone());
+        }
+        if writer.send(&Down::Message(bytes)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits until the child has exited, leaving it to be reaped. Without a
+/// pidfd (kernels before 5.3), returns at once: the caller then reaps first
+/// and kills the group after.
+fn wait_exit(child: &Child) {
+    let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else {
+        return;
+    };
+    let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+        return;
+    };
+    while let Err(rustix::io::Errno::INTR) = rustix::process::waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+    ) {}
+}
+
+fn classify<V, E>(
+    broken: Option<String>,
+    status: Option<ExitStatus>,
+    signalled: i32,
+    kill_asked: bool,
+    stderr_tail: Vec<u8>,
+) -> Outcome<V, E> {
+    if let Some(why) = broken {
+        return Outcome::Crashed(Crash::new(CrashCause::Protocol(why), stderr_tail));
+    }
+    let out_of_memory = || String::from_utf8_lossy(&stderr_tail).contains("memory allocation of");
+    let Some(status) = status else {
+        return Outcome::Crashed(Crash::new(
+            CrashCause::Protocol("the child's exit status was lost".to_owned()),
+            stderr_tail,
+        ));
+    };
+    if let Some(signal) = status.signal() {
+        if signalled == signal || (kill_asked && signal == Signal::KILL.as_raw()) {
+            return Outcome::Killed(Killed::new(Some(signal), stderr_tail));
+        }
+        let cause = if signal == Signal::XCPU.as_raw() {
+            CrashCause::CpuLimit
+        } else if signal == Signal::KILL.as_raw() || out_of_memory() {
+            CrashCause::OutOfMemory
+        } else {
+            CrashCause::Signal(signal)
+        };
+        return Outcome::Crashed(Crash::new(cause, stderr_tail));
+    }
+    let cause = if out_of_memory() {
+        CrashCause::OutOfMemory
+    } else {
+        CrashCause::Exited(status.code().unwrap_or(-1))
+    };
+    Outcome::Crashed(Crash::new(cause, stderr_tail))
+}
+
+/// Starts children from one long-lived thread: the parent-death signal
+/// fires when the thread that started a child ends, so it must be a thread
+/// that never ends.
+fn spawn_child(command: std::process::Command) -> io::Result<Child> {
+    type Request = (std::process::Command, Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<io::Result<Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx): (Sender<Request>, Receiver<Request>) = crossbeam_channel::unbounded();
+        thread::Builder::new()
+            .name("sidetask-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .map(|_| tx)
+    });
+    let spawner = spawner
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    spawner
+        .send((command, tx))
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?
+}
+
+/// The warm children of a process pool: idle ones wait here between tasks;
+/// a child that crashed, was killed or broke the protocol is not put back,
+/// and a new one is started when none is idle.
+pub(crate) struct Warm {
+    config: Config,
+    idle: Mutex<Vec<Worker>>,
+}
+
+impl Warm {
+    pub(crate) fn new(config: Config) -> Arc<Warm> {
+        Arc::new(Warm {
+            config,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs one task of type `T` on an idle child (or a new one).
+    pub(crate) fn run<T: NamedTask>(
+        &self,
+        ctx: &Ctx<T::In, T::Event>,
+        arg: &T::Arg,
+    ) -> Outcome<T::Value, T::Error> {
+        let start_failed =
+            |why: String| Outcome::Crashed(Crash::new(CrashCause::Start(why), Vec::new()));
+        let hello = match super::hello::<T>(arg, &self.config, true) {
+            Ok(hello) => hello,
+            Err(e) => return start_failed(format!("could not encode the argument: {e}")),
+        };
+        let idle = lock(&self.idle).pop();
+        let mut worker = match idle {
+            Some(worker) => worker,
+            None => match Worker::start(&self.config) {
+                Ok(worker) => worker,
+                Err(e) => return start_failed(format!("could not start a child: {e}")),
+            },
+        };
+        if let Err(refusal) = worker.begin(hello, self.config.start_timeout) {
+            let tail = worker.kill_and_reap();
+            let why = match refusal {
+                Refusal::Unknown => format!("the child does not know the task `{}`", T::NAME),
+                Refusal::Other(why) => why,
+            };
+            return Outcome::Crashed(Crash::new(CrashCause::Start(why), tail));
+        }
+        let (outcome, worker) = drive::<T>(ctx, worker, &self.config, true);
+        if let Some(worker) = worker {
+            lock(&self.idle).push(worker);
+        }
+        outcome
+    }
+}
