@@ -19,8 +19,19 @@ use sidetask::{Builder, Chain, ChainRun, Ctx, DEFAULT_CAPACITY, Pool, Stopped};
 /// Rounds per figure; each round runs one batch of each side.
 const ROUNDS: usize = 15;
 
+#[path = "compare/process.rs"]
+mod process;
+
 fn main() {
+    // First: in a child process started for a process task (ours, or
+    // procspawn's), run it and exit.
+    sidetask::init(process::registry());
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--raw-pong-child") {
+        process::raw_pong_child();
+        return;
+    }
     if args.first().map(String::as_str) == Some("--memory-child") {
         memory_child(&args[1], args[2].parse().expect("a task count"));
         return;
@@ -39,6 +50,9 @@ fn main() {
         ("pool_seed_1000", pool_seed_1000),
         ("chain_1000", chain_1000),
         ("chain_stream", chain_stream),
+        ("process_spawn_join", process::process_spawn_join),
+        ("process_round_trip", process::process_round_trip),
+        ("process_pool_1000", process::process_pool_1000),
     ];
     for (name, figure) in figures {
         if wanted(name) {

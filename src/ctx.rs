@@ -56,6 +56,20 @@ impl<In, Ev> Ctx<In, Ev> {
         self.control.mailbox()
     }
 
+    /// Another context on the same task (a place's helper thread).
+    pub(crate) fn share(&self) -> Self {
+        Ctx {
+            control: Arc::clone(&self.control),
+        }
+    }
+
+    /// Takes the next message for the body.
+    fn take(&self, wait: Wait) -> Result<In, PopError> {
+        let message = self.mailbox().pop_in(wait)?;
+        self.control.took();
+        Ok(message)
+    }
+
     /// The task's id.
     pub fn id(&self) -> TaskId {
         self.control.core().id
@@ -150,7 +164,7 @@ impl<In, Ev> Ctx<In, Ev> {
     /// waiting); [`CtxRecvError::Disconnected`] when the handle is gone and
     /// the inbox is empty.
     pub fn recv(&self) -> Result<In, CtxRecvError> {
-        self.mailbox().pop_in(Wait::Forever).map_err(|e| match e {
+        self.take(Wait::Forever).map_err(|e| match e {
             PopError::Stopped => CtxRecvError::Stopped,
             _ => CtxRecvError::Disconnected,
         })
@@ -166,7 +180,7 @@ impl<In, Ev> Ctx<In, Ev> {
         let until = Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until);
-        self.mailbox().pop_in(until).map_err(|e| match e {
+        self.take(until).map_err(|e| match e {
             PopError::Empty => CtxRecvTimeoutError::Timeout,
             PopError::Stopped => CtxRecvTimeoutError::Stopped,
             PopError::Disconnected => CtxRecvTimeoutError::Disconnected,
@@ -180,7 +194,7 @@ impl<In, Ev> Ctx<In, Ev> {
     /// [`CtxTryRecvError::Empty`] if none is waiting, and otherwise as
     /// [`recv`](Ctx::recv).
     pub fn try_recv(&self) -> Result<In, CtxTryRecvError> {
-        self.mailbox().pop_in(Wait::No).map_err(|e| match e {
+        self.take(Wait::No).map_err(|e| match e {
             PopError::Empty => CtxTryRecvError::Empty,
             PopError::Stopped => CtxTryRecvError::Stopped,
             PopError::Disconnected => CtxTryRecvError::Disconnected,
@@ -205,6 +219,9 @@ impl<In, Ev> Ctx<In, Ev> {
     /// was full and the task was asked to stop while waiting. The event is
     /// given back either way.
     pub fn emit(&self, event: Ev) -> Result<(), EmitError<Ev>> {
+        if let Some(sink) = self.control.sink() {
+            return sink.emit(event).map_err(EmitError::Disconnected);
+        }
         self.mailbox()
             .push_out(event, Wait::Forever)
             .map_err(|e| match e {
@@ -220,6 +237,9 @@ impl<In, Ev> Ctx<In, Ev> {
     /// [`TryEmitError::Full`] if the outbox is full;
     /// [`TryEmitError::Disconnected`] if nobody can ever read the event.
     pub fn try_emit(&self, event: Ev) -> Result<(), TryEmitError<Ev>> {
+        if let Some(sink) = self.control.sink() {
+            return sink.emit(event).map_err(TryEmitError::Disconnected);
+        }
         self.mailbox()
             .push_out(event, Wait::No)
             .map_err(|e| match e {

@@ -62,6 +62,11 @@ pub(crate) struct Mailbox<In, Ev> {
     has_waiters: AtomicBool,
     inbox_cap: usize,
     outbox_cap: usize,
+    // Whether the task's side spins before it parks when its inbox is
+    // empty (not where the other side is a kernel wake-up away anyway: a
+    // process task's helper and its child's body; spinning there only takes
+    // a core from the threads that do the work).
+    spin_in: AtomicBool,
     // Lock-free mirrors for spinning waiters; written under the lock.
     flags: AtomicU8,
     inbox_len: AtomicUsize,
@@ -120,6 +125,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             has_waiters: AtomicBool::new(false),
             inbox_cap: inbox_cap.max(1),
             outbox_cap: outbox_cap.max(1),
+            spin_in: AtomicBool::new(true),
             flags: AtomicU8::new(0),
             inbox_len: AtomicUsize::new(0),
             outbox_len: AtomicUsize::new(0),
@@ -168,6 +174,7 @@ impl<In, Ev> Mailbox<In, Ev> {
     fn wait<R>(
         &self,
         wait: Wait,
+        spin: bool,
         hint: impl Fn(&Self) -> bool,
         mut attempt: impl FnMut(&mut State<In, Ev>) -> Option<R>,
     ) -> Option<R> {
@@ -180,7 +187,8 @@ impl<In, Ev> Mailbox<In, Ev> {
             Wait::Until(d) => Some(d),
         };
         let past = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
-        if spin_until(|| (hint(self) || past(deadline)).then_some(())).is_some()
+        if spin
+            && spin_until(|| (hint(self) || past(deadline)).then_some(())).is_some()
             && let Some(r) = self.locked(&mut attempt)
         {
             return Some(r);
@@ -223,7 +231,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         let hint = |m: &Self| {
             m.is(STOP | DONE | INBOX_CLOSED) || m.inbox_len.load(Ordering::Acquire) < m.inbox_cap
         };
-        let done = self.wait(wait, hint, |s| {
+        let done = self.wait(wait, true, hint, |s| {
             if s.flags & (STOP | DONE | INBOX_CLOSED) != 0 {
                 return Some(Err(()));
             }
@@ -261,7 +269,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         let hint = |m: &Self| {
             m.is(STOP | HANDLE_GONE | INBOX_CLOSED) || m.inbox_len.load(Ordering::Acquire) > 0
         };
-        let got = self.wait(wait, hint, |s| {
+        let got = self.wait(wait, self.spin_in.load(Ordering::Relaxed), hint, |s| {
             if s.flags & STOP != 0 {
                 return Some(Err(PopError::Stopped));
             }
@@ -309,7 +317,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         let hint = |m: &Self| {
             m.is(STOP | HANDLE_GONE) || m.outbox_len.load(Ordering::Acquire) < m.outbox_cap
         };
-        let done = self.wait(wait, hint, |s| {
+        let done = self.wait(wait, true, hint, |s| {
             if s.flags & HANDLE_GONE != 0 {
                 return Some(Err(false));
             }
@@ -332,7 +340,7 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Takes an event out of the outbox (the handle's recv).
     pub(crate) fn pop_out(&self, wait: Wait) -> Result<Ev, PopError> {
         let hint = |m: &Self| m.is(DONE) || m.outbox_len.load(Ordering::Acquire) > 0;
-        self.wait(wait, hint, |s| match s.outbox.pop_front() {
+        self.wait(wait, true, hint, |s| match s.outbox.pop_front() {
             Some(e) => {
                 self.outbox_len.store(s.outbox.len(), Ordering::Release);
                 s.wake();
@@ -348,6 +356,7 @@ impl<In, Ev> Mailbox<In, Ev> {
     pub(crate) fn wait_for(&self, flag: u8, wait: Wait) -> bool {
         self.wait(
             wait,
+            true,
             |m| m.is(flag),
             |s| (s.flags & flag != 0).then_some(()),
         )
@@ -363,6 +372,12 @@ impl<In, Ev> Mailbox<In, Ev> {
             s.wake();
             all
         })
+    }
+
+    /// Makes the task's side park at once on an empty inbox instead of
+    /// spinning first.
+    pub(crate) fn no_spin(&self) {
+        self.spin_in.store(false, Ordering::Relaxed);
     }
 
     /// How many messages the inbox holds at most.

@@ -75,10 +75,38 @@ pub(crate) struct Core {
     started: AtomicBool,
 }
 
+impl Core {
+    /// The core of a task that is running already (a process task's body in
+    /// its child).
+    pub(crate) fn running(name: Option<Arc<str>>) -> Core {
+        Core {
+            id: TaskId::next(),
+            name,
+            started: AtomicBool::new(true),
+        }
+    }
+}
+
 /// What a task's context reaches through, without the value types.
 pub(crate) trait Control<In, Ev>: Send + Sync {
     fn core(&self) -> &Core;
     fn mailbox(&self) -> &Mailbox<In, Ev>;
+
+    /// Called each time the body has taken a message (a process child
+    /// acknowledges it to its parent).
+    fn took(&self) {}
+
+    /// Where events go instead of the outbox (a process child writes them
+    /// to its parent), if anywhere.
+    fn sink(&self) -> Option<&dyn Sink<Ev>> {
+        None
+    }
+}
+
+/// An event's way out that bypasses the outbox.
+pub(crate) trait Sink<Ev>: Send + Sync {
+    /// Sends the event on, or gives it back if nobody can ever read it.
+    fn emit(&self, event: Ev) -> Result<(), Ev>;
 }
 
 struct Shared<T, E, In, Ev> {

@@ -1,28 +1,33 @@
 //! The child's side: the entry hook finds out whether this process is a
 //! child, takes its connection and runs the tasks the parent asks for.
 //!
-//! A task runs on a worker thread as a thread task. The main thread reads
-//! frames (a closed socket means the parent is gone, and the child exits at
-//! once), one helper feeds the messages into the task's inbox, another
-//! forwards its events; at the end the messages the task did not read are
-//! sent back with its outcome. A child of a pool then waits for its next
-//! task.
+//! A task's body runs on a worker thread with a context of its own kind:
+//! its inbox is a mailbox that the main thread fills with the messages it
+//! reads (a closed socket means the parent is gone, and the child exits at
+//! once), each message it takes is acknowledged, and its events and its
+//! outcome are written straight to the socket. A message the task did not
+//! take is never acknowledged, and the parent, which keeps a copy of each
+//! message until then, gives it back. A child of a pool then waits for its
+//! next task.
 
 use std::io::{self, BufReader};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
-use std::thread;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::process::{Pid, Resource, Rlimit, Signal, setrlimit};
+use serde::Serialize;
 
-use super::protocol::{Down, FrameError, Hello, Up, VERSION, Writer, encode, read_frame};
+use super::protocol::{
+    Down, FrameError, Hello, Up, VERSION, Writer, encode, read_frame, write_frames,
+};
 use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
-use crate::builder::Builder;
+use crate::backend::thread as place;
 use crate::ctx::Ctx;
-use crate::outcome::Outcome;
+use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, PushError, STOP, Wait};
+use crate::outcome;
 use crate::registry::{NamedTask, Registry};
-use crate::sync::lock;
-use crate::task::outcome_name;
+use crate::task::{Control, Core, Sink};
 
 /// How the child runs one registered task type: runs it, and returns the
 /// next task asked for, if any.
@@ -37,7 +42,7 @@ pub(crate) fn entry<T: NamedTask>() -> Entry {
 /// The child's connection to its parent.
 pub(crate) struct Conn {
     reader: BufReader<UnixStream>,
-    writer: Writer,
+    writer: Arc<Writer>,
 }
 
 /// If this process is a child started for a process task, runs the tasks
@@ -79,7 +84,7 @@ fn take_connection() -> io::Result<Conn> {
     let stream = UnixStream::from(fd);
     Ok(Conn {
         reader: BufReader::with_capacity(64 * 1024, stream.try_clone()?),
-        writer: Writer(Mutex::new(stream)),
+        writer: Arc::new(Writer(Mutex::new(stream))),
     })
 }
 
@@ -155,160 +160,181 @@ fn serve(registry: &Registry, mut conn: Conn) -> ! {
     }
 }
 
-/// A message read from the socket, or the end of messages.
-enum Staged<In> {
-    Message(In),
-    Close,
-}
-
 fn fail(why: String) -> ! {
     eprintln!("sidetask child: {why}");
     std::process::exit(EXIT_PROTOCOL)
 }
 
+/// A task's state in the child: its mailbox (the inbox only: events go
+/// straight to the parent) and the messages it read but has not
+/// acknowledged yet.
+struct ChildTask<In, Ev> {
+    core: Core,
+    mailbox: Mailbox<In, Ev>,
+    writer: Arc<Writer>,
+    max_frame: usize,
+    unacked: AtomicU32,
+    ack_every: u32,
+}
+
+impl<In: Send, Ev: Serialize + Send> Control<In, Ev> for ChildTask<In, Ev> {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn mailbox(&self) -> &Mailbox<In, Ev> {
+        &self.mailbox
+    }
+
+    fn took(&self) {
+        // Acknowledged in batches, with the next event at the latest: the
+        // parent has credit for at least half the inbox meanwhile.
+        if self.unacked.fetch_add(1, Ordering::SeqCst) + 1 >= self.ack_every {
+            self.flush(None);
+        }
+    }
+
+    fn sink(&self) -> Option<&dyn Sink<Ev>> {
+        Some(self)
+    }
+}
+
+impl<In, Ev> ChildTask<In, Ev> {
+    /// Writes the pending acknowledgement, then `last`, in one write: the
+    /// parent learns a message was read before any event that answers it.
+    fn flush(&self, last: Option<Up>) {
+        let mut stream = self.writer.lock();
+        let acks = self.unacked.swap(0, Ordering::SeqCst);
+        let mut frames = Vec::with_capacity(2);
+        if acks > 0 {
+            frames.push(Up::Ack(acks));
+        }
+        frames.extend(last);
+        if !frames.is_empty() && write_frames(&mut *stream, &frames).is_err() {
+            // The parent is gone: nobody is left to report to.
+            std::process::exit(EXIT_PARENT_GONE);
+        }
+    }
+}
+
+impl<In: Send, Ev: Serialize + Send> Sink<Ev> for ChildTask<In, Ev> {
+    fn emit(&self, event: Ev) -> Result<(), Ev> {
+        let frame = match encode(&event) {
+            Ok(bytes) if bytes.len() <= self.max_frame => Up::Event(bytes),
+            Ok(bytes) => {
+                let max = self.max_frame;
+                self.flush(Some(Up::Broken(format!(
+                    "an event of {} bytes is over the maximum frame of {max}",
+                    bytes.len()
+                ))));
+                std::process::exit(EXIT_PROTOCOL)
+            }
+            Err(e) => {
+                self.flush(Some(Up::Broken(format!("could not encode an event: {e}"))));
+                std::process::exit(EXIT_PROTOCOL)
+            }
+        };
+        self.flush(Some(frame));
+        Ok(())
+    }
+}
+
 /// Runs one task of type `T`; returns the next task asked for, or `None`
 /// when this child is done.
 fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
-    let Conn { reader, writer } = conn;
     let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
     let reuse = hello.reuse;
     let arg: T::Arg = match postcard::from_bytes(&hello.arg) {
         Ok(arg) => arg,
-        Err(e) => fail(format!(
-            "could not decode the argument of `{}`: {e}",
-            T::NAME
-        )),
+        Err(e) => refuse(
+            conn,
+            false,
+            format!("could not decode the argument of `{}`: {e}", T::NAME),
+        ),
     };
-    let task = Builder::new()
-        .name(T::NAME)
-        .inbox_capacity(hello.inbox as usize)
-        .outbox_capacity(hello.outbox as usize)
-        .build(move |ctx: &Ctx<T::In, T::Event>| T::run(ctx, arg));
-    if writer.send(&Up::Ready { version: VERSION }).is_err() {
-        std::process::exit(EXIT_PARENT_GONE);
-    }
-    if let Err(e) = task.start() {
-        fail(format!("could not start a thread for the task: {e}"));
-    }
-    let feed = task.feed();
-    let stopper = task.stopper();
-    let (staged_tx, staged_rx) = crossbeam_channel::unbounded::<Staged<T::In>>();
-    // Held while a message is acknowledged and goes in, so that the end
-    // finds every acknowledged message read, in the inbox, or refused.
-    // The acknowledgement comes first: once the parent reads an event the
-    // task sent in answer to a message, it knows the message arrived.
-    // `true` once the outcome is sent: later messages are not acknowledged
-    // (the parent still holds them and takes them back).
-    let feeding = Mutex::new(false);
-    let refused = Mutex::new(Vec::new());
-    let writer = &*writer;
-    thread::scope(|s| {
-        s.spawn(|| {
-            for staged in staged_rx {
-                let finished = lock(&feeding);
-                if *finished {
-                    continue;
-                }
-                match staged {
-                    Staged::Message(message) => {
-                        if writer.send(&Up::Ack(1)).is_err() {
-                            std::process::exit(EXIT_PARENT_GONE);
-                        }
-                        // Refused once the task stops or ends: given back
-                        // at the end.
-                        if let Err(message) = feed.feed(message) {
-                            lock(&refused).push(message);
-                        }
-                    }
-                    Staged::Close => feed.close(),
-                }
-            }
-        });
-        s.spawn(|| {
-            while let Ok(event) = task.recv() {
-                let frame = match encode(&event) {
-                    Ok(bytes) if bytes.len() <= max_frame => Up::Event(bytes),
-                    Ok(bytes) => Up::Broken(format!(
-                        "an event of {} bytes is over the maximum frame of {max_frame}",
-                        bytes.len()
-                    )),
-                    Err(e) => Up::Broken(format!("could not encode an event: {e}")),
-                };
-                let broken = matches!(frame, Up::Broken(_));
-                if writer.send(&frame).is_err() {
-                    std::process::exit(EXIT_PARENT_GONE);
-                }
-                if broken {
-                    std::process::exit(EXIT_PROTOCOL);
-                }
-            }
-            task.wait();
-            let mut finished = lock(&feeding);
-            let mut frames = Vec::new();
-            let unread = task.take_unread().unwrap_or_default();
-            for message in unread.into_iter().chain(lock(&refused).drain(..)) {
-                match encode(&message) {
-                    Ok(bytes) => frames.push(Up::Returned(bytes)),
-                    Err(e) => fail(format!("could not encode an unread message: {e}")),
-                }
-            }
-            let last = match task.take_outcome() {
-                Outcome::Value(v) => encode(&v).map(Up::Value),
-                Outcome::Error(e) => encode(&e).map(Up::Error),
-                Outcome::Panicked(p) => Ok(Up::Panicked {
+    let inbox = hello.inbox.max(1);
+    let task = Arc::new(ChildTask::<T::In, T::Event> {
+        core: Core::running(Some(Arc::from(T::NAME))),
+        mailbox: Mailbox::new(inbox as usize, 1),
+        writer: Arc::clone(&conn.writer),
+        max_frame,
+        unacked: AtomicU32::new(0),
+        ack_every: inbox.div_ceil(2),
+    });
+    task.mailbox.no_spin();
+    // `true` once the outcome is on its way: the parent may ask for the
+    // next task.
+    let finished = Arc::new(AtomicBool::new(false));
+    outcome::install_hook();
+    let body = {
+        let task = Arc::clone(&task);
+        let finished = Arc::clone(&finished);
+        let control: Arc<dyn Control<T::In, T::Event>> = task.clone();
+        let ctx = Ctx::new(control);
+        move || {
+            let result = outcome::catch(move || {
+                let result = T::run(&ctx, arg);
+                drop(ctx);
+                result
+            });
+            let last = match result {
+                Ok(Ok(v)) => encode(&v).map(Up::Value),
+                Ok(Err(e)) => encode(&e).map(Up::Error),
+                Err(p) => Ok(Up::Panicked {
                     message: p.message().to_owned(),
                     location: p
                         .location()
                         .map(|l| (l.file().to_owned(), l.line(), l.column())),
                 }),
-                Outcome::Cancelled => Ok(Up::Cancelled),
-                other => Ok(Up::Broken(format!(
-                    "the task ended as {}",
-                    outcome_name(&other)
-                ))),
             };
-            frames.push(
-                last.unwrap_or_else(|e| Up::Broken(format!("could not encode the outcome: {e}"))),
-            );
-            for frame in &frames {
-                if writer.send(frame).is_err() {
-                    std::process::exit(EXIT_PARENT_GONE);
-                }
-            }
+            let last =
+                last.unwrap_or_else(|e| Up::Broken(format!("could not encode the outcome: {e}")));
+            finished.store(true, Ordering::SeqCst);
+            task.flush(Some(last));
             if !reuse {
                 std::process::exit(0);
             }
-            *finished = true;
-        });
-        loop {
-            match read_frame::<Down>(reader, max_frame) {
-                Ok(Down::Message(bytes)) => match postcard::from_bytes(&bytes) {
-                    Ok(message) => {
-                        let _ = staged_tx.send(Staged::Message(message));
-                    }
-                    Err(e) => fail(format!("a malformed message from the parent: {e}")),
-                },
-                Ok(Down::Close) => {
-                    let _ = staged_tx.send(Staged::Close);
-                }
-                Ok(Down::Stop) => stopper.stop(),
-                Ok(Down::Start(next)) => {
-                    // The parent asks for the next task only once it has
-                    // this one's outcome.
-                    if !*lock(&feeding) {
-                        fail("a new task was asked for before the last one ended".to_owned());
-                    }
-                    drop(staged_tx);
-                    return Some(next);
-                }
-                Err(FrameError::Closed) if reuse && *lock(&feeding) => {
-                    drop(staged_tx);
-                    return None;
-                }
-                // The parent is gone: nobody is left to report to.
-                Err(FrameError::Closed) => std::process::exit(EXIT_PARENT_GONE),
-                Err(e) => fail(format!("a broken connection to the parent: {e}")),
-            }
         }
-    })
+    };
+    if conn.writer.send(&Up::Ready { version: VERSION }).is_err() {
+        std::process::exit(EXIT_PARENT_GONE);
+    }
+    if let Err((_, e)) = place::execute(Box::new(body)) {
+        fail(format!("could not start a thread for the task: {e}"));
+    }
+    loop {
+        match read_frame::<Down>(&mut conn.reader, max_frame) {
+            Ok(Down::Message(bytes)) => match postcard::from_bytes(&bytes) {
+                Ok(message) => match task.mailbox.push_in(message, Wait::No) {
+                    Ok(()) => {}
+                    Err(PushError::Full(_)) => {
+                        fail("the parent sent more messages than the inbox holds".to_owned())
+                    }
+                    // Stopping or ended: the parent still holds it, not
+                    // acknowledged, and takes it back.
+                    Err(PushError::Closed(_) | PushError::Stopped(_)) => {}
+                },
+                Err(e) => fail(format!("a malformed message from the parent: {e}")),
+            },
+            Ok(Down::Close) => {
+                task.mailbox.set(INBOX_CLOSED);
+            }
+            Ok(Down::Stop) => {
+                task.mailbox.set(STOP);
+            }
+            Ok(Down::Start(next)) => {
+                // The parent asks for the next task only once it has this
+                // one's outcome.
+                if !finished.load(Ordering::SeqCst) {
+                    fail("a new task was asked for before the last one ended".to_owned());
+                }
+                task.mailbox.set(DONE);
+                return Some(next);
+            }
+            Err(FrameError::Closed) if reuse && finished.load(Ordering::SeqCst) => return None,
+            // The parent is gone: nobody is left to report to.
+            Err(FrameError::Closed) => std::process::exit(EXIT_PARENT_GONE),
+            Err(e) => fail(format!("a broken connection to the parent: {e}")),
+        }
+    }
 }

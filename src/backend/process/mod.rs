@@ -325,7 +325,7 @@ impl<T: NamedTask> Process<T> {
         }
         let config = self.config;
         let task = Task::with_outcome(self.settings, move |ctx: &Ctx<T::In, T::Event>| {
-            worker::drive::<T>(ctx, worker, &config, false).0
+            worker::drive::<T>(ctx, worker, &config, false, false).0
         });
         task.start()?;
         Ok(task)

@@ -53,18 +53,14 @@ pub(crate) enum Up {
         why: String,
     },
     Event(Vec<u8>),
-    /// The child took this many messages into its task's inbox.
+    /// The task has read this many more messages.
     Ack(u32),
-    /// A message the task did not read, given back.
-    Returned(Vec<u8>),
     Value(Vec<u8>),
     Error(Vec<u8>),
     Panicked {
         message: String,
         location: Option<(String, u32, u32)>,
     },
-    /// The task was stopped before it began.
-    Cancelled,
     /// The child could not encode its outcome.
     Broken(String),
 }
@@ -98,12 +94,24 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error
     postcard::to_stdvec(value)
 }
 
-/// Writes one frame in one `write_all`.
-pub(crate) fn write_frame<T: Serialize>(mut w: impl Write, value: &T) -> io::Result<()> {
-    let mut buf = vec![0u8; 4];
-    let mut buf = postcard::to_extend(value, std::mem::take(&mut buf)).map_err(io::Error::other)?;
-    let len = u32::try_from(buf.len() - 4).map_err(|_| io::Error::other("frame too large"))?;
-    buf[..4].copy_from_slice(&len.to_le_bytes());
+/// Appends one frame to `buf`.
+fn put_frame<T: Serialize>(buf: Vec<u8>, value: &T) -> io::Result<Vec<u8>> {
+    let start = buf.len();
+    let mut buf = buf;
+    buf.extend_from_slice(&[0; 4]);
+    let mut buf = postcard::to_extend(value, buf).map_err(io::Error::other)?;
+    let len =
+        u32::try_from(buf.len() - start - 4).map_err(|_| io::Error::other("frame too large"))?;
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(buf)
+}
+
+/// Writes frames in one `write_all`.
+pub(crate) fn write_frames<T: Serialize>(mut w: impl Write, frames: &[T]) -> io::Result<()> {
+    let mut buf = Vec::new();
+    for frame in frames {
+        buf = put_frame(buf, frame)?;
+    }
     w.write_all(&buf)
 }
 
@@ -159,7 +167,12 @@ pub(crate) struct Writer(pub(crate) Mutex<UnixStream>);
 
 impl Writer {
     pub(crate) fn send<T: Serialize>(&self, frame: &T) -> io::Result<()> {
-        write_frame(&mut *lock(&self.0), frame)
+        write_frames(&mut *lock(&self.0), std::slice::from_ref(frame))
+    }
+
+    /// Locks the connection for writing several frames at once.
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, UnixStream> {
+        lock(&self.0)
     }
 }
 

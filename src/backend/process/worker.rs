@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group};
+use serde::Serialize;
 
 use super::protocol::{Down, FrameError, Hello, Up, VERSION, Writer, decode, encode, read_frame};
 use super::{CHILD_TEST, Config, ENV};
 use crate::backend::command::STDERR_TAIL;
+use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP, Wait};
 use crate::outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic};
@@ -37,7 +39,7 @@ use crate::sync::lock;
 /// A child process and the parent's ends of its connection.
 pub(crate) struct Worker {
     child: Child,
-    writer: Writer,
+    writer: Arc<Writer>,
     reader: BufReader<UnixStream>,
     tail: Tail,
     reaped: bool,
@@ -81,7 +83,7 @@ impl Worker {
         let stderr = child.stderr.take().expect("stderr is piped");
         Ok(Worker {
             child,
-            writer: Writer(Mutex::new(ours)),
+            writer: Arc::new(Writer(Mutex::new(ours))),
             reader,
             tail: Tail::start(stderr),
             reaped: false,
@@ -176,24 +178,22 @@ impl Tail {
         let kept = Arc::new(Mutex::new(VecDeque::new()));
         let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
         let theirs = Arc::clone(&kept);
-        let _ = thread::Builder::new()
-            .name("sidetask-stderr".into())
-            .spawn(move || {
-                let mut buf = [0u8; 8192];
-                loop {
-                    match stderr.read(&mut buf) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            let mut tail = lock(&theirs);
-                            tail.extend(&buf[..n]);
-                            let excess = tail.len().saturating_sub(STDERR_TAIL);
-                            tail.drain(..excess);
-                        }
+        let _ = place::execute(Box::new(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match stderr.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut tail = lock(&theirs);
+                        tail.extend(&buf[..n]);
+                        let excess = tail.len().saturating_sub(STDERR_TAIL);
+                        tail.drain(..excess);
                     }
                 }
-                drop(done_tx);
-            });
+            }
+            drop(done_tx);
+        }));
         Tail { kept, done }
     }
 
@@ -270,6 +270,107 @@ impl InFlight {
     }
 }
 
+/// What a task's body in the parent shares with its two helpers.
+struct Session<In, Ev> {
+    ctx: Ctx<In, Ev>,
+    writer: Arc<Writer>,
+    flight: InFlight,
+    pid: u32,
+    grace: Duration,
+    // The last signal we sent the child's group (0: none).
+    signalled: AtomicI32,
+}
+
+impl<In, Ev> Session<In, Ev> {
+    fn signal(&self, signal: Signal) {
+        self.signalled.store(signal.as_raw(), Ordering::SeqCst);
+        signal_group(self.pid, signal);
+    }
+
+    /// Escalates a stop: the stop frame, then after the grace period
+    /// `SIGTERM`, then after another `SIGKILL`; a kill goes straight to
+    /// `SIGKILL`. Ends when the task is over.
+    fn watch(&self) {
+        let mailbox = self.ctx.mailbox();
+        mailbox.wait_for(STOP | EXITED, Wait::Forever);
+        if mailbox.is(EXITED) {
+            return;
+        }
+        if !mailbox.is(KILL) {
+            let _ = self.writer.send(&Down::Stop);
+            for signal in [Signal::TERM, Signal::KILL] {
+                let until = Instant::now()
+                    .checked_add(self.grace)
+                    .map_or(Wait::Forever, Wait::Until);
+                mailbox.wait_for(EXITED | KILL, until);
+                if mailbox.is(EXITED) {
+                    return;
+                }
+                if mailbox.is(KILL) {
+                    break;
+                }
+                self.signal(signal);
+            }
+        }
+        if !mailbox.is(EXITED) {
+            self.signal(Signal::KILL);
+        }
+    }
+}
+
+impl<In: Serialize, Ev> Session<In, Ev> {
+    /// Writes the handle's messages to the child, at most the capacity in
+    /// flight; on a closed inbox, tells the child.
+    fn forward(&self) {
+        let flight = &self.flight;
+        loop {
+            if !flight.reserve() {
+                return;
+            }
+            let message = match self.ctx.recv() {
+                Ok(message) => message,
+                Err(crate::CtxRecvError::Disconnected) => {
+                    if !lock(&flight.state).ended {
+                        let _ = self.writer.send(&Down::Close);
+                    }
+                    return;
+                }
+                // Stopped: the watcher tells the child.
+                Err(_) => return,
+            };
+            let Ok(bytes) = encode(&message) else {
+                // A message that cannot be encoded cannot reach the child.
+                tracing::warn!("a message to a process task could not be encoded; dropped");
+                continue;
+            };
+            {
+                let mut s = lock(&flight.state);
+                if s.ended {
+                    drop(s);
+                    self.ctx.mailbox().give_back(vec![message]);
+                    return;
+                }
+                s.credits -= 1;
+                s.unacked.push_back(bytes.clone());
+            }
+            if self.writer.send(&Down::Message(bytes)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `job` on a worker thread; the receiver disconnects when it is done.
+fn helper(job: impl FnOnce() + Send + 'static) -> io::Result<Receiver<()>> {
+    let (done, joined) = crossbeam_channel::bounded::<()>(0);
+    place::execute(Box::new(move || {
+        job();
+        drop(done);
+    }))
+    .map_err(|(_, e)| e)?;
+    Ok(joined)
+}
+
 /// Drives a task on `worker` to its end. Returns the outcome, and the
 /// worker if `reuse` and the child is fit to take another task.
 pub(crate) fn drive<T: NamedTask>(
@@ -277,176 +378,119 @@ pub(crate) fn drive<T: NamedTask>(
     mut worker: Worker,
     config: &Config,
     reuse: bool,
+    mut awaiting_ready: bool,
 ) -> (Outcome<T::Value, T::Error>, Option<Worker>) {
     let mailbox = ctx.mailbox();
-    let pid = worker.pid();
-    let grace = config.grace;
-    let flight = InFlight::new(mailbox.inbox_capacity());
-    // The last signal we sent the child's group (0: none).
-    let signalled = AtomicI32::new(0);
-    let send_signal = |signal: Signal| {
-        signalled.store(signal.as_raw(), Ordering::SeqCst);
-        signal_group(pid, signal);
+    mailbox.no_spin();
+    let session = Arc::new(Session {
+        ctx: ctx.share(),
+        writer: Arc::clone(&worker.writer),
+        flight: InFlight::new(mailbox.inbox_capacity()),
+        pid: worker.pid(),
+        grace: config.grace,
+        signalled: AtomicI32::new(0),
+    });
+    let helpers = {
+        let (a, b) = (Arc::clone(&session), Arc::clone(&session));
+        helper(move || a.forward()).and_then(|f| Ok((f, helper(move || b.watch())?)))
     };
-    let Worker { writer, reader, .. } = &mut worker;
-    let writer = &*writer;
-    let (end, broken, returned) = thread::scope(|s| {
-        let forwarder = s.spawn(|| forward_messages::<T>(ctx, writer, &flight));
-        let watcher = s.spawn(|| {
-            mailbox.wait_for(STOP | EXITED, Wait::Forever);
-            if mailbox.is(EXITED) {
-                return;
-            }
-            if !mailbox.is(KILL) {
-                let _ = writer.send(&Down::Stop);
-                for signal in [Signal::TERM, Signal::KILL] {
-                    let until = Instant::now()
-                        .checked_add(grace)
-                        .map_or(Wait::Forever, Wait::Until);
-                    mailbox.wait_for(EXITED | KILL, until);
-                    if mailbox.is(EXITED) {
-                        return;
-                    }
-                    if mailbox.is(KILL) {
-                        break;
-                    }
-                    send_signal(signal);
-                }
-            }
-            if !mailbox.is(EXITED) {
-                send_signal(Signal::KILL);
-            }
-        });
+    let (forwarder, watcher) = match helpers {
+        Ok(helpers) => helpers,
+        Err(e) => {
+            mailbox.set(EXITED);
+            session.flight.end();
+            mailbox.set(INBOX_CLOSED);
+            let tail = worker.kill_and_reap();
+            let why = format!("no thread for the task's helpers: {e}");
+            return (
+                Outcome::Crashed(Crash::new(CrashCause::Start(why), tail)),
+                None,
+            );
+        }
+    };
 
-        let mut end = None;
-        let mut returned = Vec::new();
-        let mut broken = None;
-        while end.is_none() {
-            let frame = match read_frame::<Up>(reader, config.max_frame) {
-                Ok(frame) => frame,
-                Err(FrameError::Closed) => break,
-                Err(e) => {
-                    broken = Some(e.to_string());
-                    break;
-                }
-            };
-            let step = match frame {
-                Up::Event(bytes) => decode::<T::Event>(&bytes).map(|event| {
-                    // Wait for room (backpressure reaches the child through
-                    // the socket); after a stop, keep what fits.
-                    if let Err(e) = ctx.emit(event) {
-                        let _ = ctx.try_emit(e.into_inner());
-                    }
-                }),
-                Up::Ack(n) => {
-                    if flight.ack(n as usize) {
-                        Ok(())
-                    } else {
-                        Err("the child acknowledged more messages than were sent".to_owned())
-                    }
-                }
-                Up::Returned(bytes) => decode::<T::In>(&bytes).map(|m| returned.push(m)),
-                Up::Value(bytes) => decode(&bytes).map(|v| end = Some(Outcome::Value(v))),
-                Up::Error(bytes) => decode(&bytes).map(|e| end = Some(Outcome::Error(e))),
-                Up::Panicked { message, location } => {
-                    let location = location.map(|(file, line, col)| Location::new(file, line, col));
-                    end = Some(Outcome::Panicked(Panic::new(Box::new(message), location)));
-                    Ok(())
-                }
-                Up::Cancelled => {
-                    end = Some(Outcome::Cancelled);
-                    Ok(())
-                }
-                Up::Broken(why) => Err(format!("the child could not send its outcome: {why}")),
-                Up::Ready { .. } | Up::Refused { .. } => {
-                    Err("the child sent a handshake frame during a task".to_owned())
-                }
-            };
-            if let Err(why) = step {
-                broken = Some(why);
+    let mut end = None;
+    let mut broken = None;
+    while end.is_none() {
+        let frame = match read_frame::<Up>(&mut worker.reader, config.max_frame) {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                broken = Some(e.to_string());
                 break;
             }
-        }
-        if broken.is_some() {
-            send_signal(Signal::KILL);
-        }
-        // The task is over: the watcher ends (or has escalated already).
-        mailbox.set(EXITED);
-        let _ = watcher.join();
-        // Messages still on their way come back after those the child
-        // returned, then the handle's inbox. The forwarder is told to end
-        // (a closed inbox wakes it) and gives back what it holds first.
-        let unacked = flight.end();
-        mailbox.set(INBOX_CLOSED);
-        let _ = forwarder.join();
-        for bytes in unacked {
-            if let Ok(m) = decode::<T::In>(&bytes) {
-                returned.push(m);
+        };
+        let step = match frame {
+            Up::Event(bytes) => decode::<T::Event>(&bytes).map(|event| {
+                // Wait for room (backpressure reaches the child through the
+                // socket); after a stop, keep what fits.
+                if let Err(e) = ctx.emit(event) {
+                    let _ = ctx.try_emit(e.into_inner());
+                }
+            }),
+            Up::Ack(n) => {
+                if session.flight.ack(n as usize) {
+                    Ok(())
+                } else {
+                    Err("the child acknowledged more messages than were sent".to_owned())
+                }
             }
+            Up::Value(bytes) => decode(&bytes).map(|v| end = Some(Outcome::Value(v))),
+            Up::Error(bytes) => decode(&bytes).map(|e| end = Some(Outcome::Error(e))),
+            Up::Panicked { message, location } => {
+                let location = location.map(|(file, line, col)| Location::new(file, line, col));
+                end = Some(Outcome::Panicked(Panic::new(Box::new(message), location)));
+                Ok(())
+            }
+            Up::Broken(why) => Err(format!("the child could not send its outcome: {why}")),
+            Up::Ready { version } if awaiting_ready && version == VERSION => {
+                awaiting_ready = false;
+                Ok(())
+            }
+            Up::Refused { why, .. } if awaiting_ready => {
+                Err(format!("the child refused the task: {why}"))
+            }
+            Up::Ready { .. } | Up::Refused { .. } => {
+                Err("the child sent a handshake frame during a task".to_owned())
+            }
+        };
+        if let Err(why) = step {
+            broken = Some(why);
+            break;
         }
-        (end, broken, returned)
-    });
-    mailbox.give_back(returned);
-    let fit = end.is_some() && broken.is_none() && signalled.load(Ordering::SeqCst) == 0;
-    if reuse && fit {
-        return (end.expect("an outcome"), Some(worker));
     }
+    if broken.is_some() {
+        session.signal(Signal::KILL);
+    }
+    // The task is over: the watcher ends (or has escalated already).
+    mailbox.set(EXITED);
+    let _ = watcher.recv();
+    // Messages the child never took come back first, then the handle's
+    // inbox. The forwarder is told to end (a closed inbox wakes it) and
+    // gives back what it holds first.
+    let unacked = session.flight.end();
+    mailbox.set(INBOX_CLOSED);
+    let _ = forwarder.recv();
+    mailbox.give_back(
+        unacked
+            .into_iter()
+            .filter_map(|bytes| decode::<T::In>(&bytes).ok())
+            .collect(),
+    );
+    let signalled = session.signalled.load(Ordering::SeqCst);
     if let Some(end) = end.filter(|_| broken.is_none()) {
-        // A child not kept exits by itself after its outcome.
-        if !reuse {
-            worker.reap();
+        if reuse && signalled == 0 {
+            return (end, Some(worker));
         }
+        // A child not kept exits by itself after its outcome (or by the
+        // signal it got).
+        worker.reap();
         return (end, None);
     }
     let status = worker.reap();
     let stderr_tail = worker.tail.finish();
-    let outcome = classify(
-        broken,
-        status,
-        signalled.load(Ordering::SeqCst),
-        mailbox.is(KILL),
-        stderr_tail,
-    );
+    let outcome = classify(broken, status, signalled, mailbox.is(KILL), stderr_tail);
     (outcome, None)
-}
-
-/// Writes the handle's messages to the child, at most the capacity in
-/// flight; on a closed inbox, tells the child.
-fn forward_messages<T: NamedTask>(ctx: &Ctx<T::In, T::Event>, writer: &Writer, flight: &InFlight) {
-    loop {
-        if !flight.reserve() {
-            return;
-        }
-        let message = match ctx.recv() {
-            Ok(message) => message,
-            Err(crate::CtxRecvError::Disconnected) => {
-                if !lock(&flight.state).ended {
-                    let _ = writer.send(&Down::Close);
-                }
-                return;
-            }
-            // Stopped: the stop watcher tells the child.
-            Err(_) => return,
-        };
-        let Ok(bytes) = encode(&message) else {
-            // A message that cannot be encoded cannot reach the child.
-            tracing::warn!("a message to a process task could not be encoded; dropped");
-            continue;
-        };
-        {
-            let mut s = lock(&flight.state);
-            if s.ended {
-                drop(s);
-                ctx.mailbox().give_back(vec![message]);
-                return;
-            }
-            s.credits -= 1;
-            s.unacked.push_back(bytes.clone());
-        }
-        if writer.send(&Down::Message(bytes)).is_err() {
-            return;
-        }
-    }
 }
 
 /// Waits until the child has exited, leaving it to be reaped. Without a
@@ -560,6 +604,7 @@ impl Warm {
             Err(e) => return start_failed(format!("could not encode the argument: {e}")),
         };
         let idle = lock(&self.idle).pop();
+        let warm = idle.is_some();
         let mut worker = match idle {
             Some(worker) => worker,
             None => match Worker::start(&self.config) {
@@ -567,7 +612,17 @@ impl Warm {
                 Err(e) => return start_failed(format!("could not start a child: {e}")),
             },
         };
-        if let Err(refusal) = worker.begin(hello, self.config.start_timeout) {
+        // A new child answers the handshake here, within the start timeout;
+        // a warm one answers in the body, saving a round trip per task.
+        let begun = if warm {
+            worker
+                .writer
+                .send(&Down::Start(hello))
+                .map_err(|e| Refusal::Other(format!("could not send the task: {e}")))
+        } else {
+            worker.begin(hello, self.config.start_timeout)
+        };
+        if let Err(refusal) = begun {
             let tail = worker.kill_and_reap();
             let why = match refusal {
                 Refusal::Unknown => format!("the child does not know the task `{}`", T::NAME),
@@ -575,7 +630,7 @@ impl Warm {
             };
             return Outcome::Crashed(Crash::new(CrashCause::Start(why), tail));
         }
-        let (outcome, worker) = drive::<T>(ctx, worker, &self.config, true);
+        let (outcome, worker) = drive::<T>(ctx, worker, &self.config, true, warm);
         if let Some(worker) = worker {
             lock(&self.idle).push(worker);
         }

@@ -1,0 +1,166 @@
+//! The process figures: named tasks in child processes against procspawn,
+//! `/bin/true` and a raw socketpair.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use sidetask::{Ctx, NamedTask, Pool, Process, Registry, Stopped};
+
+use super::{Unit, compare, median, report};
+
+/// Returns at once.
+pub struct Empty;
+
+impl NamedTask for Empty {
+    const NAME: &'static str = "bench_empty";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(_: &Ctx, (): ()) -> Result<(), Stopped> {
+        Ok(())
+    }
+}
+
+/// Answers each message with the same number as an event.
+pub struct Pong;
+
+impl NamedTask for Pong {
+    const NAME: &'static str = "bench_pong";
+    type Arg = ();
+    type In = u64;
+    type Event = u64;
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<u64, u64>, (): ()) -> Result<(), Stopped> {
+        while let Ok(n) = ctx.recv() {
+            ctx.emit(n).map_err(|_| Stopped)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn registry() -> Registry {
+    Registry::new()
+        .with::<Empty>()
+        .and_then(|r| r.with::<Pong>())
+        .expect("unique names")
+}
+
+/// The baseline's child: answers each 8 bytes on its stdin (a socket) with
+/// the same 8 bytes.
+pub fn raw_pong_child() {
+    let stdin = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .expect("stdin");
+    let mut socket = UnixStream::from(stdin);
+    let mut buf = [0u8; 8];
+    while socket.read_exact(&mut buf).is_ok() {
+        if socket.write_all(&buf).is_err() {
+            break;
+        }
+    }
+}
+
+pub fn process_spawn_join() {
+    let ours = || {
+        let task = Process::<Empty>::new(()).spawn().unwrap();
+        assert!(task.join().is_value());
+    };
+    let procspawn = || {
+        procspawn::spawn((), |()| ()).join().unwrap();
+    };
+    let bin_true = || {
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    };
+    compare(
+        "process_spawn_join",
+        "procspawn spawn+join, empty closure",
+        20,
+        ours,
+        procspawn,
+    );
+    compare(
+        "process_spawn_join",
+        "Command::new(\"/bin/true\") status",
+        20,
+        ours,
+        bin_true,
+    );
+}
+
+pub fn process_round_trip() {
+    let task = Process::<Pong>::new(()).spawn().unwrap();
+    let (mut ours_sock, theirs) = UnixStream::pair().unwrap();
+    let mut child = Command::new("/proc/self/exe")
+        .arg("--raw-pong-child")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .spawn()
+        .unwrap();
+    let mut n = 0u64;
+    compare(
+        "process_round_trip",
+        "8 bytes each way over a raw Unix socketpair, same two processes",
+        2000,
+        || {
+            n += 1;
+            task.send(n).unwrap();
+            assert_eq!(task.recv().unwrap(), n);
+        },
+        || {
+            let mut buf = 7u64.to_le_bytes();
+            ours_sock.write_all(&buf).unwrap();
+            ours_sock.read_exact(&mut buf).unwrap();
+        },
+    );
+    task.close_inbox();
+    assert!(task.join().is_value());
+    drop(ours_sock);
+    child.wait().unwrap();
+}
+
+pub fn process_pool_1000() {
+    const TASKS: usize = 1000;
+    let pool = procspawn::Pool::new(2).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..7 {
+        let ours = || {
+            let start = Instant::now();
+            let run = Pool::new(2)
+                .run_process::<Empty, _>((0..TASKS).map(|_| ()))
+                .unwrap();
+            assert_eq!(run.iter().filter(|f| f.outcome.is_value()).count(), TASKS);
+            start.elapsed().as_secs_f64()
+        };
+        let theirs = || {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..TASKS).map(|_| pool.spawn((), |()| ())).collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            start.elapsed().as_secs_f64()
+        };
+        if round % 2 == 0 {
+            a.push(ours());
+            b.push(theirs());
+        } else {
+            b.push(theirs());
+            a.push(ours());
+        }
+    }
+    report(
+        "process_pool_1000",
+        "procspawn::Pool of 2, 1000 empty closures",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+    pool.shutdown();
+}
