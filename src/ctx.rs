@@ -63,6 +63,12 @@ impl<In, Ev> Ctx<In, Ev> {
         }
     }
 
+    /// Sets what runs on each stop or kill request (see
+    /// [`Control::set_stop_hook`]).
+    pub(crate) fn set_stop_hook(&self, hook: crate::task::StopHook) {
+        self.control.set_stop_hook(hook);
+    }
+
     /// Takes the next message for the body.
     fn take(&self, wait: Wait) -> Result<In, PopError> {
         let message = self.mailbox().pop_in(wait)?;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::backend::thread::{self as place, Job};
@@ -101,7 +101,17 @@ pub(crate) trait Control<In, Ev>: Send + Sync {
     fn sink(&self) -> Option<&dyn Sink<Ev>> {
         None
     }
+
+    /// Sets what runs on each stop or kill request, on the requesting
+    /// thread, after the flags are set (a process task escalates); it must
+    /// return at once. Only the first hook set is kept.
+    fn set_stop_hook(&self, hook: StopHook) {
+        let _ = hook;
+    }
 }
+
+/// What runs on a stop or kill request.
+pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
 
 /// An event's way out that bypasses the outbox.
 pub(crate) trait Sink<Ev>: Send + Sync {
@@ -113,6 +123,7 @@ struct Shared<T, E, In, Ev> {
     core: Core,
     mailbox: Mailbox<In, Ev>,
     outcome: Mutex<Option<Outcome<T, E>>>,
+    stop_hook: OnceLock<StopHook>,
 }
 
 impl<T: Send, E: Send, In: Send, Ev: Send> Control<In, Ev> for Shared<T, E, In, Ev> {
@@ -122,6 +133,10 @@ impl<T: Send, E: Send, In: Send, Ev: Send> Control<In, Ev> for Shared<T, E, In, 
 
     fn mailbox(&self) -> &Mailbox<In, Ev> {
         &self.mailbox
+    }
+
+    fn set_stop_hook(&self, hook: StopHook) {
+        let _ = self.stop_hook.set(hook);
     }
 }
 
@@ -192,6 +207,9 @@ impl<T, E, In, Ev> Shared<T, E, In, Ev> {
                 why,
                 "stop requested"
             );
+        }
+        if let Some(hook) = self.stop_hook.get() {
+            hook();
         }
     }
 
@@ -295,6 +313,7 @@ where
             },
             mailbox: Mailbox::new(settings.inbox, settings.outbox),
             outcome: Mutex::new(None),
+            stop_hook: OnceLock::new(),
         });
         let control: Arc<dyn Control<In, Ev>> = shared.clone();
         let ctx = Ctx::new(control);

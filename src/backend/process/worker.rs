@@ -1,14 +1,15 @@
 //! The parent's side: a child process (a worker), the handshake that gives
 //! it a task, and the body that drives the task to its end.
 //!
-//! The body runs on a worker thread. It reads the child's frames; scoped
-//! helpers write the messages (at most the inbox capacity in flight, the
-//! child acknowledging each one as it takes it), and escalate a stop: a stop
-//! frame, then `SIGTERM` to the child's process group after the grace
-//! period, then `SIGKILL` after another. A thread per child keeps the tail
-//! of its stderr. A child that ends is waited for through a pidfd without
-//! reaping it, so that its group can be killed before its pid can be
-//! reused; then it is reaped by its pid.
+//! The body runs on a worker thread and reads the child's frames. A helper
+//! on another worker thread writes the messages, at most the inbox capacity
+//! on their way (the child acknowledges each message its task reads), and
+//! tells the child when the task is asked to stop. A stop escalates through
+//! the timer: `SIGTERM` to the child's process group after the grace
+//! period, `SIGKILL` after another; a kill sends `SIGKILL` at once. A child
+//! that ends is waited for through a pidfd without reaping it, so that its
+//! group can be killed before its pid can be reused; then it is reaped by
+//! its pid. A worker thread per child keeps the tail of its stderr.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -17,8 +18,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,10 +32,11 @@ use super::{CHILD_TEST, Config, ENV};
 use crate::backend::command::STDERR_TAIL;
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
-use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP, Wait};
+use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP};
 use crate::outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic};
 use crate::registry::NamedTask;
 use crate::sync::lock;
+use crate::timer::{self, Deadline};
 
 /// A child process and the parent's ends of its connection.
 pub(crate) struct Worker {
@@ -257,20 +259,35 @@ impl InFlight {
         std::mem::take(&mut s.unacked)
     }
 
-    /// Waits for room to send one more; `false` once the task has ended.
-    fn reserve(&self) -> bool {
+    /// Waits for room to send one more, unless the task stops or ends.
+    fn reserve(&self, stopped: impl Fn() -> bool) -> Reserved {
         let mut s = lock(&self.state);
-        while s.credits == 0 && !s.ended {
+        loop {
+            if s.ended {
+                return Reserved::Ended;
+            }
+            if stopped() {
+                return Reserved::Stopped;
+            }
+            if s.credits > 0 {
+                return Reserved::Yes;
+            }
             s = self
                 .changed
                 .wait(s)
                 .unwrap_or_else(|poison| poison.into_inner());
         }
-        !s.ended
     }
 }
 
-/// What a task's body in the parent shares with its two helpers.
+enum Reserved {
+    Yes,
+    Stopped,
+    Ended,
+}
+
+/// What a task's body in the parent shares with its helper, its stop hook
+/// and the timer.
 struct Session<In, Ev> {
     ctx: Ctx<In, Ev>,
     writer: Arc<Writer>,
@@ -279,6 +296,9 @@ struct Session<In, Ev> {
     grace: Duration,
     // The last signal we sent the child's group (0: none).
     signalled: AtomicI32,
+    // How far a stop has escalated: 0 not at all, 1 asked, 2 `SIGTERM`,
+    // 3 `SIGKILL`.
+    stage: AtomicU8,
 }
 
 impl<In, Ev> Session<In, Ev> {
@@ -286,35 +306,60 @@ impl<In, Ev> Session<In, Ev> {
         self.signalled.store(signal.as_raw(), Ordering::SeqCst);
         signal_group(self.pid, signal);
     }
+}
 
-    /// Escalates a stop: the stop frame, then after the grace period
-    /// `SIGTERM`, then after another `SIGKILL`; a kill goes straight to
-    /// `SIGKILL`. Ends when the task is over.
-    fn watch(&self) {
+impl<In: Send + 'static, Ev: Send + 'static> Session<In, Ev> {
+    /// A stop or kill was requested (on the requesting thread: returns at
+    /// once). The helper sends the stop frame; the timer sends `SIGTERM`
+    /// after the grace period and `SIGKILL` after another; a kill sends
+    /// `SIGKILL` now.
+    fn stop_requested(self: &Arc<Self>) {
+        {
+            // Wakes the helper if it waits for credit.
+            let _s = lock(&self.flight.state);
+            self.flight.changed.notify_all();
+        }
         let mailbox = self.ctx.mailbox();
-        mailbox.wait_for(STOP | EXITED, Wait::Forever);
         if mailbox.is(EXITED) {
             return;
         }
-        if !mailbox.is(KILL) {
-            let _ = self.writer.send(&Down::Stop);
-            for signal in [Signal::TERM, Signal::KILL] {
-                let until = Instant::now()
-                    .checked_add(self.grace)
-                    .map_or(Wait::Forever, Wait::Until);
-                mailbox.wait_for(EXITED | KILL, until);
-                if mailbox.is(EXITED) {
-                    return;
+        if mailbox.is(KILL) {
+            self.stage.store(3, Ordering::SeqCst);
+            self.signal(Signal::KILL);
+        } else if self
+            .stage
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            let now = Instant::now();
+            for steps in 1..=2 {
+                if let Some(at) = self
+                    .grace
+                    .checked_mul(steps)
+                    .and_then(|d| now.checked_add(d))
+                {
+                    let me: Weak<dyn Deadline> = Arc::downgrade(self) as Weak<dyn Deadline>;
+                    timer::schedule(at, me);
                 }
-                if mailbox.is(KILL) {
-                    break;
-                }
-                self.signal(signal);
             }
         }
-        if !mailbox.is(EXITED) {
-            self.signal(Signal::KILL);
+    }
+}
+
+impl<In: Send, Ev: Send> Deadline for Session<In, Ev> {
+    /// A grace period passed: `SIGTERM` the first time, `SIGKILL` the
+    /// second.
+    fn expire(&self) {
+        if self.ctx.mailbox().is(EXITED) {
+            return;
         }
+        let (next, signal) = match self.stage.load(Ordering::SeqCst) {
+            1 => (2, Signal::TERM),
+            2 => (3, Signal::KILL),
+            _ => return,
+        };
+        self.stage.store(next, Ordering::SeqCst);
+        self.signal(signal);
     }
 }
 
@@ -323,9 +368,15 @@ impl<In: Serialize, Ev> Session<In, Ev> {
     /// flight; on a closed inbox, tells the child.
     fn forward(&self) {
         let flight = &self.flight;
+        let mailbox = self.ctx.mailbox();
         loop {
-            if !flight.reserve() {
-                return;
+            match flight.reserve(|| mailbox.is(STOP)) {
+                Reserved::Yes => {}
+                Reserved::Stopped => {
+                    self.tell_stop();
+                    return;
+                }
+                Reserved::Ended => return,
             }
             let message = match self.ctx.recv() {
                 Ok(message) => message,
@@ -335,8 +386,10 @@ impl<In: Serialize, Ev> Session<In, Ev> {
                     }
                     return;
                 }
-                // Stopped: the watcher tells the child.
-                Err(_) => return,
+                Err(_) => {
+                    self.tell_stop();
+                    return;
+                }
             };
             let Ok(bytes) = encode(&message) else {
                 // A message that cannot be encoded cannot reach the child.
@@ -356,6 +409,16 @@ impl<In: Serialize, Ev> Session<In, Ev> {
             if self.writer.send(&Down::Message(bytes)).is_err() {
                 return;
             }
+        }
+    }
+}
+
+impl<In, Ev> Session<In, Ev> {
+    /// Asks the child's task to stop (unless it is being killed or is over).
+    fn tell_stop(&self) {
+        let mailbox = self.ctx.mailbox();
+        if !mailbox.is(KILL | EXITED) {
+            let _ = self.writer.send(&Down::Stop);
         }
     }
 }
@@ -389,25 +452,38 @@ pub(crate) fn drive<T: NamedTask>(
         pid: worker.pid(),
         grace: config.grace,
         signalled: AtomicI32::new(0),
+        stage: AtomicU8::new(0),
     });
-    let helpers = {
-        let (a, b) = (Arc::clone(&session), Arc::clone(&session));
-        helper(move || a.forward()).and_then(|f| Ok((f, helper(move || b.watch())?)))
+    let forwarder = {
+        let session = Arc::clone(&session);
+        helper(move || session.forward())
     };
-    let (forwarder, watcher) = match helpers {
-        Ok(helpers) => helpers,
+    let forwarder = match forwarder {
+        Ok(forwarder) => forwarder,
         Err(e) => {
             mailbox.set(EXITED);
             session.flight.end();
             mailbox.set(INBOX_CLOSED);
             let tail = worker.kill_and_reap();
-            let why = format!("no thread for the task's helpers: {e}");
+            let why = format!("no thread for the task's helper: {e}");
             return (
                 Outcome::Crashed(Crash::new(CrashCause::Start(why), tail)),
                 None,
             );
         }
     };
+    {
+        let weak = Arc::downgrade(&session);
+        ctx.set_stop_hook(Box::new(move || {
+            if let Some(session) = weak.upgrade() {
+                session.stop_requested();
+            }
+        }));
+    }
+    // A stop requested before the hook was set.
+    if mailbox.is(STOP) {
+        session.stop_requested();
+    }
 
     let mut end = None;
     let mut broken = None;
@@ -462,9 +538,8 @@ pub(crate) fn drive<T: NamedTask>(
     if broken.is_some() {
         session.signal(Signal::KILL);
     }
-    // The task is over: the watcher ends (or has escalated already).
+    // The task is over: nothing escalates any more.
     mailbox.set(EXITED);
-    let _ = watcher.recv();
     // Messages the child never took come back first, then the handle's
     // inbox. The forwarder is told to end (a closed inbox wakes it) and
     // gives back what it holds first.
