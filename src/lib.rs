@@ -40,6 +40,15 @@
 //! forever never starves the others. Idle workers exit after
 //! [`idle_timeout`] (see [`set_idle_timeout`]).
 //!
+//! A [`NamedTask`] runs in a child process through [`Process`]: the same
+//! binary, executed again, whose `main` calls [`init`] first (in a test
+//! binary: [`test_support!`]). Messages, events and the outcome cross as
+//! serde values; stop escalates from the cooperative request to `SIGTERM`
+//! and `SIGKILL` on the child's process group; a child never outlives its
+//! parent; and how it ended is classified ([`Outcome::Killed`],
+//! [`Outcome::Crashed`] with a [`CrashCause`] and the stderr tail).
+//! [`Pool::run_process`] runs many on warm children that are reused.
+//!
 //! An external program runs as a task through [`Command`]: its stdin lines
 //! are the messages, its stdout lines the events, its exit the outcome, and
 //! stop escalates from `SIGTERM` to `SIGKILL` on its whole process group.

@@ -273,14 +273,16 @@ fn checkpoint_turns_stop_into_an_early_return() {
 #[test]
 fn recv_after_stop_leaves_messages_for_take_unread() {
     let task = Builder::new().build(|ctx: &Ctx<u8>| {
+        // Wait for the stop (sleep wakes on it), then look.
+        assert!(ctx.sleep(Duration::from_secs(30)).is_err());
         assert_eq!(ctx.try_recv(), Err(CtxTryRecvError::Stopped));
         assert_eq!(ctx.recv(), Err(CtxRecvError::Stopped));
         Ok::<_, ()>(())
     });
     task.send(5).unwrap();
     task.send(6).unwrap();
-    // Start, then stop before the body can look: the body sees Stopped (or
-    // never runs); either way the two messages come back.
+    // The body sees Stopped (or never runs); either way the two messages
+    // come back.
     task.start().unwrap();
     task.stop();
     task.wait();

@@ -8,6 +8,9 @@
 //! pipe, whoever reads the events.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Receiver;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -19,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
+use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::error::{StartError, TryEmitError};
 use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP, Wait};
+use crate::sync::lock;
 use crate::task::{Settings, Task};
 
 /// How much of a program's stderr a command task keeps: the last 64 KiB.
@@ -337,7 +342,7 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     let stderr = child.stderr.take().expect("stderr is piped");
     thread::scope(|s| {
         let events = s.spawn(|| forward_lines(ctx, stdout, codec));
-        let tail = s.spawn(|| keep_tail(stderr));
+        let tail = Tail::start(stderr);
         s.spawn(|| {
             let Some(mut stdin) = stdin else { return };
             // Ends on stop, on close_inbox, on the handle's drop, and when
@@ -377,7 +382,7 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
         mailbox.set(INBOX_CLOSED);
         let (dropped_lines, malformed_lines) =
             events.join().expect("the stdout reader does not panic");
-        let stderr_tail = tail.join().expect("the stderr reader does not panic");
+        let stderr_tail = tail.finish();
         Ok(Exit {
             status: status?,
             stderr_tail,
@@ -421,20 +426,42 @@ fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     }
 }
 
-/// Reads stderr to its end, keeping the last [`STDERR_TAIL`] bytes.
-pub(crate) fn keep_tail(mut stderr: ChildStderr) -> Vec<u8> {
-    let mut tail = VecDeque::with_capacity(STDERR_TAIL);
-    let mut buf = [0u8; 8192];
-    loop {
-        match stderr.read(&mut buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                tail.extend(&buf[..n]);
-                let excess = tail.len().saturating_sub(STDERR_TAIL);
-                tail.drain(..excess);
+/// The last [`STDERR_TAIL`] bytes of a child's stderr, read on a worker
+/// thread until the pipe's end.
+pub(crate) struct Tail {
+    kept: Arc<Mutex<VecDeque<u8>>>,
+    done: Receiver<()>,
+}
+
+impl Tail {
+    pub(crate) fn start(mut stderr: ChildStderr) -> Tail {
+        let kept = Arc::new(Mutex::new(VecDeque::new()));
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+        let theirs = Arc::clone(&kept);
+        let _ = place::execute(Box::new(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match stderr.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut tail = lock(&theirs);
+                        tail.extend(&buf[..n]);
+                        let excess = tail.len().saturating_sub(STDERR_TAIL);
+                        tail.drain(..excess);
+                    }
+                }
             }
-        }
+            drop(done_tx);
+        }));
+        Tail { kept, done }
     }
-    tail.into()
+
+    /// The tail, once the pipe has reached its end (the child and its group
+    /// are gone), or after a second if something outside the group still
+    /// holds the pipe open.
+    pub(crate) fn finish(&self) -> Vec<u8> {
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+        lock(&self.kept).iter().copied().collect()
+    }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::protocol::{Down, FrameError, Hello, Up, VERSION, Writer, decode, encode, read_frame};
 use super::{CHILD_TEST, Config, ENV};
-use crate::backend::command::STDERR_TAIL;
+use crate::backend::command::Tail;
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP};
@@ -165,46 +165,6 @@ impl Drop for Worker {
             signal_group(self.pid(), Signal::KILL);
             let _ = self.child.wait();
         }
-    }
-}
-
-/// The last [`STDERR_TAIL`] bytes of a child's stderr, read by a thread of
-/// its own until the pipe's end.
-struct Tail {
-    kept: Arc<Mutex<VecDeque<u8>>>,
-    done: Receiver<()>,
-}
-
-impl Tail {
-    fn start(mut stderr: std::process::ChildStderr) -> Tail {
-        let kept = Arc::new(Mutex::new(VecDeque::new()));
-        let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
-        let theirs = Arc::clone(&kept);
-        let _ = place::execute(Box::new(move || {
-            let mut buf = [0u8; 8192];
-            loop {
-                match stderr.read(&mut buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let mut tail = lock(&theirs);
-                        tail.extend(&buf[..n]);
-                        let excess = tail.len().saturating_sub(STDERR_TAIL);
-                        tail.drain(..excess);
-                    }
-                }
-            }
-            drop(done_tx);
-        }));
-        Tail { kept, done }
-    }
-
-    /// The tail, once the pipe has reached its end (the child and its group
-    /// are gone), or after a second if something outside the group still
-    /// holds the pipe open.
-    fn finish(&self) -> Vec<u8> {
-        let _ = self.done.recv_timeout(Duration::from_secs(1));
-        lock(&self.kept).iter().copied().collect()
     }
 }
 
