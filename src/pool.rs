@@ -57,6 +57,7 @@ pub struct Pool {
     inbox: usize,
     outbox: usize,
     timeout: Option<Duration>,
+    grace: Duration,
 }
 
 impl Pool {
@@ -68,6 +69,7 @@ impl Pool {
             inbox: DEFAULT_CAPACITY,
             outbox: DEFAULT_CAPACITY,
             timeout: None,
+            grace: Duration::from_secs(5),
         }
     }
 
@@ -90,6 +92,14 @@ impl Pool {
     /// Asks each task to stop once `timeout` has passed since it began.
     pub fn task_timeout(mut self, timeout: Duration) -> Pool {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// For [`run_process`](Pool::run_process): how long each step of a
+    /// stop's escalation waits (5 seconds unless set), as
+    /// [`Process::grace_period`](crate::Process::grace_period).
+    pub fn grace_period(mut self, grace: Duration) -> Pool {
+        self.grace = grace;
         self
     }
 
@@ -132,8 +142,8 @@ impl Pool {
     /// crashed, was killed or broke the protocol is not reused.
     ///
     /// Each task is a process task, as [`Process`](crate::Process) makes
-    /// one (the pool's task timeout and capacities apply; the grace period
-    /// is 5 seconds), with one difference: a child lives on after its task,
+    /// one (the pool's task timeout, capacities and grace period apply),
+    /// with one difference: a child lives on after its task,
     /// so what the task leaves in its process (statics, threads) is there
     /// for the next one. The children are killed when the pool is dropped
     /// and its last task has ended.
@@ -181,6 +191,7 @@ impl Pool {
         let warm = Warm::new(process::Config {
             inbox: self.inbox,
             outbox: self.outbox,
+            grace: self.grace,
             ..process::Config::default()
         });
         self.run_outcomes(args, move |ctx: &Ctx<T::In, T::Event>, arg| {

@@ -596,3 +596,23 @@ fn a_process_pool_can_be_stopped() {
         "{outcomes:?}"
     );
 }
+
+#[test]
+fn a_process_pool_kills_tasks_past_their_timeout_and_carries_on() {
+    setup();
+    // Stubborn tasks ignore the stop: the timeout escalates to SIGTERM;
+    // each killed child is replaced for the next task.
+    let run = Pool::new(2)
+        .task_timeout(Duration::from_millis(50))
+        .grace_period(Duration::from_millis(50))
+        .run_process::<Stubborn, _>([(), (), (), ()])
+        .unwrap();
+    let outcomes: Vec<_> = within(LIMIT, move || run.iter().map(|f| f.outcome).collect());
+    assert_eq!(outcomes.len(), 4);
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Killed(k) => assert_eq!(k.signal(), Some(15)),
+            other => panic!("expected a kill, got {other:?}"),
+        }
+    }
+}
