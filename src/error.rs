@@ -316,6 +316,8 @@ pub struct StartError {
 enum StartErrorKind {
     AlreadyStarted,
     Spawn(io::Error),
+    #[cfg(feature = "tokio")]
+    NoRuntime,
 }
 
 impl StartError {
@@ -341,8 +343,23 @@ impl StartError {
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.kind {
             StartErrorKind::Spawn(e) => Some(e),
-            StartErrorKind::AlreadyStarted => None,
+            _ => None,
         }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl StartError {
+    pub(crate) fn no_runtime() -> StartError {
+        StartError {
+            kind: StartErrorKind::NoRuntime,
+        }
+    }
+
+    /// Returns `true` if an async task was spawned outside a tokio runtime.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn is_no_runtime(&self) -> bool {
+        matches!(self.kind, StartErrorKind::NoRuntime)
     }
 }
 
@@ -353,6 +370,10 @@ impl fmt::Display for StartError {
                 f.write_str("the task was started or stopped already")
             }
             StartErrorKind::Spawn(_) => f.write_str("failed to start a thread for the task"),
+            #[cfg(feature = "tokio")]
+            StartErrorKind::NoRuntime => {
+                f.write_str("spawning an async task outside a tokio runtime")
+            }
         }
     }
 }
@@ -361,7 +382,7 @@ impl Error for StartError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.kind {
             StartErrorKind::Spawn(e) => Some(e),
-            StartErrorKind::AlreadyStarted => None,
+            _ => None,
         }
     }
 }
@@ -370,7 +391,7 @@ impl From<StartError> for io::Error {
     fn from(err: StartError) -> io::Error {
         match err.kind {
             StartErrorKind::Spawn(e) => e,
-            StartErrorKind::AlreadyStarted => io::Error::other(err),
+            _ => io::Error::other(err),
         }
     }
 }

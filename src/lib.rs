@@ -77,6 +77,8 @@
 //! [`tracing`]: https://docs.rs/tracing
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+mod async_ctx;
 mod backend;
 mod builder;
 mod chain;
@@ -105,6 +107,16 @@ pub use error::{
 pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, Progress};
 pub use task::{Events, Status, Task, TaskId};
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use async_ctx::{AsyncCtx, EmitFuture};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use backend::tokio::spawn_async;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use task::{Join, SendFuture};
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]

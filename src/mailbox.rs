@@ -26,6 +26,9 @@ use std::time::Instant;
 
 use crate::sync::{lock, spin_until};
 
+#[cfg(feature = "tokio")]
+mod poll;
+
 /// The task was asked to stop.
 pub(crate) const STOP: u8 = 1;
 /// The task has ended and its outcome is stored.
@@ -72,7 +75,7 @@ struct State<In, Ev> {
     inbox: VecDeque<In>,
     outbox: VecDeque<Ev>,
     flags: u8,
-    waiters: Vec<Thread>,
+    waiters: Vec<Waiter>,
     // Set by a change of state: the waiters are woken once the lock is let
     // go, so that a woken thread never finds it still held.
     notify: bool,
@@ -81,6 +84,32 @@ struct State<In, Ev> {
 impl<In, Ev> State<In, Ev> {
     fn wake(&mut self) {
         self.notify = true;
+    }
+}
+
+/// Someone waiting for a change of state: a parked thread, or an async
+/// task to be woken through its waker.
+enum Waiter {
+    Thread(Thread),
+    #[cfg(feature = "tokio")]
+    Task(std::task::Waker),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Thread(t) => t.unpark(),
+            #[cfg(feature = "tokio")]
+            Waiter::Task(w) => w.wake(),
+        }
+    }
+
+    fn is_thread(&self, id: thread::ThreadId) -> bool {
+        match self {
+            Waiter::Thread(t) => t.id() == id,
+            #[cfg(feature = "tokio")]
+            Waiter::Task(_) => false,
+        }
     }
 }
 
@@ -136,8 +165,8 @@ impl<In, Ev> Mailbox<In, Ev> {
             let waiters = std::mem::take(&mut s.waiters);
             self.has_waiters.store(false, Ordering::SeqCst);
             drop(s);
-            for t in waiters {
-                t.unpark();
+            for w in waiters {
+                w.wake();
             }
         } else {
             s.notify = false;
@@ -189,7 +218,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         loop {
             let now = Instant::now();
             let done = self.locked(|s| {
-                s.waiters.retain(|t| t.id() != me.id());
+                s.waiters.retain(|w| !w.is_thread(me.id()));
                 // Announce the waiter before checking: a side that changes
                 // the state without the lock checks this flag after its
                 // change, so one of the two sees the other.
@@ -204,7 +233,7 @@ impl<In, Ev> Mailbox<In, Ev> {
                         .store(!s.waiters.is_empty(), Ordering::SeqCst);
                     return Some(None);
                 }
-                s.waiters.push(me.clone());
+                s.waiters.push(Waiter::Thread(me.clone()));
                 None
             });
             if let Some(r) = done {

@@ -426,7 +426,7 @@ pub struct Killed {
 }
 
 impl Killed {
-    #[allow(dead_code)] // until the process and async places use it
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async place uses it
     pub(crate) fn new(signal: Option<i32>, stderr_tail: Vec<u8>) -> Killed {
         Killed {
             signal,

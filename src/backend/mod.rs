@@ -3,9 +3,12 @@
 //! 1. `thread`: reused worker threads in this process (the default).
 //! 2. `command`: an external program, its stdin and stdout lines as messages
 //!    and events, driven by a task on a worker thread.
+//! 3. `tokio`: an async body as a tokio task (the `tokio` feature).
 //!
 //! The handle, the context and the outcome do not know which place runs a
 //! task; a place only takes a job and runs it.
 
 pub(crate) mod command;
 pub(crate) mod thread;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;

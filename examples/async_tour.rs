@@ -1,0 +1,3 @@
+//! Async tour (filled in below).
+
+fn main() {}
