@@ -237,7 +237,11 @@ impl Builder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-    pub fn spawn_async_on<F, Fut, T, E, In, Ev>(self, handle: &Handle, body: F) -> Task<T, E, In, Ev>
+    pub fn spawn_async_on<F, Fut, T, E, In, Ev>(
+        self,
+        handle: &Handle,
+        body: F,
+    ) -> Task<T, E, In, Ev>
     where
         F: FnOnce(AsyncCtx<In, Ev>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
