@@ -79,7 +79,9 @@ pub(crate) fn start<S, T, E, In, Ev, F, Fut>(
         done: false,
     };
     // The wrapper records the outcome itself; its join handle is not needed.
-    drop(handle.spawn(run(guard, ctx, body)));
+    // Boxed: a small task cell is cheaper to allocate than one holding the
+    // whole wrapper.
+    drop(handle.spawn(Box::pin(run(guard, ctx, body))));
 }
 
 async fn run<S, T, E, In, Ev, F, Fut>(mut guard: Guard<S>, ctx: AsyncCtx<In, Ev>, body: F)
@@ -92,9 +94,9 @@ where
     let outcome = drive(&*shared, &mut guard, ctx, body).await;
     guard.done = true;
     shared.finish(outcome);
-    // With the handle gone this may be the last reference: dropping it runs
-    // the drops of the value, the error and unread messages, which may panic.
-    let _ = outcome::catch(move || drop((guard, shared)));
+    // With the handle gone, the last reference's drop runs the drops of the
+    // value, the error and unread messages; should one panic, tokio catches
+    // it as the wrapper's own panic, after the outcome was recorded.
 }
 
 /// Runs the body to its end (or its kill) and returns how it ended.
@@ -109,35 +111,42 @@ where
     F: FnOnce(AsyncCtx<In, Ev>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let core = shared.core();
-    let span = tracing::debug_span!("task", id = core.id.as_u64(), name = core.name.as_deref());
     let mailbox = shared.mailbox();
     if mailbox.is(STOP) {
         let _ = outcome::catch(move || drop((ctx, body)));
         return Outcome::Cancelled;
     }
-    let begun = {
-        let _entered = span.enter();
-        tracing::debug!("task started");
-        outcome::catch(move || body(ctx))
-    };
-    guard.begun = true;
-    let future = match begun {
-        Ok(future) => future,
-        Err(panic) => return Outcome::Panicked(panic),
-    };
-    let mut future = pin!(Some(future));
+    let core = shared.core();
+    let span = tracing::debug_span!("task", id = core.id.as_u64(), name = core.name.as_deref());
+    let mut start = Some((body, ctx));
+    // The body's future, made at the first poll.
+    let mut future = pin!(None);
     let outcome = poll_fn(|cx| {
         let _entered = span.enter();
         let killed = || Poll::Ready(Outcome::Killed(Killed::new(None, Vec::new())));
         if mailbox.is(KILL) {
             return killed();
         }
-        let body = future
-            .as_mut()
-            .as_pin_mut()
-            .expect("the body is polled until it ends");
-        match outcome::catch(|| body.poll(cx)) {
+        // One catch around making the future, polling it, and dropping it
+        // (with the context in it) once it is done, as a thread body's
+        // context is dropped before its outcome is recorded.
+        let polled = outcome::catch(|| {
+            if let Some((body, ctx)) = start.take() {
+                tracing::debug!("task started");
+                guard.begun = true;
+                future.set(Some(body(ctx)));
+            }
+            let polled = future
+                .as_mut()
+                .as_pin_mut()
+                .expect("the body is polled until it ends")
+                .poll(cx);
+            if polled.is_ready() {
+                future.set(None);
+            }
+            polled
+        });
+        match polled {
             Ok(Poll::Ready(Ok(value))) => Poll::Ready(Outcome::Value(value)),
             Ok(Poll::Ready(Err(error))) => Poll::Ready(Outcome::Error(error)),
             Err(panic) => Poll::Ready(Outcome::Panicked(panic)),
@@ -148,9 +157,11 @@ where
         }
     })
     .await;
-    // The body's future (and the context in it) goes before the outcome is
-    // recorded, as a thread body's context does; its drops may panic.
-    let _ = outcome::catch(|| future.set(None));
+    if future.is_some() {
+        // Killed, or panicked: the body's future goes before the outcome is
+        // recorded; its drops may panic.
+        let _ = outcome::catch(|| future.set(None));
+    }
     outcome
 }
 

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::future::{Future, IntoFuture, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -441,7 +441,9 @@ impl<T, E, In, Ev> Future for Join<T, E, In, Ev> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T, E>> {
         let this = self.get_mut();
         let task = this.task.as_ref().expect("`Join` polled after completion");
-        task.cancel_if_pending();
+        if !task.shared.core.started.load(Ordering::Acquire) {
+            task.cancel_if_pending();
+        }
         match task.shared.mailbox.poll_wait_for(DONE, cx) {
             Poll::Ready(()) => {
                 let task = this.task.take().expect("checked above");
