@@ -75,7 +75,7 @@ struct State<In, Ev> {
     inbox: VecDeque<In>,
     outbox: VecDeque<Ev>,
     flags: u8,
-    waiters: Vec<Waiter>,
+    waiters: Waiters,
     // Set by a change of state: the waiters are woken once the lock is let
     // go, so that a woken thread never finds it still held.
     notify: bool,
@@ -113,6 +113,47 @@ impl Waiter {
     }
 }
 
+/// The waiter list. The first waiter is kept inline: most of the time one
+/// side waits for the other, and then registering and waking allocate
+/// nothing.
+#[derive(Default)]
+struct Waiters {
+    first: Option<Waiter>,
+    rest: Vec<Waiter>,
+}
+
+impl Waiters {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push(&mut self, waiter: Waiter) {
+        match self.first {
+            None => self.first = Some(waiter),
+            Some(_) => self.rest.push(waiter),
+        }
+    }
+
+    /// Keeps the waiters for which `keep` holds (in any order).
+    fn retain(&mut self, keep: impl Fn(&Waiter) -> bool) {
+        self.rest.retain(&keep);
+        if self.first.as_ref().is_some_and(|w| !keep(w)) {
+            self.first = self.rest.pop();
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    fn iter(&self) -> impl Iterator<Item = &Waiter> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    fn wake_all(self) {
+        for w in self.first.into_iter().chain(self.rest) {
+            w.wake();
+        }
+    }
+}
+
 /// Why a message could not go into the inbox; the message is given back.
 pub(crate) enum PushError<T> {
     /// The queue is full (and the wait, if any, ran out).
@@ -142,7 +183,7 @@ impl<In, Ev> Mailbox<In, Ev> {
                 inbox: VecDeque::new(),
                 outbox: VecDeque::new(),
                 flags: 0,
-                waiters: Vec::new(),
+                waiters: Waiters::default(),
                 notify: false,
             }),
             taken: Mutex::new(VecDeque::new()),
@@ -165,9 +206,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             let waiters = std::mem::take(&mut s.waiters);
             self.has_waiters.store(false, Ordering::SeqCst);
             drop(s);
-            for w in waiters {
-                w.wake();
-            }
+            waiters.wake_all();
         } else {
             s.notify = false;
         }

@@ -396,7 +396,8 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// [`Command`](crate::Command) task's program and everything in its
     /// process group get `SIGKILL` without waiting for the grace period; an
     /// async task's body is dropped at its next await and its outcome is
-    /// [`Outcome::Killed`]. A thread cannot be killed: on a thread task this
+    /// [`Outcome::Killed`] (a body that returns before it reaches one keeps
+    /// its own outcome). A thread cannot be killed: on a thread task this
     /// is [`stop`](Task::stop). Returns at once.
     pub fn kill(&self) {
         self.shared.mailbox.set(KILL);

@@ -383,6 +383,20 @@ async fn kill_drops_the_body_at_its_next_await() {
     assert!(killed.stderr_tail().is_empty());
 }
 
+/// On one thread the body is surely parked in `recv` when the kill comes.
+#[tokio::test(flavor = "current_thread")]
+async fn kill_while_waiting_on_the_context_is_a_kill() {
+    for _ in 0..100 {
+        let task = sidetask::spawn_async(|ctx: AsyncCtx<u8, ()>| async move {
+            ctx.emit(()).await.ok();
+            ctx.recv().await
+        });
+        bounded("begun", task.recv_async()).await.unwrap();
+        task.kill();
+        assert!(bounded("join", task).await.is_killed());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_through_join_and_into_result() {
     let task = sidetask::spawn_async(|ctx: AsyncCtx<(), ()>| async move {

@@ -27,7 +27,7 @@ use tokio::runtime::Handle;
 use crate::async_ctx::AsyncCtx;
 use crate::builder::Builder;
 use crate::error::StartError;
-use crate::mailbox::{KILL, STOP};
+use crate::mailbox::{KILL, Mailbox, STOP};
 use crate::outcome::{self, Killed, Outcome};
 use crate::task::{Control, Task};
 
@@ -127,6 +127,7 @@ where
         if mailbox.is(KILL) {
             return killed();
         }
+        Mailbox::<In, Ev>::clear_registered();
         // One catch around making the future, polling it, and dropping it
         // (with the context in it) once it is done, as a thread body's
         // context is dropped before its outcome is recorded.
@@ -150,6 +151,10 @@ where
             Ok(Poll::Ready(Ok(value))) => Poll::Ready(Outcome::Value(value)),
             Ok(Poll::Ready(Err(error))) => Poll::Ready(Outcome::Error(error)),
             Err(panic) => Poll::Ready(Outcome::Panicked(panic)),
+            // A body waiting on its own context left the task's waker in
+            // the mailbox, which a kill wakes too; otherwise the wrapper
+            // leaves one, so that a kill wakes it whatever the body awaits.
+            Ok(Poll::Pending) if mailbox.registered_here() => Poll::Pending,
             Ok(Poll::Pending) => match mailbox.poll_wait_for(KILL, cx) {
                 Poll::Ready(()) => killed(),
                 Poll::Pending => Poll::Pending,

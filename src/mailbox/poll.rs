@@ -12,6 +12,7 @@
 //! module, decision for decision: a message is either in a queue or still
 //! with its sender, never in between.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
@@ -19,7 +20,29 @@ use super::{
     DONE, HANDLE_GONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, State, Waiter, lock,
 };
 
+thread_local! {
+    /// The address of the mailbox where this thread last registered a
+    /// waker, so that an async task's wrapper can tell whether its body left
+    /// a waker in its own mailbox during a poll.
+    static REGISTERED: Cell<usize> = const { Cell::new(0) };
+}
+
 impl<In, Ev> Mailbox<In, Ev> {
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
+    /// Forgets this thread's last registration (before polling a body).
+    pub(crate) fn clear_registered() {
+        REGISTERED.with(|r| r.set(0));
+    }
+
+    /// Whether this thread registered a waker here since
+    /// [`clear_registered`](Mailbox::clear_registered).
+    pub(crate) fn registered_here(&self) -> bool {
+        REGISTERED.with(|r| r.get()) == self.address()
+    }
+
     /// Runs `attempt` under the lock; if it cannot complete, registers the
     /// waker of `cx` and returns `Pending`.
     fn poll_with<R>(
@@ -48,6 +71,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             if !known {
                 s.waiters.push(Waiter::Task(waker.clone()));
             }
+            REGISTERED.with(|r| r.set(self.address()));
             Poll::Pending
         })
     }
