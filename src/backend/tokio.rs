@@ -90,10 +90,9 @@ where
     F: FnOnce(AsyncCtx<In, Ev>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let shared = Arc::clone(&guard.shared);
-    let outcome = drive(&*shared, &mut guard, ctx, body).await;
+    let outcome = drive(&*guard.shared, &mut guard.begun, ctx, body).await;
     guard.done = true;
-    shared.finish(outcome);
+    guard.shared.finish(outcome);
     // With the handle gone, the last reference's drop runs the drops of the
     // value, the error and unread messages; should one panic, tokio catches
     // it as the wrapper's own panic, after the outcome was recorded.
@@ -102,7 +101,7 @@ where
 /// Runs the body to its end (or its kill) and returns how it ended.
 async fn drive<S, T, E, In, Ev, F, Fut>(
     shared: &S,
-    guard: &mut Guard<S>,
+    begun: &mut bool,
     ctx: AsyncCtx<In, Ev>,
     body: F,
 ) -> Outcome<T, E>
@@ -134,7 +133,7 @@ where
         let polled = outcome::catch(|| {
             if let Some((body, ctx)) = start.take() {
                 tracing::debug!("task started");
-                guard.begun = true;
+                *begun = true;
                 future.set(Some(body(ctx)));
             }
             let polled = future

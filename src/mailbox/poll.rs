@@ -44,24 +44,28 @@ impl<In, Ev> Mailbox<In, Ev> {
     }
 
     /// Runs `attempt` under the lock; if it cannot complete, registers the
-    /// waker of `cx` and returns `Pending`.
+    /// waker of `cx` and returns `Pending`. `for_room`: whether the waiter
+    /// waits for inbox room, which the task's side frees without the lock.
     fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
+        for_room: bool,
         mut attempt: impl FnMut(&mut State<In, Ev>) -> Option<R>,
     ) -> Poll<R> {
         self.locked(|s| {
             if let Some(r) = attempt(s) {
                 return Poll::Ready(r);
             }
-            // Announce the waiter before checking again: a side that
-            // changes the state without the lock (freeing inbox room) checks
-            // this flag after its change, so one of the two sees the other.
-            self.has_waiters.store(true, Ordering::SeqCst);
-            if let Some(r) = attempt(s) {
-                self.has_waiters
-                    .store(!s.waiters.is_empty(), Ordering::SeqCst);
-                return Poll::Ready(r);
+            if for_room {
+                // Announce the waiter before checking again: the side that
+                // frees room without the lock checks this flag after its
+                // change, so one of the two sees the other.
+                self.has_waiters.store(true, Ordering::SeqCst);
+                if let Some(r) = attempt(s) {
+                    self.has_waiters
+                        .store(!s.waiters.is_empty(), Ordering::SeqCst);
+                    return Poll::Ready(r);
+                }
             }
             let waker = cx.waker();
             let known = s
@@ -85,7 +89,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError<In>>> {
         let closed = STOP | DONE | INBOX_CLOSED;
-        self.poll_with(cx, |s| {
+        self.poll_with(cx, true, |s| {
             if s.flags & closed != 0 {
                 return Some(Err(()));
             }
@@ -113,7 +117,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             self.release_one();
             return Poll::Ready(Ok(m));
         }
-        let got = self.poll_with(cx, |s| {
+        let got = self.poll_with(cx, false, |s| {
             if s.flags & STOP != 0 {
                 return Some(Err(PopError::Stopped));
             }
@@ -148,7 +152,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         event: &mut Option<Ev>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError<Ev>>> {
-        self.poll_with(cx, |s| {
+        self.poll_with(cx, false, |s| {
             if s.flags & HANDLE_GONE != 0 {
                 return Some(Err(false));
             }
@@ -175,7 +179,7 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Polls to take an event out of the outbox (the handle's async recv).
     /// An event leaves the outbox only in a `Ready(Ok)`.
     pub(crate) fn poll_pop_out(&self, cx: &mut Context<'_>) -> Poll<Result<Ev, PopError>> {
-        self.poll_with(cx, |s| match s.outbox.pop_front() {
+        self.poll_with(cx, false, |s| match s.outbox.pop_front() {
             Some(e) => {
                 self.outbox_len.store(s.outbox.len(), Ordering::Release);
                 s.wake();
@@ -191,6 +195,6 @@ impl<In, Ev> Mailbox<In, Ev> {
         if self.is(flag) {
             return Poll::Ready(());
         }
-        self.poll_with(cx, |s| (s.flags & flag != 0).then_some(()))
+        self.poll_with(cx, false, |s| (s.flags & flag != 0).then_some(()))
     }
 }
