@@ -44,6 +44,13 @@
 //! are the messages, its stdout lines the events, its exit the outcome, and
 //! stop escalates from `SIGTERM` to `SIGKILL` on its whole process group.
 //!
+//! With the `tokio` feature, a task body may be async
+//! (`spawn_async`, `AsyncCtx`) and every blocking
+//! method of the handle has an awaitable twin (`join_async` or `task.await`,
+//! `send_async`, `recv_async`, …): one handle serves blocking and async
+//! callers alike, whatever runs the task. `kill` drops an async body at its
+//! next await.
+//!
 //! # Stop, drop and detach
 //!
 //! Stopping is cooperative: [`Task::stop`] sets a flag that the task sees
