@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use sidetask::{AsyncCtx, Builder, Command, Ctx, CtxRecvError, Stopped};
+use sidetask::{AsyncCtx, Builder, Command, Ctx, Stopped};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,14 +14,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     //    each wakes at once on stop.
     let echo = sidetask::spawn_async(|ctx: AsyncCtx<u64, String>| async move {
         let mut seen = 0;
-        loop {
-            match ctx.recv().await {
-                Ok(n) => {
-                    seen += 1;
-                    ctx.emit(format!("got {n}")).await.map_err(|_| Stopped)?;
-                }
-                Err(CtxRecvError::Stopped | CtxRecvError::Disconnected) => break,
-            }
+        // Ends when the task is asked to stop (or its inbox is closed).
+        while let Ok(n) = ctx.recv().await {
+            seen += 1;
+            ctx.emit(format!("got {n}")).await.map_err(|_| Stopped)?;
         }
         Ok::<_, Stopped>(format!("done after {seen} messages."))
     });
