@@ -58,9 +58,10 @@ impl<S: Abandon> Drop for Guard<S> {
     }
 }
 
-/// Spawns the task's wrapper on `handle`.
+/// Spawns the task's wrapper on the runtime of `on`, or on the current
+/// runtime (which the caller made sure exists).
 pub(crate) fn start<S, T, E, In, Ev, F, Fut>(
-    handle: &Handle,
+    on: Option<&Handle>,
     shared: Arc<S>,
     ctx: AsyncCtx<In, Ev>,
     body: F,
@@ -78,10 +79,22 @@ pub(crate) fn start<S, T, E, In, Ev, F, Fut>(
         begun: false,
         done: false,
     };
-    // The wrapper records the outcome itself; its join handle is not needed.
     // Boxed: a small task cell is cheaper to allocate than one holding the
-    // whole wrapper.
-    drop(handle.spawn(Box::pin(run(guard, ctx, body))));
+    // whole wrapper. The wrapper records the outcome itself; the join handle
+    // is not needed.
+    let wrapper = Box::pin(run(guard, ctx, body));
+    drop(match on {
+        Some(handle) => handle.spawn(wrapper),
+        None => tokio::spawn(wrapper),
+    });
+}
+
+/// Whether this thread is in a tokio runtime's context, so that
+/// `tokio::spawn` works.
+fn in_runtime() -> bool {
+    // Inside a task (the common case) this reads a thread-local; asking
+    // for the current handle clones a reference shared by every worker.
+    tokio::task::try_id().is_some() || Handle::try_current().is_ok()
 }
 
 async fn run<S, T, E, In, Ev, F, Fut>(mut guard: Guard<S>, ctx: AsyncCtx<In, Ev>, body: F)
@@ -230,8 +243,10 @@ impl Builder {
         In: Send + 'static,
         Ev: Send + 'static,
     {
-        let handle = Handle::try_current().map_err(|_| StartError::no_runtime())?;
-        Ok(self.spawn_async_on(&handle, body))
+        if !in_runtime() {
+            return Err(StartError::no_runtime());
+        }
+        Ok(Task::spawn_async(self.settings(), None, body))
     }
 
     /// Makes an async task and spawns it on the runtime of `handle`, as
@@ -265,7 +280,7 @@ impl Builder {
         In: Send + 'static,
         Ev: Send + 'static,
     {
-        Task::spawn_async(self.settings(), handle, body)
+        Task::spawn_async(self.settings(), Some(handle), body)
     }
 }
 

@@ -48,8 +48,9 @@ where
     In: Send + 'static,
     Ev: Send + 'static,
 {
-    /// Makes an async task and spawns its body on the runtime of `handle`.
-    pub(crate) fn spawn_async<F, Fut>(settings: Settings, handle: &Handle, body: F) -> Self
+    /// Makes an async task and spawns its body on the runtime of `on`, or on
+    /// the current one.
+    pub(crate) fn spawn_async<F, Fut>(settings: Settings, on: Option<&Handle>, body: F) -> Self
     where
         F: FnOnce(AsyncCtx<In, Ev>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -65,7 +66,7 @@ where
             outcome: Mutex::new(None),
         });
         let control: Arc<dyn Control<In, Ev>> = shared.clone();
-        place::start(handle, Arc::clone(&shared), AsyncCtx::new(control), body);
+        place::start(on, Arc::clone(&shared), AsyncCtx::new(control), body);
         let task = Task {
             shared,
             pending: Mutex::new(None),
