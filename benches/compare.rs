@@ -575,7 +575,7 @@ mod asynk {
     }
 
     fn async_spawn_join() {
-        const BATCH: u32 = 2000;
+        const BATCH: u32 = 20_000;
         let rt = runtime();
         async fn ours() -> f64 {
             let start = Instant::now();

@@ -18,7 +18,7 @@
 //! longer end.
 
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -103,46 +103,44 @@ where
     F: FnOnce(AsyncCtx<In, Ev>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let outcome = drive(&*guard.shared, &mut guard.begun, ctx, body).await;
-    guard.done = true;
-    guard.shared.finish(outcome);
-    // With the handle gone, the last reference's drop runs the drops of the
-    // value, the error and unread messages; should one panic, tokio catches
-    // it as the wrapper's own panic, after the outcome was recorded.
-}
-
-/// Runs the body to its end (or its kill) and returns how it ended.
-async fn drive<S, T, E, In, Ev, F, Fut>(
-    shared: &S,
-    begun: &mut bool,
-    ctx: AsyncCtx<In, Ev>,
-    body: F,
-) -> Outcome<T, E>
-where
-    S: Finish<T, E, In, Ev>,
-    F: FnOnce(AsyncCtx<In, Ev>) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
+    let Guard {
+        shared,
+        begun,
+        done,
+    } = &mut guard;
+    let shared = &**shared;
     let mailbox = shared.mailbox();
-    if mailbox.is(STOP) {
-        let _ = outcome::catch(move || drop((ctx, body)));
-        return Outcome::Cancelled;
-    }
     let core = shared.core();
     let span = tracing::debug_span!("task", id = core.id.as_u64(), name = core.name.as_deref());
     let mut start = Some((body, ctx));
     // The body's future, made at the first poll.
     let mut future = pin!(None);
-    let outcome = poll_fn(|cx| {
+    // Records the outcome. The body's future (and the context in it) goes
+    // first, as a thread body's context is dropped before its outcome is
+    // recorded; a finished body's went in the poll that finished it.
+    let mut end = |mut future: Pin<&mut Option<Fut>>, outcome: Outcome<T, E>| {
+        if future.is_some() {
+            // Killed, or panicked: its drops may panic too.
+            let _ = outcome::catch(|| future.set(None));
+        }
+        *done = true;
+        shared.finish(outcome);
+        Poll::Ready(())
+    };
+    poll_fn(|cx| {
         let _entered = span.enter();
-        let killed = || Poll::Ready(Outcome::Killed(Killed::new(None, Vec::new())));
+        if start.is_some() && mailbox.is(STOP) {
+            // Stopped before it began: the body is never called.
+            let _ = outcome::catch(|| drop(start.take()));
+            return end(future.as_mut(), Outcome::Cancelled);
+        }
+        let killed = || Outcome::Killed(Killed::new(None, Vec::new()));
         if mailbox.is(KILL) {
-            return killed();
+            return end(future.as_mut(), killed());
         }
         Mailbox::<In, Ev>::clear_registered();
         // One catch around making the future, polling it, and dropping it
-        // (with the context in it) once it is done, as a thread body's
-        // context is dropped before its outcome is recorded.
+        // once it is done (a panicking drop is the body's panic).
         let polled = outcome::catch(|| {
             if let Some((body, ctx)) = start.take() {
                 tracing::debug!("task started");
@@ -160,26 +158,23 @@ where
             polled
         });
         match polled {
-            Ok(Poll::Ready(Ok(value))) => Poll::Ready(Outcome::Value(value)),
-            Ok(Poll::Ready(Err(error))) => Poll::Ready(Outcome::Error(error)),
-            Err(panic) => Poll::Ready(Outcome::Panicked(panic)),
+            Ok(Poll::Ready(Ok(value))) => end(future.as_mut(), Outcome::Value(value)),
+            Ok(Poll::Ready(Err(error))) => end(future.as_mut(), Outcome::Error(error)),
+            Err(panic) => end(future.as_mut(), Outcome::Panicked(panic)),
             // A body waiting on its own context left the task's waker in
             // the mailbox, which a kill wakes too; otherwise the wrapper
             // leaves one, so that a kill wakes it whatever the body awaits.
             Ok(Poll::Pending) if mailbox.registered_here() => Poll::Pending,
             Ok(Poll::Pending) => match mailbox.poll_wait_for(KILL, cx) {
-                Poll::Ready(()) => killed(),
+                Poll::Ready(()) => end(future.as_mut(), killed()),
                 Poll::Pending => Poll::Pending,
             },
         }
     })
     .await;
-    if future.is_some() {
-        // Killed, or panicked: the body's future goes before the outcome is
-        // recorded; its drops may panic.
-        let _ = outcome::catch(|| future.set(None));
-    }
-    outcome
+    // With the handle gone, the last reference's drop runs the drops of the
+    // value, the error and unread messages; should one panic, tokio catches
+    // it as the wrapper's own panic, after the outcome was recorded.
 }
 
 impl Builder {
