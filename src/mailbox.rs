@@ -13,7 +13,9 @@
 //! while a kernel wake-up costs tens of them); then registers its thread in
 //! the waiter list and parks. Every change of state unparks every registered
 //! waiter, and each re-checks its own condition. There is no polling
-//! interval anywhere: a stop wakes a parked waiter at once.
+//! interval anywhere: a stop wakes a parked waiter at once. A future waits
+//! in the same list, with its task's waker instead of a thread (the `poll`
+//! module), so one change of state wakes threads and futures alike.
 //!
 //! An empty queue holds no allocation, so an idle task costs a few hundred
 //! bytes besides its thread.

@@ -668,6 +668,63 @@ async fn one_handle_shared_by_threads_and_async() {
     assert_eq!(bounded("join", task).await.value(), Some(N));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_recv_on_both_sides_and_a_shared_context() {
+    let task = sidetask::spawn_async(|ctx: AsyncCtx<u32, u32>| async move {
+        // A clone of the context serves a helper task of the body's own.
+        let helper = {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let n = poll_fn(|cx| ctx.poll_recv(cx)).await?;
+                ctx.emit(n + 1)
+                    .await
+                    .map_err(|_| CtxRecvError::Disconnected)?;
+                Ok::<_, CtxRecvError>(n)
+            })
+        };
+        let got = helper.await.expect("the helper ran")?;
+        assert!(format!("{ctx:?}").contains("AsyncCtx"));
+        Ok::<_, CtxRecvError>(got)
+    });
+    bounded("send", task.send_async(41)).await.unwrap();
+    let event = bounded("poll_recv", poll_fn(|cx| task.poll_recv(cx))).await;
+    assert_eq!(event, Ok(42));
+    assert!(bounded("wait", task.wait_timeout_async(LIMIT)).await);
+    assert_eq!(poll_fn(|cx| task.poll_recv(cx)).await, Err(RecvError));
+    assert_eq!(bounded("join", task).await.value(), Some(41));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_async_waits_for_room() {
+    const N: u32 = 300;
+    // A slow thread reader behind a one-message inbox: every send waits for
+    // room, and all arrive in order.
+    let task = Builder::new()
+        .inbox_capacity(1)
+        .spawn(|ctx: &Ctx<u32>| {
+            let mut got = Vec::new();
+            while let Ok(n) = ctx.recv() {
+                got.push(n);
+                if n % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Ok::<_, Stopped>(got)
+        })
+        .unwrap();
+    for n in 0..N {
+        bounded("send", task.send_async(n)).await.unwrap();
+    }
+    let mut pending = task.send_async(N);
+    assert!(format!("{pending:?}").contains("SendFuture"));
+    bounded("last send", &mut pending).await.unwrap();
+    assert_eq!(pending.into_message(), None, "delivered");
+    task.close_inbox();
+    let join = task.join_async();
+    assert!(format!("{join:?}").contains("Join"));
+    assert_eq!(bounded("join", join).await.value(), Some((0..=N).collect()));
+}
+
 // ---------------------------------------------------------------------------
 // Cancelling the awaiting futures loses nothing.
 
