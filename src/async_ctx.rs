@@ -155,6 +155,28 @@ impl<In, Ev> AsyncCtx<In, Ev> {
     /// # Panics
     ///
     /// If polled outside a tokio runtime with its time driver enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sidetask::{AsyncCtx, Stopped};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let task = sidetask::spawn_async(|ctx: AsyncCtx<(), ()>| async move {
+    ///     ctx.sleep(Duration::from_millis(1)).await?; // a short nap
+    ///     ctx.emit(()).await.ok();
+    ///     ctx.sleep(Duration::from_secs(3600)).await // woken by the stop
+    /// });
+    /// task.recv_async().await?;
+    /// let asked = Instant::now();
+    /// task.stop();
+    /// assert_eq!(task.await.error(), Some(Stopped));
+    /// assert!(asked.elapsed() < Duration::from_secs(60));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn sleep(&self, duration: Duration) -> Result<(), Stopped> {
         let mut sleep = pin!(tokio::time::sleep(duration));
         poll_fn(|cx| {
@@ -218,6 +240,21 @@ impl<In, Ev> AsyncCtx<In, Ev> {
     /// # Panics
     ///
     /// If polled outside a tokio runtime with its time driver enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sidetask::{AsyncCtx, CtxRecvTimeoutError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let task = sidetask::spawn_async(|ctx: AsyncCtx<u8>| async move {
+    ///     ctx.recv_timeout(Duration::from_millis(5)).await
+    /// });
+    /// assert_eq!(task.await.error(), Some(CtxRecvTimeoutError::Timeout));
+    /// # }
+    /// ```
     pub async fn recv_timeout(&self, timeout: Duration) -> Result<In, CtxRecvTimeoutError> {
         let mut sleep = pin!(tokio::time::sleep(timeout));
         poll_fn(|cx| {
@@ -280,6 +317,25 @@ impl<In, Ev> AsyncCtx<In, Ev> {
     ///
     /// [`TryEmitError::Full`] if the outbox is full;
     /// [`TryEmitError::Disconnected`] if nobody can ever read the event.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::{AsyncCtx, Builder, Stopped, TryEmitError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let task = Builder::new()
+    ///     .outbox_capacity(1)
+    ///     .spawn_async(|ctx: AsyncCtx<(), u8>| async move {
+    ///         ctx.try_emit(1).map_err(|_| Stopped)?;
+    ///         Ok::<_, Stopped>(matches!(ctx.try_emit(2), Err(TryEmitError::Full(2))))
+    ///     })?;
+    /// assert_eq!(task.recv_async().await?, 1);
+    /// assert_eq!(task.await.value(), Some(true));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn try_emit(&self, event: Ev) -> Result<(), TryEmitError<Ev>> {
         self.mailbox()
             .push_out(event, Wait::No)

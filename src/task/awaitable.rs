@@ -197,6 +197,21 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Panics
     ///
     /// If polled outside a tokio runtime with its time driver enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sidetask::{AsyncCtx, Stopped};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let task = sidetask::spawn_async(|ctx: AsyncCtx| async move { ctx.stop_requested().await; Ok::<_, Stopped>(()) });
+    /// assert!(!task.wait_timeout_async(Duration::from_millis(5)).await);
+    /// task.stop();
+    /// assert!(task.wait_timeout_async(Duration::from_secs(60)).await);
+    /// # }
+    /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait_timeout_async(&self, timeout: Duration) -> bool {
         let mut sleep = pin!(tokio::time::sleep(timeout));
@@ -344,6 +359,19 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Errors
     ///
     /// As [`recv_async`](Task::recv_async).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use sidetask::{Ctx, Stopped};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let task = sidetask::spawn(|ctx: &Ctx<(), &str>| ctx.emit("hi").map_err(|_| Stopped));
+    /// assert_eq!(poll_fn(|cx| task.poll_recv(cx)).await, Ok("hi"));
+    /// # }
+    /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Ev, RecvError>> {
         self.shared.mailbox.poll_pop_out(cx).map_err(|_| RecvError)
@@ -364,6 +392,23 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Panics
     ///
     /// If polled outside a tokio runtime with its time driver enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sidetask::{Command, RecvTimeoutError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cat = Command::new("cat").spawn()?;
+    /// let quiet = cat.recv_timeout_async(Duration::from_millis(5)).await;
+    /// assert_eq!(quiet, Err(RecvTimeoutError::Timeout));
+    /// cat.send_async("meow".to_string()).await?;
+    /// assert_eq!(cat.recv_timeout_async(Duration::from_secs(60)).await?, "meow");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn recv_timeout_async(&self, timeout: Duration) -> Result<Ev, RecvTimeoutError> {
         let mut sleep = pin!(tokio::time::sleep(timeout));
