@@ -144,6 +144,7 @@ async fn name_id_status_and_debug() {
         })
         .unwrap();
     assert_eq!(task.name(), Some("async-named"));
+    assert!(task.start().unwrap_err().is_already_started());
     assert_eq!(
         bounded("event", task.recv_async()).await.unwrap(),
         "async-named false"
