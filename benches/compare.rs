@@ -3,7 +3,8 @@
 //!
 //! `<figure>: sidetask=<median><unit> baseline[<what>]=<median><unit> ratio=<sidetask/baseline>`
 //!
-//! Run all with `cargo bench --bench compare`, or some with
+//! Run all with `cargo bench --bench compare --features tokio` (without the
+//! feature, the async figures are left out), or some with
 //! `cargo bench --bench compare -- <substring>`. The machines are shared and
 //! noisy: absolute times vary from run to run, ratios within one run hold.
 
@@ -22,6 +23,9 @@ const ROUNDS: usize = 15;
 #[path = "compare/process.rs"]
 mod process;
 
+/// A figure's name and the function that measures and prints it.
+type Figure = (&'static str, fn());
+
 fn main() {
     // First: in a child process started for a process task (ours, or
     // procspawn's), run it and exit.
@@ -39,7 +43,6 @@ fn main() {
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
 
-    type Figure = (&'static str, fn());
     let figures: &[Figure] = &[
         ("spawn_join", spawn_join),
         ("round_trip", round_trip),
@@ -55,6 +58,12 @@ fn main() {
         ("process_pool_1000", process::process_pool_1000),
     ];
     for (name, figure) in figures {
+        if wanted(name) {
+            figure();
+        }
+    }
+    #[cfg(feature = "tokio")]
+    for (name, figure) in asynk::FIGURES {
         if wanted(name) {
             figure();
         }
@@ -545,4 +554,212 @@ fn chain_stream() {
         median(b),
         Unit::Time,
     );
+}
+
+/// The async figures (the `tokio` feature): sidetask's async tasks and
+/// awaitable handle against plain tokio, on one two-worker runtime.
+#[cfg(feature = "tokio")]
+mod asynk {
+    use std::hint::black_box;
+    use std::time::{Duration, Instant};
+
+    use sidetask::{AsyncCtx, Stopped};
+    use tokio::runtime::Runtime;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Figure, ROUNDS, Unit, median, report};
+
+    pub(super) const FIGURES: &[Figure] = &[
+        ("async_spawn_join", async_spawn_join),
+        ("async_round_trip", async_round_trip),
+        ("async_stop", async_stop),
+    ];
+
+    fn runtime() -> Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    }
+
+    /// Seconds per call of `batch` calls made by `f`.
+    fn per_call(start: Instant, batch: u32) -> f64 {
+        start.elapsed().as_secs_f64() / f64::from(batch)
+    }
+
+    fn async_spawn_join() {
+        const BATCH: u32 = 20_000;
+        let rt = runtime();
+        async fn ours() -> f64 {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                let task = sidetask::spawn_async(|_: AsyncCtx| async { Ok::<_, ()>(black_box(1)) });
+                black_box(task.await);
+            }
+            per_call(start, BATCH)
+        }
+        async fn theirs() -> f64 {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                let handle = tokio::spawn(async { black_box(1) });
+                black_box(handle.await.ok());
+            }
+            per_call(start, BATCH)
+        }
+        let (a, b) = rt.block_on(async {
+            tokio::spawn(async {
+                ours().await;
+                theirs().await;
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for round in 0..ROUNDS {
+                    if round % 2 == 0 {
+                        a.push(ours().await);
+                        b.push(theirs().await);
+                    } else {
+                        b.push(theirs().await);
+                        a.push(ours().await);
+                    }
+                }
+                (a, b)
+            })
+            .await
+            .expect("the figure runs")
+        });
+        report(
+            "async_spawn_join",
+            "tokio::spawn + await",
+            median(a),
+            median(b),
+            Unit::Time,
+        );
+    }
+
+    fn async_round_trip() {
+        const BATCH: u32 = 20_000;
+        let rt = runtime();
+        let (a, b) = rt.block_on(async {
+            tokio::spawn(async {
+                let task = sidetask::spawn_async(|ctx: AsyncCtx<u64, u64>| async move {
+                    while let Ok(n) = ctx.recv().await {
+                        if ctx.emit(n).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok::<_, ()>(())
+                });
+                let (to_tx, mut to_rx) = tokio::sync::mpsc::channel::<u64>(1);
+                let (back_tx, mut back_rx) = tokio::sync::mpsc::channel::<u64>(1);
+                let echo = tokio::spawn(async move {
+                    while let Some(n) = to_rx.recv().await {
+                        if back_tx.send(n).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut i = 0u64;
+                let mut j = 0u64;
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for round in 0..=ROUNDS {
+                    let ours = async {
+                        let start = Instant::now();
+                        for _ in 0..BATCH {
+                            i += 1;
+                            task.send_async(i).await.unwrap();
+                            assert_eq!(task.recv_async().await.unwrap(), i);
+                        }
+                        per_call(start, BATCH)
+                    };
+                    let theirs = async {
+                        let start = Instant::now();
+                        for _ in 0..BATCH {
+                            j += 1;
+                            to_tx.send(j).await.unwrap();
+                            assert_eq!(back_rx.recv().await.unwrap(), j);
+                        }
+                        per_call(start, BATCH)
+                    };
+                    let (ours, theirs) = if round % 2 == 0 {
+                        let ours = ours.await;
+                        (ours, theirs.await)
+                    } else {
+                        let theirs = theirs.await;
+                        (ours.await, theirs)
+                    };
+                    // Round 0 warms both sides up.
+                    if round > 0 {
+                        a.push(ours);
+                        b.push(theirs);
+                    }
+                }
+                task.stop();
+                task.await;
+                drop(to_tx);
+                echo.await.unwrap();
+                (a, b)
+            })
+            .await
+            .expect("the figure runs")
+        });
+        report(
+            "async_round_trip",
+            "two tokio tasks, tokio::sync::mpsc channel(1) ping-pong",
+            median(a),
+            median(b),
+            Unit::Time,
+        );
+    }
+
+    fn async_stop() {
+        const TRIALS: usize = 200;
+        // Each trial lets the receiver settle in its wait, then times
+        // stop → woken → joined.
+        let settle = Duration::from_millis(2);
+        let rt = runtime();
+        let (a, b) = rt.block_on(async move {
+            tokio::spawn(async move {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for trial in 0..TRIALS * 2 {
+                    let ours = trial % 4 == 0 || trial % 4 == 3;
+                    if ours {
+                        let task = sidetask::spawn_async(|ctx: AsyncCtx<u64>| async move {
+                            ctx.recv().await.map_err(|_| Stopped)
+                        });
+                        tokio::time::sleep(settle).await;
+                        let start = Instant::now();
+                        task.stop();
+                        let outcome = task.await;
+                        a.push(start.elapsed().as_secs_f64());
+                        assert!(outcome.is_error());
+                    } else {
+                        let token = CancellationToken::new();
+                        let (_tx, mut rx) = tokio::sync::mpsc::channel::<u64>(32);
+                        let cancelled = token.clone();
+                        let handle = tokio::spawn(async move {
+                            tokio::select! {
+                                _ = cancelled.cancelled() => None,
+                                n = rx.recv() => n,
+                            }
+                        });
+                        tokio::time::sleep(settle).await;
+                        let start = Instant::now();
+                        token.cancel();
+                        let got = handle.await.unwrap();
+                        b.push(start.elapsed().as_secs_f64());
+                        assert!(got.is_none());
+                    }
+                }
+                (a, b)
+            })
+            .await
+            .expect("the figure runs")
+        });
+        report(
+            "async_stop",
+            "CancellationToken + select! on mpsc recv, await JoinHandle",
+            median(a),
+            median(b),
+            Unit::Time,
+        );
+    }
 }

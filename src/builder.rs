@@ -131,6 +131,19 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// The options, for a place that makes its task elsewhere.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn settings(self) -> Settings {
+        Settings {
+            name: self.name,
+            inbox: self.inbox,
+            outbox: self.outbox,
+            timeout: self.timeout,
+        }
+    }
+}
+
 /// Spawns a task with the default options and returns its handle.
 ///
 /// The body receives the task's context, [`Ctx`], and returns `Ok(value)` or

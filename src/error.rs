@@ -318,6 +318,8 @@ enum StartErrorKind {
     Spawn(io::Error),
     UnknownTask(String),
     Handshake(String),
+    #[cfg(feature = "tokio")]
+    NoRuntime,
 }
 
 impl StartError {
@@ -377,6 +379,21 @@ impl StartError {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl StartError {
+    pub(crate) fn no_runtime() -> StartError {
+        StartError {
+            kind: StartErrorKind::NoRuntime,
+        }
+    }
+
+    /// Returns `true` if an async task was spawned outside a tokio runtime.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn is_no_runtime(&self) -> bool {
+        matches!(self.kind, StartErrorKind::NoRuntime)
+    }
+}
+
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
@@ -389,6 +406,10 @@ impl fmt::Display for StartError {
             StartErrorKind::UnknownTask(name) => write!(f, "no task named `{name}` is registered"),
             StartErrorKind::Handshake(why) => {
                 write!(f, "the child process did not take the task: {why}")
+            }
+            #[cfg(feature = "tokio")]
+            StartErrorKind::NoRuntime => {
+                f.write_str("spawning an async task outside a tokio runtime")
             }
         }
     }

@@ -53,6 +53,13 @@
 //! are the messages, its stdout lines the events, its exit the outcome, and
 //! stop escalates from `SIGTERM` to `SIGKILL` on its whole process group.
 //!
+//! With the `tokio` feature, a task body may be async
+//! (`spawn_async`, `AsyncCtx`) and every blocking
+//! method of the handle has an awaitable twin (`join_async` or `task.await`,
+//! `send_async`, `recv_async`, …): one handle serves blocking and async
+//! callers alike, whatever runs the task. `kill` drops an async body at its
+//! next await.
+//!
 //! # Stop, drop and detach
 //!
 //! Stopping is cooperative: [`Task::stop`] sets a flag that the task sees
@@ -86,6 +93,8 @@
 //! [`tracing`]: https://docs.rs/tracing
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+mod async_ctx;
 mod backend;
 mod builder;
 mod chain;
@@ -117,6 +126,16 @@ pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
 pub use registry::{NamedTask, Registry, RegistryError, init};
 pub use task::{Events, Status, Task, TaskId};
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use async_ctx::{AsyncCtx, EmitFuture};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use backend::tokio::spawn_async;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use task::{Join, SendFuture};
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]

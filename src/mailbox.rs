@@ -13,7 +13,9 @@
 //! while a kernel wake-up costs tens of them); then registers its thread in
 //! the waiter list and parks. Every change of state unparks every registered
 //! waiter, and each re-checks its own condition. There is no polling
-//! interval anywhere: a stop wakes a parked waiter at once.
+//! interval anywhere: a stop wakes a parked waiter at once. A future waits
+//! in the same list, with its task's waker instead of a thread (the `poll`
+//! module), so one change of state wakes threads and futures alike.
 //!
 //! An empty queue holds no allocation, so an idle task costs a few hundred
 //! bytes besides its thread.
@@ -25,6 +27,9 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 
 use crate::sync::{lock, spin_until};
+
+#[cfg(feature = "tokio")]
+mod poll;
 
 /// The task was asked to stop.
 pub(crate) const STOP: u8 = 1;
@@ -77,7 +82,7 @@ struct State<In, Ev> {
     inbox: VecDeque<In>,
     outbox: VecDeque<Ev>,
     flags: u8,
-    waiters: Vec<Thread>,
+    waiters: Waiters,
     // Set by a change of state: the waiters are woken once the lock is let
     // go, so that a woken thread never finds it still held.
     notify: bool,
@@ -86,6 +91,73 @@ struct State<In, Ev> {
 impl<In, Ev> State<In, Ev> {
     fn wake(&mut self) {
         self.notify = true;
+    }
+}
+
+/// Someone waiting for a change of state: a parked thread, or an async
+/// task to be woken through its waker.
+enum Waiter {
+    Thread(Thread),
+    #[cfg(feature = "tokio")]
+    Task(std::task::Waker),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Thread(t) => t.unpark(),
+            #[cfg(feature = "tokio")]
+            Waiter::Task(w) => w.wake(),
+        }
+    }
+
+    fn is_thread(&self, id: thread::ThreadId) -> bool {
+        match self {
+            Waiter::Thread(t) => t.id() == id,
+            #[cfg(feature = "tokio")]
+            Waiter::Task(_) => false,
+        }
+    }
+}
+
+/// The waiter list. The first waiter is kept inline: most of the time one
+/// side waits for the other, and then registering and waking allocate
+/// nothing.
+#[derive(Default)]
+struct Waiters {
+    first: Option<Waiter>,
+    rest: Vec<Waiter>,
+}
+
+impl Waiters {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push(&mut self, waiter: Waiter) {
+        match self.first {
+            None => self.first = Some(waiter),
+            Some(_) => self.rest.push(waiter),
+        }
+    }
+
+    /// Keeps the waiters for which `keep` holds (in any order).
+    fn retain(&mut self, keep: impl Fn(&Waiter) -> bool) {
+        self.rest.retain(&keep);
+        if self.first.as_ref().is_some_and(|w| !keep(w)) {
+            self.first = self.rest.pop();
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    fn iter(&self) -> impl Iterator<Item = &Waiter> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    fn wake_all(self) {
+        for w in self.first.into_iter().chain(self.rest) {
+            w.wake();
+        }
     }
 }
 
@@ -118,7 +190,7 @@ impl<In, Ev> Mailbox<In, Ev> {
                 inbox: VecDeque::new(),
                 outbox: VecDeque::new(),
                 flags: 0,
-                waiters: Vec::new(),
+                waiters: Waiters::default(),
                 notify: false,
             }),
             taken: Mutex::new(VecDeque::new()),
@@ -142,9 +214,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             let waiters = std::mem::take(&mut s.waiters);
             self.has_waiters.store(false, Ordering::SeqCst);
             drop(s);
-            for t in waiters {
-                t.unpark();
-            }
+            waiters.wake_all();
         } else {
             s.notify = false;
         }
@@ -197,7 +267,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         loop {
             let now = Instant::now();
             let done = self.locked(|s| {
-                s.waiters.retain(|t| t.id() != me.id());
+                s.waiters.retain(|w| !w.is_thread(me.id()));
                 // Announce the waiter before checking: a side that changes
                 // the state without the lock checks this flag after its
                 // change, so one of the two sees the other.
@@ -212,7 +282,7 @@ impl<In, Ev> Mailbox<In, Ev> {
                         .store(!s.waiters.is_empty(), Ordering::SeqCst);
                     return Some(None);
                 }
-                s.waiters.push(me.clone());
+                s.waiters.push(Waiter::Thread(me.clone()));
                 None
             });
             if let Some(r) = done {

@@ -18,6 +18,11 @@ use crate::outcome::{self, Outcome};
 use crate::sync::lock;
 use crate::timer::{self, Deadline};
 
+#[cfg(feature = "tokio")]
+mod awaitable;
+#[cfg(feature = "tokio")]
+pub use awaitable::{Join, SendFuture};
+
 /// A task's id, unique in the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(u64);
@@ -447,10 +452,14 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     }
 
     /// Asks the task to end at once, where its place allows it: a
-    /// [`Command`](crate::Command) task's program and everything in its
-    /// process group get `SIGKILL` without waiting for the grace period.
-    /// A thread cannot be killed: on a thread task this is
-    /// [`stop`](Task::stop). Returns at once.
+    /// [`Process`](crate::Process) task's child or a
+    /// [`Command`](crate::Command) task's program, and everything in its
+    /// process group, get `SIGKILL` without waiting for the grace period (a
+    /// process task's outcome is then [`Outcome::Killed`]); an
+    /// async task's body is dropped at its next await and its outcome is
+    /// [`Outcome::Killed`] (a body that returns before it reaches one keeps
+    /// its own outcome). A thread cannot be killed: on a thread task this
+    /// is [`stop`](Task::stop). Returns at once.
     pub fn kill(&self) {
         self.shared.mailbox.set(KILL);
         self.stop();

@@ -5,6 +5,7 @@
 //!    and events, driven by a task on a worker thread.
 //! 3. `process`: a named task in a child process (the current binary run
 //!    again), framed serde messages over a socketpair, driven likewise.
+//! 4. `tokio`: an async body as a tokio task (the `tokio` feature).
 //!
 //! The handle, the context and the outcome do not know which place runs a
 //! task; a place only takes a job and runs it.
@@ -12,3 +13,5 @@
 pub(crate) mod command;
 pub(crate) mod process;
 pub(crate) mod thread;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
