@@ -616,3 +616,27 @@ fn a_process_pool_kills_tasks_past_their_timeout_and_carries_on() {
         }
     }
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_process_task_is_awaitable() {
+    setup();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let task = Process::<Echo>::new(10).spawn().unwrap();
+        task.send_async(1).await.unwrap();
+        let event = tokio::time::timeout(LIMIT, task.recv_async())
+            .await
+            .expect("an event in time")
+            .unwrap();
+        assert_eq!(event, 11);
+        task.close_inbox();
+        let outcome = tokio::time::timeout(LIMIT, task.join_async())
+            .await
+            .expect("the end in time");
+        assert_eq!(outcome.value(), Some(1));
+    });
+}
