@@ -508,18 +508,47 @@ fn a_child_that_exits_at_once_fails_the_start() {
 }
 
 #[test]
-fn an_oversized_message_is_refused_by_the_child() {
+fn an_oversized_message_ends_the_task_and_comes_back() {
     setup();
-    // The child's own reader enforces the same maximum.
     let task = Process::<ReadOne>::new(()).max_frame(64).spawn().unwrap();
     task.send("x".repeat(1000)).unwrap();
-    let outcome = join(task);
-    let crash = outcome.crash().expect("a crash");
-    assert_eq!(*crash.cause(), CrashCause::Exited(71), "{crash:?}");
-    assert!(
-        crash.stderr_text().contains("over the maximum"),
-        "{crash:?}"
-    );
+    assert!(task.wait_timeout(LIMIT));
+    assert_eq!(task.take_unread().unwrap(), ["x".repeat(1000)]);
+    let crash = join(task).crash().expect("a crash");
+    match crash.cause() {
+        CrashCause::Protocol(why) => assert!(why.contains("over the maximum"), "{why}"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_child_that_hangs_on_its_way_out_is_killed_and_its_value_kept() {
+    setup();
+    let began = Instant::now();
+    let task = Process::<SlowExit>::new(())
+        .grace_period(Duration::from_millis(100))
+        .spawn()
+        .unwrap();
+    assert_eq!(join(task).value(), Some(7));
+    assert!(began.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_kill_in_the_middle_of_a_large_event_is_a_kill() {
+    setup();
+    for _ in 0..3 {
+        let task = Process::<Big>::new(()).outbox_capacity(1).spawn().unwrap();
+        assert_eq!(task.recv_timeout(LIMIT).unwrap().len(), 1 << 20);
+        // Nobody reads now: the parent waits for outbox room while the child
+        // is blocked writing its next event. Whatever the timing, a kill is
+        // a kill.
+        std::thread::sleep(Duration::from_millis(20));
+        task.kill();
+        match join(task) {
+            Outcome::Killed(k) => assert_eq!(k.signal(), Some(9)),
+            other => panic!("expected a kill, got {other:?}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

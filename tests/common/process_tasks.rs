@@ -25,6 +25,8 @@ pub fn registry() -> Registry {
     r.register::<Noisy>().unwrap();
     r.register::<Pid>().unwrap();
     r.register::<Square>().unwrap();
+    r.register::<SlowExit>().unwrap();
+    r.register::<Big>().unwrap();
     r
 }
 
@@ -344,5 +346,54 @@ impl NamedTask for Square {
             std::process::abort();
         }
         Ok((n * n, std::process::id()))
+    }
+}
+
+/// Returns its value, then hangs on its way out: a thread-local whose drop
+/// never ends runs in `exit`.
+pub struct SlowExit;
+
+struct Hang;
+
+impl Drop for Hang {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_secs(600));
+    }
+}
+
+thread_local! {
+    static HANG: std::cell::RefCell<Option<Hang>> = const { std::cell::RefCell::new(None) };
+}
+
+impl NamedTask for SlowExit {
+    const NAME: &'static str = "slow_exit";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = u32;
+    type Error = Stopped;
+
+    fn run(_: &Ctx, (): ()) -> Result<u32, Stopped> {
+        HANG.with(|h| *h.borrow_mut() = Some(Hang));
+        Ok(7)
+    }
+}
+
+/// Emits 1 MiB events until stopped.
+pub struct Big;
+
+impl NamedTask for Big {
+    const NAME: &'static str = "big";
+    type Arg = ();
+    type In = ();
+    type Event = Vec<u8>;
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), Vec<u8>>, (): ()) -> Result<(), Stopped> {
+        loop {
+            ctx.emit(vec![7u8; 1 << 20]).map_err(|_| Stopped)?;
+            ctx.checkpoint()?;
+        }
     }
 }

@@ -220,7 +220,8 @@ impl<In, Ev> ChildTask<In, Ev> {
 impl<In: Send, Ev: Serialize + Send> Sink<Ev> for ChildTask<In, Ev> {
     fn emit(&self, event: Ev) -> Result<(), Ev> {
         let frame = match encode(&event) {
-            Ok(bytes) if bytes.len() <= self.max_frame => Up::Event(bytes),
+            // The frame adds a tag and a length to the payload.
+            Ok(bytes) if bytes.len() + 6 <= self.max_frame => Up::Event(bytes),
             Ok(bytes) => {
                 let max = self.max_frame;
                 self.flush(Some(Up::Broken(format!(
@@ -287,8 +288,17 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
                         .map(|l| (l.file().to_owned(), l.line(), l.column())),
                 }),
             };
-            let last =
-                last.unwrap_or_else(|e| Up::Broken(format!("could not encode the outcome: {e}")));
+            let last = match last {
+                Ok(Up::Value(bytes) | Up::Error(bytes)) if bytes.len() + 6 > task.max_frame => {
+                    Up::Broken(format!(
+                        "an outcome of {} bytes is over the maximum frame of {}",
+                        bytes.len(),
+                        task.max_frame
+                    ))
+                }
+                Ok(frame) => frame,
+                Err(e) => Up::Broken(format!("could not encode the outcome: {e}")),
+            };
             finished.store(true, Ordering::SeqCst);
             task.flush(Some(last));
             if !reuse {

@@ -144,7 +144,15 @@ pub type ProcessTask<T> = Task<
 /// truncated frame). Each carries the stderr tail.
 ///
 /// Messages the task did not read come back to the handle's inbox when it
-/// ends ([`Task::take_unread`]), including those still on their way.
+/// ends ([`Task::take_unread`]), including those still on their way. The
+/// child acknowledges what its task read with its next event (or every half
+/// inbox), so on a kill or a crash the messages it read since then come
+/// back too. A message over the maximum frame ends the task as
+/// [`CrashCause::Protocol`](crate::CrashCause::Protocol) and comes back.
+///
+/// A child that hangs on its way out after sending its outcome (a
+/// destructor that never returns) is killed after the grace period; the
+/// outcome stands.
 ///
 /// # Examples
 ///
@@ -312,7 +320,8 @@ impl<T: NamedTask> Process<T> {
         let hello = hello::<T>(&self.arg, &self.config, false)
             .map_err(|e| StartError::spawn(io::Error::other(e)))?;
         let mut worker = Worker::start(&self.config).map_err(StartError::spawn)?;
-        if let Err(refusal) = worker.begin(hello, self.config.start_timeout) {
+        if let Err(refusal) = worker.begin(hello, self.config.start_timeout, self.config.max_frame)
+        {
             let tail = worker.kill_and_reap();
             return Err(match refusal {
                 Refusal::Unknown => StartError::unknown_task(T::NAME),

@@ -14,17 +14,18 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufReader};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::process::{Pid, PidfdFlags, Signal, kill_process_group};
 use serde::Serialize;
 
 use super::protocol::{Down, FrameError, Hello, Up, VERSION, Writer, decode, encode, read_frame};
@@ -44,6 +45,9 @@ pub(crate) struct Worker {
     writer: Arc<Writer>,
     reader: BufReader<UnixStream>,
     tail: Tail,
+    // Through which to wait for the child without reaping it (`None` on
+    // kernels before 5.3).
+    pidfd: Option<OwnedFd>,
     reaped: bool,
 }
 
@@ -83,11 +87,17 @@ impl Worker {
         }
         let mut child = spawn_child(command)?;
         let stderr = child.stderr.take().expect("stderr is piped");
+        // Not reaped yet, so the pid is still this child's.
+        let pidfd = i32::try_from(child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());
         Ok(Worker {
             child,
             writer: Arc::new(Writer(Mutex::new(ours))),
             reader,
             tail: Tail::start(stderr),
+            pidfd,
             reaped: false,
         })
     }
@@ -97,7 +107,12 @@ impl Worker {
     }
 
     /// Gives the child a task and waits for its answer.
-    pub(crate) fn begin(&mut self, hello: Hello, timeout: Duration) -> Result<(), Refusal> {
+    pub(crate) fn begin(
+        &mut self,
+        hello: Hello,
+        timeout: Duration,
+        max_frame: usize,
+    ) -> Result<(), Refusal> {
         let failed = |what: &str, e: &dyn fmt::Display| Refusal::Other(format!("{what}: {e}"));
         // A child that already answered and left makes the send fail; its
         // answer is still read.
@@ -106,7 +121,7 @@ impl Worker {
             .get_ref()
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
             .map_err(|e| failed("could not set the start timeout", &e))?;
-        let answer = read_frame::<Up>(&mut self.reader, 4096);
+        let answer = read_frame::<Up>(&mut self.reader, max_frame);
         let _ = self.reader.get_ref().set_read_timeout(None);
         let hint = "does the child's `main` call `sidetask::init` first, or the test file use `sidetask::test_support!`?";
         match answer {
@@ -146,15 +161,48 @@ impl Worker {
         self.tail.finish()
     }
 
-    /// Waits for the child's exit, kills what it left in its group, and
-    /// reaps it.
-    fn reap(&mut self) -> Option<ExitStatus> {
-        wait_exit(&self.child);
+    /// Whether the child has exited (without reaping it), waiting at most
+    /// `timeout` (`None`: as long as it takes). Without a pidfd, says so at
+    /// once: the caller then reaps first and kills the group after.
+    fn exited_within(&self, timeout: Option<Duration>) -> bool {
+        let Some(pidfd) = &self.pidfd else {
+            return true;
+        };
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        loop {
+            let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(n) => return n > 0,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Whether the child still runs (an idle child of a pool may have died).
+    fn alive(&self) -> bool {
+        !self.reaped && !self.exited_within(Some(Duration::ZERO))
+    }
+
+    /// Waits for the child's exit, at most `bound` before killing its group
+    /// (a child that hangs on its way out); then kills what it left in its
+    /// group and reaps it. Returns the status, and whether it had to be
+    /// killed.
+    fn reap(&mut self, bound: Duration) -> (Option<ExitStatus>, bool) {
+        let mut killed = false;
+        if !self.exited_within(Some(bound)) {
+            signal_group(self.pid(), Signal::KILL);
+            killed = true;
+            self.exited_within(None);
+        }
         if !self.reaped {
             signal_group(self.pid(), Signal::KILL);
         }
         self.reaped = true;
-        self.child.wait().ok()
+        (self.child.wait().ok(), killed)
     }
 }
 
@@ -254,17 +302,55 @@ struct Session<In, Ev> {
     flight: InFlight,
     pid: u32,
     grace: Duration,
-    // The last signal we sent the child's group (0: none).
-    signalled: AtomicI32,
-    // How far a stop has escalated: 0 not at all, 1 asked, 2 `SIGTERM`,
-    // 3 `SIGKILL`.
-    stage: AtomicU8,
+    max_frame: usize,
+    // How far a stop has escalated; every signal is sent under this lock,
+    // so that none goes out once the body has retired the session (the
+    // child may be running the next task of a pool, or be reaped).
+    escalation: Mutex<Escalation>,
+    // A write to the child failed (it may hold half a frame): not reusable.
+    write_failed: AtomicBool,
+    // Why the parent ended the task, if it did (a message over the maximum
+    // frame).
+    refused: Mutex<Option<String>>,
+    // Messages that could not be sent: given back at the end.
+    rejected: Mutex<Vec<In>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Escalation {
+    None,
+    Asked,
+    Terminated,
+    Killed,
+    Retired,
 }
 
 impl<In, Ev> Session<In, Ev> {
-    fn signal(&self, signal: Signal) {
-        self.signalled.store(signal.as_raw(), Ordering::SeqCst);
-        signal_group(self.pid, signal);
+    /// Moves the escalation from `from` to `to` and sends `signal`, unless
+    /// it has moved on (or the session is retired).
+    fn escalate(&self, from: &[Escalation], to: Escalation, signal: Option<Signal>) -> bool {
+        let mut stage = lock(&self.escalation);
+        if !from.contains(&stage) {
+            return false;
+        }
+        *stage = to;
+        if let Some(signal) = signal {
+            signal_group(self.pid, signal);
+        }
+        true
+    }
+
+    /// Ends the escalation: returns how far it went.
+    fn retire(&self) -> Escalation {
+        std::mem::replace(&mut *lock(&self.escalation), Escalation::Retired)
+    }
+
+    fn send(&self, frame: &Down) -> bool {
+        let sent = self.writer.send(frame).is_ok();
+        if !sent {
+            self.write_failed.store(true, Ordering::SeqCst);
+        }
+        sent
     }
 }
 
@@ -279,18 +365,10 @@ impl<In: Send + 'static, Ev: Send + 'static> Session<In, Ev> {
             let _s = lock(&self.flight.state);
             self.flight.changed.notify_all();
         }
-        let mailbox = self.ctx.mailbox();
-        if mailbox.is(EXITED) {
-            return;
-        }
-        if mailbox.is(KILL) {
-            self.stage.store(3, Ordering::SeqCst);
-            self.signal(Signal::KILL);
-        } else if self
-            .stage
-            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
+        use Escalation::*;
+        if self.ctx.mailbox().is(KILL) {
+            self.escalate(&[None, Asked, Terminated], Killed, Some(Signal::KILL));
+        } else if self.escalate(&[None], Asked, Option::None) {
             let now = Instant::now();
             for steps in 1..=2 {
                 if let Some(at) = self
@@ -310,16 +388,10 @@ impl<In: Send, Ev: Send> Deadline for Session<In, Ev> {
     /// A grace period passed: `SIGTERM` the first time, `SIGKILL` the
     /// second.
     fn expire(&self) {
-        if self.ctx.mailbox().is(EXITED) {
-            return;
+        use Escalation::*;
+        if !self.escalate(&[Asked], Terminated, Some(Signal::TERM)) {
+            self.escalate(&[Terminated], Killed, Some(Signal::KILL));
         }
-        let (next, signal) = match self.stage.load(Ordering::SeqCst) {
-            1 => (2, Signal::TERM),
-            2 => (3, Signal::KILL),
-            _ => return,
-        };
-        self.stage.store(next, Ordering::SeqCst);
-        self.signal(signal);
     }
 }
 
@@ -342,7 +414,7 @@ impl<In: Serialize, Ev> Session<In, Ev> {
                 Ok(message) => message,
                 Err(crate::CtxRecvError::Disconnected) => {
                     if !lock(&flight.state).ended {
-                        let _ = self.writer.send(&Down::Close);
+                        self.send(&Down::Close);
                     }
                     return;
                 }
@@ -351,10 +423,30 @@ impl<In: Serialize, Ev> Session<In, Ev> {
                     return;
                 }
             };
-            let Ok(bytes) = encode(&message) else {
-                // A message that cannot be encoded cannot reach the child.
-                tracing::warn!("a message to a process task could not be encoded; dropped");
-                continue;
+            let bytes = match encode(&message) {
+                Ok(bytes) if bytes.len() + 6 <= self.max_frame => bytes,
+                Ok(bytes) => {
+                    // The child would refuse it: the task ends here, and the
+                    // message comes back.
+                    *lock(&self.refused) = Some(format!(
+                        "a message of {} bytes is over the maximum frame of {}",
+                        bytes.len(),
+                        self.max_frame
+                    ));
+                    lock(&self.rejected).push(message);
+                    self.escalate(
+                        &[Escalation::None, Escalation::Asked, Escalation::Terminated],
+                        Escalation::Killed,
+                        Some(Signal::KILL),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    // It can never reach the child: it comes back at the end.
+                    tracing::warn!("a message to a process task could not be encoded: {e}");
+                    lock(&self.rejected).push(message);
+                    continue;
+                }
             };
             {
                 let mut s = lock(&flight.state);
@@ -366,7 +458,7 @@ impl<In: Serialize, Ev> Session<In, Ev> {
                 s.credits -= 1;
                 s.unacked.push_back(bytes.clone());
             }
-            if self.writer.send(&Down::Message(bytes)).is_err() {
+            if !self.send(&Down::Message(bytes)) {
                 return;
             }
         }
@@ -378,7 +470,7 @@ impl<In, Ev> Session<In, Ev> {
     fn tell_stop(&self) {
         let mailbox = self.ctx.mailbox();
         if !mailbox.is(KILL | EXITED) {
-            let _ = self.writer.send(&Down::Stop);
+            self.send(&Down::Stop);
         }
     }
 }
@@ -411,8 +503,11 @@ pub(crate) fn drive<T: NamedTask>(
         flight: InFlight::new(mailbox.inbox_capacity()),
         pid: worker.pid(),
         grace: config.grace,
-        signalled: AtomicI32::new(0),
-        stage: AtomicU8::new(0),
+        max_frame: config.max_frame,
+        escalation: Mutex::new(Escalation::None),
+        write_failed: AtomicBool::new(false),
+        refused: Mutex::new(None),
+        rejected: Mutex::new(Vec::new()),
     });
     let forwarder = {
         let session = Arc::clone(&session);
@@ -446,11 +541,19 @@ pub(crate) fn drive<T: NamedTask>(
     }
 
     let mut end = None;
+    // A frame that breaks the protocol: the child is killed.
     let mut broken = None;
+    // The connection ended in the middle of a frame, or failed: the exit
+    // status tells whether the child was killed or broke the protocol.
+    let mut cut = None;
     while end.is_none() {
         let frame = match read_frame::<Up>(&mut worker.reader, config.max_frame) {
             Ok(frame) => frame,
             Err(FrameError::Closed) => break,
+            Err(e @ (FrameError::Truncated | FrameError::Io(_))) => {
+                cut = Some(e.to_string());
+                break;
+            }
             Err(e) => {
                 broken = Some(e.to_string());
                 break;
@@ -496,61 +599,72 @@ pub(crate) fn drive<T: NamedTask>(
         }
     }
     if broken.is_some() {
-        session.signal(Signal::KILL);
+        signal_group(worker.pid(), Signal::KILL);
     }
-    // The task is over: nothing escalates any more.
+    // The task is over: no signal goes out from now on.
     mailbox.set(EXITED);
+    let escalated = session.retire();
     // Messages the child never took come back first, then the handle's
     // inbox. The forwarder is told to end (a closed inbox wakes it) and
     // gives back what it holds first.
     let unacked = session.flight.end();
     mailbox.set(INBOX_CLOSED);
     let _ = forwarder.recv();
-    mailbox.give_back(
-        unacked
-            .into_iter()
-            .filter_map(|bytes| decode::<T::In>(&bytes).ok())
-            .collect(),
-    );
-    let signalled = session.signalled.load(Ordering::SeqCst);
-    if let Some(end) = end.filter(|_| broken.is_none()) {
-        if reuse && signalled == 0 {
+    let mut back: Vec<T::In> = unacked
+        .into_iter()
+        .filter_map(|bytes| decode::<T::In>(&bytes).ok())
+        .collect();
+    back.append(&mut lock(&session.rejected));
+    mailbox.give_back(back);
+    let refused = lock(&session.refused).take();
+    let broken = broken.or(refused);
+    if let Some(end) = end.filter(|_| broken.is_none() && cut.is_none()) {
+        let fit = escalated <= Escalation::Asked
+            && !session.write_failed.load(Ordering::SeqCst)
+            && worker.alive();
+        if reuse && fit {
             return (end, Some(worker));
         }
         // A child not kept exits by itself after its outcome (or by the
-        // signal it got).
-        worker.reap();
+        // signal it got); one that hangs on its way out is killed.
+        worker.reap(config.grace);
         return (end, None);
     }
-    let status = worker.reap();
+    let (status, killed_late) = worker.reap(config.grace);
     let stderr_tail = worker.tail.finish();
-    let outcome = classify(broken, status, signalled, mailbox.is(KILL), stderr_tail);
+    let outcome = classify(Ending {
+        broken,
+        cut,
+        status,
+        escalated,
+        killed_late,
+        kill_asked: mailbox.is(KILL),
+        stderr_tail,
+    });
     (outcome, None)
 }
 
-/// Waits until the child has exited, leaving it to be reaped. Without a
-/// pidfd (kernels before 5.3), returns at once: the caller then reaps first
-/// and kills the group after.
-fn wait_exit(child: &Child) {
-    let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else {
-        return;
-    };
-    let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
-        return;
-    };
-    while let Err(rustix::io::Errno::INTR) = rustix::process::waitid(
-        WaitId::PidFd(pidfd.as_fd()),
-        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-    ) {}
-}
-
-fn classify<V, E>(
+/// What is known of a task that ended without an outcome.
+struct Ending {
     broken: Option<String>,
+    cut: Option<String>,
     status: Option<ExitStatus>,
-    signalled: i32,
+    escalated: Escalation,
+    killed_late: bool,
     kill_asked: bool,
     stderr_tail: Vec<u8>,
-) -> Outcome<V, E> {
+}
+
+fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
+    let Ending {
+        broken,
+        cut,
+        status,
+        escalated,
+        killed_late,
+        kill_asked,
+        stderr_tail,
+    } = ending;
     if let Some(why) = broken {
         return Outcome::Crashed(Crash::new(CrashCause::Protocol(why), stderr_tail));
     }
@@ -562,7 +676,10 @@ fn classify<V, E>(
         ));
     };
     if let Some(signal) = status.signal() {
-        if signalled == signal || (kill_asked && signal == Signal::KILL.as_raw()) {
+        let ours = (signal == Signal::KILL.as_raw()
+            && (escalated == Escalation::Killed || kill_asked || killed_late))
+            || (signal == Signal::TERM.as_raw() && escalated >= Escalation::Terminated);
+        if ours {
             return Outcome::Killed(Killed::new(Some(signal), stderr_tail));
         }
         let cause = if signal == Signal::XCPU.as_raw() {
@@ -576,12 +693,13 @@ fn classify<V, E>(
     }
     let cause = if out_of_memory() {
         CrashCause::OutOfMemory
+    } else if let Some(why) = cut {
+        CrashCause::Protocol(why)
     } else {
         CrashCause::Exited(status.code().unwrap_or(-1))
     };
     Outcome::Crashed(Crash::new(cause, stderr_tail))
 }
-
 /// Starts children from one long-lived thread: the parent-death signal
 /// fires when the thread that started a child ends, so it must be a thread
 /// that never ends.
@@ -638,7 +756,13 @@ impl Warm {
             Ok(hello) => hello,
             Err(e) => return start_failed(format!("could not encode the argument: {e}")),
         };
-        let idle = lock(&self.idle).pop();
+        // An idle child may have died meanwhile.
+        let idle = loop {
+            match lock(&self.idle).pop() {
+                Some(worker) if !worker.alive() => drop(worker),
+                other => break other,
+            }
+        };
         let warm = idle.is_some();
         let mut worker = match idle {
             Some(worker) => worker,
@@ -655,7 +779,7 @@ impl Warm {
                 .send(&Down::Start(hello))
                 .map_err(|e| Refusal::Other(format!("could not send the task: {e}")))
         } else {
-            worker.begin(hello, self.config.start_timeout)
+            worker.begin(hello, self.config.start_timeout, self.config.max_frame)
         };
         if let Err(refusal) = begun {
             let tail = worker.kill_and_reap();
