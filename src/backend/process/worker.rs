@@ -626,8 +626,16 @@ pub(crate) fn drive<T: NamedTask>(
             return (end, Some(worker));
         }
         // A child not kept exits by itself after its outcome (or by the
-        // signal it got); one that hangs on its way out is killed.
-        worker.reap(config.grace);
+        // signal it got); one that hangs on its way out is killed. The
+        // outcome does not wait for that: a worker thread reaps it (or this
+        // one, if none can be had).
+        let grace = config.grace;
+        let reap = Box::new(move || {
+            worker.reap(grace);
+        });
+        if let Err((reap, _)) = place::execute(reap) {
+            reap();
+        }
         return (end, None);
     }
     let (status, killed_late) = worker.reap(config.grace);
