@@ -255,9 +255,12 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctx_timeouts_try_calls_and_disconnect() {
+    // The handle reads only once the body has seen its outbox full.
+    let checked = Arc::new(AtomicBool::new(false));
+    let theirs = Arc::clone(&checked);
     let task = Builder::new()
         .outbox_capacity(1)
-        .spawn_async(|ctx: AsyncCtx<u8, u8>| async move {
+        .spawn_async(move |ctx: AsyncCtx<u8, u8>| async move {
             assert_eq!(
                 ctx.recv_timeout(Duration::from_millis(10)).await,
                 Err(CtxRecvTimeoutError::Timeout)
@@ -269,6 +272,7 @@ async fn ctx_timeouts_try_calls_and_disconnect() {
                 Err(TryEmitError::Full(2)) => {}
                 _ => return Err("second try_emit"),
             }
+            theirs.store(true, Ordering::SeqCst);
             // The handle reads the event, then sends one message.
             let n = ctx.recv().await.map_err(|_| "recv")?;
             assert_eq!(ctx.try_recv(), Err(CtxTryRecvError::Empty));
@@ -278,6 +282,7 @@ async fn ctx_timeouts_try_calls_and_disconnect() {
             Ok(n)
         })
         .unwrap();
+    wait_until("the full outbox seen", || checked.load(Ordering::SeqCst)).await;
     assert_eq!(bounded("event", task.recv_async()).await, Ok(1));
     bounded("send", task.send_async(9)).await.unwrap();
     assert_eq!(bounded("echo", task.recv_async()).await, Ok(9));
