@@ -305,8 +305,11 @@ value_error!(TryEmitError {
 // ---------------------------------------------------------------------------
 // Starting.
 
-/// The error of [`Task::start`](crate::Task::start) and
-/// [`Builder::spawn`](crate::Builder::spawn).
+/// Why a task could not be started: the error of
+/// [`Task::start`](crate::Task::start), [`Builder::spawn`](crate::Builder::spawn),
+/// [`Process::spawn`](crate::Process::spawn),
+/// [`Command::spawn`](crate::Command::spawn), [`Pool::run`](crate::Pool::run)
+/// and [`Chain::start`](crate::Chain::start).
 #[derive(Debug)]
 pub struct StartError {
     kind: StartErrorKind,
@@ -353,10 +356,11 @@ impl StartError {
         matches!(self.kind, StartErrorKind::UnknownTask(_))
     }
 
-    /// Why a child process did not take its task, if it started but did not
-    /// answer the handshake as expected (a version mismatch, no answer
-    /// within the start timeout, [`init`](crate::init) missing in the
-    /// child's `main`); the text ends with the child's stderr tail.
+    /// Why a process task could not be handed to a child: [`init`](crate::init)
+    /// was not called in this process, or the child did not answer the
+    /// handshake as expected (a version mismatch, no answer within the start
+    /// timeout, `init` missing in the child's `main`); the text ends with
+    /// the child's stderr tail when it wrote any.
     pub fn handshake_error(&self) -> Option<&str> {
         match &self.kind {
             StartErrorKind::Handshake(why) => Some(why),
@@ -369,8 +373,9 @@ impl StartError {
         matches!(self.kind, StartErrorKind::AlreadyStarted)
     }
 
-    /// Returns the operating system's error if no thread could be started to
-    /// run the task.
+    /// Returns the underlying error if no thread, child process or program
+    /// could be started for the task, or a process task's argument could not
+    /// be encoded or was over the maximum frame.
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.kind {
             StartErrorKind::Spawn(e) => Some(e),

@@ -62,9 +62,11 @@
 //!
 //! # Stop, drop and detach
 //!
-//! Stopping is cooperative: [`Task::stop`] sets a flag that the task sees
-//! and wakes the task out of its context's blocking calls; the task decides
-//! when to return. Dropping a handle stops its task, unless it was
+//! Stopping is cooperative first: [`Task::stop`] sets a flag that the task
+//! sees and wakes the task out of its context's blocking calls; a thread
+//! task decides when to return, while a process or command task that has
+//! not returned after its grace period gets `SIGTERM`, then `SIGKILL`.
+//! [`Task::kill`] ends a process, command or async task at once. Dropping a handle stops its task, unless it was
 //! [`detach`](Task::detach)ed. A builder [`timeout`](Builder::timeout) stops
 //! the task when it passes.
 //!

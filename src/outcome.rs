@@ -7,12 +7,13 @@ use std::fmt;
 use std::panic;
 use std::sync::{Mutex, Once};
 
-/// How a task ended: its value, its own error, a panic, or never begun.
+/// How a task ended: its value, its own error, a panic, never begun, killed,
+/// or its process crashed.
 ///
 /// Returned by [`Task::join`](crate::Task::join). Every way a task can end is
-/// its own case, so nothing is lost in translation; more cases come with
-/// other places a task can run (a kill, a crash, a lost worker), which is why
-/// the enum is `#[non_exhaustive]`.
+/// its own case, so nothing is lost in translation; more cases may come with
+/// other places a task can run (a lost remote worker), which is why the enum
+/// is `#[non_exhaustive]`.
 ///
 /// [`into_result`](Outcome::into_result) folds it into a `Result` whose error,
 /// [`TaskError`], tells the failure cases apart with `is_*` predicates.
@@ -273,7 +274,8 @@ impl fmt::Display for Panic {
     }
 }
 
-/// Why a task did not give a value: its own error, a panic, or it never ran.
+/// Why a task did not give a value: its own error, a panic, it never ran, it
+/// was killed, or its process crashed.
 ///
 /// Made by [`Outcome::into_result`]. Ask which with the `is_*` predicates and
 /// take the parts with [`into_error`](TaskError::into_error) and
@@ -416,6 +418,8 @@ impl<E: Error + 'static> Error for TaskError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.failure {
             Failure::Error(e) => Some(e),
+            Failure::Killed(k) => Some(k),
+            Failure::Crashed(c) => Some(c),
             _ => None,
         }
     }
@@ -455,6 +459,10 @@ impl Killed {
     }
 }
 
+impl Error for Killed {}
+
+impl Error for Crash {}
+
 impl fmt::Display for Killed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.signal {
@@ -485,13 +493,16 @@ pub enum CrashCause {
     OutOfMemory,
     /// It used up its CPU-time limit (`SIGXCPU`).
     CpuLimit,
-    /// It could not be started, or did not take its task (a pool's child;
-    /// [`Process::spawn`](crate::Process::spawn) reports this as its error
-    /// instead).
+    /// It could not be started, or did not take its task: a pool's new
+    /// child that failed to start or to answer the handshake, an argument
+    /// over the maximum frame, or no thread for the task's helper.
+    /// ([`Process::spawn`](crate::Process::spawn) reports a child that fails
+    /// to start or to answer as its error instead.)
     Start(String),
-    /// It broke the protocol: a malformed, oversized or truncated frame, a
-    /// version mismatch at the handshake, or a lost connection. The text
-    /// says which.
+    /// It broke the protocol: a malformed, oversized or truncated frame (in
+    /// either direction: a message over the maximum frame ends the task
+    /// too), or a warm child of a pool refused its next task. The text says
+    /// which.
     Protocol(String),
 }
 

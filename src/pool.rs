@@ -146,7 +146,10 @@ impl Pool {
     /// with one difference: a child lives on after its task,
     /// so what the task leaves in its process (statics, threads) is there
     /// for the next one. The children are killed when the pool is dropped
-    /// and its last task has ended.
+    /// and its last task has ended. The children's other settings are
+    /// [`Process`](crate::Process)'s defaults (no limits, the parent's
+    /// environment and directory, the current program, a 16 MiB maximum
+    /// frame, a 30-second start timeout).
     ///
     /// # Errors
     ///
@@ -757,6 +760,7 @@ impl<T, E, In, Ev> fmt::Debug for PoolRun<T, E, In, Ev> {
 }
 
 /// A pool's results in input order, made by [`PoolRun::in_order`].
+#[derive(Debug)]
 pub struct InOrder<T, E, In, Ev> {
     run: PoolRun<T, E, In, Ev>,
     waiting: BTreeMap<usize, Finished<T, E, Ev>>,

@@ -455,7 +455,8 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// [`Process`](crate::Process) task's child or a
     /// [`Command`](crate::Command) task's program, and everything in its
     /// process group, get `SIGKILL` without waiting for the grace period (a
-    /// process task's outcome is then [`Outcome::Killed`]); an
+    /// process task's outcome is then [`Outcome::Killed`], unless its
+    /// outcome had arrived already); an
     /// async task's body is dropped at its next await and its outcome is
     /// [`Outcome::Killed`] (a body that returns before it reaches one keeps
     /// its own outcome). A thread cannot be killed: on a thread task this
@@ -794,6 +795,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
 }
 
 /// A blocking iterator over a task's events, made by [`Task::iter`].
+#[derive(Debug)]
 pub struct Events<'a, T, E, In, Ev> {
     task: &'a Task<T, E, In, Ev>,
 }

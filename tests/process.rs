@@ -674,3 +674,29 @@ fn a_process_task_is_awaitable() {
         assert_eq!(outcome.value(), Some(1));
     });
 }
+
+#[test]
+fn an_argument_over_the_maximum_frame_is_refused_before_any_child_starts() {
+    setup();
+    let err = Process::<Len>::new("x".repeat(100_000))
+        .max_frame(10_000)
+        .spawn()
+        .unwrap_err();
+    assert_eq!(
+        err.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::InvalidInput),
+        "{err}"
+    );
+    // In a pool, on new and warm children alike, it is that task's crash.
+    let args = ["a".to_string(), "b".repeat(20 << 20), "c".to_string()];
+    let run = Pool::new(1).run_process::<Len, _>(args).unwrap();
+    let mut outcomes: Vec<_> = run.iter().map(|f| (f.index, f.outcome)).collect();
+    outcomes.sort_by_key(|(i, _)| *i);
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes[0].1.is_value());
+    match &outcomes[1].1 {
+        Outcome::Crashed(c) => assert!(matches!(c.cause(), CrashCause::Start(_)), "{c:?}"),
+        other => panic!("expected a crash, got {other:?}"),
+    }
+    assert!(outcomes[2].1.is_value());
+}

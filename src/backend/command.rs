@@ -1,11 +1,11 @@
 //! The command place: an external program as a task.
 //!
 //! The program runs in a process group of its own. A task body on a worker
-//! thread owns it and runs four scoped helpers: one writes the messages
-//! (lines) to its stdin, one turns its stdout lines into events, one keeps
-//! the tail of its stderr, one waits for a stop and escalates it. Both output
-//! pipes are always read to their end, so a program never blocks on a full
-//! pipe, whoever reads the events.
+//! thread owns it and runs three scoped helpers: one writes the messages
+//! (lines) to its stdin, one turns its stdout lines into events, one waits
+//! for a stop and escalates it; a worker thread keeps the tail of its
+//! stderr. Both output pipes are always read to their end, so a program
+//! never blocks on a full pipe, whoever reads the events.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -40,8 +40,8 @@ pub const STDERR_TAIL: usize = 64 * 1024;
 /// still runs after the grace period gets `SIGKILL`. [`Task::kill`] sends
 /// `SIGKILL` at once. When the program exits, anything it left running in
 /// its process group is killed, so no process outlives its task. A task
-/// stopped before its watcher began kills the program at once; its outcome
-/// is then [`Outcome::Cancelled`](crate::Outcome::Cancelled).
+/// stopped before its body began kills the program at once; its outcome is
+/// then [`Outcome::Cancelled`](crate::Outcome::Cancelled).
 ///
 /// **Pipes are always drained.** Events beyond the outbox capacity are
 /// dropped and counted ([`Exit::dropped_lines`]) rather than blocking the

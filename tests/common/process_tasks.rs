@@ -27,6 +27,7 @@ pub fn registry() -> Registry {
     r.register::<Square>().unwrap();
     r.register::<SlowExit>().unwrap();
     r.register::<Big>().unwrap();
+    r.register::<Len>().unwrap();
     r
 }
 
@@ -395,5 +396,21 @@ impl NamedTask for Big {
             ctx.emit(vec![7u8; 1 << 20]).map_err(|_| Stopped)?;
             ctx.checkpoint()?;
         }
+    }
+}
+
+/// Returns the length of its argument.
+pub struct Len;
+
+impl NamedTask for Len {
+    const NAME: &'static str = "len";
+    type Arg = String;
+    type In = ();
+    type Event = ();
+    type Value = usize;
+    type Error = Stopped;
+
+    fn run(_: &Ctx, s: String) -> Result<usize, Stopped> {
+        Ok(s.len())
     }
 }

@@ -4,8 +4,9 @@
 //! A task's body runs on a worker thread with a context of its own kind:
 //! its inbox is a mailbox that the main thread fills with the messages it
 //! reads (a closed socket means the parent is gone, and the child exits at
-//! once), each message it takes is acknowledged, and its events and its
-//! outcome are written straight to the socket. A message the task did not
+//! once), the messages it takes are acknowledged (with its next event, or
+//! every half inbox), and its events and its outcome are written straight to
+//! the socket. A message the task did not
 //! take is never acknowledged, and the parent, which keeps a copy of each
 //! message until then, gives it back. A child of a pool then waits for its
 //! next task.

@@ -89,22 +89,31 @@ pub(crate) fn check_registered(name: &str) -> Result<(), StartError> {
     }
 }
 
-fn hello<T: NamedTask>(
-    arg: &T::Arg,
-    config: &Config,
-    reuse: bool,
-) -> Result<Hello, postcard::Error> {
-    Ok(Hello {
+/// What to send a child for a task of type `T`; fails if the argument
+/// cannot be encoded or is over the maximum frame.
+fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hello, String> {
+    let arg = encode(arg).map_err(|e| format!("could not encode the argument: {e}"))?;
+    let arg_len = arg.len();
+    let hello = Hello {
         version: VERSION,
         name: T::NAME.to_owned(),
-        arg: encode(arg)?,
+        arg,
         max_frame: config.max_frame as u64,
         inbox: clamp(config.inbox),
         outbox: clamp(config.outbox),
         memory_limit: config.memory_limit,
         cpu_limit: config.cpu_limit,
         reuse,
-    })
+    };
+    // The frame adds a tag to the hello.
+    let size = encode(&hello).map_or(usize::MAX, |bytes| bytes.len() + 1);
+    if size > config.max_frame {
+        return Err(format!(
+            "an argument of {arg_len} bytes makes a task frame of {size} bytes, over the maximum frame of {}",
+            config.max_frame
+        ));
+    }
+    Ok(hello)
 }
 
 fn clamp(capacity: usize) -> u32 {
@@ -293,8 +302,11 @@ impl<T: NamedTask> Process<T> {
         self
     }
 
-    /// How many events can wait to be received before the child's
-    /// [`Ctx::emit`] waits.
+    /// How many events can wait in the handle to be received. In the child,
+    /// [`Ctx::emit`] and [`Ctx::try_emit`] write straight to the parent: once
+    /// these and the socket's buffer are full, both wait (neither reports
+    /// `Full`), and the wait ends when the handle reads, or when a stop lets
+    /// the parent drop what does not fit.
     pub fn outbox_capacity(mut self, capacity: usize) -> Self {
         self.settings.outbox = capacity;
         self
@@ -318,7 +330,7 @@ impl<T: NamedTask> Process<T> {
         self.config.inbox = self.settings.inbox;
         self.config.outbox = self.settings.outbox;
         let hello = hello::<T>(&self.arg, &self.config, false)
-            .map_err(|e| StartError::spawn(io::Error::other(e)))?;
+            .map_err(|e| StartError::spawn(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
         let mut worker = Worker::start(&self.config).map_err(StartError::spawn)?;
         if let Err(refusal) = worker.begin(hello, self.config.start_timeout, self.config.max_frame)
         {

@@ -3,13 +3,16 @@
 //!
 //! The body runs on a worker thread and reads the child's frames. A helper
 //! on another worker thread writes the messages, at most the inbox capacity
-//! on their way (the child acknowledges each message its task reads), and
-//! tells the child when the task is asked to stop. A stop escalates through
+//! on their way (the child acknowledges the messages its task read with its
+//! next event, or every half inbox), and tells the child when the task is
+//! asked to stop. A stop escalates through
 //! the timer: `SIGTERM` to the child's process group after the grace
 //! period, `SIGKILL` after another; a kill sends `SIGKILL` at once. A child
 //! that ends is waited for through a pidfd without reaping it, so that its
 //! group can be killed before its pid can be reused; then it is reaped by
-//! its pid. A worker thread per child keeps the tail of its stderr.
+//! its pid; once a task has its outcome, a worker thread does that, so the
+//! outcome does not wait for the child's teardown. A worker thread per child
+//! keeps the tail of its stderr.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -163,7 +166,7 @@ impl Worker {
 
     /// Whether the child has exited (without reaping it), waiting at most
     /// `timeout` (`None`: as long as it takes). Without a pidfd, says so at
-    /// once: the caller then reaps first and kills the group after.
+    /// once ([`reap`](Worker::reap) then polls instead).
     fn exited_within(&self, timeout: Option<Duration>) -> bool {
         let Some(pidfd) = &self.pidfd else {
             return true;
@@ -193,6 +196,25 @@ impl Worker {
     /// killed.
     fn reap(&mut self, bound: Duration) -> (Option<ExitStatus>, bool) {
         let mut killed = false;
+        if self.pidfd.is_none() && !self.reaped {
+            // No pidfd: reap first (polling, within the bound), then kill
+            // what is left in the group.
+            let until = Instant::now() + bound;
+            let mut status = self.child.try_wait().ok().flatten();
+            while status.is_none() && Instant::now() < until {
+                thread::sleep(Duration::from_millis(1));
+                status = self.child.try_wait().ok().flatten();
+            }
+            if status.is_none() {
+                signal_group(self.pid(), Signal::KILL);
+                killed = true;
+                status = self.child.wait().ok();
+            } else {
+                signal_group(self.pid(), Signal::KILL);
+            }
+            self.reaped = true;
+            return (status, killed);
+        }
         if !self.exited_within(Some(bound)) {
             signal_group(self.pid(), Signal::KILL);
             killed = true;
@@ -762,7 +784,7 @@ impl Warm {
             |why: String| Outcome::Crashed(Crash::new(CrashCause::Start(why), Vec::new()));
         let hello = match super::hello::<T>(arg, &self.config, true) {
             Ok(hello) => hello,
-            Err(e) => return start_failed(format!("could not encode the argument: {e}")),
+            Err(why) => return start_failed(why),
         };
         // An idle child may have died meanwhile.
         let idle = loop {
