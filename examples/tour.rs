@@ -1,12 +1,43 @@
-//! A tour of every verb of a sidetask handle, with printed output.
+//! A tour of every verb of a sidetask handle, with printed output: on
+//! threads, then in a child process and on an external program.
 //!
 //! `cargo run --example tour`
 
 use std::time::Duration;
 
-use sidetask::{Builder, Ctx, CtxRecvError, Status, Stopped};
+use sidetask::{
+    Builder, Command, Ctx, CtxRecvError, NamedTask, Process, Registry, Status, Stopped,
+};
+
+/// A task that can run in a child process: named, with serde types.
+struct Shout;
+
+impl NamedTask for Shout {
+    const NAME: &'static str = "shout";
+    type Arg = String;
+    type In = String;
+    type Event = String;
+    type Value = u32;
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<String, String>, suffix: String) -> Result<u32, Stopped> {
+        ctx.emit(format!("child pid {}", std::process::id()))
+            .map_err(|_| Stopped)?;
+        let mut n = 0;
+        while let Ok(word) = ctx.recv() {
+            ctx.emit(word.to_uppercase() + &suffix)
+                .map_err(|_| Stopped)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // First thing: in a child process started for `Shout`, this runs it and
+    // exits.
+    sidetask::init(Registry::new().with::<Shout>()?);
+
     // 1. Spawn: a task that echoes numbers as events until it is stopped.
     let echo = sidetask::spawn(|ctx: &Ctx<u64, String>| {
         let mut seen = 0;
@@ -99,5 +130,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let detached = sidetask::spawn(|ctx: &Ctx| ctx.sleep(Duration::from_millis(10)));
     detached.detach()?;
     println!("worker threads alive: {}", sidetask::worker_threads());
+
+    // 8. The same handle on a child process running a named task.
+    let child = Process::<Shout>::new("!".into()).spawn()?;
+    println!("{} (this process: {})", child.recv()?, std::process::id());
+    child.send("hello".into())?;
+    println!("child says: {}", child.recv()?);
+    child.stop(); // cooperative first; SIGTERM, then SIGKILL, if ignored
+    println!("child: {:?}", child.join());
+
+    // 9. And on an external program: stdin lines in, stdout lines out.
+    let sort = Command::new("sort").spawn()?;
+    for word in ["pear", "apple", "fig"] {
+        sort.send(word.to_string())?;
+    }
+    sort.close_inbox();
+    println!("sort: {:?}", sort.iter().collect::<Vec<_>>());
+    println!(
+        "sort exit: {}",
+        sort.join().value().is_some_and(|e| e.success())
+    );
     Ok(())
 }
