@@ -8,7 +8,7 @@ use crate::error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, Stopped, TryEmitError,
 };
 use crate::mailbox::{Mailbox, PopError, PushError, STOP, Wait};
-use crate::task::{Control, TaskId};
+use crate::task::{Control, Direct, TaskId};
 
 /// The task's side of its handle: the stop flag, the inbox and the outbox.
 ///
@@ -45,11 +45,28 @@ use crate::task::{Control, TaskId};
 /// ```
 pub struct Ctx<In = (), Ev = ()> {
     control: Arc<dyn Control<In, Ev>>,
+    // `Some` only in a process child: a plain branch on the thread place's
+    // hot path.
+    direct: Option<Arc<dyn Direct<Ev>>>,
 }
 
 impl<In, Ev> Ctx<In, Ev> {
     pub(crate) fn new(control: Arc<dyn Control<In, Ev>>) -> Self {
-        Ctx { control }
+        Ctx {
+            control,
+            direct: None,
+        }
+    }
+
+    /// A context whose taken messages and events go through `direct`.
+    pub(crate) fn with_direct(
+        control: Arc<dyn Control<In, Ev>>,
+        direct: Arc<dyn Direct<Ev>>,
+    ) -> Self {
+        Ctx {
+            control,
+            direct: Some(direct),
+        }
     }
 
     pub(crate) fn mailbox(&self) -> &Mailbox<In, Ev> {
@@ -60,6 +77,7 @@ impl<In, Ev> Ctx<In, Ev> {
     pub(crate) fn share(&self) -> Self {
         Ctx {
             control: Arc::clone(&self.control),
+            direct: self.direct.clone(),
         }
     }
 
@@ -72,7 +90,9 @@ impl<In, Ev> Ctx<In, Ev> {
     /// Takes the next message for the body.
     fn take(&self, wait: Wait) -> Result<In, PopError> {
         let message = self.mailbox().pop_in(wait)?;
-        self.control.took();
+        if let Some(direct) = &self.direct {
+            direct.took();
+        }
         Ok(message)
     }
 
@@ -225,8 +245,8 @@ impl<In, Ev> Ctx<In, Ev> {
     /// was full and the task was asked to stop while waiting. The event is
     /// given back either way.
     pub fn emit(&self, event: Ev) -> Result<(), EmitError<Ev>> {
-        if let Some(sink) = self.control.sink() {
-            return sink.emit(event).map_err(EmitError::Disconnected);
+        if let Some(direct) = &self.direct {
+            return direct.emit(event).map_err(EmitError::Disconnected);
         }
         self.mailbox()
             .push_out(event, Wait::Forever)
@@ -243,8 +263,8 @@ impl<In, Ev> Ctx<In, Ev> {
     /// [`TryEmitError::Full`] if the outbox is full;
     /// [`TryEmitError::Disconnected`] if nobody can ever read the event.
     pub fn try_emit(&self, event: Ev) -> Result<(), TryEmitError<Ev>> {
-        if let Some(sink) = self.control.sink() {
-            return sink.emit(event).map_err(TryEmitError::Disconnected);
+        if let Some(direct) = &self.direct {
+            return direct.emit(event).map_err(TryEmitError::Disconnected);
         }
         self.mailbox()
             .push_out(event, Wait::No)

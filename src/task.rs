@@ -97,16 +97,6 @@ pub(crate) trait Control<In, Ev>: Send + Sync {
     fn core(&self) -> &Core;
     fn mailbox(&self) -> &Mailbox<In, Ev>;
 
-    /// Called each time the body has taken a message (a process child
-    /// acknowledges it to its parent).
-    fn took(&self) {}
-
-    /// Where events go instead of the outbox (a process child writes them
-    /// to its parent), if anywhere.
-    fn sink(&self) -> Option<&dyn Sink<Ev>> {
-        None
-    }
-
     /// Sets what runs on each stop or kill request, on the requesting
     /// thread, after the flags are set (a process task escalates); it must
     /// return at once. Only the first hook set is kept.
@@ -118,8 +108,12 @@ pub(crate) trait Control<In, Ev>: Send + Sync {
 /// What runs on a stop or kill request.
 pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
 
-/// An event's way out that bypasses the outbox.
-pub(crate) trait Sink<Ev>: Send + Sync {
+/// A context's direct line to a reader elsewhere (a process child's
+/// parent): told of each message the body takes, and given its events
+/// instead of the outbox.
+pub(crate) trait Direct<Ev>: Send + Sync {
+    /// The body has taken a message.
+    fn took(&self);
     /// Sends the event on, or gives it back if nobody can ever read it.
     fn emit(&self, event: Ev) -> Result<(), Ev>;
 }
@@ -230,7 +224,7 @@ impl<T, E, In, Ev> Shared<T, E, In, Ev> {
     }
 }
 
-pub(crate) fn outcome_name<T, E>(outcome: &Outcome<T, E>) -> &'static str {
+fn outcome_name<T, E>(outcome: &Outcome<T, E>) -> &'static str {
     match outcome {
         Outcome::Value(_) => "value",
         Outcome::Error(_) => "error",

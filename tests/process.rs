@@ -261,14 +261,10 @@ fn unread_messages_come_back_after_a_stop_too() {
             sent += 1;
         }
         task.stop();
-        assert!(join_ref(&task));
+        assert!(task.wait_timeout(LIMIT));
         let unread = task.take_unread().unwrap();
         assert_eq!(unread.len(), sent, "sent {sent}, got back {}", unread.len());
     }
-}
-
-fn join_ref<T, E, In, Ev>(task: &sidetask::Task<T, E, In, Ev>) -> bool {
-    task.wait_timeout(LIMIT)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use sidetask::{Ctx, NamedTask, Pool, Process, Registry, Stopped};
 
-use super::{Unit, compare, median, report};
+use super::{Unit, alternate, compare, median, report};
 
 /// Returns at once.
 pub struct Empty;
@@ -129,32 +129,25 @@ pub fn process_round_trip() {
 pub fn process_pool_1000() {
     const TASKS: usize = 1000;
     let pool = procspawn::Pool::new(2).unwrap();
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for round in 0..7 {
-        let ours = || {
+    let (a, b) = alternate(
+        7,
+        || {
             let start = Instant::now();
             let run = Pool::new(2)
                 .run_process::<Empty, _>((0..TASKS).map(|_| ()))
                 .unwrap();
             assert_eq!(run.iter().filter(|f| f.outcome.is_value()).count(), TASKS);
             start.elapsed().as_secs_f64()
-        };
-        let theirs = || {
+        },
+        || {
             let start = Instant::now();
             let handles: Vec<_> = (0..TASKS).map(|_| pool.spawn((), |()| ())).collect();
             for h in handles {
                 h.join().unwrap();
             }
             start.elapsed().as_secs_f64()
-        };
-        if round % 2 == 0 {
-            a.push(ours());
-            b.push(theirs());
-        } else {
-            b.push(theirs());
-            a.push(ours());
-        }
-    }
+        },
+    );
     report(
         "process_pool_1000",
         "procspawn::Pool of 2, 1000 empty closures",

@@ -281,7 +281,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn signal_group(pid: u32, signal: Signal) {
+pub(crate) fn signal_group(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         // The group may be gone already; nothing to do then.
         let _ = kill_process_group(pid, signal);

@@ -28,7 +28,7 @@ use crate::ctx::Ctx;
 use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, PushError, STOP, Wait};
 use crate::outcome;
 use crate::registry::{NamedTask, Registry};
-use crate::task::{Control, Core, Sink};
+use crate::task::{Control, Core, Direct};
 
 /// How the child runs one registered task type: runs it, and returns the
 /// next task asked for, if any.
@@ -178,25 +178,13 @@ struct ChildTask<In, Ev> {
     ack_every: u32,
 }
 
-impl<In: Send, Ev: Serialize + Send> Control<In, Ev> for ChildTask<In, Ev> {
+impl<In: Send, Ev: Send> Control<In, Ev> for ChildTask<In, Ev> {
     fn core(&self) -> &Core {
         &self.core
     }
 
     fn mailbox(&self) -> &Mailbox<In, Ev> {
         &self.mailbox
-    }
-
-    fn took(&self) {
-        // Acknowledged in batches, with the next event at the latest: the
-        // parent has credit for at least half the inbox meanwhile.
-        if self.unacked.fetch_add(1, Ordering::SeqCst) + 1 >= self.ack_every {
-            self.flush(None);
-        }
-    }
-
-    fn sink(&self) -> Option<&dyn Sink<Ev>> {
-        Some(self)
     }
 }
 
@@ -218,7 +206,15 @@ impl<In, Ev> ChildTask<In, Ev> {
     }
 }
 
-impl<In: Send, Ev: Serialize + Send> Sink<Ev> for ChildTask<In, Ev> {
+impl<In: Send, Ev: Serialize + Send> Direct<Ev> for ChildTask<In, Ev> {
+    fn took(&self) {
+        // Acknowledged in batches, with the next event at the latest: the
+        // parent has credit for at least half the inbox meanwhile.
+        if self.unacked.fetch_add(1, Ordering::SeqCst) + 1 >= self.ack_every {
+            self.flush(None);
+        }
+    }
+
     fn emit(&self, event: Ev) -> Result<(), Ev> {
         let frame = match encode(&event) {
             // The frame adds a tag and a length to the payload.
@@ -272,7 +268,8 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
         let task = Arc::clone(&task);
         let finished = Arc::clone(&finished);
         let control: Arc<dyn Control<T::In, T::Event>> = task.clone();
-        let ctx = Ctx::new(control);
+        let direct: Arc<dyn Direct<T::Event>> = task.clone();
+        let ctx = Ctx::with_direct(control, direct);
         move || {
             let result = outcome::catch(move || {
                 let result = T::run(&ctx, arg);

@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::process::{Pid, PidfdFlags, Signal, kill_process_group};
+use rustix::process::{Pid, PidfdFlags, Signal};
 use serde::Serialize;
 
 use super::protocol::{Down, FrameError, Hello, Up, VERSION, Writer, decode, encode, read_frame};
 use super::{CHILD_TEST, Config, ENV};
-use crate::backend::command::Tail;
+use crate::backend::command::{Tail, signal_group};
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP};
@@ -235,13 +235,6 @@ impl Drop for Worker {
             signal_group(self.pid(), Signal::KILL);
             let _ = self.child.wait();
         }
-    }
-}
-
-pub(crate) fn signal_group(pid: u32, signal: Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        // The group may be gone already; nothing to do then.
-        let _ = kill_process_group(pid, signal);
     }
 }
 
