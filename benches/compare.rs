@@ -33,7 +33,7 @@ fn main() {
     procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--raw-pong-child") {
-        process::raw_pong_child();
+        process::raw_pong_child(args.get(1).and_then(|cpu| cpu.parse().ok()));
         return;
     }
     if args.first().map(String::as_str) == Some("--memory-child") {

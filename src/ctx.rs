@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::process::relay::Served;
 use crate::error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, Stopped, TryEmitError,
 };
@@ -87,13 +88,38 @@ impl<In, Ev> Ctx<In, Ev> {
         self.control.set_stop_hook(hook);
     }
 
-    /// Takes the next message for the body.
+    /// Sets the handle's way to the task's connection (see
+    /// [`Control::set_port`]).
+    pub(crate) fn set_port(&self, port: std::sync::Weak<dyn crate::task::Port>) {
+        self.control.set_port(port);
+    }
+
+    /// Takes the next message for the body; in a process child, reads the
+    /// connection for it when nobody else does.
     fn take(&self, wait: Wait) -> Result<In, PopError> {
-        let message = self.mailbox().pop_in(wait)?;
-        if let Some(direct) = &self.direct {
+        let Some(direct) = &self.direct else {
+            return self.mailbox().pop_in(wait);
+        };
+        let got = loop {
+            match self.mailbox().pop_in(Wait::No) {
+                Err(PopError::Empty) => {}
+                got => break got,
+            }
+            let until = match wait {
+                Wait::No => Some(Instant::now()),
+                Wait::Forever => None,
+                Wait::Until(until) => Some(until),
+            };
+            match direct.pull(until) {
+                Served::Wake => {}
+                Served::TimedOut => break self.mailbox().pop_in(Wait::No),
+                Served::Busy | Served::Ended => break self.mailbox().pop_in(wait),
+            }
+        };
+        if got.is_ok() {
             direct.took();
         }
-        Ok(message)
+        got
     }
 
     /// The task's id.
@@ -170,6 +196,9 @@ impl<In, Ev> Ctx<In, Ev> {
         let until = Instant::now()
             .checked_add(duration)
             .map_or(Wait::Forever, Wait::Until);
+        if let Some(direct) = &self.direct {
+            direct.hurry();
+        }
         if self.mailbox().wait_for(STOP, until) {
             Err(Stopped)
         } else {

@@ -444,6 +444,17 @@ impl<In, Ev> Mailbox<In, Ev> {
         })
     }
 
+    /// Whether an event waits, or none can come any more.
+    pub(crate) fn has_event(&self) -> bool {
+        self.outbox_len.load(Ordering::SeqCst) > 0 || self.is(DONE)
+    }
+
+    /// Whether a message waits, or the task's `recv` returns at once
+    /// anyway.
+    pub(crate) fn has_message(&self) -> bool {
+        self.inbox_len.load(Ordering::SeqCst) > 0 || self.is(STOP | HANDLE_GONE | INBOX_CLOSED)
+    }
+
     /// Makes the task's side park at once on an empty inbox instead of
     /// spinning first.
     pub(crate) fn no_spin(&self) {

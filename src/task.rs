@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::backend::process::relay::Served;
 use crate::backend::thread::{self as place, Job};
 use crate::ctx::Ctx;
 use crate::error::{
@@ -103,6 +104,24 @@ pub(crate) trait Control<In, Ev>: Send + Sync {
     fn set_stop_hook(&self, hook: StopHook) {
         let _ = hook;
     }
+
+    /// Sets the handle's way to the task's connection (a process task's;
+    /// gone when the task ends); only the first one set is kept.
+    fn set_port(&self, port: Weak<dyn Port>) {
+        let _ = port;
+    }
+}
+
+/// A handle's way to a process task's connection: the caller's thread
+/// writes the messages it sends and reads the events it waits for itself,
+/// instead of waking a helper thread for each.
+pub(crate) trait Port: Send + Sync {
+    /// A message went into the inbox, or the inbox was closed.
+    fn pushed(&self);
+    /// A caller waits for an event until `until`: reads for it if it can.
+    fn pull(&self, until: Option<Instant>) -> Served;
+    /// Someone waits without reading (for the end, or asynchronously).
+    fn hurry(&self);
 }
 
 /// What runs on a stop or kill request.
@@ -116,6 +135,10 @@ pub(crate) trait Direct<Ev>: Send + Sync {
     fn took(&self);
     /// Sends the event on, or gives it back if nobody can ever read it.
     fn emit(&self, event: Ev) -> Result<(), Ev>;
+    /// The body waits for a message until `until`: reads for it if it can.
+    fn pull(&self, until: Option<Instant>) -> Served;
+    /// The body waits without reading (a sleep).
+    fn hurry(&self);
 }
 
 struct Shared<T, E, In, Ev> {
@@ -123,6 +146,7 @@ struct Shared<T, E, In, Ev> {
     mailbox: Mailbox<In, Ev>,
     outcome: Mutex<Option<Outcome<T, E>>>,
     stop_hook: OnceLock<StopHook>,
+    port: OnceLock<Weak<dyn Port>>,
 }
 
 impl<T: Send, E: Send, In: Send, Ev: Send> Control<In, Ev> for Shared<T, E, In, Ev> {
@@ -136,6 +160,10 @@ impl<T: Send, E: Send, In: Send, Ev: Send> Control<In, Ev> for Shared<T, E, In, 
 
     fn set_stop_hook(&self, hook: StopHook) {
         let _ = self.stop_hook.set(hook);
+    }
+
+    fn set_port(&self, port: Weak<dyn Port>) {
+        let _ = self.port.set(port);
     }
 }
 
@@ -198,6 +226,49 @@ impl<T: Send, E: Send, In: Send, Ev: Send> Outlet<Ev> for Shared<T, E, In, Ev> {
 }
 
 impl<T, E, In, Ev> Shared<T, E, In, Ev> {
+    /// Tells the port, if any, that a message went in or the inbox closed.
+    pub(crate) fn pushed(&self) {
+        if let Some(port) = self.port() {
+            port.pushed();
+        }
+    }
+
+    /// The task's connection, while it runs.
+    fn port(&self) -> Option<Arc<dyn Port>> {
+        self.port.get().and_then(Weak::upgrade)
+    }
+
+    /// Tells the port, if any, that someone waits without reading.
+    pub(crate) fn hurry(&self) {
+        if let Some(port) = self.port() {
+            port.hurry();
+        }
+    }
+
+    /// Takes the next event, reading the connection for it where there is
+    /// one and nobody else reads it.
+    fn take_event(&self, wait: Wait) -> Result<Ev, PopError> {
+        let Some(port) = self.port() else {
+            return self.mailbox.pop_out(wait);
+        };
+        loop {
+            match self.mailbox.pop_out(Wait::No) {
+                Err(PopError::Empty) => {}
+                got => return got,
+            }
+            let until = match wait {
+                Wait::No => Some(Instant::now()),
+                Wait::Forever => None,
+                Wait::Until(until) => Some(until),
+            };
+            match port.pull(until) {
+                Served::Wake => {}
+                Served::TimedOut => return self.mailbox.pop_out(Wait::No),
+                Served::Busy | Served::Ended => return self.mailbox.pop_out(wait),
+            }
+        }
+    }
+
     fn request_stop(&self, why: &'static str) {
         if self.mailbox.set(STOP) {
             tracing::debug!(
@@ -313,6 +384,7 @@ where
             mailbox: Mailbox::new(settings.inbox, settings.outbox),
             outcome: Mutex::new(None),
             stop_hook: OnceLock::new(),
+            port: OnceLock::new(),
         });
         let control: Arc<dyn Control<In, Ev>> = shared.clone();
         let ctx = Ctx::new(control);
@@ -490,6 +562,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// forever; [`wait_timeout`](Task::wait_timeout) does not.
     pub fn wait(&self) {
         self.cancel_if_pending();
+        self.shared.hurry();
         self.shared.mailbox.wait_for(DONE, Wait::Forever);
     }
 
@@ -499,6 +572,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         let until = Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until);
+        self.shared.hurry();
         self.shared.mailbox.wait_for(DONE, until)
     }
 
@@ -623,6 +697,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.shared
             .mailbox
             .push_in(message, Wait::Forever)
+            .map(|()| self.shared.pushed())
             .map_err(|e| match e {
                 PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => SendError(m),
             })
@@ -639,6 +714,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.shared
             .mailbox
             .push_in(message, Wait::No)
+            .map(|()| self.shared.pushed())
             .map_err(|e| match e {
                 PushError::Full(m) => TrySendError::Full(m),
                 PushError::Closed(m) | PushError::Stopped(m) => TrySendError::Disconnected(m),
@@ -675,6 +751,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.shared
             .mailbox
             .push_in(message, until)
+            .map(|()| self.shared.pushed())
             .map_err(|e| match e {
                 PushError::Full(m) => SendTimeoutError::Timeout(m),
                 PushError::Closed(m) | PushError::Stopped(m) => SendTimeoutError::Disconnected(m),
@@ -688,10 +765,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// [`RecvError`] once the task has ended and every event it emitted has
     /// been received.
     pub fn recv(&self) -> Result<Ev, RecvError> {
-        self.shared
-            .mailbox
-            .pop_out(Wait::Forever)
-            .map_err(|_| RecvError)
+        self.shared.take_event(Wait::Forever).map_err(|_| RecvError)
     }
 
     /// Takes the next event if one is waiting.
@@ -702,7 +776,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// [`TryRecvError::Disconnected`] once the task has ended and every event
     /// has been received.
     pub fn try_recv(&self) -> Result<Ev, TryRecvError> {
-        self.shared.mailbox.pop_out(Wait::No).map_err(|e| match e {
+        self.shared.take_event(Wait::No).map_err(|e| match e {
             PopError::Disconnected => TryRecvError::Disconnected,
             _ => TryRecvError::Empty,
         })
@@ -719,7 +793,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         let until = Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until);
-        self.shared.mailbox.pop_out(until).map_err(|e| match e {
+        self.shared.take_event(until).map_err(|e| match e {
             PopError::Disconnected => RecvTimeoutError::Disconnected,
             _ => RecvTimeoutError::Timeout,
         })
@@ -757,6 +831,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// ```
     pub fn close_inbox(&self) {
         self.shared.mailbox.set(INBOX_CLOSED);
+        self.shared.pushed();
     }
 
     /// Takes back the messages the task never read, once it has ended.

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 use sidetask::{Ctx, NamedTask, Pool, Process, Registry, Stopped};
 
 use super::{Unit, alternate, compare, median, report};
@@ -27,18 +28,20 @@ impl NamedTask for Empty {
     }
 }
 
-/// Answers each message with the same number as an event.
+/// Answers each message with the same number as an event, on the CPU it
+/// is given, if any.
 pub struct Pong;
 
 impl NamedTask for Pong {
     const NAME: &'static str = "bench_pong";
-    type Arg = ();
+    type Arg = Option<usize>;
     type In = u64;
     type Event = u64;
     type Value = ();
     type Error = Stopped;
 
-    fn run(ctx: &Ctx<u64, u64>, (): ()) -> Result<(), Stopped> {
+    fn run(ctx: &Ctx<u64, u64>, cpu: Option<usize>) -> Result<(), Stopped> {
+        pin(cpu);
         while let Ok(n) = ctx.recv() {
             ctx.emit(n).map_err(|_| Stopped)?;
         }
@@ -53,9 +56,19 @@ pub fn registry() -> Registry {
         .expect("unique names")
 }
 
+/// Runs the calling thread on `cpu` only (`None`: leaves it be).
+fn pin(cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        let mut set = CpuSet::new();
+        set.set(cpu);
+        sched_setaffinity(None, &set).expect("the CPU exists");
+    }
+}
+
 /// The baseline's child: answers each 8 bytes on its stdin (a socket) with
-/// the same 8 bytes.
-pub fn raw_pong_child() {
+/// the same 8 bytes, on the CPU it is given, if any.
+pub fn raw_pong_child(cpu: Option<usize>) {
+    pin(cpu);
     let stdin = std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
@@ -96,34 +109,49 @@ pub fn process_spawn_join() {
     );
 }
 
+/// Measured twice, with the calling thread on CPU 0: the answering thread
+/// on the same CPU (each message a switch between the two), and on CPU 1
+/// (each message a wake-up across CPUs). Left to the scheduler, either
+/// happens, run by run, to each pair: the figure would compare two draws.
 pub fn process_round_trip() {
-    let task = Process::<Pong>::new(()).spawn().unwrap();
-    let (mut ours_sock, theirs) = UnixStream::pair().unwrap();
-    let mut child = Command::new("/proc/self/exe")
-        .arg("--raw-pong-child")
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .spawn()
-        .unwrap();
-    let mut n = 0u64;
-    compare(
-        "process_round_trip",
-        "8 bytes each way over a raw Unix socketpair, same two processes",
-        2000,
-        || {
-            n += 1;
-            task.send(n).unwrap();
-            assert_eq!(task.recv().unwrap(), n);
-        },
-        || {
-            let mut buf = 7u64.to_le_bytes();
-            ours_sock.write_all(&buf).unwrap();
-            ours_sock.read_exact(&mut buf).unwrap();
-        },
-    );
-    task.close_inbox();
-    assert!(task.join().is_value());
-    drop(ours_sock);
-    child.wait().unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let placements: &[(&str, usize)] = if cpus >= 2 {
+        &[("one CPU", 0), ("two CPUs", 1)]
+    } else {
+        &[("one CPU", 0)]
+    };
+    let before = sched_getaffinity(None).expect("this thread's CPUs");
+    pin(Some(0));
+    for &(name, cpu) in placements {
+        let task = Process::<Pong>::new(Some(cpu)).spawn().unwrap();
+        let (mut ours_sock, theirs) = UnixStream::pair().unwrap();
+        let mut child = Command::new("/proc/self/exe")
+            .args(["--raw-pong-child", &cpu.to_string()])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .spawn()
+            .unwrap();
+        let mut n = 0u64;
+        compare(
+            "process_round_trip",
+            &format!("8 bytes each way over a raw Unix socketpair, same two processes, {name}"),
+            2000,
+            || {
+                n += 1;
+                task.send(n).unwrap();
+                assert_eq!(task.recv().unwrap(), n);
+            },
+            || {
+                let mut buf = 7u64.to_le_bytes();
+                ours_sock.write_all(&buf).unwrap();
+                ours_sock.read_exact(&mut buf).unwrap();
+            },
+        );
+        task.close_inbox();
+        assert!(task.join().is_value());
+        drop(ours_sock);
+        child.wait().unwrap();
+    }
+    sched_setaffinity(None, &before).expect("this thread's CPUs");
 }
 
 pub fn process_pool_1000() {

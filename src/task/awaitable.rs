@@ -65,6 +65,7 @@ where
             mailbox: Mailbox::new(settings.inbox, settings.outbox),
             outcome: Mutex::new(None),
             stop_hook: OnceLock::new(),
+            port: OnceLock::new(),
         });
         let control: Arc<dyn Control<In, Ev>> = shared.clone();
         place::start(on, Arc::clone(&shared), AsyncCtx::new(control), body);
@@ -185,6 +186,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait_async(&self) {
         self.cancel_if_pending();
+        self.shared.hurry();
         poll_fn(|cx| self.shared.mailbox.poll_wait_for(DONE, cx)).await;
     }
 
@@ -216,6 +218,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait_timeout_async(&self, timeout: Duration) -> bool {
         let mut sleep = pin!(tokio::time::sleep(timeout));
+        self.shared.hurry();
         poll_fn(|cx| {
             if self.shared.mailbox.poll_wait_for(DONE, cx).is_ready() {
                 return Poll::Ready(true);
@@ -375,7 +378,11 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Ev, RecvError>> {
-        self.shared.mailbox.poll_pop_out(cx).map_err(|_| RecvError)
+        let got = self.shared.mailbox.poll_pop_out(cx);
+        if got.is_pending() {
+            self.shared.hurry();
+        }
+        got.map_err(|_| RecvError)
     }
 
     /// Waits at most `timeout` for the next event.
@@ -491,6 +498,7 @@ impl<T, E, In, Ev> Future for Join<T, E, In, Ev> {
         if !task.shared.core.started.load(Ordering::Acquire) {
             task.cancel_if_pending();
         }
+        task.shared.hurry();
         match task.shared.mailbox.poll_wait_for(DONE, cx) {
             Poll::Ready(()) => {
                 let task = this.task.take().expect("checked above");
@@ -565,6 +573,7 @@ impl<T, E, In, Ev> Future for SendFuture<'_, T, E, In, Ev> {
             .shared
             .mailbox
             .poll_push_in(&mut this.message, cx)
+            .map_ok(|()| this.task.shared.pushed())
             .map_err(|e| match e {
                 PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => SendError(m),
             })

@@ -28,7 +28,66 @@ pub fn registry() -> Registry {
     r.register::<SlowExit>().unwrap();
     r.register::<Big>().unwrap();
     r.register::<Len>().unwrap();
+    r.register::<Blobs>().unwrap();
+    r.register::<TwoReaders>().unwrap();
     r
+}
+
+/// The bytes of blob `id`, `len` long: each blob's content is its own.
+pub fn blob(id: u64, len: u32) -> Vec<u8> {
+    (0..len).map(|i| (id as u8).wrapping_add(i as u8)).collect()
+}
+
+/// Answers each `(id, len)` with blob `id` of `len` bytes; returns how many
+/// it answered when its inbox closes or it is stopped.
+pub struct Blobs;
+
+impl NamedTask for Blobs {
+    const NAME: &'static str = "blobs";
+    type Arg = ();
+    type In = (u64, u32);
+    type Event = (u64, Vec<u8>);
+    type Value = u64;
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(u64, u32), (u64, Vec<u8>)>, (): ()) -> Result<u64, Stopped> {
+        let mut n = 0;
+        while let Ok((id, len)) = ctx.recv() {
+            ctx.emit((id, blob(id, len))).map_err(|_| Stopped)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Two threads of the body read the one context and echo what they read;
+/// returns how many they echoed together.
+pub struct TwoReaders;
+
+impl NamedTask for TwoReaders {
+    const NAME: &'static str = "two_readers";
+    type Arg = ();
+    type In = u64;
+    type Event = u64;
+    type Value = u64;
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<u64, u64>, (): ()) -> Result<u64, Stopped> {
+        let echo = || {
+            let mut n = 0;
+            while let Ok(m) = ctx.recv() {
+                if ctx.emit(m).is_err() {
+                    break;
+                }
+                n += 1;
+            }
+            n
+        };
+        Ok(std::thread::scope(|s| {
+            let other = s.spawn(echo);
+            echo() + other.join().unwrap()
+        }))
+    }
 }
 
 /// Echoes each message as an event with the argument added; returns how

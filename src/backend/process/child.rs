@@ -2,32 +2,34 @@
 //! child, takes its connection and runs the tasks the parent asks for.
 //!
 //! A task's body runs on a worker thread with a context of its own kind:
-//! its inbox is a mailbox that the main thread fills with the messages it
-//! reads (a closed socket means the parent is gone, and the child exits at
-//! once), the messages it takes are acknowledged (with its next event, or
-//! every half inbox), and its events and its outcome are written straight to
-//! the socket. A message the task did not
-//! take is never acknowledged, and the parent, which keeps a copy of each
-//! message until then, gives it back. A child of a pool then waits for its
-//! next task.
+//! its inbox is a mailbox filled with the messages read from the socket (by
+//! the body itself while it waits in `recv`, by the main thread otherwise:
+//! see the `relay` module; a closed socket means the parent is gone, and
+//! the child exits at once), the messages it takes are acknowledged (with
+//! its next event, or every half inbox), and its events and its outcome are
+//! written straight to the socket. A message the task did not take is never
+//! acknowledged, and the parent, which keeps a copy of each message until
+//! then, gives it back. A child of a pool then waits for its next task.
 
-use std::io::{self, BufReader};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rustix::process::{Pid, Resource, Rlimit, Signal, setrlimit};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::protocol::{
-    Down, FrameError, Hello, Up, VERSION, Writer, encode, read_frame, write_frames,
-};
+use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer, encode};
+use super::relay::{Dispatch, Flow, Relay, Served};
 use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, PushError, STOP, Wait};
 use crate::outcome;
 use crate::registry::{NamedTask, Registry};
+use crate::sync::lock;
 use crate::task::{Control, Core, Direct};
 
 /// How the child runs one registered task type: runs it, and returns the
@@ -42,7 +44,8 @@ pub(crate) fn entry<T: NamedTask>() -> Entry {
 
 /// The child's connection to its parent.
 pub(crate) struct Conn {
-    reader: BufReader<UnixStream>,
+    // `None` while a task's relay holds it.
+    reader: Option<FrameReader>,
     writer: Arc<Writer>,
 }
 
@@ -84,8 +87,8 @@ fn take_connection() -> io::Result<Conn> {
     rustix::stdio::dup2_stdin(&null)?;
     let stream = UnixStream::from(fd);
     Ok(Conn {
-        reader: BufReader::with_capacity(64 * 1024, stream.try_clone()?),
-        writer: Arc::new(Writer(Mutex::new(stream))),
+        reader: Some(FrameReader::new(stream.try_clone()?)),
+        writer: Arc::new(Writer::new(stream)),
     })
 }
 
@@ -99,7 +102,11 @@ fn refuse(conn: &Conn, unknown: bool, why: String) -> ! {
 }
 
 fn serve(registry: &Registry, mut conn: Conn) -> ! {
-    let mut next = match read_frame::<Down>(&mut conn.reader, 1 << 30) {
+    let first = match conn.reader.as_mut() {
+        Some(reader) => reader.read_frame::<Down>(1 << 30),
+        None => Err(FrameError::Closed),
+    };
+    let mut next = match first {
         Ok(Down::Start(hello)) => hello,
         Ok(_) => refuse(&conn, false, "the first frame was not a task".to_owned()),
         Err(FrameError::Closed) => std::process::exit(EXIT_PARENT_GONE),
@@ -167,15 +174,22 @@ fn fail(why: String) -> ! {
 }
 
 /// A task's state in the child: its mailbox (the inbox only: events go
-/// straight to the parent) and the messages it read but has not
-/// acknowledged yet.
+/// straight to the parent), the messages it read but has not acknowledged
+/// yet, and who reads the socket.
 struct ChildTask<In, Ev> {
     core: Core,
     mailbox: Mailbox<In, Ev>,
     writer: Arc<Writer>,
+    relay: Relay,
     max_frame: usize,
     unacked: AtomicU32,
     ack_every: u32,
+    reuse: bool,
+    // `true` once the outcome is on its way: the parent may ask for the
+    // next task.
+    finished: AtomicBool,
+    // The next task asked for (a warm child of a pool).
+    next: Mutex<Option<Hello>>,
 }
 
 impl<In: Send, Ev: Send> Control<In, Ev> for ChildTask<In, Ev> {
@@ -192,21 +206,72 @@ impl<In, Ev> ChildTask<In, Ev> {
     /// Writes the pending acknowledgement, then `last`, in one write: the
     /// parent learns a message was read before any event that answers it.
     fn flush(&self, last: Option<Up>) {
-        let mut stream = self.writer.lock();
+        let mut writing = self.writer.lock();
         let acks = self.unacked.swap(0, Ordering::SeqCst);
-        let mut frames = Vec::with_capacity(2);
-        if acks > 0 {
-            frames.push(Up::Ack(acks));
-        }
-        frames.extend(last);
-        if !frames.is_empty() && write_frames(&mut *stream, &frames).is_err() {
+        let frames = match (acks, last) {
+            (0, None) => return,
+            (0, Some(last)) => vec![last],
+            (n, last) => std::iter::once(Up::Ack(n)).chain(last).collect(),
+        };
+        if writing.send_all(&frames).is_err() {
             // The parent is gone: nobody is left to report to.
             std::process::exit(EXIT_PARENT_GONE);
         }
     }
 }
 
-impl<In: Send, Ev: Serialize + Send> Direct<Ev> for ChildTask<In, Ev> {
+impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
+    fn frame(&self, payload: &[u8], _fallback: bool) -> Flow {
+        match postcard::from_bytes::<Down>(payload) {
+            Ok(Down::Message(bytes)) => match postcard::from_bytes(&bytes) {
+                Ok(message) => match self.mailbox.push_in(message, Wait::No) {
+                    Ok(()) => Flow::Wake,
+                    Err(PushError::Full(_)) => {
+                        fail("the parent sent more messages than the inbox holds".to_owned())
+                    }
+                    // Stopping or ended: the parent still holds it, not
+                    // acknowledged, and takes it back.
+                    Err(PushError::Closed(_) | PushError::Stopped(_)) => Flow::More,
+                },
+                Err(e) => fail(format!("a malformed message from the parent: {e}")),
+            },
+            Ok(Down::Close) => {
+                self.mailbox.set(INBOX_CLOSED);
+                Flow::Wake
+            }
+            Ok(Down::Stop) => {
+                self.mailbox.set(STOP);
+                Flow::Wake
+            }
+            Ok(Down::Start(next)) => {
+                // The parent asks for the next task only once it has this
+                // one's outcome.
+                if !self.finished.load(Ordering::SeqCst) {
+                    fail("a new task was asked for before the last one ended".to_owned());
+                }
+                self.mailbox.set(DONE);
+                *lock(&self.next) = Some(next);
+                Flow::End
+            }
+            Err(e) => fail(format!("a broken connection to the parent: {e}")),
+        }
+    }
+
+    fn failed(&self, error: FrameError) {
+        match error {
+            FrameError::Closed if self.reuse && self.finished.load(Ordering::SeqCst) => {}
+            // The parent is gone: nobody is left to report to.
+            FrameError::Closed => std::process::exit(EXIT_PARENT_GONE),
+            e => fail(format!("a broken connection to the parent: {e}")),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.mailbox.has_message()
+    }
+}
+
+impl<In: DeserializeOwned + Send, Ev: Serialize + Send> Direct<Ev> for ChildTask<In, Ev> {
     fn took(&self) {
         // Acknowledged in batches, with the next event at the latest: the
         // parent has credit for at least half the inbox meanwhile.
@@ -235,6 +300,14 @@ impl<In: Send, Ev: Serialize + Send> Direct<Ev> for ChildTask<In, Ev> {
         self.flush(Some(frame));
         Ok(())
     }
+
+    fn pull(&self, until: Option<Instant>) -> Served {
+        self.relay.serve(self, until)
+    }
+
+    fn hurry(&self) {
+        self.relay.hurry();
+    }
 }
 
 /// Runs one task of type `T`; returns the next task asked for, or `None`
@@ -250,23 +323,30 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
             format!("could not decode the argument of `{}`: {e}", T::NAME),
         ),
     };
+    let Some(reader) = conn.reader.take() else {
+        fail("the connection's reader is gone".to_owned())
+    };
+    let relay = match Relay::new(reader, max_frame) {
+        Ok(relay) => relay,
+        Err(e) => fail(format!("could not make the connection's relay: {e}")),
+    };
     let inbox = hello.inbox.max(1);
     let task = Arc::new(ChildTask::<T::In, T::Event> {
         core: Core::running(Some(Arc::from(T::NAME))),
         mailbox: Mailbox::new(inbox as usize, 1),
         writer: Arc::clone(&conn.writer),
+        relay,
         max_frame,
         unacked: AtomicU32::new(0),
         ack_every: inbox.div_ceil(2),
+        reuse,
+        finished: AtomicBool::new(false),
+        next: Mutex::new(None),
     });
     task.mailbox.no_spin();
-    // `true` once the outcome is on its way: the parent may ask for the
-    // next task.
-    let finished = Arc::new(AtomicBool::new(false));
     outcome::install_hook();
     let body = {
         let task = Arc::clone(&task);
-        let finished = Arc::clone(&finished);
         let control: Arc<dyn Control<T::In, T::Event>> = task.clone();
         let direct: Arc<dyn Direct<T::Event>> = task.clone();
         let ctx = Ctx::with_direct(control, direct);
@@ -297,11 +377,13 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
                 Ok(frame) => frame,
                 Err(e) => Up::Broken(format!("could not encode the outcome: {e}")),
             };
-            finished.store(true, Ordering::SeqCst);
+            task.finished.store(true, Ordering::SeqCst);
             task.flush(Some(last));
             if !reuse {
                 std::process::exit(0);
             }
+            // The main thread reads the next task's frame now.
+            task.relay.hurry();
         }
     };
     if conn.writer.send(&Up::Ready { version: VERSION }).is_err() {
@@ -310,39 +392,9 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
     if let Err((_, e)) = place::execute(Box::new(body)) {
         fail(format!("could not start a thread for the task: {e}"));
     }
-    loop {
-        match read_frame::<Down>(&mut conn.reader, max_frame) {
-            Ok(Down::Message(bytes)) => match postcard::from_bytes(&bytes) {
-                Ok(message) => match task.mailbox.push_in(message, Wait::No) {
-                    Ok(()) => {}
-                    Err(PushError::Full(_)) => {
-                        fail("the parent sent more messages than the inbox holds".to_owned())
-                    }
-                    // Stopping or ended: the parent still holds it, not
-                    // acknowledged, and takes it back.
-                    Err(PushError::Closed(_) | PushError::Stopped(_)) => {}
-                },
-                Err(e) => fail(format!("a malformed message from the parent: {e}")),
-            },
-            Ok(Down::Close) => {
-                task.mailbox.set(INBOX_CLOSED);
-            }
-            Ok(Down::Stop) => {
-                task.mailbox.set(STOP);
-            }
-            Ok(Down::Start(next)) => {
-                // The parent asks for the next task only once it has this
-                // one's outcome.
-                if !finished.load(Ordering::SeqCst) {
-                    fail("a new task was asked for before the last one ended".to_owned());
-                }
-                task.mailbox.set(DONE);
-                return Some(next);
-            }
-            Err(FrameError::Closed) if reuse && finished.load(Ordering::SeqCst) => return None,
-            // The parent is gone: nobody is left to report to.
-            Err(FrameError::Closed) => std::process::exit(EXIT_PARENT_GONE),
-            Err(e) => fail(format!("a broken connection to the parent: {e}")),
-        }
-    }
+    // The main thread reads whenever the body does not, until the next
+    // task's frame or the end of the connection.
+    task.relay.fallback(&*task);
+    conn.reader = task.relay.take_reader();
+    lock(&task.next).take()
 }

@@ -13,6 +13,7 @@
 
 mod child;
 mod protocol;
+pub(crate) mod relay;
 mod worker;
 
 use std::ffi::{OsStr, OsString};

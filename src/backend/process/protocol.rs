@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -106,73 +106,158 @@ fn put_frame<T: Serialize>(buf: Vec<u8>, value: &T) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes frames in one `write_all`.
-pub(crate) fn write_frames<T: Serialize>(mut w: impl Write, frames: &[T]) -> io::Result<()> {
-    let mut buf = Vec::new();
-    for frame in frames {
-        buf = put_frame(buf, frame)?;
-    }
-    w.write_all(&buf)
+/// The reading half of a connection: a buffer of bytes read and not yet
+/// taken as frames. Whoever holds it may read; complete frames already in
+/// the buffer are taken before the socket is read again.
+pub(crate) struct FrameReader {
+    stream: UnixStream,
+    // Initialised once and reused: `pos..filled` holds the unread bytes.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
 }
 
-/// Reads one frame's payload, checking its length before allocating.
-pub(crate) fn read_payload(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
-    // A peer that closed its end with data of ours unread resets the
-    // connection: that is a close too.
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut len[got..]) {
-            Ok(0) if got == 0 => return Err(FrameError::Closed),
-            Err(e) if got == 0 && e.kind() == io::ErrorKind::ConnectionReset => {
-                return Err(FrameError::Closed);
-            }
-            Ok(0) => return Err(FrameError::Truncated),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Err(FrameError::Truncated);
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Io(e)),
+/// The buffer's size to start with (and the most it keeps between large
+/// frames).
+const READ_CHUNK: usize = 64 * 1024;
+
+impl FrameReader {
+    pub(crate) fn new(stream: UnixStream) -> FrameReader {
+        FrameReader {
+            stream,
+            buf: Vec::new(),
+            pos: 0,
+            filled: 0,
         }
     }
-    let len = u32::from_le_bytes(len);
-    if len as usize > max {
-        return Err(FrameError::TooLarge(u64::from(len), max));
+
+    pub(crate) fn get_ref(&self) -> &UnixStream {
+        &self.stream
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload).map_err(|e| {
-        if matches!(
-            e.kind(),
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
-        ) {
-            FrameError::Truncated
-        } else {
-            FrameError::Io(e)
+
+    /// The length of the next frame, if its prefix is in.
+    fn next_len(&self) -> Option<usize> {
+        self.buf[self.pos..self.filled]
+            .first_chunk::<4>()
+            .map(|b| u32::from_le_bytes(*b) as usize)
+    }
+
+    /// Takes the next complete frame's payload out of the buffer, if there
+    /// is one; the length is checked against `max` before anything grows.
+    pub(crate) fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>, FrameError> {
+        let Some(len) = self.next_len() else {
+            return Ok(None);
+        };
+        if len > max {
+            return Err(FrameError::TooLarge(len as u64, max));
         }
-    })?;
-    Ok(payload)
+        if self.filled - self.pos < 4 + len {
+            return Ok(None);
+        }
+        let payload = self.buf[self.pos + 4..self.pos + 4 + len].to_vec();
+        self.pos += 4 + len;
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+            if self.buf.len() > READ_CHUNK {
+                self.buf.truncate(READ_CHUNK);
+                self.buf.shrink_to_fit();
+            }
+        }
+        Ok(Some(payload))
+    }
+
+    /// Reads what the socket has (waiting for something if it has nothing
+    /// and is blocking). A close between frames is `Closed`, in the middle
+    /// of one `Truncated`.
+    pub(crate) fn fill(&mut self) -> Result<(), FrameError> {
+        // Room for the whole next frame (its length was checked by `next`),
+        // or a chunk.
+        let need = self.next_len().map_or(0, |len| 4 + len);
+        if self.pos > 0 && self.buf.len() - self.pos < need.max(READ_CHUNK / 2) {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        let want = (self.pos + need)
+            .max(self.filled + READ_CHUNK / 2)
+            .max(READ_CHUNK);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let read = loop {
+            match self.stream.read(&mut self.buf[self.filled..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let partial = self.pos < self.filled;
+        match read {
+            Ok(0) if !partial => Err(FrameError::Closed),
+            // A peer that closed its end with data of ours unread resets
+            // the connection: that is a close too.
+            Err(e) if !partial && e.kind() == io::ErrorKind::ConnectionReset => {
+                Err(FrameError::Closed)
+            }
+            Ok(0) => Err(FrameError::Truncated),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(FrameError::Truncated),
+            Ok(n) => {
+                self.filled += n;
+                Ok(())
+            }
+            Err(e) => Err(FrameError::Io(e)),
+        }
+    }
+
+    /// Reads one whole frame, waiting as the socket does.
+    pub(crate) fn read_frame<T: DeserializeOwned>(&mut self, max: usize) -> Result<T, FrameError> {
+        loop {
+            if let Some(payload) = self.next(max)? {
+                return postcard::from_bytes(&payload).map_err(FrameError::Malformed);
+            }
+            self.fill()?;
+        }
+    }
 }
 
-pub(crate) fn read_frame<T: DeserializeOwned>(
-    r: &mut impl Read,
-    max: usize,
-) -> Result<T, FrameError> {
-    let payload = read_payload(r, max)?;
-    postcard::from_bytes(&payload).map_err(FrameError::Malformed)
-}
-
-/// The writing half of a connection, shared by the threads that write.
-pub(crate) struct Writer(pub(crate) Mutex<UnixStream>);
+/// The writing half of a connection, shared by the threads that write, and
+/// a buffer that each write reuses.
+pub(crate) struct Writer(Mutex<(UnixStream, Vec<u8>)>);
 
 impl Writer {
-    pub(crate) fn send<T: Serialize>(&self, frame: &T) -> io::Result<()> {
-        write_frames(&mut *lock(&self.0), std::slice::from_ref(frame))
+    pub(crate) fn new(stream: UnixStream) -> Writer {
+        Writer(Mutex::new((stream, Vec::new())))
     }
 
-    /// Locks the connection for writing several frames at once.
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, UnixStream> {
-        lock(&self.0)
+    pub(crate) fn send<T: Serialize>(&self, frame: &T) -> io::Result<()> {
+        self.lock().send_all(std::slice::from_ref(frame))
+    }
+
+    /// Locks the connection for writing (what to write may be decided
+    /// under the lock).
+    pub(crate) fn lock(&self) -> Writing<'_> {
+        Writing(lock(&self.0))
+    }
+}
+
+/// A locked connection's writing half.
+pub(crate) struct Writing<'a>(MutexGuard<'a, (UnixStream, Vec<u8>)>);
+
+impl Writing<'_> {
+    /// Writes `frames` in one `write_all`.
+    pub(crate) fn send_all<T: Serialize>(&mut self, frames: &[T]) -> io::Result<()> {
+        let (stream, buf) = &mut *self.0;
+        let mut bytes = std::mem::take(buf);
+        bytes.clear();
+        for frame in frames {
+            bytes = put_frame(bytes, frame)?;
+        }
+        let written = stream.write_all(&bytes);
+        // A large frame's buffer is not kept.
+        if bytes.capacity() <= 64 * 1024 {
+            *buf = bytes;
+        }
+        written
     }
 }
 

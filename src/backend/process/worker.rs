@@ -1,11 +1,14 @@
 //! The parent's side: a child process (a worker), the handshake that gives
 //! it a task, and the body that drives the task to its end.
 //!
-//! The body runs on a worker thread and reads the child's frames. A helper
-//! on another worker thread writes the messages, at most the inbox capacity
-//! on their way (the child acknowledges the messages its task read with its
-//! next event, or every half inbox), and tells the child when the task is
-//! asked to stop. A stop escalates through
+//! The handle's caller writes the messages it sends to the socket itself,
+//! at most the inbox capacity on their way (the child acknowledges the
+//! messages its task read with its next event, or every half inbox; the
+//! thread that reads an acknowledgement writes what waited for the credit),
+//! and reads the child's frames itself while it waits for an event; the
+//! body, on a worker thread, reads them when no caller does (see the
+//! `relay` module) and ends the task. A stop is written to the child from
+//! a worker thread, so the request returns at once. A stop escalates through
 //! the timer: `SIGTERM` to the child's process group after the grace
 //! period, `SIGKILL` after another; a kill sends `SIGKILL` at once. A child
 //! that ends is waited for through a pidfd without reaping it, so that its
@@ -16,37 +19,39 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, BufReader};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, Signal};
-use serde::Serialize;
 
-use super::protocol::{Down, FrameError, Hello, Up, VERSION, Writer, decode, encode, read_frame};
+use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer, decode, encode};
+use super::relay::{Dispatch, Flow, Relay, Served};
 use super::{CHILD_TEST, Config, ENV};
 use crate::backend::command::{Tail, signal_group};
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
-use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP};
+use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, PopError, STOP, Wait};
 use crate::outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic};
 use crate::registry::NamedTask;
 use crate::sync::lock;
+use crate::task::Port;
 use crate::timer::{self, Deadline};
 
 /// A child process and the parent's ends of its connection.
 pub(crate) struct Worker {
     child: Child,
     writer: Arc<Writer>,
-    reader: BufReader<UnixStream>,
+    // `None` while a task's relay holds it.
+    reader: Option<FrameReader>,
     tail: Tail,
     // Through which to wait for the child without reaping it (`None` on
     // kernels before 5.3).
@@ -64,7 +69,7 @@ impl Worker {
     /// Starts a child process.
     pub(crate) fn start(config: &Config) -> io::Result<Worker> {
         let (ours, theirs) = UnixStream::pair()?;
-        let reader = BufReader::with_capacity(64 * 1024, ours.try_clone()?);
+        let reader = FrameReader::new(ours.try_clone()?);
         // A child that stops reading (frozen) cannot block the writers, nor
         // the stop's escalation, for longer than this.
         ours.set_write_timeout(Some(config.grace.max(Duration::from_secs(1))))?;
@@ -97,8 +102,8 @@ impl Worker {
             .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());
         Ok(Worker {
             child,
-            writer: Arc::new(Writer(Mutex::new(ours))),
-            reader,
+            writer: Arc::new(Writer::new(ours)),
+            reader: Some(reader),
             tail: Tail::start(stderr),
             pidfd,
             reaped: false,
@@ -120,12 +125,16 @@ impl Worker {
         // A child that already answered and left makes the send fail; its
         // answer is still read.
         let sent = self.writer.send(&Down::Start(hello));
-        self.reader
+        let reader = self
+            .reader
+            .as_mut()
+            .ok_or_else(|| Refusal::Other("the connection's reader is gone".to_owned()))?;
+        reader
             .get_ref()
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
             .map_err(|e| failed("could not set the start timeout", &e))?;
-        let answer = read_frame::<Up>(&mut self.reader, max_frame);
-        let _ = self.reader.get_ref().set_read_timeout(None);
+        let answer = reader.read_frame::<Up>(max_frame);
+        let _ = reader.get_ref().set_read_timeout(None);
         let hint = "does the child's `main` call `sidetask::init` first, or the test file use `sidetask::test_support!`?";
         match answer {
             Ok(Up::Ready { version }) if version == VERSION => Ok(()),
@@ -241,86 +250,51 @@ impl Drop for Worker {
 /// Messages on their way to the child: how many more may go, and copies of
 /// those the child has not acknowledged (they come back if the task ends
 /// first).
-struct InFlight {
-    state: Mutex<FlightState>,
-    changed: Condvar,
-}
-
 struct FlightState {
     credits: usize,
     unacked: VecDeque<Vec<u8>>,
     ended: bool,
 }
 
-impl InFlight {
-    fn new(credits: usize) -> InFlight {
-        InFlight {
-            state: Mutex::new(FlightState {
-                credits,
-                unacked: VecDeque::new(),
-                ended: false,
-            }),
-            changed: Condvar::new(),
-        }
-    }
-
-    fn ack(&self, n: usize) -> bool {
-        let mut s = lock(&self.state);
-        if n > s.unacked.len() {
-            return false;
-        }
-        s.unacked.drain(..n);
-        s.credits += n;
-        self.changed.notify_all();
-        true
-    }
-
-    fn end(&self) -> VecDeque<Vec<u8>> {
-        let mut s = lock(&self.state);
-        s.ended = true;
-        self.changed.notify_all();
-        std::mem::take(&mut s.unacked)
-    }
-
-    /// Waits for room to send one more, unless the task stops or ends.
-    fn reserve(&self, stopped: impl Fn() -> bool) -> Reserved {
-        let mut s = lock(&self.state);
-        loop {
-            if s.ended {
-                return Reserved::Ended;
-            }
-            if stopped() {
-                return Reserved::Stopped;
-            }
-            if s.credits > 0 {
-                return Reserved::Yes;
-            }
-            s = self
-                .changed
-                .wait(s)
-                .unwrap_or_else(|poison| poison.into_inner());
-        }
-    }
+/// What only the thread that writes messages looks at.
+#[derive(Default)]
+struct Pumped {
+    stop_sent: bool,
+    close_sent: bool,
+    // A write failed or the task was ended for a message: nothing more is
+    // written.
+    done: bool,
 }
 
-enum Reserved {
-    Yes,
-    Stopped,
-    Ended,
+/// How the task ended, as read from the connection.
+struct Ended<V, E> {
+    outcome: Option<Outcome<V, E>>,
+    // A frame that breaks the protocol: the child is killed.
+    broken: Option<String>,
+    // The connection ended in the middle of a frame, or failed: the exit
+    // status tells whether the child was killed or broke the protocol.
+    cut: Option<String>,
 }
 
-/// What a task's body in the parent shares with its helper, its stop hook
-/// and the timer.
-struct Session<In, Ev> {
-    ctx: Ctx<In, Ev>,
+/// What a task's body in the parent shares with its handle's callers, its
+/// stop hook and the timer.
+struct Link<T: NamedTask> {
+    ctx: Ctx<T::In, T::Event>,
     writer: Arc<Writer>,
-    flight: InFlight,
+    relay: Relay,
+    flight: Mutex<FlightState>,
+    // Held by the thread that writes messages; `pending` asks it for
+    // another pass.
+    pump: Mutex<Pumped>,
+    pending: AtomicBool,
     pid: u32,
     grace: Duration,
     max_frame: usize,
+    // A warm child answers the handshake with the task's first frame.
+    awaiting_ready: AtomicBool,
     // How far a stop has escalated; every signal is sent under this lock,
-    // so that none goes out once the body has retired the session (the
-    // child may be running the next task of a pool, or be reaped).
+    // so that none goes out once the body has retired the link (the child
+    // may be running the next task of a pool, or be reaped).
     escalation: Mutex<Escalation>,
     // A write to the child failed (it may hold half a frame): not reusable.
     write_failed: AtomicBool,
@@ -328,7 +302,8 @@ struct Session<In, Ev> {
     // frame).
     refused: Mutex<Option<String>>,
     // Messages that could not be sent: given back at the end.
-    rejected: Mutex<Vec<In>>,
+    rejected: Mutex<Vec<T::In>>,
+    ended: Mutex<Ended<T::Value, T::Error>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -340,9 +315,9 @@ enum Escalation {
     Retired,
 }
 
-impl<In, Ev> Session<In, Ev> {
+impl<T: NamedTask> Link<T> {
     /// Moves the escalation from `from` to `to` and sends `signal`, unless
-    /// it has moved on (or the session is retired).
+    /// it has moved on (or the link is retired).
     fn escalate(&self, from: &[Escalation], to: Escalation, signal: Option<Signal>) -> bool {
         let mut stage = lock(&self.escalation);
         if !from.contains(&stage) {
@@ -360,26 +335,20 @@ impl<In, Ev> Session<In, Ev> {
         std::mem::replace(&mut *lock(&self.escalation), Escalation::Retired)
     }
 
-    fn send(&self, frame: &Down) -> bool {
+    fn send(&self, frame: &Down, pumped: &mut Pumped) -> bool {
         let sent = self.writer.send(frame).is_ok();
         if !sent {
             self.write_failed.store(true, Ordering::SeqCst);
+            pumped.done = true;
         }
         sent
     }
-}
 
-impl<In: Send + 'static, Ev: Send + 'static> Session<In, Ev> {
     /// A stop or kill was requested (on the requesting thread: returns at
-    /// once). The helper sends the stop frame; the timer sends `SIGTERM`
-    /// after the grace period and `SIGKILL` after another; a kill sends
-    /// `SIGKILL` now.
+    /// once). A worker thread writes the stop frame; the timer sends
+    /// `SIGTERM` after the grace period and `SIGKILL` after another; a kill
+    /// sends `SIGKILL` now.
     fn stop_requested(self: &Arc<Self>) {
-        {
-            // Wakes the helper if it waits for credit.
-            let _s = lock(&self.flight.state);
-            self.flight.changed.notify_all();
-        }
         use Escalation::*;
         if self.ctx.mailbox().is(KILL) {
             self.escalate(&[None, Asked, Terminated], Killed, Some(Signal::KILL));
@@ -396,45 +365,68 @@ impl<In: Send + 'static, Ev: Send + 'static> Session<In, Ev> {
                 }
             }
         }
-    }
-}
-
-impl<In: Send, Ev: Send> Deadline for Session<In, Ev> {
-    /// A grace period passed: `SIGTERM` the first time, `SIGKILL` the
-    /// second.
-    fn expire(&self) {
-        use Escalation::*;
-        if !self.escalate(&[Asked], Terminated, Some(Signal::TERM)) {
-            self.escalate(&[Terminated], Killed, Some(Signal::KILL));
+        // The write may wait for the child to read: not on this thread.
+        let link = Arc::clone(self);
+        if let Err((pump, _)) = place::execute(Box::new(move || link.pump())) {
+            pump();
         }
     }
-}
 
-impl<In: Serialize, Ev> Session<In, Ev> {
-    /// Writes the handle's messages to the child, at most the capacity in
-    /// flight; on a closed inbox, tells the child.
-    fn forward(&self) {
-        let flight = &self.flight;
-        let mailbox = self.ctx.mailbox();
+    /// Writes what waits to be written (messages while there is credit, a
+    /// closed inbox, a stop), on the calling thread; if another thread is
+    /// writing, it does it instead.
+    fn pump(&self) {
+        self.pending.store(true, Ordering::SeqCst);
         loop {
-            match flight.reserve(|| mailbox.is(STOP)) {
-                Reserved::Yes => {}
-                Reserved::Stopped => {
-                    self.tell_stop();
-                    return;
-                }
-                Reserved::Ended => return,
+            let mut pumped = match self.pump.try_lock() {
+                Ok(pumped) => pumped,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                // Its holder looks at `pending` after it lets go.
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            while self.pending.swap(false, Ordering::SeqCst) {
+                self.pump_once(&mut pumped);
             }
-            let message = match self.ctx.recv() {
-                Ok(message) => message,
-                Err(crate::CtxRecvError::Disconnected) => {
-                    if !lock(&flight.state).ended {
-                        self.send(&Down::Close);
-                    }
+            drop(pumped);
+            if !self.pending.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    fn pump_once(&self, pumped: &mut Pumped) {
+        let mailbox = self.ctx.mailbox();
+        while !pumped.done {
+            let credits = {
+                let flight = lock(&self.flight);
+                if flight.ended {
                     return;
                 }
-                Err(_) => {
-                    self.tell_stop();
+                flight.credits
+            };
+            if mailbox.is(STOP) {
+                if !pumped.stop_sent {
+                    pumped.stop_sent = true;
+                    // Not to a child being killed, or whose task is over.
+                    if !mailbox.is(KILL | EXITED) {
+                        self.send(&Down::Stop, pumped);
+                    }
+                }
+                return;
+            }
+            // Nothing to write, or no credit to write it with.
+            if credits == 0 || !mailbox.has_message() {
+                return;
+            }
+            let message = match mailbox.pop_in(Wait::No) {
+                Ok(message) => message,
+                Err(PopError::Empty) => return,
+                Err(PopError::Stopped) => continue,
+                Err(PopError::Disconnected) => {
+                    if !pumped.close_sent {
+                        pumped.close_sent = true;
+                        self.send(&Down::Close, pumped);
+                    }
                     return;
                 }
             };
@@ -449,6 +441,7 @@ impl<In: Serialize, Ev> Session<In, Ev> {
                         self.max_frame
                     ));
                     lock(&self.rejected).push(message);
+                    pumped.done = true;
                     self.escalate(
                         &[Escalation::None, Escalation::Asked, Escalation::Terminated],
                         Escalation::Killed,
@@ -464,41 +457,137 @@ impl<In: Serialize, Ev> Session<In, Ev> {
                 }
             };
             {
-                let mut s = lock(&flight.state);
-                if s.ended {
-                    drop(s);
-                    self.ctx.mailbox().give_back(vec![message]);
+                let mut flight = lock(&self.flight);
+                if flight.ended {
+                    drop(flight);
+                    mailbox.give_back(vec![message]);
                     return;
                 }
-                s.credits -= 1;
-                s.unacked.push_back(bytes.clone());
+                flight.credits -= 1;
+                flight.unacked.push_back(bytes.clone());
             }
-            if !self.send(&Down::Message(bytes)) {
-                return;
-            }
+            self.send(&Down::Message(bytes), pumped);
         }
+    }
+
+    /// Records how the task ended.
+    fn end_with(&self, f: impl FnOnce(&mut Ended<T::Value, T::Error>)) -> Flow {
+        f(&mut lock(&self.ended));
+        Flow::End
+    }
+
+    fn broken(&self, why: String) -> Flow {
+        self.end_with(|e| e.broken = Some(why))
     }
 }
 
-impl<In, Ev> Session<In, Ev> {
-    /// Asks the child's task to stop (unless it is being killed or is over).
-    fn tell_stop(&self) {
-        let mailbox = self.ctx.mailbox();
-        if !mailbox.is(KILL | EXITED) {
-            self.send(&Down::Stop);
+impl<T: NamedTask> Dispatch for Link<T> {
+    fn frame(&self, payload: &[u8], _fallback: bool) -> Flow {
+        let frame = match postcard::from_bytes::<Up>(payload) {
+            Ok(frame) => frame,
+            Err(e) => return self.broken(FrameError::Malformed(e).to_string()),
+        };
+        match frame {
+            Up::Event(bytes) => match decode::<T::Event>(&bytes) {
+                Ok(event) => {
+                    // Wait for room (backpressure reaches the child through
+                    // the socket; a caller reads only into an empty outbox);
+                    // after a stop, keep what fits.
+                    if let Err(e) = self.ctx.emit(event) {
+                        let _ = self.ctx.try_emit(e.into_inner());
+                    }
+                    Flow::Wake
+                }
+                Err(why) => self.broken(why),
+            },
+            Up::Ack(n) => {
+                let acked = {
+                    let mut flight = lock(&self.flight);
+                    let n = n as usize;
+                    if n > flight.unacked.len() {
+                        false
+                    } else {
+                        flight.unacked.drain(..n);
+                        flight.credits += n;
+                        true
+                    }
+                };
+                if !acked {
+                    return self
+                        .broken("the child acknowledged more messages than were sent".to_owned());
+                }
+                // What waited for the credit goes now (a message sent
+                // later is written by its sender).
+                if self.ctx.mailbox().has_message() {
+                    self.pump();
+                }
+                Flow::More
+            }
+            Up::Value(bytes) => match decode(&bytes) {
+                Ok(v) => self.end_with(|e| e.outcome = Some(Outcome::Value(v))),
+                Err(why) => self.broken(why),
+            },
+            Up::Error(bytes) => match decode(&bytes) {
+                Ok(v) => self.end_with(|e| e.outcome = Some(Outcome::Error(v))),
+                Err(why) => self.broken(why),
+            },
+            Up::Panicked { message, location } => {
+                let location = location.map(|(file, line, col)| Location::new(file, line, col));
+                let panic = Panic::new(Box::new(message), location);
+                self.end_with(|e| e.outcome = Some(Outcome::Panicked(panic)))
+            }
+            Up::Broken(why) => self.broken(format!("the child could not send its outcome: {why}")),
+            Up::Ready { version }
+                if version == VERSION && self.awaiting_ready.swap(false, Ordering::SeqCst) =>
+            {
+                Flow::More
+            }
+            Up::Refused { why, .. } if self.awaiting_ready.load(Ordering::SeqCst) => {
+                self.broken(format!("the child refused the task: {why}"))
+            }
+            Up::Ready { .. } | Up::Refused { .. } => {
+                self.broken("the child sent a handshake frame during a task".to_owned())
+            }
         }
+    }
+
+    fn failed(&self, error: FrameError) {
+        let mut ended = lock(&self.ended);
+        match error {
+            FrameError::Closed => {}
+            e @ (FrameError::Truncated | FrameError::Io(_)) => ended.cut = Some(e.to_string()),
+            e => ended.broken = Some(e.to_string()),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.ctx.mailbox().has_event()
     }
 }
 
-/// Runs `job` on a worker thread; the receiver disconnects when it is done.
-fn helper(job: impl FnOnce() + Send + 'static) -> io::Result<Receiver<()>> {
-    let (done, joined) = crossbeam_channel::bounded::<()>(0);
-    place::execute(Box::new(move || {
-        job();
-        drop(done);
-    }))
-    .map_err(|(_, e)| e)?;
-    Ok(joined)
+impl<T: NamedTask> Port for Link<T> {
+    fn pushed(&self) {
+        self.pump();
+    }
+
+    fn pull(&self, until: Option<Instant>) -> Served {
+        self.relay.serve(self, until)
+    }
+
+    fn hurry(&self) {
+        self.relay.hurry();
+    }
+}
+
+impl<T: NamedTask> Deadline for Link<T> {
+    /// A grace period passed: `SIGTERM` the first time, `SIGKILL` the
+    /// second.
+    fn expire(&self) {
+        use Escalation::*;
+        if !self.escalate(&[Asked], Terminated, Some(Signal::TERM)) {
+            self.escalate(&[Terminated], Killed, Some(Signal::KILL));
+        }
+    }
 }
 
 /// Drives a task on `worker` to its end. Returns the outcome, and the
@@ -508,134 +597,112 @@ pub(crate) fn drive<T: NamedTask>(
     mut worker: Worker,
     config: &Config,
     reuse: bool,
-    mut awaiting_ready: bool,
+    awaiting_ready: bool,
 ) -> (Outcome<T::Value, T::Error>, Option<Worker>) {
     let mailbox = ctx.mailbox();
     mailbox.no_spin();
-    let session = Arc::new(Session {
-        ctx: ctx.share(),
-        writer: Arc::clone(&worker.writer),
-        flight: InFlight::new(mailbox.inbox_capacity()),
-        pid: worker.pid(),
-        grace: config.grace,
-        max_frame: config.max_frame,
-        escalation: Mutex::new(Escalation::None),
-        write_failed: AtomicBool::new(false),
-        refused: Mutex::new(None),
-        rejected: Mutex::new(Vec::new()),
-    });
-    let forwarder = {
-        let session = Arc::clone(&session);
-        helper(move || session.forward())
-    };
-    let forwarder = match forwarder {
-        Ok(forwarder) => forwarder,
+    let relay = worker
+        .reader
+        .take()
+        .ok_or_else(|| io::Error::other("the connection's reader is gone"))
+        .and_then(|reader| Relay::new(reader, config.max_frame));
+    let relay = match relay {
+        Ok(relay) => relay,
         Err(e) => {
             mailbox.set(EXITED);
-            session.flight.end();
             mailbox.set(INBOX_CLOSED);
             let tail = worker.kill_and_reap();
-            let why = format!("no thread for the task's helper: {e}");
+            let why = format!("could not read from the child: {e}");
             return (
                 Outcome::Crashed(Crash::new(CrashCause::Start(why), tail)),
                 None,
             );
         }
     };
+    let link = Arc::new(Link::<T> {
+        ctx: ctx.share(),
+        writer: Arc::clone(&worker.writer),
+        relay,
+        flight: Mutex::new(FlightState {
+            credits: mailbox.inbox_capacity(),
+            unacked: VecDeque::new(),
+            ended: false,
+        }),
+        pump: Mutex::new(Pumped::default()),
+        pending: AtomicBool::new(false),
+        pid: worker.pid(),
+        grace: config.grace,
+        max_frame: config.max_frame,
+        awaiting_ready: AtomicBool::new(awaiting_ready),
+        escalation: Mutex::new(Escalation::None),
+        write_failed: AtomicBool::new(false),
+        refused: Mutex::new(None),
+        rejected: Mutex::new(Vec::new()),
+        ended: Mutex::new(Ended {
+            outcome: None,
+            broken: None,
+            cut: None,
+        }),
+    });
     {
-        let weak = Arc::downgrade(&session);
+        let weak = Arc::downgrade(&link);
         ctx.set_stop_hook(Box::new(move || {
-            if let Some(session) = weak.upgrade() {
-                session.stop_requested();
+            if let Some(link) = weak.upgrade() {
+                link.stop_requested();
             }
         }));
+        let port: Weak<dyn Port> = Arc::downgrade(&link) as Weak<dyn Port>;
+        ctx.set_port(port);
     }
     // A stop requested before the hook was set.
     if mailbox.is(STOP) {
-        session.stop_requested();
+        link.stop_requested();
     }
+    // Messages sent before the port was set.
+    link.pump();
 
-    let mut end = None;
-    // A frame that breaks the protocol: the child is killed.
-    let mut broken = None;
-    // The connection ended in the middle of a frame, or failed: the exit
-    // status tells whether the child was killed or broke the protocol.
-    let mut cut = None;
-    while end.is_none() {
-        let frame = match read_frame::<Up>(&mut worker.reader, config.max_frame) {
-            Ok(frame) => frame,
-            Err(FrameError::Closed) => break,
-            Err(e @ (FrameError::Truncated | FrameError::Io(_))) => {
-                cut = Some(e.to_string());
-                break;
-            }
-            Err(e) => {
-                broken = Some(e.to_string());
-                break;
-            }
-        };
-        let step = match frame {
-            Up::Event(bytes) => decode::<T::Event>(&bytes).map(|event| {
-                // Wait for room (backpressure reaches the child through the
-                // socket); after a stop, keep what fits.
-                if let Err(e) = ctx.emit(event) {
-                    let _ = ctx.try_emit(e.into_inner());
-                }
-            }),
-            Up::Ack(n) => {
-                if session.flight.ack(n as usize) {
-                    Ok(())
-                } else {
-                    Err("the child acknowledged more messages than were sent".to_owned())
-                }
-            }
-            Up::Value(bytes) => decode(&bytes).map(|v| end = Some(Outcome::Value(v))),
-            Up::Error(bytes) => decode(&bytes).map(|e| end = Some(Outcome::Error(e))),
-            Up::Panicked { message, location } => {
-                let location = location.map(|(file, line, col)| Location::new(file, line, col));
-                end = Some(Outcome::Panicked(Panic::new(Box::new(message), location)));
-                Ok(())
-            }
-            Up::Broken(why) => Err(format!("the child could not send its outcome: {why}")),
-            Up::Ready { version } if awaiting_ready && version == VERSION => {
-                awaiting_ready = false;
-                Ok(())
-            }
-            Up::Refused { why, .. } if awaiting_ready => {
-                Err(format!("the child refused the task: {why}"))
-            }
-            Up::Ready { .. } | Up::Refused { .. } => {
-                Err("the child sent a handshake frame during a task".to_owned())
-            }
-        };
-        if let Err(why) = step {
-            broken = Some(why);
-            break;
-        }
-    }
+    link.relay.fallback(&*link);
+
+    let Ended {
+        outcome: end,
+        broken,
+        cut,
+    } = std::mem::replace(
+        &mut *lock(&link.ended),
+        Ended {
+            outcome: None,
+            broken: None,
+            cut: None,
+        },
+    );
     if broken.is_some() {
         signal_group(worker.pid(), Signal::KILL);
     }
     // The task is over: no signal goes out from now on.
     mailbox.set(EXITED);
-    let escalated = session.retire();
+    let escalated = link.retire();
     // Messages the child never took come back first, then the handle's
-    // inbox. The forwarder is told to end (a closed inbox wakes it) and
-    // gives back what it holds first.
-    let unacked = session.flight.end();
+    // inbox. A write in progress ends first (it gives back what it holds).
+    let unacked = {
+        let mut flight = lock(&link.flight);
+        flight.ended = true;
+        std::mem::take(&mut flight.unacked)
+    };
+    drop(lock(&link.pump));
     mailbox.set(INBOX_CLOSED);
-    let _ = forwarder.recv();
     let mut back: Vec<T::In> = unacked
         .into_iter()
         .filter_map(|bytes| decode::<T::In>(&bytes).ok())
         .collect();
-    back.append(&mut lock(&session.rejected));
+    back.append(&mut lock(&link.rejected));
     mailbox.give_back(back);
-    let refused = lock(&session.refused).take();
+    worker.reader = link.relay.take_reader();
+    let refused = lock(&link.refused).take();
     let broken = broken.or(refused);
     if let Some(end) = end.filter(|_| broken.is_none() && cut.is_none()) {
         let fit = escalated <= Escalation::Asked
-            && !session.write_failed.load(Ordering::SeqCst)
+            && !link.write_failed.load(Ordering::SeqCst)
+            && worker.reader.is_some()
             && worker.alive();
         if reuse && fit {
             return (end, Some(worker));
