@@ -320,6 +320,51 @@ impl<In, Ev> Mailbox<In, Ev> {
         }
     }
 
+    /// Frees one place in the inbox after a message left it; returns
+    /// whether a sender waits for room (to be woken once the batch lock is
+    /// let go).
+    fn release_one(&self) -> bool {
+        self.inbox_len.fetch_sub(1, Ordering::SeqCst);
+        self.has_waiters.load(Ordering::SeqCst)
+    }
+
+    /// The first step of taking a message: from the batch taken already,
+    /// without the state lock.
+    fn pop_taken(&self) -> Option<In> {
+        let message = lock(&self.taken).pop_front()?;
+        if self.release_one() {
+            self.locked(|s| s.wake());
+        }
+        Some(message)
+    }
+
+    /// Takes a message under the state lock, taking the whole inbox as the
+    /// next batch if the last one is done; `None` if there is none yet.
+    fn pop_locked(&self, s: &mut State<In, Ev>) -> Option<Result<In, PopError>> {
+        if s.flags & STOP != 0 {
+            return Some(Err(PopError::Stopped));
+        }
+        // Lock order: state, then batch.
+        let mut taken = lock(&self.taken);
+        if taken.is_empty() {
+            std::mem::swap(&mut *taken, &mut s.inbox);
+        }
+        match taken.pop_front() {
+            Some(m) => {
+                // A sender waits for the room, or other receivers sharing
+                // the context may take the rest.
+                if self.release_one() || !taken.is_empty() {
+                    s.wake();
+                }
+                Some(Ok(m))
+            }
+            None if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 => {
+                Some(Err(PopError::Disconnected))
+            }
+            None => None,
+        }
+    }
+
     /// Takes a message out of the inbox (the context's recv).
     ///
     /// The task's side takes the whole inbox in one batch under the lock and
@@ -331,54 +376,16 @@ impl<In, Ev> Mailbox<In, Ev> {
         }
         // The batch lock is never held while waiting, so that threads
         // sharing one context never wait on each other past their timeouts.
-        let first = lock(&self.taken).pop_front();
-        if let Some(m) = first {
-            self.release_one();
+        if let Some(m) = self.pop_taken() {
             return Ok(m);
         }
         let hint = |m: &Self| {
             m.is(STOP | HANDLE_GONE | INBOX_CLOSED) || m.inbox_len.load(Ordering::Acquire) > 0
         };
-        let got = self.wait(wait, self.spin_in.load(Ordering::Relaxed), hint, |s| {
-            if s.flags & STOP != 0 {
-                return Some(Err(PopError::Stopped));
-            }
-            // Lock order: state, then batch.
-            let mut taken = lock(&self.taken);
-            if taken.is_empty() {
-                std::mem::swap(&mut *taken, &mut s.inbox);
-            }
-            match taken.pop_front() {
-                Some(m) => {
-                    if !taken.is_empty() {
-                        // Other receivers sharing the context may take the rest.
-                        s.wake();
-                    }
-                    Some(Ok(m))
-                }
-                None if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 => {
-                    Some(Err(PopError::Disconnected))
-                }
-                None => None,
-            }
-        });
-        match got {
-            Some(Ok(m)) => {
-                self.release_one();
-                Ok(m)
-            }
-            Some(Err(e)) => Err(e),
-            None => Err(PopError::Empty),
-        }
-    }
-
-    /// Frees one place in the inbox after a message left it, waking a
-    /// sender that waits for room.
-    fn release_one(&self) {
-        self.inbox_len.fetch_sub(1, Ordering::SeqCst);
-        if self.has_waiters.load(Ordering::SeqCst) {
-            self.locked(|s| s.wake());
-        }
+        self.wait(wait, self.spin_in.load(Ordering::Relaxed), hint, |s| {
+            self.pop_locked(s)
+        })
+        .unwrap_or(Err(PopError::Empty))
     }
 
     /// Puts an event into the outbox (the context's emit).

@@ -16,9 +16,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use super::{
-    DONE, HANDLE_GONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, State, Waiter, lock,
-};
+use super::{DONE, HANDLE_GONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, State, Waiter};
 
 thread_local! {
     /// The address of the mailbox where this thread last registered a
@@ -112,37 +110,10 @@ impl<In, Ev> Mailbox<In, Ev> {
         if self.is(STOP) {
             return Poll::Ready(Err(PopError::Stopped));
         }
-        let first = lock(&self.taken).pop_front();
-        if let Some(m) = first {
-            self.release_one();
+        if let Some(m) = self.pop_taken() {
             return Poll::Ready(Ok(m));
         }
-        let got = self.poll_with(cx, false, |s| {
-            if s.flags & STOP != 0 {
-                return Some(Err(PopError::Stopped));
-            }
-            // Lock order: state, then batch.
-            let mut taken = lock(&self.taken);
-            if taken.is_empty() {
-                std::mem::swap(&mut *taken, &mut s.inbox);
-            }
-            match taken.pop_front() {
-                Some(m) => {
-                    if !taken.is_empty() {
-                        s.wake();
-                    }
-                    Some(Ok(m))
-                }
-                None if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 => {
-                    Some(Err(PopError::Disconnected))
-                }
-                None => None,
-            }
-        });
-        if let Poll::Ready(Ok(_)) = got {
-            self.release_one();
-        }
-        got
+        self.poll_with(cx, false, |s| self.pop_locked(s))
     }
 
     /// Polls to put `event` into the outbox (the async context's emit). The
