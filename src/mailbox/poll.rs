@@ -9,8 +9,8 @@
 //! wakes it once, harmlessly.
 //!
 //! The attempts mirror those of the blocking operations in the parent
-//! module, decision for decision: a message is either in a queue or still
-//! with its sender, never in between.
+//! module, decision for decision (a receive takes the very same steps): a
+//! message is either in a queue or still with its sender, never in between.
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;

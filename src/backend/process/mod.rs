@@ -8,6 +8,8 @@
 //! tail.
 //!
 //! - `protocol`: the frames.
+//! - `relay`: who reads a connection: the thread waiting for a frame, or a
+//!   fallback thread when none waits.
 //! - `worker`: the parent's side: a child, the handshake, the task's body.
 //! - `child`: the child's side.
 
@@ -163,6 +165,18 @@ pub type ProcessTask<T> = Task<
 /// A child that hangs on its way out after sending its outcome (a
 /// destructor that never returns) is killed after the grace period; the
 /// outcome stands.
+///
+/// **Who carries the messages**: the thread that sends writes the message
+/// to the child's socket itself, while fewer than the inbox capacity are
+/// unread in the child (others wait in the inbox and are written as the
+/// child reads). It waits only for the socket to take the bytes, which a
+/// large message may make it do until the child has read part of it, and
+/// never longer than the grace period (at least a second): then the child
+/// is no longer reused. The thread that waits in [`Task::recv`] reads the
+/// socket itself, and so does the child's body in [`Ctx::recv`]: a message
+/// and its answer cost two thread wake-ups, as over a bare socketpair.
+/// When nobody waits, a worker thread reads for the handle (and the child's
+/// main thread for its body), so events, stops and the end still come in.
 ///
 /// # Examples
 ///
