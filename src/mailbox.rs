@@ -1,28 +1,42 @@
-//! A task's two bounded queues and its flags, under one lock.
+//! A task's two bounded queues and its flags.
 //!
 //! The inbox carries messages from the handle to the task, the outbox events
 //! from the task to the handle. The flags say whether a stop was asked for,
 //! whether the task is done (after which no event can come out), and
 //! whether the handle is gone.
-//! Keeping all of it under one lock makes each decision ("deliver, or give
-//! back because the task is stopping") atomic: a message is either in the
-//! queue before the stop or refused after it, never lost in between.
+//!
+//! The flags, the outbox and the waiter list live under one lock, which
+//! makes each decision ("deliver, or give back because the task is
+//! stopping") atomic. The inbox, the busiest queue, is a lock-free queue
+//! instead, so that a sender and its task do not meet on a lock for each
+//! message; its decisions stay exact all the same: a send announces itself
+//! (`pushing`) before it checks the flags, and whoever decides on what the
+//! inbox holds after a close waits for the sends in flight first. A message
+//! is either in the queue before the stop or refused after it, never lost
+//! in between.
 //!
 //! Waiting: a caller first tries; then spins on lock-free mirrors of the
 //! lengths and flags (the other side usually answers within microseconds,
 //! while a kernel wake-up costs tens of them); then registers its thread in
 //! the waiter list and parks. Every change of state unparks every registered
-//! waiter, and each re-checks its own condition. There is no polling
-//! interval anywhere: a stop wakes a parked waiter at once. A future waits
-//! in the same list, with its task's waker instead of a thread (the `poll`
-//! module), so one change of state wakes threads and futures alike.
+//! waiter, and each re-checks its own condition; a change of the inbox,
+//! made without the lock, looks for registered waiters after it, and a
+//! waiter registers before its last check, so one of the two sees the
+//! other. There is no polling interval anywhere: a stop wakes a parked
+//! waiter at once. A future waits in the same list, with its task's waker
+//! instead of a thread (the `poll` module), so one change of state wakes
+//! threads and futures alike.
 //!
-//! An empty queue holds no allocation, so an idle task costs a few hundred
-//! bytes besides its thread.
+//! An empty queue holds no allocation (the inbox's queue is made at the
+//! first message), so an idle task costs a few hundred bytes besides its
+//! thread.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{self, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_utils::CachePadded;
 use std::thread::{self, Thread};
 use std::time::Instant;
 
@@ -30,6 +44,10 @@ use crate::sync::{lock, spin_until};
 
 #[cfg(feature = "tokio")]
 mod poll;
+
+/// The most memory an inbox's bounded queue may take (all of it at the
+/// first message); a larger inbox grows as messages come instead.
+const ARRAY_BYTES: usize = 256 << 10;
 
 /// The task was asked to stop.
 pub(crate) const STOP: u8 = 1;
@@ -56,14 +74,24 @@ pub(crate) enum Wait {
 }
 
 pub(crate) struct Mailbox<In, Ev> {
-    state: Mutex<State<In, Ev>>,
-    // Messages the task's side has taken out of the inbox in one batch and
-    // not yet handed to the body. They still count in `inbox_len`, so the
-    // inbox's capacity bounds them too; they go back to the handle with the
-    // rest of the inbox (`drain_in`).
-    taken: Mutex<VecDeque<In>>,
+    state: Mutex<State<Ev>>,
+    // The inbox's messages, in a lock-free queue made at the first message:
+    // sender and task do not meet on a lock for each message. A bounded
+    // queue up to `ARRAY_BYTES` (it keeps its own count, apart from both
+    // sides' hot data); beyond, an unbounded one (it allocates as messages
+    // come) whose messages `inbox_len` counts against the capacity.
+    inbox: OnceLock<(Sender<In>, Receiver<In>)>,
+    // Sends between their check of the flags and their push: a side that
+    // decides on what the inbox holds after a close waits for them first
+    // (`settle`), so a message is either in before the close or refused.
+    // Written by senders for each message: on a cache line of its own, away
+    // from what the task's side reads for each message.
+    pushing: CachePadded<AtomicUsize>,
+    // Messages given back (a process task's unread ones), before the queue.
+    returned: Mutex<VecDeque<In>>,
+    returned_len: AtomicUsize,
     // Whether any thread is (about to be) registered as a waiter; lets the
-    // task's side free inbox room without the state lock.
+    // inbox's two sides change it without the state lock.
     has_waiters: AtomicBool,
     inbox_cap: usize,
     outbox_cap: usize,
@@ -74,12 +102,13 @@ pub(crate) struct Mailbox<In, Ev> {
     spin_in: AtomicBool,
     // Lock-free mirrors for spinning waiters; written under the lock.
     flags: AtomicU8,
+    // Only for an inbox over `ARRAY_BYTES` (`counted`).
     inbox_len: AtomicUsize,
+    counted: bool,
     outbox_len: AtomicUsize,
 }
 
-struct State<In, Ev> {
-    inbox: VecDeque<In>,
+struct State<Ev> {
     outbox: VecDeque<Ev>,
     flags: u8,
     waiters: Waiters,
@@ -88,7 +117,7 @@ struct State<In, Ev> {
     notify: bool,
 }
 
-impl<In, Ev> State<In, Ev> {
+impl<Ev> State<Ev> {
     fn wake(&mut self) {
         self.notify = true;
     }
@@ -187,26 +216,29 @@ impl<In, Ev> Mailbox<In, Ev> {
     pub(crate) fn new(inbox_cap: usize, outbox_cap: usize) -> Self {
         Mailbox {
             state: Mutex::new(State {
-                inbox: VecDeque::new(),
                 outbox: VecDeque::new(),
                 flags: 0,
                 waiters: Waiters::default(),
                 notify: false,
             }),
-            taken: Mutex::new(VecDeque::new()),
+            inbox: OnceLock::new(),
+            pushing: CachePadded::new(AtomicUsize::new(0)),
+            returned: Mutex::new(VecDeque::new()),
+            returned_len: AtomicUsize::new(0),
             has_waiters: AtomicBool::new(false),
             inbox_cap: inbox_cap.max(1),
             outbox_cap: outbox_cap.max(1),
             spin_in: AtomicBool::new(true),
             flags: AtomicU8::new(0),
             inbox_len: AtomicUsize::new(0),
+            counted: inbox_cap.saturating_mul(std::mem::size_of::<In>() + 8) > ARRAY_BYTES,
             outbox_len: AtomicUsize::new(0),
         }
     }
 
     /// Runs `f` under the lock, then wakes the waiters if `f` changed the
     /// state.
-    fn locked<R>(&self, f: impl FnOnce(&mut State<In, Ev>) -> R) -> R {
+    fn locked<R>(&self, f: impl FnOnce(&mut State<Ev>) -> R) -> R {
         let mut s = lock(&self.state);
         let r = f(&mut s);
         if s.notify && !s.waiters.is_empty() {
@@ -233,7 +265,9 @@ impl<In, Ev> Mailbox<In, Ev> {
                 return false;
             }
             s.flags |= flag;
-            self.flags.store(s.flags, Ordering::Release);
+            // Sequentially consistent: a send checks the flags after it
+            // announced itself in `pushing` (see `settle`).
+            self.flags.store(s.flags, Ordering::SeqCst);
             s.wake();
             true
         })
@@ -246,7 +280,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         wait: Wait,
         spin: bool,
         hint: impl Fn(&Self) -> bool,
-        mut attempt: impl FnMut(&mut State<In, Ev>) -> Option<R>,
+        mut attempt: impl FnMut(&mut State<Ev>) -> Option<R>,
     ) -> Option<R> {
         if let Some(r) = self.locked(&mut attempt) {
             return Some(r);
@@ -272,6 +306,7 @@ impl<In, Ev> Mailbox<In, Ev> {
                 // the state without the lock checks this flag after its
                 // change, so one of the two sees the other.
                 self.has_waiters.store(true, Ordering::SeqCst);
+                atomic::fence(Ordering::SeqCst);
                 if let Some(r) = attempt(s) {
                     self.has_waiters
                         .store(!s.waiters.is_empty(), Ordering::SeqCst);
@@ -295,24 +330,110 @@ impl<In, Ev> Mailbox<In, Ev> {
         }
     }
 
+    /// The inbox's queue, made at the first message.
+    fn queue(&self) -> &(Sender<In>, Receiver<In>) {
+        self.inbox.get_or_init(|| {
+            if self.counted() {
+                crossbeam_channel::unbounded()
+            } else {
+                crossbeam_channel::bounded(self.inbox_cap)
+            }
+        })
+    }
+
+    /// Whether the inbox is too large for a bounded queue, and `inbox_len`
+    /// keeps its capacity.
+    fn counted(&self) -> bool {
+        self.counted
+    }
+
+    /// How many messages the inbox holds (given back ones included).
+    fn inbox_len(&self) -> usize {
+        let queued = if self.counted() {
+            self.inbox_len.load(Ordering::SeqCst)
+        } else {
+            self.inbox.get().map_or(0, |(_, queue)| queue.len())
+        };
+        queued + self.returned_len.load(Ordering::SeqCst)
+    }
+
+    /// Tries to put `message` into the inbox, without the lock and without
+    /// waiting: `Full` or `Closed` give it back. Wakes no one.
+    fn push_raw(&self, message: In) -> Result<(), PushError<In>> {
+        self.pushing.fetch_add(1, Ordering::SeqCst);
+        let pushed = if self.flags.load(Ordering::SeqCst) & (STOP | DONE | INBOX_CLOSED) != 0 {
+            Err(PushError::Closed(message))
+        } else if !self.counted() {
+            self.queue().0.try_send(message).map_err(|e| match e {
+                TrySendError::Full(m) => PushError::Full(m),
+                TrySendError::Disconnected(m) => PushError::Closed(m),
+            })
+        } else if self.inbox_len.fetch_add(1, Ordering::SeqCst) >= self.inbox_cap {
+            self.inbox_len.fetch_sub(1, Ordering::SeqCst);
+            Err(PushError::Full(message))
+        } else {
+            // Unbounded, and its receiver lives as long as this mailbox.
+            self.queue()
+                .0
+                .send(message)
+                .map_err(|e| PushError::Closed(e.into_inner()))
+        };
+        self.pushing.fetch_sub(1, Ordering::SeqCst);
+        pushed
+    }
+
+    /// Tries to take a message out of the inbox, without the lock: a given
+    /// back one first. Wakes no one.
+    fn pop_raw(&self) -> Option<In> {
+        if self.returned_len.load(Ordering::SeqCst) > 0
+            && let Some(message) = lock(&self.returned).pop_front()
+        {
+            self.returned_len.fetch_sub(1, Ordering::SeqCst);
+            return Some(message);
+        }
+        let message = self.inbox.get()?.1.try_recv().ok()?;
+        if self.counted() {
+            self.inbox_len.fetch_sub(1, Ordering::SeqCst);
+        }
+        Some(message)
+    }
+
+    /// Waits for the sends that checked the flags before a close to finish
+    /// their push.
+    fn settle(&self) {
+        while self.pushing.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// After the inbox changed without the lock: whether anyone waits to
+    /// hear of it.
+    fn waited_on(&self) -> bool {
+        atomic::fence(Ordering::SeqCst);
+        self.has_waiters.load(Ordering::SeqCst)
+    }
+
+    /// Wakes the waiters after the inbox changed without the lock, if any
+    /// wait.
+    fn tell_waiters(&self) {
+        if self.waited_on() {
+            self.locked(State::wake);
+        }
+    }
+
     /// Puts a message into the inbox (the handle's send).
     pub(crate) fn push_in(&self, message: In, wait: Wait) -> Result<(), PushError<In>> {
-        let mut message = Some(message);
-        let hint = |m: &Self| {
-            m.is(STOP | DONE | INBOX_CLOSED) || m.inbox_len.load(Ordering::Acquire) < m.inbox_cap
+        let message = match self.push_raw(message) {
+            Ok(()) => {
+                self.tell_waiters();
+                return Ok(());
+            }
+            Err(PushError::Full(m)) if !matches!(wait, Wait::No) => m,
+            Err(e) => return Err(e),
         };
-        let done = self.wait(wait, true, hint, |s| {
-            if s.flags & (STOP | DONE | INBOX_CLOSED) != 0 {
-                return Some(Err(()));
-            }
-            if self.inbox_len.load(Ordering::SeqCst) >= self.inbox_cap {
-                return None;
-            }
-            s.inbox.push_back(message.take().expect("pushed once"));
-            self.inbox_len.fetch_add(1, Ordering::SeqCst);
-            s.wake();
-            Some(Ok(()))
-        });
+        let mut message = Some(message);
+        let hint = |m: &Self| m.is(STOP | DONE | INBOX_CLOSED) || m.inbox_len() < m.inbox_cap;
+        let done = self.wait(wait, true, hint, |s| self.push_locked(s, &mut message));
         match done {
             Some(Ok(())) => Ok(()),
             Some(Err(())) => Err(PushError::Closed(message.take().expect("kept"))),
@@ -320,40 +441,39 @@ impl<In, Ev> Mailbox<In, Ev> {
         }
     }
 
-    /// Frees one place in the inbox after a message left it; returns
-    /// whether a sender waits for room (to be woken once the batch lock is
-    /// let go).
-    fn release_one(&self) -> bool {
-        self.inbox_len.fetch_sub(1, Ordering::SeqCst);
-        self.has_waiters.load(Ordering::SeqCst)
-    }
-
-    /// The first step of taking a message: from the batch taken already,
-    /// without the state lock.
-    fn pop_taken(&self) -> Option<In> {
-        let message = lock(&self.taken).pop_front()?;
-        if self.release_one() {
-            self.locked(|s| s.wake());
+    /// A send's attempt under the lock: `message` leaves its option only
+    /// when delivered.
+    fn push_locked(&self, s: &mut State<Ev>, message: &mut Option<In>) -> Option<Result<(), ()>> {
+        match self.push_raw(message.take().expect("kept until delivered")) {
+            Ok(()) => {
+                if self.waited_on() {
+                    s.wake();
+                }
+                Some(Ok(()))
+            }
+            Err(PushError::Full(m)) => {
+                *message = Some(m);
+                None
+            }
+            Err(PushError::Closed(m) | PushError::Stopped(m)) => {
+                *message = Some(m);
+                Some(Err(()))
+            }
         }
-        Some(message)
     }
 
-    /// Takes a message under the state lock, taking the whole inbox as the
-    /// next batch if the last one is done; `None` if there is none yet.
-    fn pop_locked(&self, s: &mut State<In, Ev>) -> Option<Result<In, PopError>> {
+    /// Takes a message under the lock; `None` if there is none yet.
+    fn pop_locked(&self, s: &mut State<Ev>) -> Option<Result<In, PopError>> {
         if s.flags & STOP != 0 {
             return Some(Err(PopError::Stopped));
         }
-        // Lock order: state, then batch.
-        let mut taken = lock(&self.taken);
-        if taken.is_empty() {
-            std::mem::swap(&mut *taken, &mut s.inbox);
+        if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 {
+            // A send that began before the close is in, or refused.
+            self.settle();
         }
-        match taken.pop_front() {
+        match self.pop_raw() {
             Some(m) => {
-                // A sender waits for the room, or other receivers sharing
-                // the context may take the rest.
-                if self.release_one() || !taken.is_empty() {
+                if self.waited_on() {
                     s.wake();
                 }
                 Some(Ok(m))
@@ -366,22 +486,15 @@ impl<In, Ev> Mailbox<In, Ev> {
     }
 
     /// Takes a message out of the inbox (the context's recv).
-    ///
-    /// The task's side takes the whole inbox in one batch under the lock and
-    /// then hands messages out one by one without it, so a busy sender and
-    /// the task rarely meet on the lock.
     pub(crate) fn pop_in(&self, wait: Wait) -> Result<In, PopError> {
         if self.is(STOP) {
             return Err(PopError::Stopped);
         }
-        // The batch lock is never held while waiting, so that threads
-        // sharing one context never wait on each other past their timeouts.
-        if let Some(m) = self.pop_taken() {
+        if let Some(m) = self.pop_raw() {
+            self.tell_waiters();
             return Ok(m);
         }
-        let hint = |m: &Self| {
-            m.is(STOP | HANDLE_GONE | INBOX_CLOSED) || m.inbox_len.load(Ordering::Acquire) > 0
-        };
+        let hint = |m: &Self| m.is(STOP | HANDLE_GONE | INBOX_CLOSED) || m.inbox_len() > 0;
         self.wait(wait, self.spin_in.load(Ordering::Relaxed), hint, |s| {
             self.pop_locked(s)
         })
@@ -443,9 +556,17 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Takes every message left in the inbox.
     pub(crate) fn drain_in(&self) -> Vec<In> {
         self.locked(|s| {
-            let mut taken = lock(&self.taken);
-            let all: Vec<In> = taken.drain(..).chain(s.inbox.drain(..)).collect();
-            self.inbox_len.store(0, Ordering::SeqCst);
+            self.settle();
+            let mut all: Vec<In> = lock(&self.returned).drain(..).collect();
+            self.returned_len.store(0, Ordering::SeqCst);
+            let returned = all.len();
+            if let Some((_, queue)) = self.inbox.get() {
+                all.extend(queue.try_iter());
+            }
+            if self.counted() {
+                self.inbox_len
+                    .fetch_sub(all.len() - returned, Ordering::SeqCst);
+            }
             s.wake();
             all
         })
@@ -459,7 +580,7 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Whether a message waits, or the task's `recv` returns at once
     /// anyway.
     pub(crate) fn has_message(&self) -> bool {
-        self.inbox_len.load(Ordering::SeqCst) > 0 || self.is(STOP | HANDLE_GONE | INBOX_CLOSED)
+        self.inbox_len() > 0 || self.is(STOP | HANDLE_GONE | INBOX_CLOSED)
     }
 
     /// Makes the task's side park at once on an empty inbox instead of
@@ -480,13 +601,12 @@ impl<In, Ev> Mailbox<In, Ev> {
             return;
         }
         self.locked(|s| {
-            self.inbox_len.fetch_add(messages.len(), Ordering::SeqCst);
-            // The task's side may hold a batch taken from the inbox: the
-            // messages go before it.
-            let mut taken = lock(&self.taken);
+            let n = messages.len();
+            let mut returned = lock(&self.returned);
             for message in messages.into_iter().rev() {
-                taken.push_front(message);
+                returned.push_front(message);
             }
+            self.returned_len.fetch_add(n, Ordering::SeqCst);
             s.wake();
         });
     }

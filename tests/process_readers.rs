@@ -182,3 +182,36 @@ fn two_threads_of_a_child_share_its_inbox() {
         assert_eq!(got, (0..1000).collect::<Vec<_>>());
     }
 }
+
+/// A lone receiver whose outbox holds one event, the child answering a
+/// stream of messages: the reader that fills the outbox never waits for
+/// room while the receiver waits to read (each event comes at once).
+#[test]
+fn a_lone_receiver_is_not_stalled_by_a_full_outbox() {
+    sidetask::init(registry());
+    const N: i64 = 20_000;
+    let task = Process::<Echo>::new(0)
+        .inbox_capacity(64)
+        .outbox_capacity(1)
+        .spawn()
+        .unwrap();
+    thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..N {
+                task.send_timeout(i, LIMIT).unwrap();
+            }
+            task.close_inbox();
+        });
+        for i in 0..N {
+            let asked = Instant::now();
+            let got = task.recv_timeout(LIMIT);
+            assert_eq!(got, Ok(i), "after {:?}", asked.elapsed());
+            assert!(
+                asked.elapsed() < Duration::from_secs(1),
+                "event {i} took {:?}",
+                asked.elapsed()
+            );
+        }
+    });
+    assert_eq!(task.join().value(), Some(N as u64));
+}

@@ -337,6 +337,24 @@ fn a_blocked_send_wakes_when_the_task_stops() {
 }
 
 #[test]
+fn a_large_inbox_holds_its_capacity_exactly_and_in_order() {
+    // Over the size kept in a bounded queue: the inbox grows as messages
+    // come, and its capacity is counted apart.
+    const CAP: usize = 50_000;
+    let task = Builder::new()
+        .inbox_capacity(CAP)
+        .build(|ctx: &Ctx<[u64; 8]>| Ok::<_, ()>(ctx.iter().map(|m| m[0]).collect::<Vec<_>>()));
+    for i in 0..CAP as u64 {
+        task.try_send([i; 8]).unwrap();
+    }
+    assert_eq!(task.try_send([7; 8]), Err(TrySendError::Full([7; 8])));
+    task.start().unwrap();
+    task.close_inbox();
+    let got = task.join().value().unwrap();
+    assert_eq!(got, (0..CAP as u64).collect::<Vec<_>>());
+}
+
+#[test]
 fn send_timeout_times_out_on_a_full_inbox() {
     let task = Builder::new()
         .inbox_capacity(2)

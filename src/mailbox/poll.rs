@@ -13,10 +13,10 @@
 //! message is either in a queue or still with its sender, never in between.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{self, Ordering};
 use std::task::{Context, Poll};
 
-use super::{DONE, HANDLE_GONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, State, Waiter};
+use super::{DONE, HANDLE_GONE, Mailbox, PopError, PushError, STOP, State, Waiter};
 
 thread_local! {
     /// The address of the mailbox where this thread last registered a
@@ -42,23 +42,24 @@ impl<In, Ev> Mailbox<In, Ev> {
     }
 
     /// Runs `attempt` under the lock; if it cannot complete, registers the
-    /// waker of `cx` and returns `Pending`. `for_room`: whether the waiter
-    /// waits for inbox room, which the task's side frees without the lock.
+    /// waker of `cx` and returns `Pending`. `lock_free`: whether the waiter
+    /// waits on the inbox, which both its sides change without the lock.
     fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
-        for_room: bool,
-        mut attempt: impl FnMut(&mut State<In, Ev>) -> Option<R>,
+        lock_free: bool,
+        mut attempt: impl FnMut(&mut State<Ev>) -> Option<R>,
     ) -> Poll<R> {
         self.locked(|s| {
             if let Some(r) = attempt(s) {
                 return Poll::Ready(r);
             }
-            if for_room {
-                // Announce the waiter before checking again: the side that
-                // frees room without the lock checks this flag after its
-                // change, so one of the two sees the other.
+            if lock_free {
+                // Announce the waiter before checking again: a side that
+                // changes the inbox without the lock checks this flag after
+                // its change, so one of the two sees the other.
                 self.has_waiters.store(true, Ordering::SeqCst);
+                atomic::fence(Ordering::SeqCst);
                 if let Some(r) = attempt(s) {
                     self.has_waiters
                         .store(!s.waiters.is_empty(), Ordering::SeqCst);
@@ -86,22 +87,10 @@ impl<In, Ev> Mailbox<In, Ev> {
         message: &mut Option<In>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError<In>>> {
-        let closed = STOP | DONE | INBOX_CLOSED;
-        self.poll_with(cx, true, |s| {
-            if s.flags & closed != 0 {
-                return Some(Err(()));
-            }
-            if self.inbox_len.load(Ordering::SeqCst) >= self.inbox_cap {
-                return None;
-            }
-            s.inbox.push_back(message.take().expect("pushed once"));
-            self.inbox_len.fetch_add(1, Ordering::SeqCst);
-            s.wake();
-            Some(Ok(()))
-        })
-        .map(|done| {
-            done.map_err(|()| PushError::Closed(message.take().expect("kept until refused")))
-        })
+        self.poll_with(cx, true, |s| self.push_locked(s, message))
+            .map(|done| {
+                done.map_err(|()| PushError::Closed(message.take().expect("kept until refused")))
+            })
     }
 
     /// Polls to take a message out of the inbox (the async context's recv).
@@ -110,10 +99,11 @@ impl<In, Ev> Mailbox<In, Ev> {
         if self.is(STOP) {
             return Poll::Ready(Err(PopError::Stopped));
         }
-        if let Some(m) = self.pop_taken() {
+        if let Some(m) = self.pop_raw() {
+            self.tell_waiters();
             return Poll::Ready(Ok(m));
         }
-        self.poll_with(cx, false, |s| self.pop_locked(s))
+        self.poll_with(cx, true, |s| self.pop_locked(s))
     }
 
     /// Polls to put `event` into the outbox (the async context's emit). The

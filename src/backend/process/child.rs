@@ -221,7 +221,7 @@ impl<In, Ev> ChildTask<In, Ev> {
 }
 
 impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
-    fn frame(&self, payload: &[u8], _fallback: bool) -> Flow {
+    fn frame(&self, payload: &[u8], _may_wait: bool) -> Flow {
         match postcard::from_bytes::<Down>(payload) {
             Ok(Down::Message(bytes)) => match postcard::from_bytes(&bytes) {
                 Ok(message) => match self.mailbox.push_in(message, Wait::No) {

@@ -40,9 +40,10 @@ pub(crate) enum Flow {
 
 /// What the reader does with frames and with the connection's end.
 pub(crate) trait Dispatch {
-    /// Handles one frame; `fallback` says whether the fallback thread read
-    /// it (it may wait; a caller may not).
-    fn frame(&self, payload: &[u8], fallback: bool) -> Flow;
+    /// Handles one frame; `may_wait` says whether the thread that read it
+    /// may wait on other work (the fallback, or a caller without a
+    /// deadline).
+    fn frame(&self, payload: &[u8], may_wait: bool) -> Flow;
     /// The connection ended or broke: always the end.
     fn failed(&self, error: FrameError);
     /// Whether what a caller waits for is there already (another reader
@@ -213,7 +214,7 @@ impl Relay {
         };
         loop {
             match reader.next(self.max_frame) {
-                Ok(Some(payload)) => match dispatch.frame(&payload, false) {
+                Ok(Some(payload)) => match dispatch.frame(&payload, until.is_none()) {
                     Flow::More => continue,
                     Flow::Wake => return Served::Wake,
                     Flow::End => return Served::Ended,
@@ -284,11 +285,24 @@ impl Relay {
         loop {
             loop {
                 match reader.next(self.max_frame) {
-                    Ok(Some(payload)) => {
-                        if let Flow::End = dispatch.frame(&payload, true) {
-                            return true;
+                    Ok(Some(payload)) => match dispatch.frame(&payload, true) {
+                        Flow::End => return true,
+                        Flow::More => {}
+                        Flow::Wake => {
+                            // Callers waiting for the role may have what
+                            // they wait for now (and the next frame may
+                            // wait for one of them, for room).
+                            let role = lock(&self.role);
+                            if role.wanted > 0 {
+                                self.changed.notify_all();
+                            }
+                            if role.kicked {
+                                drop(role);
+                                self.drain_kick();
+                                return false;
+                            }
                         }
-                    }
+                    },
                     Ok(None) => break,
                     Err(e) => {
                         dispatch.failed(e);

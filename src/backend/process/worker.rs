@@ -279,6 +279,8 @@ struct Ended<V, E> {
 /// What a task's body in the parent shares with its handle's callers, its
 /// stop hook and the timer.
 struct Link<T: NamedTask> {
+    // Itself, for work handed to a worker thread.
+    me: Weak<Link<T>>,
     ctx: Ctx<T::In, T::Event>,
     writer: Arc<Writer>,
     relay: Relay,
@@ -366,7 +368,15 @@ impl<T: NamedTask> Link<T> {
             }
         }
         // The write may wait for the child to read: not on this thread.
-        let link = Arc::clone(self);
+        self.pump_elsewhere();
+    }
+
+    /// Writes what waits to be written on a worker thread (on this one if
+    /// none can be had).
+    fn pump_elsewhere(&self) {
+        let Some(link) = self.me.upgrade() else {
+            return;
+        };
         if let Err((pump, _)) = place::execute(Box::new(move || link.pump())) {
             pump();
         }
@@ -482,7 +492,7 @@ impl<T: NamedTask> Link<T> {
 }
 
 impl<T: NamedTask> Dispatch for Link<T> {
-    fn frame(&self, payload: &[u8], _fallback: bool) -> Flow {
+    fn frame(&self, payload: &[u8], may_wait: bool) -> Flow {
         let frame = match postcard::from_bytes::<Up>(payload) {
             Ok(frame) => frame,
             Err(e) => return self.broken(FrameError::Malformed(e).to_string()),
@@ -517,9 +527,14 @@ impl<T: NamedTask> Dispatch for Link<T> {
                         .broken("the child acknowledged more messages than were sent".to_owned());
                 }
                 // What waited for the credit goes now (a message sent
-                // later is written by its sender).
+                // later is written by its sender); not on the thread of a
+                // caller with a deadline, which a write could hold up.
                 if self.ctx.mailbox().has_message() {
-                    self.pump();
+                    if may_wait {
+                        self.pump();
+                    } else {
+                        self.pump_elsewhere();
+                    }
                 }
                 Flow::More
             }
@@ -619,7 +634,8 @@ pub(crate) fn drive<T: NamedTask>(
             );
         }
     };
-    let link = Arc::new(Link::<T> {
+    let link = Arc::new_cyclic(|me| Link::<T> {
+        me: me.clone(),
         ctx: ctx.share(),
         writer: Arc::clone(&worker.writer),
         relay,
