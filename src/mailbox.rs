@@ -401,8 +401,16 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Waits for the sends that checked the flags before a close to finish
     /// their push.
     fn settle(&self) {
+        // A push takes nanoseconds, unless its thread lost its core in the
+        // middle: then give the core back.
+        let mut spins = 0u32;
         while self.pushing.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
+            if spins < 64 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                thread::yield_now();
+            }
         }
     }
 
