@@ -49,6 +49,13 @@ mod poll;
 /// first message); a larger inbox grows as messages come instead.
 const ARRAY_BYTES: usize = 256 << 10;
 
+/// What one message takes in a bounded queue (its slot: the message and a
+/// stamp, aligned).
+fn slot_size<In>() -> usize {
+    let align = std::mem::align_of::<In>().max(std::mem::align_of::<usize>());
+    (std::mem::size_of::<In>() + std::mem::size_of::<usize>()).next_multiple_of(align)
+}
+
 /// The task was asked to stop.
 pub(crate) const STOP: u8 = 1;
 /// The task has ended and its outcome is stored.
@@ -231,7 +238,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             spin_in: AtomicBool::new(true),
             flags: AtomicU8::new(0),
             inbox_len: AtomicUsize::new(0),
-            counted: inbox_cap.saturating_mul(std::mem::size_of::<In>() + 8) > ARRAY_BYTES,
+            counted: inbox_cap.saturating_mul(slot_size::<In>()) > ARRAY_BYTES,
             outbox_len: AtomicUsize::new(0),
         }
     }
@@ -363,13 +370,24 @@ impl<In, Ev> Mailbox<In, Ev> {
         self.pushing.fetch_add(1, Ordering::SeqCst);
         let pushed = if self.flags.load(Ordering::SeqCst) & (STOP | DONE | INBOX_CLOSED) != 0 {
             Err(PushError::Closed(message))
+        } else if self.returned_len.load(Ordering::SeqCst) > 0 && self.inbox_len() >= self.inbox_cap
+        {
+            // Given-back messages count against the capacity too.
+            Err(PushError::Full(message))
         } else if !self.counted() {
             self.queue().0.try_send(message).map_err(|e| match e {
                 TrySendError::Full(m) => PushError::Full(m),
                 TrySendError::Disconnected(m) => PushError::Closed(m),
             })
-        } else if self.inbox_len.fetch_add(1, Ordering::SeqCst) >= self.inbox_cap {
-            self.inbox_len.fetch_sub(1, Ordering::SeqCst);
+        } else if self
+            .inbox_len
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                // Reserved only where there is room: the count never reads
+                // over the truth, which would hide room from a waiter.
+                (n < self.inbox_cap).then_some(n + 1)
+            })
+            .is_err()
+        {
             Err(PushError::Full(message))
         } else {
             // Unbounded, and its receiver lives as long as this mailbox.
@@ -566,7 +584,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         self.locked(|s| {
             self.settle();
             let mut all: Vec<In> = lock(&self.returned).drain(..).collect();
-            self.returned_len.store(0, Ordering::SeqCst);
+            self.returned_len.fetch_sub(all.len(), Ordering::SeqCst);
             let returned = all.len();
             if let Some((_, queue)) = self.inbox.get() {
                 all.extend(queue.try_iter());
