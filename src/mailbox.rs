@@ -36,7 +36,7 @@ use std::sync::atomic::{self, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use crossbeam_utils::CachePadded;
+
 use std::thread::{self, Thread};
 use std::time::Instant;
 
@@ -80,6 +80,9 @@ pub(crate) enum Wait {
     Until(Instant),
 }
 
+// In declaration order (`repr(C)`), so that the senders' count is kept
+// apart from the rest.
+#[repr(C)]
 pub(crate) struct Mailbox<In, Ev> {
     state: Mutex<State<Ev>>,
     // The inbox's messages, in a lock-free queue made at the first message:
@@ -88,12 +91,6 @@ pub(crate) struct Mailbox<In, Ev> {
     // sides' hot data); beyond, an unbounded one (it allocates as messages
     // come) whose messages `inbox_len` counts against the capacity.
     inbox: OnceLock<(Sender<In>, Receiver<In>)>,
-    // Sends between their check of the flags and their push: a side that
-    // decides on what the inbox holds after a close waits for them first
-    // (`settle`), so a message is either in before the close or refused.
-    // Written by senders for each message: on a cache line of its own, away
-    // from what the task's side reads for each message.
-    pushing: CachePadded<AtomicUsize>,
     // Messages given back (a process task's unread ones), before the queue.
     returned: Mutex<VecDeque<In>>,
     returned_len: AtomicUsize,
@@ -113,6 +110,15 @@ pub(crate) struct Mailbox<In, Ev> {
     inbox_len: AtomicUsize,
     counted: bool,
     outbox_len: AtomicUsize,
+    // Two cache lines (a pair, as prefetched) between what the task's side
+    // reads for each message and `pushing`, which senders write for each
+    // message; without aligning the whole mailbox to cache lines, which
+    // would make every spawn's allocation slower.
+    _apart: [u8; 128],
+    // Sends between their check of the flags and their push: a side that
+    // decides on what the inbox holds after a close waits for them first
+    // (`settle`), so a message is either in before the close or refused.
+    pushing: AtomicUsize,
 }
 
 struct State<Ev> {
@@ -229,7 +235,8 @@ impl<In, Ev> Mailbox<In, Ev> {
                 notify: false,
             }),
             inbox: OnceLock::new(),
-            pushing: CachePadded::new(AtomicUsize::new(0)),
+            _apart: [0; 128],
+            pushing: AtomicUsize::new(0),
             returned: Mutex::new(VecDeque::new()),
             returned_len: AtomicUsize::new(0),
             has_waiters: AtomicBool::new(false),
