@@ -143,7 +143,9 @@ fn stop_is_cooperative_first() {
     let pid = task.recv_timeout(LIMIT).unwrap();
     let began = Instant::now();
     task.stop();
-    assert_eq!(task.status(), Status::Stopping);
+    // Stopping, or already done if this thread lost its core for the
+    // moment the stop takes.
+    assert!(matches!(task.status(), Status::Stopping | Status::Done));
     // `ctx.sleep` wakes and returns `Err(Stopped)`: the task's own error.
     assert!(join(task).is_error());
     assert!(began.elapsed() < Duration::from_secs(4));
