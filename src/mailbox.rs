@@ -101,12 +101,14 @@ pub(crate) struct Mailbox<In, Ev> {
     outbox_cap: usize,
     // Whether the task's side spins before it parks when its inbox is
     // empty (not where the other side is a kernel wake-up away anyway: a
-    // process task's helper and its child's body; spinning there only takes
-    // a core from the threads that do the work).
+    // process child's body; spinning there only takes a core from the
+    // threads that do the work).
     spin_in: AtomicBool,
-    // Lock-free mirrors for spinning waiters; written under the lock.
+    // The flags' lock-free mirror, for spinning waiters and the inbox's two
+    // sides; written under the lock.
     flags: AtomicU8,
-    // Only for an inbox over `ARRAY_BYTES` (`counted`).
+    // How many messages a counted inbox (one over `ARRAY_BYTES`) holds;
+    // changed without the lock.
     inbox_len: AtomicUsize,
     counted: bool,
     outbox_len: AtomicUsize,
