@@ -215,3 +215,52 @@ fn a_lone_receiver_is_not_stalled_by_a_full_outbox() {
     });
     assert_eq!(task.join().value(), Some(N as u64));
 }
+
+/// An async receiver never reads the socket itself: it has the fallback
+/// read for it at once (no linger), while a blocking receiver on another
+/// thread takes turns with it. Every event arrives once.
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_receiver_and_a_blocking_one_share_a_process_task() {
+    sidetask::init(registry());
+    const N: i64 = 5000;
+    let task = Process::<Echo>::new(0)
+        .inbox_capacity(8)
+        .outbox_capacity(2)
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut got = thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..N {
+                task.send_timeout(i, LIMIT).unwrap();
+            }
+            task.close_inbox();
+        });
+        let blocking = s.spawn(|| {
+            let mut got = Vec::new();
+            while let Ok(event) = task.recv_timeout(LIMIT) {
+                got.push(event);
+            }
+            got
+        });
+        let mut got = runtime.block_on(async {
+            let mut got = Vec::new();
+            loop {
+                match tokio::time::timeout(LIMIT, task.recv_async()).await {
+                    Ok(Ok(event)) => got.push(event),
+                    Ok(Err(_)) => break got,
+                    Err(_) => panic!("no event within {LIMIT:?} after {}", got.len()),
+                }
+            }
+        });
+        got.extend(blocking.join().unwrap());
+        got
+    });
+    assert_eq!(task.join().value(), Some(N as u64));
+    got.sort_unstable();
+    assert_eq!(got, (0..N).collect::<Vec<_>>());
+}
