@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::process::relay::Served;
+use crate::backend::process::relay::take_reading;
 use crate::error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, Stopped, TryEmitError,
 };
@@ -100,22 +100,11 @@ impl<In, Ev> Ctx<In, Ev> {
         let Some(direct) = &self.direct else {
             return self.mailbox().pop_in(wait);
         };
-        let got = loop {
-            match self.mailbox().pop_in(Wait::No) {
-                Err(PopError::Empty) => {}
-                got => break got,
-            }
-            let until = match wait {
-                Wait::No => Some(Instant::now()),
-                Wait::Forever => None,
-                Wait::Until(until) => Some(until),
-            };
-            match direct.pull(until) {
-                Served::Wake => {}
-                Served::TimedOut => break self.mailbox().pop_in(Wait::No),
-                Served::Busy | Served::Ended => break self.mailbox().pop_in(wait),
-            }
-        };
+        let got = take_reading(
+            wait,
+            |w| self.mailbox().pop_in(w),
+            |until| direct.pull(until),
+        );
         if got.is_ok() {
             direct.took();
         }

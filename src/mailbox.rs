@@ -34,11 +34,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{self, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-
 use std::thread::{self, Thread};
 use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::sync::{lock, spin_until};
 
@@ -107,9 +106,10 @@ pub(crate) struct Mailbox<In, Ev> {
     // The flags' lock-free mirror, for spinning waiters and the inbox's two
     // sides; written under the lock.
     flags: AtomicU8,
-    // How many messages a counted inbox (one over `ARRAY_BYTES`) holds;
-    // changed without the lock.
+    // How many messages a counted inbox holds; changed without the lock.
     inbox_len: AtomicUsize,
+    // Whether the inbox is too large for a bounded queue (over
+    // `ARRAY_BYTES`), and `inbox_len` keeps its capacity.
     counted: bool,
     outbox_len: AtomicUsize,
     // Two cache lines (a pair, as prefetched) between what the task's side
@@ -349,7 +349,7 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// The inbox's queue, made at the first message.
     fn queue(&self) -> &(Sender<In>, Receiver<In>) {
         self.inbox.get_or_init(|| {
-            if self.counted() {
+            if self.counted {
                 crossbeam_channel::unbounded()
             } else {
                 crossbeam_channel::bounded(self.inbox_cap)
@@ -357,15 +357,9 @@ impl<In, Ev> Mailbox<In, Ev> {
         })
     }
 
-    /// Whether the inbox is too large for a bounded queue, and `inbox_len`
-    /// keeps its capacity.
-    fn counted(&self) -> bool {
-        self.counted
-    }
-
     /// How many messages the inbox holds (given back ones included).
     fn inbox_len(&self) -> usize {
-        let queued = if self.counted() {
+        let queued = if self.counted {
             self.inbox_len.load(Ordering::SeqCst)
         } else {
             self.inbox.get().map_or(0, |(_, queue)| queue.len())
@@ -383,7 +377,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         {
             // Given-back messages count against the capacity too.
             Err(PushError::Full(message))
-        } else if !self.counted() {
+        } else if !self.counted {
             self.queue().0.try_send(message).map_err(|e| match e {
                 TrySendError::Full(m) => PushError::Full(m),
                 TrySendError::Disconnected(m) => PushError::Closed(m),
@@ -419,7 +413,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             return Some(message);
         }
         let message = self.inbox.get()?.1.try_recv().ok()?;
-        if self.counted() {
+        if self.counted {
             self.inbox_len.fetch_sub(1, Ordering::SeqCst);
         }
         Some(message)
@@ -598,7 +592,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             if let Some((_, queue)) = self.inbox.get() {
                 all.extend(queue.try_iter());
             }
-            if self.counted() {
+            if self.counted {
                 self.inbox_len
                     .fetch_sub(all.len() - returned, Ordering::SeqCst);
             }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::backend::process::relay::Served;
+use crate::backend::process::relay::{Served, take_reading};
 use crate::backend::thread::{self as place, Job};
 use crate::ctx::Ctx;
 use crate::error::{
@@ -248,24 +248,9 @@ impl<T, E, In, Ev> Shared<T, E, In, Ev> {
     /// Takes the next event, reading the connection for it where there is
     /// one and nobody else reads it.
     fn take_event(&self, wait: Wait) -> Result<Ev, PopError> {
-        let Some(port) = self.port() else {
-            return self.mailbox.pop_out(wait);
-        };
-        loop {
-            match self.mailbox.pop_out(Wait::No) {
-                Err(PopError::Empty) => {}
-                got => return got,
-            }
-            let until = match wait {
-                Wait::No => Some(Instant::now()),
-                Wait::Forever => None,
-                Wait::Until(until) => Some(until),
-            };
-            match port.pull(until) {
-                Served::Wake => {}
-                Served::TimedOut => return self.mailbox.pop_out(Wait::No),
-                Served::Busy | Served::Ended => return self.mailbox.pop_out(wait),
-            }
+        match self.port() {
+            Some(port) => take_reading(wait, |w| self.mailbox.pop_out(w), |until| port.pull(until)),
+            None => self.mailbox.pop_out(wait),
         }
     }
 

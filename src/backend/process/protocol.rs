@@ -117,8 +117,8 @@ pub(crate) struct FrameReader {
     filled: usize,
 }
 
-/// The buffer's size to start with (and the most it keeps between large
-/// frames).
+/// A reading buffer's size to start with, and the most a reading or writing
+/// buffer keeps between large frames.
 const READ_CHUNK: usize = 64 * 1024;
 
 impl FrameReader {
@@ -254,7 +254,7 @@ impl Writing<'_> {
         }
         let written = stream.write_all(&bytes);
         // A large frame's buffer is not kept.
-        if bytes.capacity() <= 64 * 1024 {
+        if bytes.capacity() <= READ_CHUNK {
             *buf = bytes;
         }
         written

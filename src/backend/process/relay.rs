@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd};
 
 use super::protocol::{FrameError, FrameReader};
+use crate::mailbox::{PopError, Wait};
 use crate::sync::lock;
 
 /// How long the fallback leaves the connection to callers after the last
@@ -62,6 +63,32 @@ pub(crate) enum Served {
     TimedOut,
     /// The task's last frame was read: nothing more comes this way.
     Ended,
+}
+
+/// Takes what a caller waits for (`take`: an event, or a message): at once
+/// if it is there; else reads the connection for it through `pull` while
+/// nobody else reads, and waits on `take` itself while somebody does.
+pub(crate) fn take_reading<R>(
+    wait: Wait,
+    take: impl Fn(Wait) -> Result<R, PopError>,
+    pull: impl Fn(Option<Instant>) -> Served,
+) -> Result<R, PopError> {
+    loop {
+        match take(Wait::No) {
+            Err(PopError::Empty) => {}
+            got => return got,
+        }
+        let until = match wait {
+            Wait::No => Some(Instant::now()),
+            Wait::Forever => None,
+            Wait::Until(until) => Some(until),
+        };
+        match pull(until) {
+            Served::Wake => {}
+            Served::TimedOut => return take(Wait::No),
+            Served::Busy | Served::Ended => return take(wait),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -161,20 +188,16 @@ impl Relay {
                         role.hurry = true;
                         break Some(Served::Busy);
                     }
-                    // A caller that does not wait leaves the fallback be:
-                    // it hands on what it reads.
-                    Holder::Fallback if until.is_some_and(|u| Instant::now() >= u) => {
-                        break Some(Served::TimedOut);
-                    }
-                    Holder::Fallback => {
-                        if !role.kicked {
-                            role.kicked = true;
-                            let _ = rustix::io::write(&self.kick, &1u64.to_ne_bytes());
-                        }
-                    }
+                    Holder::Fallback => {}
                 }
+                // A caller whose time is up leaves the fallback be: it hands
+                // on what it reads.
                 if until.is_some_and(|u| Instant::now() >= u) {
                     break Some(Served::TimedOut);
+                }
+                if !role.kicked {
+                    role.kicked = true;
+                    let _ = rustix::io::write(&self.kick, &1u64.to_ne_bytes());
                 }
                 role = self.wait(role, until);
             };

@@ -276,6 +276,16 @@ struct Ended<V, E> {
     cut: Option<String>,
 }
 
+impl<V, E> Default for Ended<V, E> {
+    fn default() -> Self {
+        Ended {
+            outcome: None,
+            broken: None,
+            cut: None,
+        }
+    }
+}
+
 /// What a task's body in the parent shares with its handle's callers, its
 /// stop hook and the timer.
 struct Link<T: NamedTask> {
@@ -654,11 +664,7 @@ pub(crate) fn drive<T: NamedTask>(
         write_failed: AtomicBool::new(false),
         refused: Mutex::new(None),
         rejected: Mutex::new(Vec::new()),
-        ended: Mutex::new(Ended {
-            outcome: None,
-            broken: None,
-            cut: None,
-        }),
+        ended: Mutex::new(Ended::default()),
     });
     {
         let weak = Arc::downgrade(&link);
@@ -683,14 +689,7 @@ pub(crate) fn drive<T: NamedTask>(
         outcome: end,
         broken,
         cut,
-    } = std::mem::replace(
-        &mut *lock(&link.ended),
-        Ended {
-            outcome: None,
-            broken: None,
-            cut: None,
-        },
-    );
+    } = std::mem::take(&mut *lock(&link.ended));
     if broken.is_some() {
         signal_group(worker.pid(), Signal::KILL);
     }
