@@ -12,8 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, CtxRecvError>(nap)
     });
     std::thread::sleep(Duration::from_millis(200));
-    println!("done before send? {}", task.is_done());
-    assert!(!task.is_done());
+    println!("done before send? {}", task.is_finished());
+    assert!(!task.is_finished());
 
     let sent = Instant::now();
     task.send(Duration::from_millis(300))?;

@@ -11,7 +11,7 @@ use crate::error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, Stopped, TryEmitError,
 };
 use crate::mailbox::{Mailbox, PopError, PushError, STOP, Wait};
-use crate::task::{Control, TaskId};
+use crate::task::{Shared, TaskId};
 
 /// The async task's side of its handle: the stop flag, the inbox and the
 /// outbox, with awaitable calls.
@@ -62,34 +62,34 @@ use crate::task::{Control, TaskId};
 /// # }
 /// ```
 pub struct AsyncCtx<In = (), Ev = ()> {
-    control: Arc<dyn Control<In, Ev>>,
+    shared: Arc<Shared<In, Ev>>,
 }
 
 impl<In, Ev> Clone for AsyncCtx<In, Ev> {
     fn clone(&self) -> Self {
         AsyncCtx {
-            control: Arc::clone(&self.control),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
 
-impl<In, Ev> AsyncCtx<In, Ev> {
-    pub(crate) fn new(control: Arc<dyn Control<In, Ev>>) -> Self {
-        AsyncCtx { control }
+impl<In: Send, Ev: Send> AsyncCtx<In, Ev> {
+    pub(crate) fn new(shared: Arc<Shared<In, Ev>>) -> Self {
+        AsyncCtx { shared }
     }
 
     fn mailbox(&self) -> &Mailbox<In, Ev> {
-        self.control.mailbox()
+        &self.shared.mailbox
     }
 
     /// The task's id.
     pub fn id(&self) -> TaskId {
-        self.control.core().id
+        self.shared.id
     }
 
     /// The task's name, if the builder gave one.
     pub fn name(&self) -> Option<&str> {
-        self.control.core().name.as_deref()
+        self.shared.name.as_deref()
     }
 
     /// Returns `true` once the task has been asked to stop (by
@@ -346,7 +346,7 @@ impl<In, Ev> AsyncCtx<In, Ev> {
     }
 }
 
-impl<In, Ev> fmt::Debug for AsyncCtx<In, Ev> {
+impl<In: Send, Ev: Send> fmt::Debug for AsyncCtx<In, Ev> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncCtx")
             .field("id", &self.id())
@@ -401,7 +401,7 @@ impl<In, Ev> EmitFuture<'_, In, Ev> {
     }
 }
 
-impl<In, Ev> Future for EmitFuture<'_, In, Ev> {
+impl<In: Send, Ev: Send> Future for EmitFuture<'_, In, Ev> {
     type Output = Result<(), EmitError<Ev>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::error::StartError;
+use crate::outcome::Outcome;
 use crate::task::{Settings, Task};
 
 /// The default capacity of a task's inbox and of its outbox.
@@ -100,15 +102,10 @@ impl Builder {
         In: Send + 'static,
         Ev: Send + 'static,
     {
-        Task::new(
-            Settings {
-                name: self.name,
-                inbox: self.inbox,
-                outbox: self.outbox,
-                timeout: self.timeout,
-            },
-            body,
-        )
+        place::task(self.settings(), move |ctx: &Ctx<In, Ev>| match body(ctx) {
+            Ok(value) => Outcome::Value(value),
+            Err(error) => Outcome::Error(error),
+        })
     }
 
     /// Makes the task and starts it.
@@ -133,7 +130,6 @@ impl Builder {
 
 impl Builder {
     /// The options, for a place that makes its task elsewhere.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn settings(self) -> Settings {
         Settings {
             name: self.name,

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::backend::thread as place;
 use crate::builder::DEFAULT_CAPACITY;
 use crate::ctx::Ctx;
 use crate::error::{CtxRecvError, EmitError, RecvError, RecvTimeoutError, SendError, StartError};
 use crate::mailbox::{PopError, Wait};
-use crate::outcome::{self, TaskError};
+use crate::outcome::{self, Outcome, TaskError};
 use crate::sync::lock;
-use crate::task::{Feed, Outlet, Settings, Stop, Task};
+use crate::task::{Settings, Shared, StopHandle, Task};
 
 /// A pipeline of stages, each a task, connected by bounded inboxes.
 ///
@@ -189,7 +190,7 @@ where
         move |next: Link, shared: &Arc<ChainShared<E>>, index, capacity| {
             let next = *next.downcast::<Next<B>>().expect("stage types line up");
             let shared = Arc::clone(shared);
-            let body = move |ctx: &Ctx<A, B>| {
+            let mut body = move |ctx: &Ctx<A, B>| {
                 let mut seq = 0u64;
                 loop {
                     let item = match ctx.recv() {
@@ -225,17 +226,22 @@ where
                 }
                 Ok::<(), ()>(())
             };
-            let task: Task<(), (), A, B> = Task::new(
+            let task: Task<(), (), A, B> = place::task(
                 Settings {
                     name: None,
                     inbox: capacity,
                     outbox: capacity,
                     timeout: None,
                 },
-                body,
+                move |ctx: &Ctx<A, B>| match body(ctx) {
+                    Ok(()) => Outcome::Value(()),
+                    Err(()) => Outcome::Error(()),
+                },
             );
-            let entry: Link = Box::new(Next::<A>::Stage(task.feed()));
-            let outlet: Link = Box::new(task.outlet());
+            let feed: Arc<dyn Feed<A>> = task.shared();
+            let outlet: Arc<dyn Outlet<B>> = task.shared();
+            let entry: Link = Box::new(Next::<A>::Stage(feed));
+            let outlet: Link = Box::new(outlet);
             Built {
                 stage: Box::new(task),
                 entry,
@@ -245,10 +251,47 @@ where
     )
 }
 
+/// A stage's inbox, for the stage before it (its events' type erased).
+trait Feed<In>: Send + Sync {
+    /// Puts a message in, waiting for room; gives it back if the stage is
+    /// stopping, ended or closed.
+    fn feed(&self, message: In) -> Result<(), In>;
+    /// Says no message will come any more.
+    fn close(&self);
+    /// Takes back every message left unread.
+    fn drain(&self) -> Vec<In>;
+}
+
+impl<In: Send, Ev: Send, O: ?Sized + Send + Sync> Feed<In> for Shared<In, Ev, O> {
+    fn feed(&self, message: In) -> Result<(), In> {
+        Shared::feed(self, message)
+    }
+
+    fn close(&self) {
+        self.close_inbox();
+    }
+
+    fn drain(&self) -> Vec<In> {
+        self.mailbox.drain_in()
+    }
+}
+
+/// The last stage's outbox, for the chain's output (its messages' type
+/// erased).
+trait Outlet<Ev>: Send + Sync {
+    fn take(&self, wait: Wait) -> Result<Ev, PopError>;
+}
+
+impl<In: Send, Ev: Send, O: ?Sized + Send + Sync> Outlet<Ev> for Shared<In, Ev, O> {
+    fn take(&self, wait: Wait) -> Result<Ev, PopError> {
+        self.mailbox.pop_out(wait)
+    }
+}
+
 /// A stage's task, without its types.
 trait Stage: Send + Sync {
     fn start(&self) -> Result<(), StartError>;
-    fn stopper(&self) -> Arc<dyn Stop>;
+    fn stopper(&self) -> StopHandle;
     fn wait_until(&self, deadline: Option<Instant>) -> bool;
     fn discard_unread(&self) -> usize;
 }
@@ -258,8 +301,8 @@ impl<A: Send + 'static, B: Send + 'static> Stage for Task<(), (), A, B> {
         Task::start(self)
     }
 
-    fn stopper(&self) -> Arc<dyn Stop> {
-        Task::stopper(self)
+    fn stopper(&self) -> StopHandle {
+        self.stop_handle()
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
@@ -279,7 +322,7 @@ impl<A: Send + 'static, B: Send + 'static> Stage for Task<(), (), A, B> {
 
 struct ChainShared<E> {
     failure: Mutex<Option<ChainError<E>>>,
-    stoppers: OnceLock<Vec<Arc<dyn Stop>>>,
+    stoppers: OnceLock<Vec<StopHandle>>,
     dropped: AtomicUsize,
 }
 
@@ -358,9 +401,7 @@ impl<A: Send + 'static, Z, E> ChainRun<A, Z, E> {
     /// [`RecvTimeoutError::Disconnected`] once the last stage has ended and
     /// every item has been received.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Z, RecvTimeoutError> {
-        let until = Instant::now()
-            .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
+        let until = Wait::after(timeout);
         self.output.take(until).map_err(|e| match e {
             PopError::Disconnected => RecvTimeoutError::Disconnected,
             _ => RecvTimeoutError::Timeout,

@@ -2,14 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::backend::process::relay::take_reading;
 use crate::error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, Stopped, TryEmitError,
 };
 use crate::mailbox::{Mailbox, PopError, PushError, STOP, Wait};
-use crate::task::{Control, Direct, TaskId};
+use crate::task::wire::{Carry, Side, take_reading};
+use crate::task::{Shared, TaskId};
 
 /// The task's side of its handle: the stop flag, the inbox and the outbox.
 ///
@@ -45,80 +45,52 @@ use crate::task::{Control, Direct, TaskId};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Ctx<In = (), Ev = ()> {
-    control: Arc<dyn Control<In, Ev>>,
-    // `Some` only in a process child: a plain branch on the thread place's
-    // hot path.
-    direct: Option<Arc<dyn Direct<Ev>>>,
+    shared: Arc<Shared<In, Ev>>,
 }
 
 impl<In, Ev> Ctx<In, Ev> {
-    pub(crate) fn new(control: Arc<dyn Control<In, Ev>>) -> Self {
-        Ctx {
-            control,
-            direct: None,
-        }
-    }
-
-    /// A context whose taken messages and events go through `direct`.
-    pub(crate) fn with_direct(
-        control: Arc<dyn Control<In, Ev>>,
-        direct: Arc<dyn Direct<Ev>>,
-    ) -> Self {
-        Ctx {
-            control,
-            direct: Some(direct),
-        }
+    pub(crate) fn new(shared: Arc<Shared<In, Ev>>) -> Self {
+        Ctx { shared }
     }
 
     pub(crate) fn mailbox(&self) -> &Mailbox<In, Ev> {
-        self.control.mailbox()
+        &self.shared.mailbox
+    }
+
+    /// The task's shared state (a place's driver sets its hooks there).
+    pub(crate) fn shared(&self) -> &Arc<Shared<In, Ev>> {
+        &self.shared
     }
 
     /// Another context on the same task (a place's helper thread).
     pub(crate) fn share(&self) -> Self {
         Ctx {
-            control: Arc::clone(&self.control),
-            direct: self.direct.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 
-    /// Sets what runs on each stop or kill request (see
-    /// [`Control::set_stop_hook`]).
-    pub(crate) fn set_stop_hook(&self, hook: crate::task::StopHook) {
-        self.control.set_stop_hook(hook);
-    }
-
-    /// Sets the handle's way to the task's connection (see
-    /// [`Control::set_port`]).
-    pub(crate) fn set_port(&self, port: std::sync::Weak<dyn crate::task::Port>) {
-        self.control.set_port(port);
-    }
-
-    /// Takes the next message for the body; in a process child, reads the
-    /// connection for it when nobody else does.
+    /// Takes the next message for the body; where the body runs apart from
+    /// its place's driver (a process child), reads the connection for it
+    /// when nobody else does.
     fn take(&self, wait: Wait) -> Result<In, PopError> {
-        let Some(direct) = &self.direct else {
+        let Some(wire) = self.shared.wire(Side::Body) else {
             return self.mailbox().pop_in(wait);
         };
-        let got = take_reading(
-            wait,
-            |w| self.mailbox().pop_in(w),
-            |until| direct.pull(until),
-        );
+        let got = take_reading(wait, |w| self.mailbox().pop_in(w), |until| wire.pull(until));
         if got.is_ok() {
-            direct.took();
+            wire.taken();
         }
         got
     }
 
     /// The task's id.
     pub fn id(&self) -> TaskId {
-        self.control.core().id
+        self.shared.id
     }
 
     /// The task's name, if the builder gave one.
     pub fn name(&self) -> Option<&str> {
-        self.control.core().name.as_deref()
+        self.shared.name.as_deref()
     }
 
     /// Returns `true` once the task has been asked to stop (by
@@ -182,13 +154,8 @@ impl<In, Ev> Ctx<In, Ev> {
     /// # Ok::<(), sidetask::RecvError>(())
     /// ```
     pub fn sleep(&self, duration: Duration) -> Result<(), Stopped> {
-        let until = Instant::now()
-            .checked_add(duration)
-            .map_or(Wait::Forever, Wait::Until);
-        if let Some(direct) = &self.direct {
-            direct.hurry();
-        }
-        if self.mailbox().wait_for(STOP, until) {
+        self.shared.hurry(Side::Body);
+        if self.mailbox().wait_for(STOP, Wait::after(duration)) {
             Err(Stopped)
         } else {
             Ok(())
@@ -221,10 +188,7 @@ impl<In, Ev> Ctx<In, Ev> {
     /// [`CtxRecvTimeoutError::Timeout`] if none came in time, and otherwise as
     /// [`recv`](Ctx::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<In, CtxRecvTimeoutError> {
-        let until = Instant::now()
-            .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
-        self.take(until).map_err(|e| match e {
+        self.take(Wait::after(timeout)).map_err(|e| match e {
             PopError::Empty => CtxRecvTimeoutError::Timeout,
             PopError::Stopped => CtxRecvTimeoutError::Stopped,
             PopError::Disconnected => CtxRecvTimeoutError::Disconnected,
@@ -263,8 +227,10 @@ impl<In, Ev> Ctx<In, Ev> {
     /// was full and the task was asked to stop while waiting. The event is
     /// given back either way.
     pub fn emit(&self, event: Ev) -> Result<(), EmitError<Ev>> {
-        if let Some(direct) = &self.direct {
-            return direct.emit(event).map_err(EmitError::Disconnected);
+        if let Some(wire) = self.shared.wire(Side::Body) {
+            return wire.carry(event, true).map_err(|e| match e {
+                Carry::Full(e) | Carry::Gone(e) => EmitError::Disconnected(e),
+            });
         }
         self.mailbox()
             .push_out(event, Wait::Forever)
@@ -281,8 +247,11 @@ impl<In, Ev> Ctx<In, Ev> {
     /// [`TryEmitError::Full`] if the outbox is full;
     /// [`TryEmitError::Disconnected`] if nobody can ever read the event.
     pub fn try_emit(&self, event: Ev) -> Result<(), TryEmitError<Ev>> {
-        if let Some(direct) = &self.direct {
-            return direct.emit(event).map_err(TryEmitError::Disconnected);
+        if let Some(wire) = self.shared.wire(Side::Body) {
+            return wire.carry(event, false).map_err(|e| match e {
+                Carry::Full(e) => TryEmitError::Full(e),
+                Carry::Gone(e) => TryEmitError::Disconnected(e),
+            });
         }
         self.mailbox()
             .push_out(event, Wait::No)

@@ -68,8 +68,6 @@ pub(crate) const INBOX_CLOSED: u8 = 8;
 /// A hard kill was asked for (with `STOP`): places that can, end the task
 /// at once.
 pub(crate) const KILL: u8 = 16;
-/// A command task's program has exited.
-pub(crate) const EXITED: u8 = 32;
 
 /// How long an operation may wait.
 #[derive(Clone, Copy)]
@@ -77,6 +75,16 @@ pub(crate) enum Wait {
     No,
     Forever,
     Until(Instant),
+}
+
+impl Wait {
+    /// Until `timeout` from now (forever if that is too far off to be
+    /// represented).
+    pub(crate) fn after(timeout: std::time::Duration) -> Wait {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until)
+    }
 }
 
 // In declaration order (`repr(C)`), so that the senders' count is kept

@@ -578,3 +578,17 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     let location = PANIC_SITE.with(|site| site.borrow_mut().take()).flatten();
     result.map_err(|payload| Panic::new(payload, location))
 }
+
+impl<T, E> Outcome<T, E> {
+    /// The case's name, for traces and messages.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Value(_) => "value",
+            Outcome::Error(_) => "error",
+            Outcome::Panicked(_) => "panic",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Killed(_) => "killed",
+            Outcome::Crashed(_) => "crashed",
+        }
+    }
+}

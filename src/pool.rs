@@ -18,7 +18,7 @@ use crate::outcome::{self, Outcome, Panic};
 use crate::registry::NamedTask;
 use crate::sync::lock;
 use crate::task::{Settings, Task};
-use crate::timer::{self, Deadline};
+use crate::timer::{self, Alarm};
 
 /// Runs one task per input with at most `parallelism` running at once.
 ///
@@ -482,13 +482,13 @@ where
     /// Schedules the next look at whether every runner is held up.
     fn watch(&self) {
         if self.live.load(Ordering::SeqCst) < self.slots.len() && lock(&self.spare).is_some() {
-            let weak: Weak<dyn Deadline> = self.me.clone() as Weak<dyn Deadline>;
+            let weak: Weak<dyn Alarm> = self.me.clone() as Weak<dyn Alarm>;
             timer::schedule(Instant::now() + HELD_UP, weak);
         }
     }
 }
 
-impl<I, F, T, E, In, Ev> Deadline for PoolShared<I, F, T, E, In, Ev>
+impl<I, F, T, E, In, Ev> Alarm for PoolShared<I, F, T, E, In, Ev>
 where
     F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
     I: Send + 'static,
@@ -500,7 +500,7 @@ where
     /// Adds runners when every one is held up by the same task as at the last
     /// look, [`HELD_UP`] ago (blocked, or simply long): as many again as are
     /// alive, up to the parallelism. Tiny tasks never trigger it.
-    fn expire(&self) {
+    fn ring(&self) {
         let live = self.live.load(Ordering::SeqCst).min(self.slots.len());
         // A runner is held up if it holds the same task as at the last look.
         let mut held_up = 0;
@@ -548,7 +548,7 @@ fn runner<I, F, T, E, In, Ev>(
     while let Some((index, item)) = shared.next_input() {
         let (inbox, outbox, timeout) = shared.settings;
         let body = Arc::clone(&body);
-        let task = Task::with_outcome(
+        let task = place::task(
             Settings {
                 name: None,
                 inbox,

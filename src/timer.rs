@@ -13,16 +13,17 @@ use std::time::Instant;
 
 use crate::sync::lock;
 
-/// What the timer can do to a task.
-pub(crate) trait Deadline: Send + Sync {
-    /// Asks the task to stop because its timeout passed.
-    fn expire(&self);
+/// Something the timer calls at a given time (a task's timeout, a step of
+/// a stop's escalation, a pool's watchdog).
+pub(crate) trait Alarm: Send + Sync {
+    /// The time came.
+    fn ring(&self);
 }
 
 struct Entry {
     at: Instant,
     seq: u64,
-    target: Weak<dyn Deadline>,
+    target: Weak<dyn Alarm>,
 }
 
 impl PartialEq for Entry {
@@ -55,8 +56,8 @@ static TIMER: Timer = Timer {
     wake: Condvar::new(),
 };
 
-/// Calls `target.expire()` at `at`, unless the target is gone by then.
-pub(crate) fn schedule(at: Instant, target: Weak<dyn Deadline>) {
+/// Calls `target.ring()` at `at`, unless the target is gone by then.
+pub(crate) fn schedule(at: Instant, target: Weak<dyn Alarm>) {
     let mut guard = lock(&TIMER.heap);
     let (heap, seq, running) = &mut *guard;
     *seq += 1;
@@ -89,7 +90,7 @@ fn run() {
                 // user drops, which must not end this thread.
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                     if let Some(target) = entry.target.upgrade() {
-                        target.expire();
+                        target.ring();
                     }
                 }));
                 guard = lock(&TIMER.heap);

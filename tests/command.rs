@@ -83,9 +83,10 @@ fn a_program_ignoring_sigterm_gets_sigkill_after_the_grace_period() {
     assert_eq!(task.recv_timeout(LIMIT).unwrap(), "ready");
     let asked = Instant::now();
     task.stop();
-    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    // Killed by the escalation: the same outcome as a kill, on every place.
+    let outcome = task.join_timeout(LIMIT).unwrap();
     let took = asked.elapsed();
-    assert_eq!(exit.signal(), Some(9));
+    assert!(outcome.is_killed(), "{outcome:?}");
     assert!(took >= Duration::from_millis(300), "{took:?}");
 }
 
@@ -102,8 +103,12 @@ fn kill_sends_sigkill_at_once() {
     assert_eq!(task.recv_timeout(LIMIT).unwrap(), "ready");
     let asked = Instant::now();
     task.kill();
-    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
-    assert_eq!(exit.signal(), Some(9));
+    // `kill` ends a command as `Killed`, as it ends a process or async task.
+    let outcome = task.join_timeout(LIMIT).unwrap();
+    match &outcome {
+        sidetask::Outcome::Killed(killed) => assert_eq!(killed.signal(), Some(9)),
+        other => panic!("expected Killed, got {other:?}"),
+    }
     assert!(asked.elapsed() < Duration::from_secs(10));
 }
 
@@ -186,7 +191,7 @@ fn fifty_megabytes_on_stderr_keep_only_the_tail() {
 fn a_send_after_the_program_ended_gives_the_line_back() {
     let task = Command::new("true").spawn().unwrap();
     task.wait_timeout(LIMIT);
-    assert!(task.is_done());
+    assert!(task.is_finished());
     assert_eq!(
         task.send("late".to_string()).unwrap_err().into_inner(),
         "late"

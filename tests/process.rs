@@ -294,7 +294,7 @@ fn the_other_verbs_work_across_the_boundary() {
     setup();
     let task = Process::<Echo>::new(1).spawn().unwrap();
     assert!(task.id().as_u64() > 0);
-    assert!(!task.is_done());
+    assert!(!task.is_finished());
     for i in 0..3 {
         task.send(i).unwrap();
     }
@@ -309,7 +309,7 @@ fn the_other_verbs_work_across_the_boundary() {
     };
     task.close_inbox();
     task.wait();
-    assert!(task.is_done());
+    assert!(task.is_finished());
     assert_eq!(task.status(), Status::Done);
     assert!(task.send(1).is_err());
     let outcome = task.try_join().unwrap_or_else(|_| panic!("not done"));

@@ -170,11 +170,11 @@ fn status_moves_through_its_states() {
     assert_eq!(task.status(), Status::Running);
     task.stop();
     assert_eq!(task.status(), Status::Stopping);
-    assert!(!task.is_done());
+    assert!(!task.is_finished());
     gate.store(true, Ordering::SeqCst);
     task.wait();
     assert_eq!(task.status(), Status::Done);
-    assert!(task.is_done());
+    assert!(task.is_finished());
 }
 
 #[test]

@@ -1,32 +1,31 @@
 //! The command place: an external program as a task.
 //!
 //! The program runs in a process group of its own. A task body on a worker
-//! thread owns it and runs three scoped helpers: one writes the messages
-//! (lines) to its stdin, one turns its stdout lines into events, one waits
-//! for a stop and escalates it; a worker thread keeps the tail of its
-//! stderr. Both output pipes are always read to their end, so a program
+//! thread owns it and runs two scoped helpers: one writes the messages
+//! (lines) to its stdin, one turns its stdout lines into events; a worker
+//! thread keeps the tail of its stderr. A stop or kill signals the program
+//! on the requesting thread, through the task's stop hook and the shared
+//! escalation (`unix` module). Both output pipes are always read to their end, so a program
 //! never blocks on a full pipe, whoever reads the events.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-use crossbeam_channel::Receiver;
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, ChildStderr, ChildStdout, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::Signal;
 
 use crate::backend::thread as place;
+use crate::backend::unix::{Escalation, Stage, Tail, signal_group};
 use crate::ctx::Ctx;
 use crate::error::{StartError, TryEmitError};
-use crate::mailbox::{EXITED, INBOX_CLOSED, KILL, STOP, Wait};
-use crate::sync::lock;
+use crate::mailbox::{INBOX_CLOSED, KILL};
+use crate::outcome::{Killed, Outcome};
 use crate::task::{Settings, Task};
 
 /// How much of a program's stderr a command task keeps: the last 64 KiB.
@@ -208,11 +207,27 @@ impl Command {
             .spawn()
             .map_err(StartError::spawn)?;
         let pid = child.id();
-        let grace = self.grace;
-        let guard = ChildGuard(Some(child));
-        let task = Task::new(self.settings, move |ctx: &Ctx<In, Ev>| {
-            drive(ctx, guard, grace, &codec)
+        let escalation = Escalation::new(pid, self.grace, true);
+        let guard = ChildGuard(Some(child), Arc::clone(&escalation));
+        let ours = Arc::clone(&escalation);
+        let task = place::task(self.settings, move |ctx: &Ctx<In, Ev>| {
+            match drive(ctx, guard, &ours, &codec) {
+                Ok((exit, Stage::Killed)) if exit.signal() == Some(Signal::KILL.as_raw()) => {
+                    Outcome::Killed(Killed::new(exit.signal(), exit.stderr_tail))
+                }
+                Ok((exit, _)) => Outcome::Value(exit),
+                Err(e) => Outcome::Error(e),
+            }
         });
+        // Stop and kill signal the program on the requesting thread, at once.
+        let shared = task.shared();
+        let weak = Arc::downgrade(&shared);
+        shared.set_stop_hook(Box::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                escalation.request(shared.mailbox.is(KILL));
+            }
+        }));
+        drop(shared);
         if let Err(err) = task.start() {
             signal_group(pid, Signal::KILL);
             return Err(err);
@@ -270,21 +285,15 @@ impl Exit {
 /// Owns the program until its task's body takes it; if the body never runs
 /// (the task was stopped before it began), the program and its group are
 /// killed and reaped.
-struct ChildGuard(Option<Child>);
+struct ChildGuard(Option<Child>, Arc<Escalation>);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
+            self.1.retire();
             signal_group(child.id(), Signal::KILL);
             let _ = child.wait();
         }
-    }
-}
-
-pub(crate) fn signal_group(pid: u32, signal: Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        // The group may be gone already; nothing to do then.
-        let _ = kill_process_group(pid, signal);
     }
 }
 
@@ -328,12 +337,14 @@ where
     }
 }
 
+/// Runs the program to its end; returns how it exited and how far a stop
+/// had escalated.
 fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     ctx: &Ctx<In, Ev>,
     mut guard: ChildGuard,
-    grace: Duration,
+    escalation: &Escalation,
     codec: &C,
-) -> io::Result<Exit> {
+) -> io::Result<(Exit, Stage)> {
     let mut child = guard.0.take().expect("the guard holds the program");
     let pid = child.id();
     let mailbox = ctx.mailbox();
@@ -357,38 +368,23 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
                 }
             }
         });
-        s.spawn(|| {
-            mailbox.wait_for(STOP | EXITED, Wait::Forever);
-            if mailbox.is(EXITED) {
-                return;
-            }
-            if !mailbox.is(KILL) {
-                signal_group(pid, Signal::TERM);
-                let until = Instant::now()
-                    .checked_add(grace)
-                    .map_or(Wait::Forever, Wait::Until);
-                mailbox.wait_for(EXITED | KILL, until);
-                if mailbox.is(EXITED) {
-                    return;
-                }
-            }
-            signal_group(pid, Signal::KILL);
-        });
         let status = child.wait();
+        let escalated = escalation.retire();
         // Whatever the program left in its group goes with it, so that the
         // pipes reach their end and no process outlives the task.
         signal_group(pid, Signal::KILL);
-        mailbox.set(EXITED);
+        // The stdin writer ends.
         mailbox.set(INBOX_CLOSED);
         let (dropped_lines, malformed_lines) =
             events.join().expect("the stdout reader does not panic");
         let stderr_tail = tail.finish();
-        Ok(Exit {
+        let exit = Exit {
             status: status?,
             stderr_tail,
             dropped_lines,
             malformed_lines,
-        })
+        };
+        Ok((exit, escalated))
     })
 }
 
@@ -423,45 +419,5 @@ fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
             // Full, or nobody will read: keep draining, count what is lost.
             Err(TryEmitError::Full(_) | TryEmitError::Disconnected(_)) => dropped += 1,
         }
-    }
-}
-
-/// The last [`STDERR_TAIL`] bytes of a child's stderr, read on a worker
-/// thread until the pipe's end.
-pub(crate) struct Tail {
-    kept: Arc<Mutex<VecDeque<u8>>>,
-    done: Receiver<()>,
-}
-
-impl Tail {
-    pub(crate) fn start(mut stderr: ChildStderr) -> Tail {
-        let kept = Arc::new(Mutex::new(VecDeque::new()));
-        let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
-        let theirs = Arc::clone(&kept);
-        let _ = place::execute(Box::new(move || {
-            let mut buf = [0u8; 8192];
-            loop {
-                match stderr.read(&mut buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let mut tail = lock(&theirs);
-                        tail.extend(&buf[..n]);
-                        let excess = tail.len().saturating_sub(STDERR_TAIL);
-                        tail.drain(..excess);
-                    }
-                }
-            }
-            drop(done_tx);
-        }));
-        Tail { kept, done }
-    }
-
-    /// The tail, once the pipe has reached its end (the child and its group
-    /// are gone), or after a second if something outside the group still
-    /// holds the pipe open.
-    pub(crate) fn finish(&self) -> Vec<u8> {
-        let _ = self.done.recv_timeout(Duration::from_secs(1));
-        lock(&self.kept).iter().copied().collect()
     }
 }

@@ -7,11 +7,19 @@
 //!    again), framed serde messages over a socketpair, driven likewise.
 //! 4. `tokio`: an async body as a tokio task (the `tokio` feature).
 //!
+//! And `unix`: what the places that run other processes share (signalling a
+//! process group, the stop's escalation, the stderr tail).
+//!
 //! The handle, the context and the outcome do not know which place runs a
-//! task; a place only takes a job and runs it.
+//! task: a place makes the task's shared state and its job, and plugs in
+//! through the core's seams (a launch function, a stop hook, a wire; see
+//! the `task` module). The thread place is the ground the command and
+//! process places stand on (their tasks are thread tasks that drive a
+//! child); no other place imports another.
 
 pub(crate) mod command;
 pub(crate) mod process;
 pub(crate) mod thread;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio;
+pub(crate) mod unix;

@@ -1,5 +1,9 @@
 //! The thread place: a cache of worker threads that run task bodies.
 //!
+//! It is also the ground the other blocking places stand on: a command's or
+//! a process's task is a thread task whose body drives the program or the
+//! child, so those places make their tasks through [`task`].
+//!
 //! A worker that finishes a job puts itself on the idle stack and waits for
 //! the next one: it spins briefly (a hand-off to a spinning worker costs well
 //! under a microsecond), then parks. A spawn pops the most recently idled
@@ -14,10 +18,95 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use crate::ctx::Ctx;
+use crate::mailbox::STOP;
+use crate::outcome::{self, Outcome};
 use crate::sync::{lock, spin_until};
+use crate::task::{Settings, Shared, Task};
 
 /// A unit of work for a worker. It must not unwind: task jobs catch panics.
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) use crate::task::Job;
+
+/// A task whose body runs on a worker thread once started, and gives its
+/// whole outcome (a place that can tell a kill or a crash from a value).
+pub(crate) fn task<T, E, In, Ev, F>(settings: Settings, body: F) -> Task<T, E, In, Ev>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E> + Send + 'static,
+{
+    let shared = Arc::new(settings.shared::<In, Ev, T, E>());
+    let ctx = Ctx::new(shared.clone());
+    let theirs = Arc::clone(&shared);
+    let job: Job = Box::new(move || run(theirs, ctx, body));
+    Task::unstarted(shared, job, execute, settings.timeout)
+}
+
+/// Runs a task body on the current (worker) thread and records its outcome.
+fn run<T, E, In, Ev, F>(
+    shared: Arc<Shared<In, Ev, crate::task::Slot<T, E>>>,
+    ctx: Ctx<In, Ev>,
+    body: F,
+) where
+    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E>,
+{
+    let span = tracing::debug_span!(
+        "task",
+        id = shared.id.as_u64(),
+        name = shared.name.as_deref()
+    );
+    let _entered = span.enter();
+    let outcome = if shared.mailbox.is(STOP) {
+        let _ = outcome::catch(move || drop((ctx, body)));
+        Outcome::Cancelled
+    } else {
+        tracing::debug!("task started");
+        let _name = shared.name.as_deref().map(ThreadName::set);
+        match outcome::catch(move || {
+            let result = body(&ctx);
+            drop(ctx);
+            result
+        }) {
+            Ok(outcome) => outcome,
+            Err(panic) => Outcome::Panicked(panic),
+        }
+    };
+    shared.finish(outcome);
+    // With the handle gone this is the last reference: dropping it runs the
+    // drops of the value, the error and unread messages, which may panic.
+    let _ = outcome::catch(move || drop(shared));
+}
+
+/// Sets the worker thread's kernel name to the task's while it runs.
+struct ThreadName;
+
+impl ThreadName {
+    fn set(name: &str) -> ThreadName {
+        set_thread_name(name);
+        ThreadName
+    }
+}
+
+impl Drop for ThreadName {
+    fn drop(&mut self) {
+        set_thread_name("sidetask-worker");
+    }
+}
+
+fn set_thread_name(name: &str) {
+    // The kernel keeps 15 bytes; cut at a character boundary and at a NUL.
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &name[..end];
+    let cut = cut.split('\0').next().unwrap_or_default();
+    if let Ok(c) = std::ffi::CString::new(cut) {
+        let _ = rustix::thread::set_name(&c);
+    }
+}
 
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 

@@ -29,44 +29,38 @@ use crate::builder::Builder;
 use crate::error::StartError;
 use crate::mailbox::{KILL, Mailbox, STOP};
 use crate::outcome::{self, Killed, Outcome};
-use crate::task::{Control, Task};
+use crate::task::{Settings, Shared, Slot, Task};
 
-/// What the wrapper needs of a task besides its context.
-pub(crate) trait Finish<T, E, In, Ev>: Control<In, Ev> + Abandon {
-    /// Records how the task ended and wakes everyone waiting for it.
-    fn finish(&self, outcome: Outcome<T, E>);
-}
+type TypedShared<T, E, In, Ev> = Arc<Shared<In, Ev, Slot<T, E>>>;
 
-/// Records an outcome for a task whose wrapper was dropped unfinished.
-pub(crate) trait Abandon: Send + Sync {
-    /// `begun`: whether the body had been called.
-    fn abandon(&self, begun: bool);
-}
-
-/// Records an outcome when dropped, unless one was recorded.
-struct Guard<S: Abandon> {
-    shared: Arc<S>,
+/// Records an outcome when dropped, unless one was recorded: killed if the
+/// body had begun, cancelled if not.
+struct Guard<T, E, In, Ev> {
+    shared: TypedShared<T, E, In, Ev>,
     begun: bool,
     done: bool,
 }
 
-impl<S: Abandon> Drop for Guard<S> {
+impl<T, E, In, Ev> Drop for Guard<T, E, In, Ev> {
     fn drop(&mut self) {
         if !self.done {
-            self.shared.abandon(self.begun);
+            self.shared.finish(if self.begun {
+                Outcome::Killed(Killed::new(None, Vec::new()))
+            } else {
+                Outcome::Cancelled
+            });
         }
     }
 }
 
-/// Spawns the task's wrapper on the runtime of `on`, or on the current
-/// runtime (which the caller made sure exists).
-pub(crate) fn start<S, T, E, In, Ev, F, Fut>(
+/// Makes an async task and spawns its body on the runtime of `on`, or on
+/// the current runtime (which the caller made sure exists).
+fn spawn<F, Fut, T, E, In, Ev>(
+    settings: Settings,
     on: Option<&Handle>,
-    shared: Arc<S>,
-    ctx: AsyncCtx<In, Ev>,
     body: F,
-) where
-    S: Finish<T, E, In, Ev> + 'static,
+) -> Task<T, E, In, Ev>
+where
     T: Send + 'static,
     E: Send + 'static,
     In: Send + 'static,
@@ -74,11 +68,14 @@ pub(crate) fn start<S, T, E, In, Ev, F, Fut>(
     F: FnOnce(AsyncCtx<In, Ev>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
+    let shared = Arc::new(settings.shared::<In, Ev, T, E>());
+    let ctx = AsyncCtx::new(shared.clone());
     let guard = Guard {
-        shared,
+        shared: Arc::clone(&shared),
         begun: false,
         done: false,
     };
+    let task = Task::started(shared, settings.timeout);
     // Boxed: a small task cell is cheaper to allocate than one holding the
     // whole wrapper. The wrapper records the outcome itself; the join handle
     // is not needed.
@@ -87,6 +84,7 @@ pub(crate) fn start<S, T, E, In, Ev, F, Fut>(
         Some(handle) => handle.spawn(wrapper),
         None => tokio::spawn(wrapper),
     });
+    task
 }
 
 /// Whether this thread is in a tokio runtime's context, so that
@@ -97,9 +95,8 @@ fn in_runtime() -> bool {
     tokio::task::try_id().is_some() || Handle::try_current().is_ok()
 }
 
-async fn run<S, T, E, In, Ev, F, Fut>(mut guard: Guard<S>, ctx: AsyncCtx<In, Ev>, body: F)
+async fn run<T, E, In, Ev, F, Fut>(mut guard: Guard<T, E, In, Ev>, ctx: AsyncCtx<In, Ev>, body: F)
 where
-    S: Finish<T, E, In, Ev>,
     F: FnOnce(AsyncCtx<In, Ev>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
@@ -109,9 +106,12 @@ where
         done,
     } = &mut guard;
     let shared = &**shared;
-    let mailbox = shared.mailbox();
-    let core = shared.core();
-    let span = tracing::debug_span!("task", id = core.id.as_u64(), name = core.name.as_deref());
+    let mailbox = &shared.mailbox;
+    let span = tracing::debug_span!(
+        "task",
+        id = shared.id.as_u64(),
+        name = shared.name.as_deref()
+    );
     let mut start = Some((body, ctx));
     // The body's future, made at the first poll.
     let mut future = pin!(None);
@@ -241,7 +241,7 @@ impl Builder {
         if !in_runtime() {
             return Err(StartError::no_runtime());
         }
-        Ok(Task::spawn_async(self.settings(), None, body))
+        Ok(spawn(self.settings(), None, body))
     }
 
     /// Makes an async task and spawns it on the runtime of `handle`, as
@@ -275,7 +275,7 @@ impl Builder {
         In: Send + 'static,
         Ev: Send + 'static,
     {
-        Task::spawn_async(self.settings(), Some(handle), body)
+        spawn(self.settings(), Some(handle), body)
     }
 }
 
@@ -290,8 +290,9 @@ impl Builder {
 ///
 /// # Panics
 ///
-/// If called outside a tokio runtime (as `tokio::spawn` does);
-/// [`Builder::spawn_async`] returns the error instead.
+/// If called outside a tokio runtime (as `tokio::spawn` does), at the
+/// caller's line; [`Builder::spawn_async`] returns the error instead, and
+/// [`Builder::spawn_async_on`] takes a runtime's handle.
 ///
 /// # Examples
 ///
@@ -305,6 +306,7 @@ impl Builder {
 /// # }
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[track_caller]
 pub fn spawn_async<F, Fut, T, E, In, Ev>(body: F) -> Task<T, E, In, Ev>
 where
     F: FnOnce(AsyncCtx<In, Ev>) -> Fut + Send + 'static,
@@ -314,7 +316,9 @@ where
     In: Send + 'static,
     Ev: Send + 'static,
 {
-    Builder::new()
-        .spawn_async(body)
-        .expect("`sidetask::spawn_async` called outside a tokio runtime")
+    Builder::new().spawn_async(body).expect(
+        "`sidetask::spawn_async` was called outside a tokio runtime: call it from async code \
+             under `#[tokio::main]` (or a runtime's `block_on`), or use \
+             `Builder::spawn_async_on` with a runtime's handle",
+    )
 }

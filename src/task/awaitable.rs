@@ -8,77 +8,14 @@
 use std::fmt;
 use std::future::{Future, IntoFuture, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::runtime::Handle;
-
-use super::{Control, Core, Settings, Shared, Task, TaskId};
-use crate::async_ctx::AsyncCtx;
-use crate::backend::tokio::{self as place, Abandon, Finish};
+use super::Task;
+use super::wire::Side;
 use crate::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError};
-use crate::mailbox::{DONE, Mailbox, PushError};
-use crate::outcome::{self, Killed, Outcome};
-
-impl<T: Send, E: Send, In: Send, Ev: Send> Finish<T, E, In, Ev> for Shared<T, E, In, Ev> {
-    fn finish(&self, outcome: Outcome<T, E>) {
-        Shared::finish(self, outcome);
-    }
-}
-
-impl<T: Send, E: Send, In: Send, Ev: Send> Abandon for Shared<T, E, In, Ev> {
-    fn abandon(&self, begun: bool) {
-        Shared::finish(
-            self,
-            if begun {
-                Outcome::Killed(Killed::new(None, Vec::new()))
-            } else {
-                Outcome::Cancelled
-            },
-        );
-    }
-}
-
-impl<T, E, In, Ev> Task<T, E, In, Ev>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-    In: Send + 'static,
-    Ev: Send + 'static,
-{
-    /// Makes an async task and spawns its body on the runtime of `on`, or on
-    /// the current one.
-    pub(crate) fn spawn_async<F, Fut>(settings: Settings, on: Option<&Handle>, body: F) -> Self
-    where
-        F: FnOnce(AsyncCtx<In, Ev>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-    {
-        outcome::install_hook();
-        let shared = Arc::new(Shared {
-            core: Core {
-                id: TaskId::next(),
-                name: settings.name.map(Arc::from),
-                started: AtomicBool::new(true),
-            },
-            mailbox: Mailbox::new(settings.inbox, settings.outbox),
-            outcome: Mutex::new(None),
-            stop_hook: OnceLock::new(),
-            port: OnceLock::new(),
-        });
-        let control: Arc<dyn Control<In, Ev>> = shared.clone();
-        place::start(on, Arc::clone(&shared), AsyncCtx::new(control), body);
-        let task = Task {
-            shared,
-            pending: Mutex::new(None),
-            timeout: settings.timeout,
-            detached: false,
-        };
-        task.schedule_timeout();
-        task
-    }
-}
+use crate::mailbox::{DONE, PushError};
+use crate::outcome::Outcome;
 
 /// The awaitable methods (the `tokio` feature).
 ///
@@ -179,14 +116,14 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # async fn main() {
     /// let task = sidetask::spawn_async(|_: AsyncCtx| async { Ok::<_, Stopped>(1) });
     /// task.wait_async().await;
-    /// assert!(task.is_done());
+    /// assert!(task.is_finished());
     /// assert_eq!(task.join().value(), Some(1)); // returns at once
     /// # }
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait_async(&self) {
         self.cancel_if_pending();
-        self.shared.hurry();
+        self.shared.hurry(Side::Handle);
         poll_fn(|cx| self.shared.mailbox.poll_wait_for(DONE, cx)).await;
     }
 
@@ -218,7 +155,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait_timeout_async(&self, timeout: Duration) -> bool {
         let mut sleep = pin!(tokio::time::sleep(timeout));
-        self.shared.hurry();
+        self.shared.hurry(Side::Handle);
         poll_fn(|cx| {
             if self.shared.mailbox.poll_wait_for(DONE, cx).is_ready() {
                 return Poll::Ready(true);
@@ -380,7 +317,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Ev, RecvError>> {
         let got = self.shared.mailbox.poll_pop_out(cx);
         if got.is_pending() {
-            self.shared.hurry();
+            self.shared.hurry(Side::Handle);
         }
         got.map_err(|_| RecvError)
     }
@@ -495,10 +432,10 @@ impl<T, E, In, Ev> Future for Join<T, E, In, Ev> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T, E>> {
         let this = self.get_mut();
         let task = this.task.as_ref().expect("`Join` polled after completion");
-        if !task.shared.core.started.load(Ordering::Acquire) {
+        if !task.shared.is_started() {
             task.cancel_if_pending();
         }
-        task.shared.hurry();
+        task.shared.hurry(Side::Handle);
         match task.shared.mailbox.poll_wait_for(DONE, cx) {
             Poll::Ready(()) => {
                 let task = this.task.take().expect("checked above");
@@ -573,7 +510,7 @@ impl<T, E, In, Ev> Future for SendFuture<'_, T, E, In, Ev> {
             .shared
             .mailbox
             .poll_push_in(&mut this.message, cx)
-            .map_ok(|()| this.task.shared.pushed())
+            .map_ok(|()| this.task.shared.sent())
             .map_err(|e| match e {
                 PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => SendError(m),
             })

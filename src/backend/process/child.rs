@@ -22,15 +22,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer, encode};
-use super::relay::{Dispatch, Flow, Relay, Served};
+use super::relay::{Dispatch, Flow, Relay};
 use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
-use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, PushError, STOP, Wait};
+use crate::mailbox::{DONE, INBOX_CLOSED, PushError, STOP, Wait};
 use crate::outcome;
 use crate::registry::{NamedTask, Registry};
 use crate::sync::lock;
-use crate::task::{Control, Core, Direct};
+use crate::task::Shared;
+use crate::task::wire::{Carry, Served, Side, Wire};
 
 /// How the child runs one registered task type: runs it, and returns the
 /// next task asked for, if any.
@@ -177,8 +178,9 @@ fn fail(why: String) -> ! {
 /// straight to the parent), the messages it read but has not acknowledged
 /// yet, and who reads the socket.
 struct ChildTask<In, Ev> {
-    core: Core,
-    mailbox: Mailbox<In, Ev>,
+    // The body's side of the task (its mailbox's inbox only: events go
+    // straight to the parent).
+    shared: Arc<Shared<In, Ev, ()>>,
     writer: Arc<Writer>,
     relay: Relay,
     max_frame: usize,
@@ -190,16 +192,6 @@ struct ChildTask<In, Ev> {
     finished: AtomicBool,
     // The next task asked for (a warm child of a pool).
     next: Mutex<Option<Hello>>,
-}
-
-impl<In: Send, Ev: Send> Control<In, Ev> for ChildTask<In, Ev> {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-
-    fn mailbox(&self) -> &Mailbox<In, Ev> {
-        &self.mailbox
-    }
 }
 
 impl<In, Ev> ChildTask<In, Ev> {
@@ -224,7 +216,7 @@ impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
     fn frame(&self, payload: &[u8], _may_wait: bool) -> Flow {
         match postcard::from_bytes::<Down>(payload) {
             Ok(Down::Message(bytes)) => match postcard::from_bytes(&bytes) {
-                Ok(message) => match self.mailbox.push_in(message, Wait::No) {
+                Ok(message) => match self.shared.mailbox.push_in(message, Wait::No) {
                     Ok(()) => Flow::Wake,
                     Err(PushError::Full(_)) => {
                         fail("the parent sent more messages than the inbox holds".to_owned())
@@ -236,11 +228,11 @@ impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
                 Err(e) => fail(format!("a malformed message from the parent: {e}")),
             },
             Ok(Down::Close) => {
-                self.mailbox.set(INBOX_CLOSED);
+                self.shared.mailbox.set(INBOX_CLOSED);
                 Flow::Wake
             }
             Ok(Down::Stop) => {
-                self.mailbox.set(STOP);
+                self.shared.mailbox.set(STOP);
                 Flow::Wake
             }
             Ok(Down::Start(next)) => {
@@ -249,7 +241,7 @@ impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
                 if !self.finished.load(Ordering::SeqCst) {
                     fail("a new task was asked for before the last one ended".to_owned());
                 }
-                self.mailbox.set(DONE);
+                self.shared.mailbox.set(DONE);
                 *lock(&self.next) = Some(next);
                 Flow::End
             }
@@ -267,12 +259,12 @@ impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
     }
 
     fn ready(&self) -> bool {
-        self.mailbox.has_message()
+        self.shared.mailbox.has_message()
     }
 }
 
-impl<In: DeserializeOwned + Send, Ev: Serialize + Send> Direct<Ev> for ChildTask<In, Ev> {
-    fn took(&self) {
+impl<In: DeserializeOwned + Send, Ev: Serialize + Send> Wire<Ev> for ChildTask<In, Ev> {
+    fn taken(&self) {
         // Acknowledged in batches, with the next event at the latest: the
         // parent has credit for at least half the inbox meanwhile.
         if self.unacked.fetch_add(1, Ordering::SeqCst) + 1 >= self.ack_every {
@@ -280,7 +272,11 @@ impl<In: DeserializeOwned + Send, Ev: Serialize + Send> Direct<Ev> for ChildTask
         }
     }
 
-    fn emit(&self, event: Ev) -> Result<(), Ev> {
+    fn carry(&self, event: Ev, wait: bool) -> Result<(), Carry<Ev>> {
+        // Without waiting: only when the connection takes a frame now.
+        if !wait && !self.writer.writable_now() {
+            return Err(Carry::Full(event));
+        }
         let frame = match encode(&event) {
             // The frame adds a tag and a length to the payload.
             Ok(bytes) if bytes.len() + 6 <= self.max_frame => Up::Event(bytes),
@@ -331,9 +327,10 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
         Err(e) => fail(format!("could not make the connection's relay: {e}")),
     };
     let inbox = hello.inbox.max(1);
+    let shared = Arc::new(Shared::new(Some(Arc::from(T::NAME)), inbox as usize, 1, ()));
+    shared.set_started(true);
     let task = Arc::new(ChildTask::<T::In, T::Event> {
-        core: Core::running(Some(Arc::from(T::NAME))),
-        mailbox: Mailbox::new(inbox as usize, 1),
+        shared,
         writer: Arc::clone(&conn.writer),
         relay,
         max_frame,
@@ -343,13 +340,13 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
         finished: AtomicBool::new(false),
         next: Mutex::new(None),
     });
-    task.mailbox.no_spin();
+    task.shared.mailbox.no_spin();
     outcome::install_hook();
     let body = {
         let task = Arc::clone(&task);
-        let control: Arc<dyn Control<T::In, T::Event>> = task.clone();
-        let direct: Arc<dyn Direct<T::Event>> = task.clone();
-        let ctx = Ctx::with_direct(control, direct);
+        let wire: Arc<dyn Wire<T::Event>> = task.clone();
+        task.shared.set_wire(Side::Body, Arc::downgrade(&wire));
+        let ctx = Ctx::new(task.shared.clone());
         move || {
             let result = outcome::catch(move || {
                 let result = T::run(&ctx, arg);

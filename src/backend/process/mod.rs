@@ -7,15 +7,39 @@
 //! stdout is the parent's; its stderr is read by the parent, which keeps the
 //! tail.
 //!
+//! # Glossary
+//!
+//! - *worker*: a child process, with the parent's ends of its connection.
+//! - *session*: one task's life on a worker, on the parent's side: the
+//!   messages on their way, who writes them, what the frames do.
+//! - *credit*: how many more messages may be on their way to the child (its
+//!   inbox's capacity, less those it has not acknowledged reading).
+//! - *pump*: writing what waits (messages while there is credit, a closed
+//!   inbox, a stop) on the thread that asks, or on the thread already at it.
+//! - *relay*: who reads a connection: the thread waiting for what it brings,
+//!   or a *fallback* thread when none waits. The *role* is the right to read;
+//!   the fallback is *kicked* out of it when a caller comes, *lingers* a
+//!   moment before it takes it back, and is *hurried* by a waiter that does
+//!   not read.
+//! - *warm*: a pool's idle worker kept for its next task.
+//!
+//! # Files
+//!
 //! - `protocol`: the frames.
-//! - `relay`: who reads a connection: the thread waiting for a frame, or a
-//!   fallback thread when none waits.
-//! - `worker`: the parent's side: a child, the handshake, the task's body.
+//! - `relay`: the reading role.
+//! - `worker`: a child process: start, handshake, reaping.
+//! - `session` and `drive`: the parent's side of a task.
+//! - `classify`: how a task ended without an outcome.
+//! - `warm`: a pool's idle children.
 //! - `child`: the child's side.
 
 mod child;
+mod classify;
+mod drive;
 mod protocol;
-pub(crate) mod relay;
+mod relay;
+mod session;
+mod warm;
 mod worker;
 
 use std::ffi::{OsStr, OsString};
@@ -27,9 +51,10 @@ use std::time::Duration;
 
 pub(crate) use child::{Entry, enter_if_child, entry};
 use protocol::{Hello, VERSION, encode};
-pub(crate) use worker::Warm;
+pub(crate) use warm::Warm;
 use worker::{Refusal, Worker};
 
+use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::error::StartError;
 use crate::registry::{self, NamedTask};
@@ -360,8 +385,8 @@ impl<T: NamedTask> Process<T> {
             });
         }
         let config = self.config;
-        let task = Task::with_outcome(self.settings, move |ctx: &Ctx<T::In, T::Event>| {
-            worker::drive::<T>(ctx, worker, &config, false, false).0
+        let task = place::task(self.settings, move |ctx: &Ctx<T::In, T::Event>| {
+            drive::drive::<T>(ctx, worker, &config, false, false).0
         });
         task.start()?;
         Ok(task)

@@ -233,6 +233,24 @@ impl Writer {
         self.lock().send_all(std::slice::from_ref(frame))
     }
 
+    /// Whether a frame can be written now without waiting: nobody else is
+    /// writing, and the socket has room (a stream socket that polls
+    /// writable has a quarter of its buffer or more free).
+    pub(crate) fn writable_now(&self) -> bool {
+        let Ok(guard) = self.0.try_lock() else {
+            return false;
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &guard.0,
+            rustix::event::PollFlags::OUT,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    }
+
     /// Locks the connection for writing (what to write may be decided
     /// under the lock).
     pub(crate) fn lock(&self) -> Writing<'_> {

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd};
 
 use super::protocol::{FrameError, FrameReader};
-use crate::mailbox::{PopError, Wait};
 use crate::sync::lock;
+use crate::task::wire::Served;
 
 /// How long the fallback leaves the connection to callers after the last
 /// one left.
@@ -50,45 +50,6 @@ pub(crate) trait Dispatch {
     /// Whether what a caller waits for is there already (another reader
     /// handed it on).
     fn ready(&self) -> bool;
-}
-
-/// How a caller's turn as the reader went.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Served {
-    /// It read something a waiter looks for: look again.
-    Wake,
-    /// Another caller reads: wait for what it hands on.
-    Busy,
-    /// The deadline passed.
-    TimedOut,
-    /// The task's last frame was read: nothing more comes this way.
-    Ended,
-}
-
-/// Takes what a caller waits for (`take`: an event, or a message): at once
-/// if it is there; else reads the connection for it through `pull` while
-/// nobody else reads, and waits on `take` itself while somebody does.
-pub(crate) fn take_reading<R>(
-    wait: Wait,
-    take: impl Fn(Wait) -> Result<R, PopError>,
-    pull: impl Fn(Option<Instant>) -> Served,
-) -> Result<R, PopError> {
-    loop {
-        match take(Wait::No) {
-            Err(PopError::Empty) => {}
-            got => return got,
-        }
-        let until = match wait {
-            Wait::No => Some(Instant::now()),
-            Wait::Forever => None,
-            Wait::Until(until) => Some(until),
-        };
-        match pull(until) {
-            Served::Wake => {}
-            Served::TimedOut => return take(Wait::No),
-            Served::Busy | Served::Ended => return take(wait),
-        }
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,64 +1,58 @@
-//! The handle.
+//! The handle, and what it shares with its task.
+//!
+//! # Glossary
+//!
+//! - *place*: where a task's body runs (a worker thread, a tokio runtime, a
+//!   child process, an external program); each is a module of `backend`,
+//!   and the core imports none of them.
+//! - *shared state* (`Shared`): the one allocation a task's handle, its
+//!   context and its place share: id, name, mailbox, the place's hooks, and
+//!   the typed outcome slot as its last field, erased for everyone but the
+//!   handle.
+//! - *job*: a task's body wrapped to record its outcome, not started yet;
+//!   the place's *launch* function starts it.
+//! - *stop hook*: what a place runs on the requesting thread when a stop or
+//!   kill is asked for (a child's escalation).
+//! - *wire* (`wire` module): a place's connection to where the body runs,
+//!   serving the handle's or the body's waits on the waiting thread.
+//!
+//! # Invariants
+//!
+//! 1. The outcome is stored before the mailbox's `DONE` flag is set, and
+//!    taken only after it was seen set: a join never finds the slot empty.
+//! 2. A job runs at most once: it leaves `pending` under its lock, either to
+//!    run or to be cancelled.
+//! 3. The core knows no place: a place plugs in through a launch function, a
+//!    stop hook and a wire.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::io;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::backend::process::relay::{Served, take_reading};
-use crate::backend::thread::{self as place, Job};
-use crate::ctx::Ctx;
 use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, StartError, TryRecvError,
     TrySendError,
 };
-use crate::mailbox::{
-    DONE, HANDLE_GONE, INBOX_CLOSED, KILL, Mailbox, PopError, PushError, STOP, Wait,
-};
+use crate::mailbox::{DONE, HANDLE_GONE, KILL, PopError, PushError, STOP, Wait};
 use crate::outcome::{self, Outcome};
 use crate::sync::lock;
-use crate::timer::{self, Deadline};
+use crate::timer::{self, Alarm};
 
 #[cfg(feature = "tokio")]
 mod awaitable;
+mod id;
+mod shared;
+mod stop_handle;
+pub(crate) mod wire;
+
+use wire::Side;
+
 #[cfg(feature = "tokio")]
 pub use awaitable::{Join, SendFuture};
-
-/// A task's id, unique in the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId(u64);
-
-impl TaskId {
-    fn next() -> TaskId {
-        // Each thread takes ids in blocks, so that threads spawning many
-        // tasks do not contend on one counter.
-        const BLOCK: u64 = 1024;
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        thread_local! {
-            static RANGE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-        }
-        RANGE.with(|range| {
-            let (mut next, mut end) = range.get();
-            if next == end {
-                next = NEXT.fetch_add(BLOCK, Ordering::Relaxed);
-                end = next + BLOCK;
-            }
-            range.set((next + 1, end));
-            TaskId(next)
-        })
-    }
-
-    /// The id as a number.
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
+pub use id::TaskId;
+pub(crate) use shared::{Shared, Slot};
+pub use stop_handle::StopHandle;
 
 /// Where a task is in its life, as seen by [`Task::status`].
 #[non_exhaustive]
@@ -74,222 +68,11 @@ pub enum Status {
     Done,
 }
 
-/// The part of a task that does not depend on its types.
-pub(crate) struct Core {
-    pub(crate) id: TaskId,
-    pub(crate) name: Option<Arc<str>>,
-    started: AtomicBool,
-}
+/// A task's body, wrapped to record its outcome, ready to run.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
-impl Core {
-    /// The core of a task that is running already (a process task's body in
-    /// its child).
-    pub(crate) fn running(name: Option<Arc<str>>) -> Core {
-        Core {
-            id: TaskId::next(),
-            name,
-            started: AtomicBool::new(true),
-        }
-    }
-}
-
-/// What a task's context reaches through, without the value types.
-pub(crate) trait Control<In, Ev>: Send + Sync {
-    fn core(&self) -> &Core;
-    fn mailbox(&self) -> &Mailbox<In, Ev>;
-
-    /// Sets what runs on each stop or kill request, on the requesting
-    /// thread, after the flags are set (a process task escalates); it must
-    /// return at once. Only the first hook set is kept.
-    fn set_stop_hook(&self, hook: StopHook) {
-        let _ = hook;
-    }
-
-    /// Sets the handle's way to the task's connection (a process task's;
-    /// gone when the task ends); only the first one set is kept.
-    fn set_port(&self, port: Weak<dyn Port>) {
-        let _ = port;
-    }
-}
-
-/// A handle's way to a process task's connection: the caller's thread
-/// writes the messages it sends and reads the events it waits for itself,
-/// instead of waking a helper thread for each.
-pub(crate) trait Port: Send + Sync {
-    /// A message went into the inbox, or the inbox was closed.
-    fn pushed(&self);
-    /// A caller waits for an event until `until`: reads for it if it can.
-    fn pull(&self, until: Option<Instant>) -> Served;
-    /// Someone waits without reading (for the end, or asynchronously).
-    fn hurry(&self);
-}
-
-/// What runs on a stop or kill request.
-pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
-
-/// A context's direct line to a reader elsewhere (a process child's
-/// parent): told of each message the body takes, and given its events
-/// instead of the outbox.
-pub(crate) trait Direct<Ev>: Send + Sync {
-    /// The body has taken a message.
-    fn took(&self);
-    /// Sends the event on, or gives it back if nobody can ever read it.
-    fn emit(&self, event: Ev) -> Result<(), Ev>;
-    /// The body waits for a message until `until`: reads for it if it can.
-    fn pull(&self, until: Option<Instant>) -> Served;
-    /// The body waits without reading (a sleep).
-    fn hurry(&self);
-}
-
-struct Shared<T, E, In, Ev> {
-    core: Core,
-    mailbox: Mailbox<In, Ev>,
-    outcome: Mutex<Option<Outcome<T, E>>>,
-    stop_hook: OnceLock<StopHook>,
-    port: OnceLock<Weak<dyn Port>>,
-}
-
-impl<T: Send, E: Send, In: Send, Ev: Send> Control<In, Ev> for Shared<T, E, In, Ev> {
-    fn core(&self) -> &Core {
-        &self.core
-    }
-
-    fn mailbox(&self) -> &Mailbox<In, Ev> {
-        &self.mailbox
-    }
-
-    fn set_stop_hook(&self, hook: StopHook) {
-        let _ = self.stop_hook.set(hook);
-    }
-
-    fn set_port(&self, port: Weak<dyn Port>) {
-        let _ = self.port.set(port);
-    }
-}
-
-impl<T: Send, E: Send, In: Send, Ev: Send> Deadline for Shared<T, E, In, Ev> {
-    fn expire(&self) {
-        self.request_stop("timeout");
-    }
-}
-
-/// Another task's way into this task's inbox (a chain's upstream stage).
-pub(crate) trait Feed<In>: Send + Sync {
-    /// Puts a message in, waiting for room; gives it back if the task is
-    /// stopping, ended or closed.
-    fn feed(&self, message: In) -> Result<(), In>;
-    /// Says no message will come any more.
-    fn close(&self);
-    /// Takes back every message left unread.
-    fn drain(&self) -> Vec<In>;
-}
-
-impl<T: Send, E: Send, In: Send, Ev: Send> Feed<In> for Shared<T, E, In, Ev> {
-    fn feed(&self, message: In) -> Result<(), In> {
-        self.mailbox
-            .push_in(message, Wait::Forever)
-            .map_err(|e| match e {
-                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => m,
-            })
-    }
-
-    fn close(&self) {
-        self.mailbox.set(INBOX_CLOSED);
-    }
-
-    fn drain(&self) -> Vec<In> {
-        self.mailbox.drain_in()
-    }
-}
-
-/// A way to ask a task to stop, without its types (a chain's failing stage
-/// stops the others).
-pub(crate) trait Stop: Send + Sync {
-    fn stop(&self);
-}
-
-impl<T: Send, E: Send, In: Send, Ev: Send> Stop for Shared<T, E, In, Ev> {
-    fn stop(&self) {
-        self.request_stop("stop");
-    }
-}
-
-/// A way to read another task's events (a chain's output).
-pub(crate) trait Outlet<Ev>: Send + Sync {
-    fn take(&self, wait: Wait) -> Result<Ev, PopError>;
-}
-
-impl<T: Send, E: Send, In: Send, Ev: Send> Outlet<Ev> for Shared<T, E, In, Ev> {
-    fn take(&self, wait: Wait) -> Result<Ev, PopError> {
-        self.mailbox.pop_out(wait)
-    }
-}
-
-impl<T, E, In, Ev> Shared<T, E, In, Ev> {
-    /// Tells the port, if any, that a message went in or the inbox closed.
-    pub(crate) fn pushed(&self) {
-        if let Some(port) = self.port() {
-            port.pushed();
-        }
-    }
-
-    /// The task's connection, while it runs.
-    fn port(&self) -> Option<Arc<dyn Port>> {
-        self.port.get().and_then(Weak::upgrade)
-    }
-
-    /// Tells the port, if any, that someone waits without reading.
-    pub(crate) fn hurry(&self) {
-        if let Some(port) = self.port() {
-            port.hurry();
-        }
-    }
-
-    /// Takes the next event, reading the connection for it where there is
-    /// one and nobody else reads it.
-    fn take_event(&self, wait: Wait) -> Result<Ev, PopError> {
-        match self.port() {
-            Some(port) => take_reading(wait, |w| self.mailbox.pop_out(w), |until| port.pull(until)),
-            None => self.mailbox.pop_out(wait),
-        }
-    }
-
-    fn request_stop(&self, why: &'static str) {
-        if self.mailbox.set(STOP) {
-            tracing::debug!(
-                task.id = self.core.id.0,
-                task.name = self.core.name.as_deref(),
-                why,
-                "stop requested"
-            );
-        }
-        if let Some(hook) = self.stop_hook.get() {
-            hook();
-        }
-    }
-
-    fn finish(&self, outcome: Outcome<T, E>) {
-        tracing::debug!(
-            task.id = self.core.id.0,
-            task.name = self.core.name.as_deref(),
-            outcome = outcome_name(&outcome),
-            "task ended"
-        );
-        *lock(&self.outcome) = Some(outcome);
-        self.mailbox.set(DONE);
-    }
-}
-
-fn outcome_name<T, E>(outcome: &Outcome<T, E>) -> &'static str {
-    match outcome {
-        Outcome::Value(_) => "value",
-        Outcome::Error(_) => "error",
-        Outcome::Panicked(_) => "panic",
-        Outcome::Cancelled => "cancelled",
-        Outcome::Killed(_) => "killed",
-        Outcome::Crashed(_) => "crashed",
-    }
-}
+/// How a place starts a job; on failure the job comes back.
+pub(crate) type Launch = fn(Job) -> Result<(), (Job, io::Error)>;
 
 /// The settings a builder hands over.
 pub(crate) struct Settings {
@@ -297,6 +80,18 @@ pub(crate) struct Settings {
     pub(crate) inbox: usize,
     pub(crate) outbox: usize,
     pub(crate) timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// A task's shared state made with these settings, not started.
+    pub(crate) fn shared<In, Ev, T, E>(&self) -> Shared<In, Ev, Slot<T, E>> {
+        Shared::new(
+            self.name.as_deref().map(Arc::from),
+            self.inbox,
+            self.outbox,
+            Mutex::new(None),
+        )
+    }
 }
 
 /// A handle on a task: stop it, talk to it, hear from it, collect how it
@@ -329,9 +124,11 @@ pub(crate) struct Settings {
 /// assert_eq!(task.join().value(), Some("done."));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "dropping a task's handle asks the task to stop; call `detach` to let it run on"]
 pub struct Task<T, E, In = (), Ev = ()> {
-    shared: Arc<Shared<T, E, In, Ev>>,
+    shared: Arc<Shared<In, Ev, Slot<T, E>>>,
     pending: Mutex<Option<Job>>,
+    launch: Launch,
     timeout: Option<Duration>,
     detached: bool,
 }
@@ -343,44 +140,41 @@ where
     In: Send + 'static,
     Ev: Send + 'static,
 {
-    pub(crate) fn new<F>(settings: Settings, body: F) -> Self
-    where
-        F: FnOnce(&Ctx<In, Ev>) -> Result<T, E> + Send + 'static,
-    {
-        Self::with_outcome(settings, move |ctx: &Ctx<In, Ev>| match body(ctx) {
-            Ok(value) => Outcome::Value(value),
-            Err(error) => Outcome::Error(error),
-        })
-    }
-
-    /// A task whose body gives its whole outcome (a place that can tell a
-    /// kill or a crash from a value).
-    pub(crate) fn with_outcome<F>(settings: Settings, body: F) -> Self
-    where
-        F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E> + Send + 'static,
-    {
+    /// A task not started yet: `launch` starts `job`, which records the
+    /// outcome in `shared`.
+    pub(crate) fn unstarted(
+        shared: Arc<Shared<In, Ev, Slot<T, E>>>,
+        job: Job,
+        launch: Launch,
+        timeout: Option<Duration>,
+    ) -> Self {
         outcome::install_hook();
-        let shared = Arc::new(Shared {
-            core: Core {
-                id: TaskId::next(),
-                name: settings.name.map(Arc::from),
-                started: AtomicBool::new(false),
-            },
-            mailbox: Mailbox::new(settings.inbox, settings.outbox),
-            outcome: Mutex::new(None),
-            stop_hook: OnceLock::new(),
-            port: OnceLock::new(),
-        });
-        let control: Arc<dyn Control<In, Ev>> = shared.clone();
-        let ctx = Ctx::new(control);
-        let theirs = Arc::clone(&shared);
-        let job: Job = Box::new(move || run(theirs, ctx, body));
         Task {
             shared,
             pending: Mutex::new(Some(job)),
-            timeout: settings.timeout,
+            launch,
+            timeout,
             detached: false,
         }
+    }
+
+    /// A task whose place started it already (an async body).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn started(
+        shared: Arc<Shared<In, Ev, Slot<T, E>>>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        outcome::install_hook();
+        shared.set_started(true);
+        let task = Task {
+            shared,
+            pending: Mutex::new(None),
+            launch: |job| Err((job, io::Error::other("started already"))),
+            timeout,
+            detached: false,
+        };
+        task.schedule_timeout();
+        task
     }
 
     /// Starts a task made by [`Builder::build`](crate::Builder::build).
@@ -409,15 +203,15 @@ where
     pub fn start(&self) -> Result<(), StartError> {
         let mut pending = lock(&self.pending);
         let job = pending.take().ok_or_else(StartError::already_started)?;
-        self.shared.core.started.store(true, Ordering::Release);
-        match place::execute(job) {
+        self.shared.set_started(true);
+        match (self.launch)(job) {
             Ok(()) => {
                 drop(pending);
                 self.schedule_timeout();
                 Ok(())
             }
             Err((job, err)) => {
-                self.shared.core.started.store(false, Ordering::Release);
+                self.shared.set_started(false);
                 *pending = Some(job);
                 Err(StartError::spawn(err))
             }
@@ -430,7 +224,7 @@ where
     pub(crate) fn take_job(&self) -> Option<Job> {
         let job = lock(&self.pending).take();
         if job.is_some() {
-            self.shared.core.started.store(true, Ordering::Release);
+            self.shared.set_started(true);
             self.schedule_timeout();
         }
         job
@@ -439,7 +233,7 @@ where
     fn schedule_timeout(&self) {
         // A timeout too far off to be represented never fires.
         if let Some(at) = self.timeout.and_then(|t| Instant::now().checked_add(t)) {
-            let weak: Weak<dyn Deadline> = Arc::downgrade(&self.shared) as Weak<dyn Deadline>;
+            let weak: Weak<dyn Alarm> = Arc::downgrade(&self.shared) as Weak<dyn Alarm>;
             timer::schedule(at, weak);
         }
     }
@@ -472,12 +266,12 @@ where
 impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// The task's id.
     pub fn id(&self) -> TaskId {
-        self.shared.core.id
+        self.shared.id
     }
 
     /// The task's name, if the builder gave one.
     pub fn name(&self) -> Option<&str> {
-        self.shared.core.name.as_deref()
+        self.shared.name.as_deref()
     }
 
     /// Asks the task to stop, and returns at once.
@@ -517,12 +311,38 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.stop();
     }
 
+    /// A handle that can stop or kill this task, and tell whether it has
+    /// ended, from anywhere: it is `Clone`, has no type parameters, and does
+    /// not keep the task from ending or its handle from being dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sidetask::Ctx;
+    ///
+    /// let task = sidetask::spawn(|ctx: &Ctx| ctx.sleep(Duration::from_secs(60)));
+    /// let stopper = task.stop_handle();
+    /// std::thread::spawn(move || stopper.stop());
+    /// let outcome = task.join(); // woken out of its sleep, or never begun
+    /// assert!(outcome.is_error() || outcome.is_cancelled());
+    /// ```
+    pub fn stop_handle(&self) -> StopHandle
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        In: Send + 'static,
+        Ev: Send + 'static,
+    {
+        StopHandle::new(self.shared.clone())
+    }
+
     /// Returns `true` if the task has ended. Never blocks.
     ///
     /// The answer can be stale by the time it is read: a `false` may have
     /// turned `true` meanwhile (never the other way).
-    pub fn is_done(&self) -> bool {
-        self.shared.mailbox.is(DONE)
+    pub fn is_finished(&self) -> bool {
+        self.shared.is_finished()
     }
 
     /// Where the task is in its life. Never blocks.
@@ -532,7 +352,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
             Status::Done
         } else if mailbox.is(STOP) {
             Status::Stopping
-        } else if self.shared.core.started.load(Ordering::Acquire) {
+        } else if self.shared.is_started() {
             Status::Running
         } else {
             Status::NotStarted
@@ -547,17 +367,15 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// forever; [`wait_timeout`](Task::wait_timeout) does not.
     pub fn wait(&self) {
         self.cancel_if_pending();
-        self.shared.hurry();
+        self.shared.hurry(Side::Handle);
         self.shared.mailbox.wait_for(DONE, Wait::Forever);
     }
 
     /// Blocks until the task has ended or `timeout` passed; returns `true` if
     /// it ended. A task never started is not cancelled by this call.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let until = Instant::now()
-            .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
-        self.shared.hurry();
+        let until = Wait::after(timeout);
+        self.shared.hurry(Side::Handle);
         self.shared.mailbox.wait_for(DONE, until)
     }
 
@@ -581,7 +399,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     ///
     /// The handle itself, if the task is still running.
     pub fn try_join(self) -> Result<Outcome<T, E>, Self> {
-        if self.is_done() {
+        if self.is_finished() {
             Ok(self.take_outcome())
         } else {
             Err(self)
@@ -617,43 +435,14 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         }
     }
 
-    /// This task's inbox, for another task to feed.
-    pub(crate) fn feed(&self) -> Arc<dyn Feed<In>>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        In: Send + 'static,
-        Ev: Send + 'static,
-    {
-        self.shared.clone()
-    }
-
-    /// A way to stop this task, for another owner.
-    pub(crate) fn stopper(&self) -> Arc<dyn Stop>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        In: Send + 'static,
-        Ev: Send + 'static,
-    {
-        self.shared.clone()
-    }
-
-    /// This task's outbox, for another owner to read.
-    pub(crate) fn outlet(&self) -> Arc<dyn Outlet<Ev>>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        In: Send + 'static,
-        Ev: Send + 'static,
-    {
+    /// The task's shared state (a place sets its hooks there; a chain's
+    /// stages feed and read each other through it, as trait objects).
+    pub(crate) fn shared(&self) -> Arc<Shared<In, Ev, Slot<T, E>>> {
         self.shared.clone()
     }
 
     pub(crate) fn take_outcome(&self) -> Outcome<T, E> {
-        lock(&self.shared.outcome)
-            .take()
-            .expect("a finished task holds its outcome until joined once")
+        self.shared.take_outcome()
     }
 
     /// Sends a message into the task's inbox, waiting while it is full.
@@ -682,7 +471,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.shared
             .mailbox
             .push_in(message, Wait::Forever)
-            .map(|()| self.shared.pushed())
+            .map(|()| self.shared.sent())
             .map_err(|e| match e {
                 PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => SendError(m),
             })
@@ -699,7 +488,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.shared
             .mailbox
             .push_in(message, Wait::No)
-            .map(|()| self.shared.pushed())
+            .map(|()| self.shared.sent())
             .map_err(|e| match e {
                 PushError::Full(m) => TrySendError::Full(m),
                 PushError::Closed(m) | PushError::Stopped(m) => TrySendError::Disconnected(m),
@@ -730,13 +519,11 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_timeout(&self, message: In, timeout: Duration) -> Result<(), SendTimeoutError<In>> {
-        let until = Instant::now()
-            .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
+        let until = Wait::after(timeout);
         self.shared
             .mailbox
             .push_in(message, until)
-            .map(|()| self.shared.pushed())
+            .map(|()| self.shared.sent())
             .map_err(|e| match e {
                 PushError::Full(m) => SendTimeoutError::Timeout(m),
                 PushError::Closed(m) | PushError::Stopped(m) => SendTimeoutError::Disconnected(m),
@@ -775,9 +562,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// [`RecvTimeoutError::Disconnected`] once the task has ended and every
     /// event has been received.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Ev, RecvTimeoutError> {
-        let until = Instant::now()
-            .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
+        let until = Wait::after(timeout);
         self.shared.take_event(until).map_err(|e| match e {
             PopError::Disconnected => RecvTimeoutError::Disconnected,
             _ => RecvTimeoutError::Timeout,
@@ -815,8 +600,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close_inbox(&self) {
-        self.shared.mailbox.set(INBOX_CLOSED);
-        self.shared.pushed();
+        self.shared.close_inbox();
     }
 
     /// Takes back the messages the task never read, once it has ended.
@@ -840,7 +624,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn take_unread(&self) -> Option<Vec<In>> {
-        if self.is_done() {
+        if self.is_finished() {
             Some(self.shared.mailbox.drain_in())
         } else {
             None
@@ -893,62 +677,4 @@ impl<T, E, In, Ev> fmt::Debug for Task<T, E, In, Ev> {
             .field("status", &self.status())
             .finish_non_exhaustive()
     }
-}
-
-/// Sets the worker thread's kernel name to the task's while it runs.
-struct ThreadName;
-
-impl ThreadName {
-    fn set(name: &str) -> ThreadName {
-        set_thread_name(name);
-        ThreadName
-    }
-}
-
-impl Drop for ThreadName {
-    fn drop(&mut self) {
-        set_thread_name("sidetask-worker");
-    }
-}
-
-fn set_thread_name(name: &str) {
-    // The kernel keeps 15 bytes; cut at a character boundary and at a NUL.
-    let mut end = name.len().min(15);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    let cut = &name[..end];
-    let cut = cut.split('\0').next().unwrap_or_default();
-    if let Ok(c) = std::ffi::CString::new(cut) {
-        let _ = rustix::thread::set_name(&c);
-    }
-}
-
-/// Runs a task body on the current (worker) thread and records its outcome.
-fn run<T, E, In, Ev, F>(shared: Arc<Shared<T, E, In, Ev>>, ctx: Ctx<In, Ev>, body: F)
-where
-    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E>,
-{
-    let core = &shared.core;
-    let span = tracing::debug_span!("task", id = core.id.0, name = core.name.as_deref());
-    let _entered = span.enter();
-    let outcome = if shared.mailbox.is(STOP) {
-        let _ = outcome::catch(move || drop((ctx, body)));
-        Outcome::Cancelled
-    } else {
-        tracing::debug!("task started");
-        let _name = core.name.as_deref().map(ThreadName::set);
-        match outcome::catch(move || {
-            let result = body(&ctx);
-            drop(ctx);
-            result
-        }) {
-            Ok(outcome) => outcome,
-            Err(panic) => Outcome::Panicked(panic),
-        }
-    };
-    shared.finish(outcome);
-    // With the handle gone this is the last reference: dropping it runs the
-    // drops of the value, the error and unread messages, which may panic.
-    let _ = outcome::catch(move || drop(shared));
 }

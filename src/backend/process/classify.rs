@@ -1,0 +1,67 @@
+//! How a process task ended, when no outcome came from its child: from the
+//! protocol's state, the exit status and how far a stop had escalated.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+use rustix::process::Signal;
+
+use crate::backend::unix::Stage;
+use crate::outcome::{Crash, CrashCause, Killed, Outcome};
+
+/// What is known of a task that ended without an outcome.
+pub(super) struct Ending {
+    pub(super) broken: Option<String>,
+    pub(super) cut: Option<String>,
+    pub(super) status: Option<ExitStatus>,
+    pub(super) escalated: Stage,
+    pub(super) killed_late: bool,
+    pub(super) kill_asked: bool,
+    pub(super) stderr_tail: Vec<u8>,
+}
+
+pub(super) fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
+    let Ending {
+        broken,
+        cut,
+        status,
+        escalated,
+        killed_late,
+        kill_asked,
+        stderr_tail,
+    } = ending;
+    if let Some(why) = broken {
+        return Outcome::Crashed(Crash::new(CrashCause::Protocol(why), stderr_tail));
+    }
+    let out_of_memory = || String::from_utf8_lossy(&stderr_tail).contains("memory allocation of");
+    let Some(status) = status else {
+        return Outcome::Crashed(Crash::new(
+            CrashCause::Protocol("the child's exit status was lost".to_owned()),
+            stderr_tail,
+        ));
+    };
+    if let Some(signal) = status.signal() {
+        let ours = (signal == Signal::KILL.as_raw()
+            && (escalated == Stage::Killed || kill_asked || killed_late))
+            || (signal == Signal::TERM.as_raw() && escalated >= Stage::Terminated);
+        if ours {
+            return Outcome::Killed(Killed::new(Some(signal), stderr_tail));
+        }
+        let cause = if signal == Signal::XCPU.as_raw() {
+            CrashCause::CpuLimit
+        } else if signal == Signal::KILL.as_raw() || out_of_memory() {
+            CrashCause::OutOfMemory
+        } else {
+            CrashCause::Signal(signal)
+        };
+        return Outcome::Crashed(Crash::new(cause, stderr_tail));
+    }
+    let cause = if out_of_memory() {
+        CrashCause::OutOfMemory
+    } else if let Some(why) = cut {
+        CrashCause::Protocol(why)
+    } else {
+        CrashCause::Exited(status.code().unwrap_or(-1))
+    };
+    Outcome::Crashed(Crash::new(cause, stderr_tail))
+}

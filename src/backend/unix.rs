@@ -1,0 +1,183 @@
+//! What the places that run other processes share: signalling a process
+//! group, the stop's escalation, and the tail of a child's stderr.
+//!
+//! # Escalation
+//!
+//! A stop asks first; a place that can kill then escalates on the timer:
+//! `SIGTERM` to the child's process group once the first grace period has
+//! passed (at once for a command, whose program hears of a stop through
+//! `SIGTERM` alone), `SIGKILL` after the next one. A kill sends `SIGKILL` at
+//! once. Every signal goes out under the escalation's lock, and the place
+//! *retires* the escalation when its child has ended, so that no late
+//! signal reaches a group whose pid may be reused (or a reused child that
+//! runs another task).
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::process::ChildStderr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use rustix::process::{Pid, Signal, kill_process_group};
+
+use crate::STDERR_TAIL;
+use crate::backend::thread as place;
+use crate::sync::lock;
+use crate::timer::{self, Alarm};
+
+/// Sends `signal` to the process group led by `pid`; a group that is gone
+/// already is no error.
+pub(crate) fn signal_group(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, signal);
+    }
+}
+
+/// How far a stop has escalated, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stage {
+    /// No stop asked for.
+    None,
+    /// A stop was asked for; the child was not signalled yet.
+    Asked,
+    /// The group got `SIGTERM`.
+    Terminated,
+    /// The group got `SIGKILL`.
+    Killed,
+    /// The child ended: no signal goes out any more.
+    Retired,
+}
+
+/// A child's stop escalation (see the module's docs).
+pub(crate) struct Escalation {
+    me: Weak<Escalation>,
+    pid: u32,
+    grace: Duration,
+    // `SIGTERM` at once on a stop (a command), rather than after a grace
+    // period (a process task, which is asked through its connection first).
+    term_at_once: bool,
+    stage: Mutex<Stage>,
+}
+
+impl Escalation {
+    pub(crate) fn new(pid: u32, grace: Duration, term_at_once: bool) -> Arc<Escalation> {
+        Arc::new_cyclic(|me| Escalation {
+            me: me.clone(),
+            pid,
+            grace,
+            term_at_once,
+            stage: Mutex::new(Stage::None),
+        })
+    }
+
+    /// Moves from one of `from` to `to`, sending `signal`, unless the stage
+    /// has moved on; returns whether it moved.
+    fn advance(&self, from: &[Stage], to: Stage, signal: Option<Signal>) -> bool {
+        let mut stage = lock(&self.stage);
+        if !from.contains(&stage) {
+            return false;
+        }
+        *stage = to;
+        if let Some(signal) = signal {
+            signal_group(self.pid, signal);
+        }
+        true
+    }
+
+    /// A stop (or, with `kill`, a kill) was asked for: signals or schedules
+    /// the next steps, and returns at once.
+    pub(crate) fn request(&self, kill: bool) {
+        use Stage::*;
+        if kill {
+            self.kill();
+            return;
+        }
+        let first = if self.term_at_once {
+            self.advance(&[None], Terminated, Some(Signal::TERM))
+        } else {
+            self.advance(&[None], Asked, Option::None)
+        };
+        if first {
+            let steps = if self.term_at_once { 1 } else { 2 };
+            let now = Instant::now();
+            for step in 1..=steps {
+                if let Some(at) = self
+                    .grace
+                    .checked_mul(step)
+                    .and_then(|d| now.checked_add(d))
+                {
+                    let me: Weak<dyn Alarm> = self.me.clone();
+                    timer::schedule(at, me);
+                }
+            }
+        }
+    }
+
+    /// `SIGKILL` to the group now, unless the child has ended.
+    pub(crate) fn kill(&self) {
+        use Stage::*;
+        self.advance(&[None, Asked, Terminated], Killed, Some(Signal::KILL));
+    }
+
+    /// How far it went so far.
+    pub(crate) fn stage(&self) -> Stage {
+        *lock(&self.stage)
+    }
+
+    /// The child ended: no signal goes out from now on. Returns how far it
+    /// had gone.
+    pub(crate) fn retire(&self) -> Stage {
+        std::mem::replace(&mut *lock(&self.stage), Stage::Retired)
+    }
+}
+
+impl Alarm for Escalation {
+    /// A grace period passed: `SIGTERM` the first time, `SIGKILL` the next.
+    fn ring(&self) {
+        use Stage::*;
+        if !self.advance(&[Asked], Terminated, Some(Signal::TERM)) {
+            self.advance(&[Terminated], Killed, Some(Signal::KILL));
+        }
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes of a child's stderr, read on a worker
+/// thread until the pipe's end.
+pub(crate) struct Tail {
+    kept: Arc<Mutex<VecDeque<u8>>>,
+    done: Receiver<()>,
+}
+
+impl Tail {
+    pub(crate) fn start(mut stderr: ChildStderr) -> Tail {
+        let kept = Arc::new(Mutex::new(VecDeque::new()));
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+        let theirs = Arc::clone(&kept);
+        let _ = place::execute(Box::new(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match stderr.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut tail = lock(&theirs);
+                        tail.extend(&buf[..n]);
+                        let excess = tail.len().saturating_sub(STDERR_TAIL);
+                        tail.drain(..excess);
+                    }
+                }
+            }
+            drop(done_tx);
+        }));
+        Tail { kept, done }
+    }
+
+    /// The tail, once the pipe has reached its end (the child and its group
+    /// are gone), or after a second if something outside the group still
+    /// holds the pipe open.
+    pub(crate) fn finish(&self) -> Vec<u8> {
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+        lock(&self.kept).iter().copied().collect()
+    }
+}

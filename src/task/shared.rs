@@ -1,0 +1,177 @@
+//! What a task's handle, its context and its place share.
+//!
+//! One allocation per task holds the untyped part (id, name, mailbox, the
+//! place's hooks) followed by the typed outcome slot as its last field. The
+//! handle holds it with the outcome's types; everyone else (the context, a
+//! chain's stages, a pool, the timer) holds the same allocation with the
+//! outcome's type erased (`Arc<Shared<In, Ev>>`, an unsizing coercion), and
+//! reaches the untyped part directly, without a trait object in between.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use super::TaskId;
+use super::wire::{Side, Wire};
+use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, Wait};
+use crate::outcome::Outcome;
+use crate::sync::lock;
+use crate::timer::Alarm;
+
+/// What runs on a stop or kill request, on the requesting thread, after the
+/// flags are set; it must return at once.
+pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
+
+/// A typed outcome's slot: empty until the task ends, then until joined.
+pub(crate) type Slot<T, E> = Mutex<Option<Outcome<T, E>>>;
+
+/// A task's shared state. `O` is the outcome's slot: [`Slot`] where the
+/// types are known, erased (the default) elsewhere.
+pub(crate) struct Shared<In, Ev, O: ?Sized = dyn Any + Send + Sync> {
+    pub(crate) id: TaskId,
+    pub(crate) name: Option<Arc<str>>,
+    started: AtomicBool,
+    pub(crate) mailbox: Mailbox<In, Ev>,
+    stop_hook: OnceLock<StopHook>,
+    wire: OnceLock<(Side, Weak<dyn Wire<Ev>>)>,
+    pub(crate) outcome: O,
+}
+
+impl<In, Ev, O> Shared<In, Ev, O> {
+    /// The shared state of a task not started yet.
+    pub(crate) fn new(name: Option<Arc<str>>, inbox: usize, outbox: usize, outcome: O) -> Self {
+        Shared {
+            id: TaskId::next(),
+            name,
+            started: AtomicBool::new(false),
+            mailbox: Mailbox::new(inbox, outbox),
+            stop_hook: OnceLock::new(),
+            wire: OnceLock::new(),
+            outcome,
+        }
+    }
+}
+
+impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
+    /// Whether the task was started.
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_started(&self, started: bool) {
+        self.started.store(started, Ordering::Release);
+    }
+
+    /// Sets what runs on each stop or kill request; only the first hook
+    /// set is kept.
+    pub(crate) fn set_stop_hook(&self, hook: StopHook) {
+        let _ = self.stop_hook.set(hook);
+    }
+
+    /// Sets the wire that serves `side`'s waits; only the first one set is
+    /// kept.
+    pub(crate) fn set_wire(&self, side: Side, wire: Weak<dyn Wire<Ev>>) {
+        let _ = self.wire.set((side, wire));
+    }
+
+    /// The wire serving `side`, while the task's connection lasts.
+    pub(crate) fn wire(&self, side: Side) -> Option<Arc<dyn Wire<Ev>>> {
+        match self.wire.get() {
+            Some((s, wire)) if *s == side => wire.upgrade(),
+            _ => None,
+        }
+    }
+
+    /// Tells the handle's wire, if any, that a message went in or the inbox
+    /// closed.
+    pub(crate) fn sent(&self) {
+        if let Some(wire) = self.wire(Side::Handle) {
+            wire.sent();
+        }
+    }
+
+    /// Tells the wire of `side`, if any, that someone waits without reading.
+    pub(crate) fn hurry(&self, side: Side) {
+        if let Some(wire) = self.wire(side) {
+            wire.hurry();
+        }
+    }
+
+    /// Takes the next event, reading the connection for it where there is
+    /// one and nobody else reads it.
+    pub(crate) fn take_event(&self, wait: Wait) -> Result<Ev, PopError> {
+        match self.wire(Side::Handle) {
+            Some(wire) => super::wire::take_reading(
+                wait,
+                |w| self.mailbox.pop_out(w),
+                |until| wire.pull(until),
+            ),
+            None => self.mailbox.pop_out(wait),
+        }
+    }
+
+    /// Puts a message into the inbox, waiting for room; gives it back if the
+    /// task is stopping, ended or closed (a chain's upstream stage feeding
+    /// this one).
+    pub(crate) fn feed(&self, message: In) -> Result<(), In> {
+        self.mailbox
+            .push_in(message, Wait::Forever)
+            .map(|()| self.sent())
+            .map_err(|e| match e {
+                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => m,
+            })
+    }
+
+    /// Says no message will come any more.
+    pub(crate) fn close_inbox(&self) {
+        self.mailbox.set(INBOX_CLOSED);
+        self.sent();
+    }
+
+    /// Asks the task to stop; `why` is traced.
+    pub(crate) fn request_stop(&self, why: &'static str) {
+        if self.mailbox.set(STOP) {
+            tracing::debug!(
+                task.id = self.id.as_u64(),
+                task.name = self.name.as_deref(),
+                why,
+                "stop requested"
+            );
+        }
+        if let Some(hook) = self.stop_hook.get() {
+            hook();
+        }
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.mailbox.is(DONE)
+    }
+}
+
+impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
+    /// Records how the task ended and wakes everyone waiting for it.
+    pub(crate) fn finish(&self, outcome: Outcome<T, E>) {
+        tracing::debug!(
+            task.id = self.id.as_u64(),
+            task.name = self.name.as_deref(),
+            outcome = outcome.kind(),
+            "task ended"
+        );
+        *lock(&self.outcome) = Some(outcome);
+        self.mailbox.set(DONE);
+    }
+
+    /// Takes the outcome of a finished task.
+    pub(crate) fn take_outcome(&self) -> Outcome<T, E> {
+        lock(&self.outcome)
+            .take()
+            .expect("a finished task holds its outcome until joined once")
+    }
+}
+
+impl<In: Send, Ev: Send, O: ?Sized + Send + Sync> Alarm for Shared<In, Ev, O> {
+    /// The task's timeout passed.
+    fn ring(&self) {
+        self.request_stop("timeout");
+    }
+}
