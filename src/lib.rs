@@ -127,7 +127,7 @@ pub use error::{
 pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
 pub use registry::{NamedTask, Registry, RegistryError, init};
-pub use task::{Events, Status, Task, TaskId};
+pub use task::{Events, Status, StopHandle, Task, TaskId};
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

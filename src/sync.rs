@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 /// How long a waiter spins before it blocks.
 ///
 /// Waking a parked thread costs tens of microseconds on a busy virtual
-/// machine (about 40 µs measured on the project's 2-core machines), while the
-/// other side of a hand-off usually answers within a microsecond or two. A
+/// machine, while the other side of a hand-off usually answers within a
+/// microsecond or two. A
 /// waiter first checks in a tight loop, then yields its core while checking,
 /// and parks only after `SPIN_FOR` has passed. The window is longer than a
 /// wake-up, so that two sides that take turns never fall into waking each

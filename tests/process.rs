@@ -698,3 +698,28 @@ fn an_argument_over_the_maximum_frame_is_refused_before_any_child_starts() {
     }
     assert!(outcomes[2].1.is_value());
 }
+
+#[test]
+fn try_emit_in_a_child_never_waits_for_the_handle() {
+    setup();
+    let path = std::env::temp_dir().join(format!("sidetask-try-emit-{}", std::process::id()));
+    let _ = fs::remove_file(&path);
+    let count = 200;
+    let task = Process::<TryEmitter>::new((path.to_string_lossy().into_owned(), count))
+        .outbox_capacity(1)
+        .spawn()
+        .unwrap();
+    // Nobody reads the events until the body has tried every one: with
+    // 12.5 MiB offered to a handle that holds one, most must be refused at
+    // once rather than wait.
+    wait_for("the body to try every event", || path.exists());
+    let events = within(LIMIT, move || {
+        let events = task.iter().count() as u32;
+        (events, task)
+    });
+    let (received, task) = events;
+    let full = join(task).value().unwrap();
+    let _ = fs::remove_file(&path);
+    assert!(full > 0, "every event fit");
+    assert_eq!(received + full, count, "each event is received or refused");
+}

@@ -30,6 +30,7 @@ pub fn registry() -> Registry {
     r.register::<Len>().unwrap();
     r.register::<Blobs>().unwrap();
     r.register::<TwoReaders>().unwrap();
+    r.register::<TryEmitter>().unwrap();
     r
 }
 
@@ -471,5 +472,31 @@ impl NamedTask for Len {
 
     fn run(_: &Ctx, s: String) -> Result<usize, Stopped> {
         Ok(s.len())
+    }
+}
+
+/// Tries to emit `count` events of 64 KiB without waiting, then writes how
+/// many were refused as full to the file `path` and returns that number.
+pub struct TryEmitter;
+
+impl NamedTask for TryEmitter {
+    const NAME: &'static str = "try-emitter";
+    type Arg = (String, u32);
+    type In = ();
+    type Event = Vec<u8>;
+    type Value = u32;
+    type Error = String;
+
+    fn run(ctx: &Ctx<(), Vec<u8>>, (path, count): (String, u32)) -> Result<u32, String> {
+        let mut full = 0;
+        for _ in 0..count {
+            match ctx.try_emit(vec![7; 64 << 10]) {
+                Ok(()) => {}
+                Err(sidetask::TryEmitError::Full(_)) => full += 1,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        std::fs::write(&path, full.to_string()).map_err(|e| e.to_string())?;
+        Ok(full)
     }
 }

@@ -7,6 +7,17 @@
 //! stdout is the parent's; its stderr is read by the parent, which keeps the
 //! tail.
 //!
+//! # Who carries a task's messages
+//!
+//! The thread that sends writes the message to the child's socket itself,
+//! while fewer than the inbox capacity are unread in the child (others wait
+//! in the inbox and are written as the child reads). The thread that waits
+//! in `Task::recv` reads the socket itself, and so does the child's body in
+//! `Ctx::recv` (both through the core's wire): a message and its answer cost
+//! two thread wake-ups, as over a bare socketpair. When nobody waits, a
+//! worker thread reads for the handle (and the child's main thread for its
+//! body), so events, stops and the end still come in.
+//!
 //! # Glossary
 //!
 //! - *worker*: a child process, with the parent's ends of its connection.
@@ -191,17 +202,11 @@ pub type ProcessTask<T> = Task<
 /// destructor that never returns) is killed after the grace period; the
 /// outcome stands.
 ///
-/// **Who carries the messages**: the thread that sends writes the message
-/// to the child's socket itself, while fewer than the inbox capacity are
-/// unread in the child (others wait in the inbox and are written as the
-/// child reads). It waits only for the socket to take the bytes, which a
-/// large message may make it do until the child has read part of it, and
-/// never longer than the grace period (at least a second): then the child
-/// is no longer reused. The thread that waits in [`Task::recv`] reads the
-/// socket itself, and so does the child's body in [`Ctx::recv`]: a message
-/// and its answer cost two thread wake-ups, as over a bare socketpair.
-/// When nobody waits, a worker thread reads for the handle (and the child's
-/// main thread for its body), so events, stops and the end still come in.
+/// **Sending waits** at most for the child's socket to take a message's
+/// bytes (a large message may make it wait until the child has read part
+/// of it), and never longer than the grace period (at least a second): then
+/// the child is no longer reused. A message and its answer cost about as
+/// much as over a bare socketpair.
 ///
 /// # Examples
 ///
