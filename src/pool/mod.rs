@@ -5,10 +5,12 @@
 //! after another. A runner pulls the next input (under the input lock,
 //! which hands out the indices), builds the input's task, puts the handle in
 //! its slot (where the pool's handle reaches it: `with_task`, `running`,
-//! `stop_all`), runs the task's job on its own thread, and sends the
-//! [`Finished`] result down a bounded channel, which is the only place
-//! results wait. A pool starts one runner per core; the watchdog adds more
-//! while every runner is held up, up to the parallelism.
+//! `stop_all`), runs the task's job right there on the runner's thread, and
+//! sends the [`Finished`] result down a bounded channel, which is the only
+//! place results wait. A pool starts one runner per core; the watchdog adds
+//! more while every runner is held up, up to the parallelism. A process
+//! pool is the same pool, whose body hands each input to a warm child
+//! (`Warm`, in the process place).
 //!
 //! Glossary:
 //!
@@ -31,6 +33,8 @@
 //!    (`close_inbox`, `stop_all`, a drop) leaves no input pulled and
 //!    forgotten.
 //! 3. The results end (`recv` fails) only once every runner has ended.
+//!
+//! The files:
 //!
 //! - `shared`: the state the runners and the handle share, and what the
 //!   handle may ask of it without the input and body types.
@@ -112,8 +116,9 @@ impl Pool {
         }
     }
 
-    /// How many finished results may wait to be collected before the
-    /// runners wait (1024 unless set; at least one).
+    /// How many finished results may wait to be collected (1024 unless
+    /// set; at least one). While that many wait, the pool starts no new
+    /// task.
     pub fn result_capacity(mut self, capacity: usize) -> Pool {
         self.results = capacity.max(1);
         self
@@ -151,7 +156,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// If not a single runner thread could be started.
+    /// If not a single thread could be started for the pool.
     pub fn run<It, F, I, T, E, In, Ev>(
         self,
         inputs: It,
@@ -193,7 +198,7 @@ impl Pool {
     /// # Errors
     ///
     /// If `T` is not in the registry given to [`init`](crate::init) (or
-    /// `init` was not called), or not a single runner thread could be
+    /// `init` was not called), or not a single thread could be
     /// started. A child that cannot be started makes its task's outcome
     /// [`Outcome::Crashed`] with [`CrashCause::Start`](crate::CrashCause::Start).
     ///
@@ -484,7 +489,8 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// Calls `f` with the handle of the running task of input `index`, if
     /// it is running now: to send it messages, read its events or stop it.
     ///
-    /// Keep `f` short: the task's runner waits for it before it can move on.
+    /// Keep `f` short: the pool's thread that runs this task waits for it
+    /// before it can start the next one.
     pub fn with_task<R>(
         &self,
         index: usize,
