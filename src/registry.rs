@@ -212,8 +212,6 @@ impl Registry {
 /// compilers either: two programs built by different compilers may differ
 /// even from the same source, which is refused as well, safely.
 pub(crate) fn fingerprint<T: NamedTask>() -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let parts = [
         T::NAME,
         type_name::<T::Arg>(),
@@ -222,15 +220,21 @@ pub(crate) fn fingerprint<T: NamedTask>() -> u64 {
         type_name::<T::Value>(),
         type_name::<T::Error>(),
     ];
-    let mut hash = OFFSET;
-    for part in parts {
-        // 0xff never occurs in UTF-8: it ends each part unambiguously.
-        for &byte in part.as_bytes().iter().chain(&[0xff]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    }
-    hash
+    // 0xff never occurs in UTF-8: it ends each part unambiguously.
+    fnv1a(
+        parts
+            .iter()
+            .flat_map(|part| part.bytes().chain(std::iter::once(0xff))),
+    )
+}
+
+/// The 64-bit FNV-1a hash of `bytes`.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.into_iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 impl fmt::Debug for Registry {
@@ -406,6 +410,13 @@ mod tests {
         fn run(_: &Ctx, _: A) -> Result<(), Stopped> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn fnv1a_gives_the_published_values() {
+        assert_eq!(fnv1a([]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(*b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]
