@@ -493,7 +493,7 @@ fn chain_1000() {
             start.elapsed().as_secs_f64()
         },
     );
-    ours.close_input();
+    ours.close_inbox();
     assert!(ours.join().into_result().is_ok());
     drop(tx);
     for h in handles {
@@ -520,7 +520,7 @@ fn chain_stream() {
                     for n in 0..ITEMS {
                         run.send(n).unwrap();
                     }
-                    run.close_input();
+                    run.close_inbox();
                 });
                 let sum: u64 = run.iter().sum();
                 assert_eq!(sum, ITEMS * (ITEMS - 1) / 2 + 10 * ITEMS);

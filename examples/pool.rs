@@ -10,6 +10,18 @@ use sidetask::{Ctx, Outcome, Pool, Stopped};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const INPUTS: u64 = 200;
+    let bar = ProgressBar::new(INPUTS);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} finished, {msg}",
+    )?);
+    // A panicking task's report ("thread … panicked at …") goes to stderr,
+    // where the bar is drawn: print it above the bar instead of over it.
+    // Set before the pool runs, so that sidetask's own hook (which records
+    // where a task panicked) chains to this one.
+    let report = std::panic::take_hook();
+    let above = bar.clone();
+    std::panic::set_hook(Box::new(move |info| above.suspend(|| report(info))));
+
     let run = Pool::new(16).run(0..INPUTS, |ctx: &Ctx, n| {
         // Some work that a stop would cut short.
         ctx.sleep(Duration::from_millis(5 + n % 20))
@@ -21,15 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     })?;
 
-    let bar = ProgressBar::new(INPUTS);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} finished, {msg}",
-    )?);
-    let results = run.in_order();
     let mut values = 0;
-    for done in results {
-        let progress = done_progress(&done.outcome);
-        if let Some(line) = progress {
+    for done in run.in_order() {
+        if let Some(line) = not_a_value(&done.outcome) {
             bar.println(format!("input {}: {line}", done.index));
         } else {
             values += 1;
@@ -43,7 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn done_progress(outcome: &Outcome<u64, String>) -> Option<String> {
+/// What to say of an outcome that is not a value.
+fn not_a_value(outcome: &Outcome<u64, String>) -> Option<String> {
     match outcome {
         Outcome::Value(_) => None,
         Outcome::Error(e) => Some(format!("error: {e}")),

@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     run.send(1)?; // the seed
     let result = run.recv()?;
     let took = started.elapsed();
-    run.close_input();
+    run.close_inbox();
     run.join().into_result()?;
 
     assert_eq!(result, n as u64 + 1);

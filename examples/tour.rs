@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use sidetask::{
-    Builder, Command, Ctx, CtxRecvError, NamedTask, Process, Registry, Status, Stopped,
-};
+use sidetask::{Builder, Command, Ctx, CtxRecvError, NamedTask, Process, Registry, Stopped};
 
 /// A task that can run in a child process: named, with serde types.
 struct Shout;
@@ -123,8 +121,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     lazy.start()?;
     lazy.wait();
+    println!("lazy is {:?}", lazy.status());
     println!("unread: {:?}", lazy.take_unread());
-    println!("lazy: {:?} ({:?})", lazy.join().value(), Status::Done);
+    println!("lazy: {:?}", lazy.join().value());
 
     // 7. Detach: the task runs on; its events go nowhere.
     let detached = sidetask::spawn(|ctx: &Ctx| ctx.sleep(Duration::from_millis(10)));

@@ -39,7 +39,7 @@ use crate::task::{Settings, Shared, StopHandle, Task};
 /// let run = chain.start()?;
 /// run.send(1)?;
 /// assert_eq!(run.recv()?, 11);
-/// run.close_input();
+/// run.close_inbox();
 /// assert!(run.join().into_result().is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -356,7 +356,7 @@ impl<E> ChainShared<E> {
 
 /// A started chain: send items in, receive what the last stage makes.
 ///
-/// **Dropping it stops every stage.** [`close_input`](ChainRun::close_input)
+/// **Dropping it stops every stage.** [`close_inbox`](ChainRun::close_inbox)
 /// instead lets the items inside flow out, after which every stage ends.
 pub struct ChainRun<A, Z, E> {
     input: Arc<dyn Feed<A>>,
@@ -378,8 +378,13 @@ impl<A: Send + 'static, Z, E> ChainRun<A, Z, E> {
     }
 
     /// Says no more items will come: the stages finish what they hold and
-    /// end, one after the other.
-    pub fn close_input(&self) {
+    /// end, one after the other. Later sends fail, giving the item back.
+    /// Nothing is asked to stop (that is [`stop`](ChainRun::stop)).
+    ///
+    /// The name is [`Task::close_inbox`]'s, for the same request ("nothing
+    /// more comes in: finish what you have"): a chain's inbox is its first
+    /// stage's.
+    pub fn close_inbox(&self) {
         self.input.close();
     }
 

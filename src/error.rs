@@ -315,12 +315,17 @@ pub struct StartError {
     kind: StartErrorKind,
 }
 
+/// Said when a process task is spawned before `init`: no child was started.
+const NOT_INITIALIZED: &str =
+    "`sidetask::init` was not called in this process: no process task can start";
+
 #[derive(Debug)]
 enum StartErrorKind {
     AlreadyStarted,
     Spawn(io::Error),
     UnknownTask(String),
     Handshake(String),
+    NotInitialized,
     #[cfg(feature = "tokio")]
     NoRuntime,
 }
@@ -350,6 +355,13 @@ impl StartError {
         }
     }
 
+    /// No process task can start: `init` was not called (no child was).
+    pub(crate) fn not_initialized() -> StartError {
+        StartError {
+            kind: StartErrorKind::NotInitialized,
+        }
+    }
+
     /// Returns `true` if no task of that name is registered (in this
     /// process's [`Registry`](crate::Registry), or in the child's).
     pub fn is_unknown_task(&self) -> bool {
@@ -364,6 +376,7 @@ impl StartError {
     pub fn handshake_error(&self) -> Option<&str> {
         match &self.kind {
             StartErrorKind::Handshake(why) => Some(why),
+            StartErrorKind::NotInitialized => Some(NOT_INITIALIZED),
             _ => None,
         }
     }
@@ -412,6 +425,7 @@ impl fmt::Display for StartError {
             StartErrorKind::Handshake(why) => {
                 write!(f, "the child process did not take the task: {why}")
             }
+            StartErrorKind::NotInitialized => f.write_str(NOT_INITIALIZED),
             #[cfg(feature = "tokio")]
             StartErrorKind::NoRuntime => {
                 f.write_str("spawning an async task outside a tokio runtime")

@@ -1,5 +1,6 @@
 //! Named task types, the registry of them, and the entry hook.
 
+use std::any::{TypeId, type_name};
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
@@ -89,16 +90,41 @@ pub trait NamedTask: 'static {
 ///     }
 /// }
 ///
-/// let registry = Registry::new().with::<Nothing>()?;
+/// // Another type that took the same name by mistake.
+/// struct AlsoNothing;
+/// impl NamedTask for AlsoNothing {
+///     const NAME: &'static str = "nothing";
+///     type Arg = u8;
+///     type In = ();
+///     type Event = ();
+///     type Value = ();
+///     type Error = Stopped;
+///     fn run(_: &Ctx, _: u8) -> Result<(), Stopped> {
+///         Ok(())
+///     }
+/// }
+///
+/// // The same type twice is harmless: it is there once.
+/// let registry = Registry::new().with::<Nothing>()?.with::<Nothing>()?;
 /// assert!(registry.contains("nothing"));
-/// // The same name twice is an error.
-/// let err = registry.with::<Nothing>().unwrap_err();
+/// assert_eq!(registry.names().count(), 1);
+/// // Two types under one name are an error that names both.
+/// let err = registry.with::<AlsoNothing>().unwrap_err();
 /// assert_eq!(err.name(), "nothing");
+/// assert!(err.to_string().contains("AlsoNothing"), "{err}");
 /// # Ok::<(), sidetask::RegistryError>(())
 /// ```
 #[derive(Default)]
 pub struct Registry {
-    entries: HashMap<&'static str, Entry>,
+    entries: HashMap<&'static str, Registered>,
+}
+
+/// A registered task type: how a child runs it, and what it is.
+struct Registered {
+    entry: Entry,
+    type_id: TypeId,
+    type_name: &'static str,
+    fingerprint: u64,
 }
 
 impl Registry {
@@ -107,26 +133,42 @@ impl Registry {
         Registry::default()
     }
 
-    /// Adds the task type `T`.
+    /// Adds the task type `T`; adding it again changes nothing.
     ///
     /// # Errors
     ///
-    /// If a task of the same name is registered already.
+    /// If another type is registered under the same name.
     pub fn with<T: NamedTask>(mut self) -> Result<Registry, RegistryError> {
         self.register::<T>()?;
         Ok(self)
     }
 
-    /// Adds the task type `T`, in place.
+    /// Adds the task type `T`, in place; adding it again changes nothing.
     ///
     /// # Errors
     ///
-    /// If a task of the same name is registered already.
+    /// If another type is registered under the same name.
     pub fn register<T: NamedTask>(&mut self) -> Result<&mut Registry, RegistryError> {
-        if self.entries.contains_key(T::NAME) {
-            return Err(RegistryError { name: T::NAME });
+        match self.entries.get(T::NAME) {
+            Some(known) if known.type_id == TypeId::of::<T>() => return Ok(self),
+            Some(known) => {
+                return Err(RegistryError {
+                    name: T::NAME,
+                    registered: known.type_name,
+                    refused: type_name::<T>(),
+                });
+            }
+            None => {}
         }
-        self.entries.insert(T::NAME, process::entry::<T>());
+        self.entries.insert(
+            T::NAME,
+            Registered {
+                entry: process::entry::<T>(),
+                type_id: TypeId::of::<T>(),
+                type_name: type_name::<T>(),
+                fingerprint: fingerprint::<T>(),
+            },
+        );
         Ok(self)
     }
 
@@ -141,8 +183,58 @@ impl Registry {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.get(name)
+        self.entries.get(name).map(|known| &known.entry)
     }
+
+    /// The [`fingerprint`] of the task type registered under `name`.
+    pub(crate) fn fingerprint(&self, name: &str) -> Option<u64> {
+        self.entries.get(name).map(|known| known.fingerprint)
+    }
+
+    /// Whether both registries hold the same names for the same types.
+    fn same_tasks(&self, other: &Registry) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .all(|(name, known)| other.fingerprint(name) == Some(known.fingerprint))
+    }
+}
+
+/// A fingerprint of the task type `T`: its name and the type names of its
+/// argument, messages, events, value and error, hashed with 64-bit FNV-1a.
+///
+/// A parent and its child (or, later, a client and a worker) compare it to
+/// find a task whose name is known on both sides but whose types differ:
+/// code built from different sources. The hash is written out here rather
+/// than taken from `std`, whose `DefaultHasher` may change between Rust
+/// releases. [`type_name`] itself is not promised to be stable across
+/// compilers either: two programs built by different compilers may differ
+/// even from the same source, which is refused as well, safely.
+pub(crate) fn fingerprint<T: NamedTask>() -> u64 {
+    let parts = [
+        T::NAME,
+        type_name::<T::Arg>(),
+        type_name::<T::In>(),
+        type_name::<T::Event>(),
+        type_name::<T::Value>(),
+        type_name::<T::Error>(),
+    ];
+    // 0xff never occurs in UTF-8: it ends each part unambiguously.
+    fnv1a(
+        parts
+            .iter()
+            .flat_map(|part| part.bytes().chain(std::iter::once(0xff))),
+    )
+}
+
+/// The 64-bit FNV-1a hash of `bytes`.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.into_iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 impl fmt::Debug for Registry {
@@ -151,14 +243,19 @@ impl fmt::Debug for Registry {
     }
 }
 
-/// A task name was registered twice.
+/// Two different task types have the same name: the error of
+/// [`Registry::with`] and [`Registry::register`].
+///
+/// Its message names both Rust types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryError {
     name: &'static str,
+    registered: &'static str,
+    refused: &'static str,
 }
 
 impl RegistryError {
-    /// The name registered twice.
+    /// The name both types have.
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -166,7 +263,11 @@ impl RegistryError {
 
 impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a task named `{}` is registered already", self.name)
+        write!(
+            f,
+            "two task types are named `{}`: `{}`, registered first, and `{}`",
+            self.name, self.registered, self.refused
+        )
     }
 }
 
@@ -178,12 +279,19 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 ///
 /// In a child process started for a process task, it runs the task and
 /// exits the process; it never returns there. In any other process it
-/// keeps the registry (the first one given; later calls are ignored) and
-/// returns: process tasks can then be spawned.
+/// keeps the registry and returns: process tasks can then be spawned.
 ///
-/// Nothing of the program before this call should have side effects: the
-/// child runs it too, before it finds out it is a child. Parse arguments,
-/// open files and start threads after it.
+/// Calling it again is harmless when the registry holds the same task
+/// types (each test of a test binary may call it); a registry with other
+/// types is not taken: the first one stays, and a warning says so through
+/// [`tracing`](https://docs.rs/tracing) (`WARN` level). It never panics.
+///
+/// Everything `main` does before this call runs again in every child
+/// process, before the child finds out that it is one: a line printed
+/// there is printed once more per child, a file created is created again,
+/// a thread or a server started is started in each child too. So nothing
+/// before it should have side effects. Parse arguments, open files and
+/// start threads after it.
 ///
 /// For `cargo test` (and `cargo nextest`) binaries, whose `main` is the test
 /// harness's, use [`test_support!`](crate::test_support) instead, and call
@@ -216,7 +324,16 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 /// ```
 pub fn init(registry: Registry) {
     // Kept in the child too, so that its task can start process tasks.
-    let _ = REGISTRY.set(registry);
+    if let Err(refused) = REGISTRY.set(registry)
+        && let Some(kept) = REGISTRY.get()
+        && !kept.same_tasks(&refused)
+    {
+        tracing::warn!(
+            ?kept,
+            ?refused,
+            "`sidetask::init` was called again with other task types; the first registry is kept"
+        );
+    }
     if let Some(registry) = REGISTRY.get() {
         process::enter_if_child(registry);
     }
@@ -231,12 +348,16 @@ pub(crate) fn registry() -> Option<&'static Registry> {
 /// tasks: the child process re-executes the test binary and runs only the
 /// hidden test this macro defines, which enters the task.
 ///
-/// Put it once at the top level of each test file (each test binary) that
-/// spawns process tasks, with an expression that makes the [`Registry`];
-/// each test calls [`init`] with the same registry before spawning.
+/// Put it once in each test binary that spawns process tasks (at the top
+/// of a test file, or inside a module such as `#[cfg(test)] mod tests`),
+/// with an expression that makes the [`Registry`]; each test calls [`init`]
+/// with the same registry before spawning.
 ///
-/// The child runs the test harness first, which prints a line or two
-/// ("running 1 test") to its stdout; the task's own output follows.
+/// The hidden test is `#[ignore]`d, so it is not counted among your passed
+/// tests (the summary shows it as one ignored test, named
+/// `__sidetask_child_entry`); `cargo test -- --ignored` runs it to no
+/// effect. The child runs the test harness first, which prints a line or
+/// two ("running 1 test") to its stdout; the task's own output follows.
 ///
 /// # Examples
 ///
@@ -257,9 +378,93 @@ pub(crate) fn registry() -> Option<&'static Registry> {
 #[macro_export]
 macro_rules! test_support {
     ($registry:expr) => {
+        // The child runs it with `--ignored` and a filter that matches its
+        // name in any module.
         #[test]
+        #[ignore = "sidetask's entry for process tasks: runs only in a child process"]
         fn __sidetask_child_entry() {
             $crate::init($registry);
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Stopped;
+
+    /// A task type whose name does not depend on its argument type `A`.
+    struct Named<A>(std::marker::PhantomData<A>);
+
+    impl<A> NamedTask for Named<A>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        const NAME: &'static str = "same name";
+        type Arg = A;
+        type In = ();
+        type Event = ();
+        type Value = ();
+        type Error = Stopped;
+
+        fn run(_: &Ctx, _: A) -> Result<(), Stopped> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn fnv1a_gives_the_published_values() {
+        assert_eq!(fnv1a([]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(*b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn one_name_with_another_argument_type_has_another_fingerprint() {
+        let a = fingerprint::<Named<u32>>();
+        let b = fingerprint::<Named<String>>();
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            fingerprint::<Named<u32>>(),
+            "the same type, the same print"
+        );
+        let registry = Registry::new().with::<Named<u32>>().unwrap();
+        assert_eq!(registry.fingerprint("same name"), Some(a));
+        assert_eq!(registry.fingerprint("another name"), None);
+    }
+
+    #[test]
+    fn two_types_under_one_name_are_refused_and_named() {
+        let mut registry = Registry::new();
+        registry.register::<Named<u32>>().unwrap();
+        registry.register::<Named<u32>>().unwrap();
+        assert_eq!(registry.names().count(), 1);
+        let err = registry.register::<Named<String>>().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(type_name::<Named<u32>>()), "{text}");
+        assert!(text.contains(type_name::<Named<String>>()), "{text}");
+        assert_eq!(
+            registry.fingerprint("same name"),
+            Some(fingerprint::<Named<u32>>())
+        );
+    }
+
+    #[test]
+    fn same_tasks_compares_names_and_types() {
+        let a = Registry::new().with::<Named<u32>>().unwrap();
+        assert!(a.same_tasks(&Registry::new().with::<Named<u32>>().unwrap()));
+        assert!(!a.same_tasks(&Registry::new().with::<Named<String>>().unwrap()));
+        assert!(!a.same_tasks(&Registry::new()));
+    }
+
+    #[test]
+    fn spawning_before_init_says_so_and_not_that_a_child_refused() {
+        // No unit test of this crate calls `init`.
+        let err = crate::Process::<Named<u32>>::new(1).spawn().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`sidetask::init` was not called"), "{text}");
+        assert!(!text.contains("child"), "{text}");
+        assert!(err.handshake_error().is_some());
+    }
 }

@@ -36,7 +36,7 @@ fn task_py_chain(n: usize) {
     assert_eq!(run.len(), n);
     run.send(1).unwrap();
     assert_eq!(run.recv_timeout(LIMIT), Ok(n as u64 + 1));
-    run.close_input();
+    run.close_inbox();
     assert_eq!(run.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
     let end = join(run);
     assert!(end.unread.is_empty() && end.output.is_empty());
@@ -73,7 +73,7 @@ fn streaming_many_items_keeps_their_order() {
                 for x in 0..ITEMS {
                     run.send(x).unwrap();
                 }
-                run.close_input();
+                run.close_inbox();
             });
             for x in 0..ITEMS {
                 assert_eq!(run.recv_timeout(LIMIT), Ok(u64::from(x) * 2));
@@ -137,7 +137,7 @@ fn a_full_chain_blocks_the_sender() {
             sender.join().unwrap();
         });
         assert_eq!(sent.load(Ordering::SeqCst), ITEMS);
-        run.close_input();
+        run.close_inbox();
         assert!(join(run).into_result().is_ok());
     });
 }
@@ -170,7 +170,7 @@ fn a_slow_last_stage_holds_the_sender_back() {
                     run.send(x).unwrap();
                     sent.fetch_add(1, Ordering::SeqCst);
                 }
-                run.close_input();
+                run.close_inbox();
             });
             for x in 0..ITEMS {
                 assert_eq!(run.recv_timeout(LIMIT), Ok(x));
@@ -507,7 +507,7 @@ fn stress_100_000_items_through_ten_stages() {
                 for x in 0..ITEMS {
                     run.send(x).unwrap();
                 }
-                run.close_input();
+                run.close_inbox();
             });
             for x in 0..ITEMS {
                 assert_eq!(run.recv_timeout(LIMIT), Ok(x + STAGES as u64));

@@ -1,4 +1,4 @@
-//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, failures kept per task, progress, talking to running tasks, stopping, shutdown, drop, and a 100,000-input stress test with counts.
+//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, `recv` and its errors, failures kept per task, progress, talking to running tasks, stopping, closing the input, `wait`'s count, drop, and a 100,000-input stress test with counts.
 
 mod common;
 use common::{LIMIT, wait_for, within};
@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sidetask::{Ctx, Finished, Outcome, Pool, PoolRun, Progress, RecvTimeoutError, Stopped};
+use sidetask::{
+    Ctx, Finished, Outcome, Pool, PoolRun, Progress, RecvError, RecvTimeoutError, Stopped,
+    TryRecvError,
+};
 
 /// Inside a task body: polls `cond` until it holds, the task is stopped
 /// (`Err(Stopped)`) or [`LIMIT`] passed (a panic, so the test sees it).
@@ -362,6 +365,72 @@ fn results_in_completion_order() {
 }
 
 #[test]
+fn recv_try_recv_and_their_errors() {
+    let release = Arc::new(AtomicBool::new(false));
+    let run = {
+        let release = Arc::clone(&release);
+        Pool::new(2)
+            .run(0..3usize, move |ctx: &Ctx, i| {
+                task_wait_for(ctx, || release.load(Ordering::SeqCst))?;
+                Ok::<_, Stopped>(i)
+            })
+            .unwrap()
+    };
+    wait_for("two running", || run.progress().running == 2);
+    assert!(matches!(run.try_recv(), Err(TryRecvError::Empty)));
+    release.store(true, Ordering::SeqCst);
+    let mut got: Vec<usize> = (0..3)
+        .map(|_| run.recv_timeout(LIMIT).unwrap().outcome.value().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2]);
+    // Every result received: each way to receive says so, and keeps saying
+    // so.
+    assert!(matches!(
+        run.recv_timeout(LIMIT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
+    assert!(matches!(run.recv(), Err(RecvError)));
+    assert!(matches!(run.recv(), Err(RecvError)));
+    assert!(matches!(run.try_recv(), Err(TryRecvError::Disconnected)));
+    assert_eq!(run.iter().count(), 0);
+}
+
+#[test]
+fn try_recv_takes_every_result_without_waiting() {
+    const INPUTS: usize = 50;
+    let run = Pool::new(4)
+        .run(0..INPUTS, |_: &Ctx, i| Ok::<_, ()>(i))
+        .unwrap();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match run.try_recv() {
+            Ok(done) => assert!(seen.insert(done.index), "index {} twice", done.index),
+            Err(TryRecvError::Empty) => {
+                assert!(Instant::now() < deadline, "no result within {LIMIT:?}");
+                thread::yield_now();
+            }
+            Err(TryRecvError::Disconnected) => break,
+        }
+    }
+    assert_eq!(seen.len(), INPUTS);
+}
+
+#[test]
+fn wait_counts_what_it_drops_failures_included() {
+    let run = Pool::new(3)
+        .run(0..20usize, |_: &Ctx, i| match i % 5 {
+            1 => Err("an error"),
+            2 => panic!("a panic"),
+            _ => Ok(i),
+        })
+        .unwrap();
+    let dropped = within(LIMIT, move || run.wait());
+    assert_eq!(dropped, 20);
+}
+
+#[test]
 fn results_in_input_order_even_when_early_tasks_are_slower() {
     const INPUTS: usize = 20;
     const SLOW: usize = 3;
@@ -588,7 +657,7 @@ fn stop_all_racing_with_short_tasks() {
 }
 
 #[test]
-fn shutdown_lets_running_tasks_finish_and_starts_no_new_ones() {
+fn close_inbox_lets_running_tasks_finish_and_starts_no_new_ones() {
     const N: usize = 2;
     let started = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(AtomicBool::new(false));
@@ -604,7 +673,7 @@ fn shutdown_lets_running_tasks_finish_and_starts_no_new_ones() {
             .unwrap()
     };
     wait_for("N running", || run.progress().running == N);
-    run.shutdown();
+    run.close_inbox();
     release.store(true, Ordering::SeqCst);
     let mut all = drain(&run);
     all.sort_by_key(|d| d.index);

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::process_tasks::*;
 use common::{LIMIT, wait_for, within};
-use sidetask::{
-    CrashCause, NamedTask, Outcome, Pool, Process, RecvTimeoutError, Registry, Status, TryRecvError,
-};
+use sidetask::{CrashCause, Outcome, Pool, Process, RecvTimeoutError, Status, TryRecvError};
 
 sidetask::test_support!(registry());
 
@@ -346,16 +344,6 @@ fn a_name_the_child_does_not_know_is_refused_there() {
 }
 
 #[test]
-fn a_duplicate_name_is_an_error_at_registration() {
-    let err = Registry::new()
-        .with::<Echo>()
-        .unwrap()
-        .with::<Echo>()
-        .unwrap_err();
-    assert_eq!(err.name(), Echo::NAME);
-}
-
-#[test]
 fn env_and_working_directory_reach_the_child() {
     setup();
     // `Crash` with `Exit` reports its stderr; the environment decides what
@@ -379,7 +367,8 @@ fn env_and_working_directory_reach_the_child() {
 // Broken protocol: a stand-in child, a shell script, writes bytes into the
 // socket (its stdin).
 
-const READY: &str = r"\002\000\000\000\000\001";
+/// A `Ready` frame of protocol version 2: a length of 2, the tag, the version.
+const READY: &str = r"\002\000\000\000\000\002";
 
 fn script(name: &str, body: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("sidetask-test-{}-{name}.sh", std::process::id()));

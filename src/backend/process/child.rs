@@ -162,6 +162,18 @@ fn serve(registry: &Registry, mut conn: Conn) -> ! {
                 ),
             )
         };
+        if let Some(ours) = registry.fingerprint(&next.name)
+            && ours != next.fingerprint
+        {
+            refuse(
+                &conn,
+                false,
+                format!(
+                    "task `{}` was built from different code in the child (its types differ): fingerprint {ours:016x} in the child, {:016x} in the parent",
+                    next.name, next.fingerprint
+                ),
+            );
+        }
         match (entry.run)(&mut conn, next) {
             Some(hello) => next = hello,
             None => std::process::exit(0),

@@ -117,9 +117,7 @@ impl Default for Config {
 /// Fails unless `name` is in the registry given to [`init`](crate::init).
 pub(crate) fn check_registered(name: &str) -> Result<(), StartError> {
     let Some(registry) = registry::registry() else {
-        return Err(StartError::handshake(
-            "`sidetask::init` was not called in this process".to_owned(),
-        ));
+        return Err(StartError::not_initialized());
     };
     if registry.contains(name) {
         Ok(())
@@ -136,6 +134,7 @@ fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hel
     let hello = Hello {
         version: VERSION,
         name: T::NAME.to_owned(),
+        fingerprint: registry::fingerprint::<T>(),
         arg,
         max_frame: config.max_frame as u64,
         inbox: clamp(config.inbox),

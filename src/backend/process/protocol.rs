@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::sync::lock;
 
 /// The protocol's version; both sides check it at the handshake.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// What the parent asks a child to run (the first frame of each task on a
 /// child; a warm child of a pool gets one per task).
@@ -23,6 +23,9 @@ pub(crate) const VERSION: u32 = 1;
 pub(crate) struct Hello {
     pub(crate) version: u32,
     pub(crate) name: String,
+    /// The task type's fingerprint (its name and types), which the child
+    /// compares with its own.
+    pub(crate) fingerprint: u64,
     pub(crate) arg: Vec<u8>,
     pub(crate) max_frame: u64,
     pub(crate) inbox: u32,

@@ -52,12 +52,13 @@ impl Worker {
         // the stop's escalation, for longer than this.
         ours.set_write_timeout(Some(config.grace.max(Duration::from_secs(1))))?;
         let mut command = std::process::Command::new(&config.program);
-        // A test binary runs only the hidden test that enters the task; a
-        // program whose `main` calls `init` first never reads these.
+        // A test binary runs only the hidden test that enters the task (an
+        // ignored test whose name contains `CHILD_TEST`, at any module
+        // path); a program whose `main` calls `init` first never reads these.
         command
             .args([
                 CHILD_TEST,
-                "--exact",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
                 "-q",

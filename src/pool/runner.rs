@@ -1,0 +1,106 @@
+//! The runner loop: pull an input, run its task on this thread, send its
+//! result; again until the input ends or nobody collects results.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_channel::Sender;
+
+use super::Finished;
+use super::shared::{PoolControl, PoolShared};
+use crate::backend::thread as place;
+use crate::ctx::Ctx;
+use crate::outcome::Outcome;
+use crate::sync::lock;
+use crate::task::Settings;
+
+impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev>
+where
+    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
+    I: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    /// Starts the runner of `slot` on a worker thread, if results can
+    /// still be sent.
+    pub(super) fn start_runner(&self, slot: usize) -> std::io::Result<()> {
+        let (Some(me), Some(results)) = (self.me.upgrade(), lock(&self.spare).clone()) else {
+            return Ok(());
+        };
+        self.live.fetch_add(1, Ordering::SeqCst);
+        place::execute(Box::new(move || run(&me, slot, &results))).map_err(|(_, err)| {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            err
+        })
+    }
+}
+
+/// The runner of `slot`: runs the pool's tasks one after another on this
+/// thread.
+fn run<I, F, T, E, In, Ev>(
+    shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
+    slot: usize,
+    results: &Sender<Finished<T, E, Ev>>,
+) where
+    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
+    I: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    struct Leave<'a>(&'a AtomicUsize);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _leave = Leave(&shared.live);
+    let here = &shared.slots[slot];
+    // A body reference of this runner's own, so that starting a task touches
+    // no counter shared with other runners.
+    let body = Arc::new(Arc::clone(shared));
+    while let Some((index, item)) = shared.next_input() {
+        let (inbox, outbox, timeout) = shared.settings;
+        let body = Arc::clone(&body);
+        let task = place::task(
+            Settings {
+                name: None,
+                inbox,
+                outbox,
+                timeout,
+            },
+            move |ctx: &Ctx<In, Ev>| (body.body)(ctx, item),
+        );
+        let job = task.take_job().expect("a new task holds its job");
+        *lock(&here.task) = Some((index, task));
+        if shared.stopped.load(Ordering::SeqCst) {
+            // `stop_all` may have looked at this slot before it was filled.
+            if let Some((_, task)) = &*lock(&here.task) {
+                task.stop();
+            }
+        }
+        here.current.store(index, Ordering::Relaxed);
+        job();
+        here.current.store(usize::MAX, Ordering::Relaxed);
+        let (_, task) = lock(&here.task).take().expect("the slot holds its task");
+        let outcome = task.take_outcome();
+        let events = task.try_iter().collect();
+        drop(task);
+        here.finished.fetch_add(1, Ordering::Relaxed);
+        if results
+            .send(Finished {
+                index,
+                outcome,
+                events,
+            })
+            .is_err()
+        {
+            // Nobody collects results any more: the pool was dropped.
+            shared.close(true);
+            return;
+        }
+    }
+}

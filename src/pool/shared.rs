@@ -1,0 +1,245 @@
+//! What a pool's runners and its handle share: the input, the slots, the
+//! counters, and the spare sender of results.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use crossbeam_utils::CachePadded;
+
+use super::{Finished, Progress};
+use crate::outcome::{self, Panic};
+use crate::sync::lock;
+use crate::task::Task;
+
+/// One runner's place: the task it runs now (with its input's index) and
+/// its own counters, on a cache line of its own so runners never contend.
+pub(super) struct Slot<T, E, In, Ev> {
+    pub(super) task: Mutex<Running<T, E, In, Ev>>,
+    /// The index of the input running now, or `usize::MAX`: read by the
+    /// watchdog and `progress` without the lock, which `with_task` callers
+    /// may hold long.
+    pub(super) current: AtomicUsize,
+    pub(super) finished: AtomicUsize,
+    /// What the watchdog saw at its last look: the index held, or
+    /// `usize::MAX`.
+    pub(super) seen: AtomicUsize,
+}
+
+/// The task a runner runs now, with its input's index.
+pub(super) type Running<T, E, In, Ev> = Option<(usize, Task<T, E, In, Ev>)>;
+
+pub(super) type Slots<T, E, In, Ev> = Box<[CachePadded<Slot<T, E, In, Ev>>]>;
+
+pub(super) struct Input<I> {
+    pub(super) iter: Box<dyn Iterator<Item = I> + Send>,
+    /// The index the next input pulled gets.
+    pub(super) next: usize,
+    pub(super) closed: bool,
+}
+
+/// The settings each task is built with: inbox and outbox capacities, and
+/// the timeout.
+pub(super) type TaskSettings = (usize, usize, Option<Duration>);
+
+pub(super) struct PoolShared<I, F, T, E, In, Ev> {
+    pub(super) me: Weak<PoolShared<I, F, T, E, In, Ev>>,
+    pub(super) input: Mutex<Input<I>>,
+    /// Runners waiting for the in-order window to move.
+    pub(super) advanced: Condvar,
+    pub(super) waiting: AtomicUsize,
+    pub(super) window: AtomicUsize,
+    pub(super) delivered: AtomicUsize,
+    pub(super) stopped: AtomicBool,
+    pub(super) queued: AtomicUsize,
+    /// Runners alive; runner `k` uses slot `k`.
+    pub(super) live: AtomicUsize,
+    /// A results sender for runners started later; dropped once no runner
+    /// can be needed, so that the results end when the last runner does.
+    pub(super) spare: Mutex<Option<Sender<Finished<T, E, Ev>>>>,
+    pub(super) input_panic: Mutex<Option<Panic>>,
+    pub(super) slots: Slots<T, E, In, Ev>,
+    pub(super) body: F,
+    pub(super) settings: TaskSettings,
+}
+
+impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
+    /// The shared state of a pool of `slots` slots over `iter`; `results`
+    /// becomes the spare sender.
+    pub(super) fn new(
+        me: Weak<PoolShared<I, F, T, E, In, Ev>>,
+        iter: Box<dyn Iterator<Item = I> + Send>,
+        slots: usize,
+        results: Sender<Finished<T, E, Ev>>,
+        body: F,
+        settings: TaskSettings,
+    ) -> PoolShared<I, F, T, E, In, Ev> {
+        let shared = PoolShared {
+            me,
+            input: Mutex::new(Input {
+                iter,
+                next: 0,
+                closed: false,
+            }),
+            advanced: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            window: AtomicUsize::new(usize::MAX),
+            delivered: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            queued: AtomicUsize::new(usize::MAX),
+            live: AtomicUsize::new(0),
+            spare: Mutex::new(Some(results)),
+            input_panic: Mutex::new(None),
+            slots: (0..slots)
+                .map(|_| {
+                    CachePadded::new(Slot {
+                        task: Mutex::new(None),
+                        current: AtomicUsize::new(usize::MAX),
+                        finished: AtomicUsize::new(0),
+                        seen: AtomicUsize::new(usize::MAX),
+                    })
+                })
+                .collect(),
+            body,
+            settings,
+        };
+        shared.update_queued(&lock(&shared.input));
+        shared
+    }
+
+    fn update_queued(&self, input: &Input<I>) {
+        let queued = match input.iter.size_hint() {
+            (lo, Some(hi)) if lo == hi && !input.closed => lo,
+            _ if input.closed => 0,
+            _ => usize::MAX,
+        };
+        self.queued.store(queued, Ordering::Relaxed);
+    }
+
+    /// The next input and its index, or `None` when the inputs are used up
+    /// or the pool was closed.
+    pub(super) fn next_input(&self) -> Option<(usize, I)> {
+        let mut input = lock(&self.input);
+        loop {
+            if input.closed {
+                return None;
+            }
+            let window = self.window.load(Ordering::SeqCst);
+            if window != usize::MAX
+                && input.next >= self.delivered.load(Ordering::SeqCst).saturating_add(window)
+            {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                input = self
+                    .advanced
+                    .wait(input)
+                    .unwrap_or_else(|poison| poison.into_inner());
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            let item = match outcome::catch(|| input.iter.next()) {
+                Ok(item) => item,
+                Err(panic) => {
+                    // The input iterator panicked: no input can follow.
+                    *lock(&self.input_panic) = Some(panic);
+                    None
+                }
+            };
+            let got = match item {
+                Some(item) => {
+                    let index = input.next;
+                    input.next += 1;
+                    Some((index, item))
+                }
+                None => {
+                    input.closed = true;
+                    *lock(&self.spare) = None;
+                    None
+                }
+            };
+            self.update_queued(&input);
+            return got;
+        }
+    }
+}
+
+/// What the handle may ask of a pool without its input and body types.
+pub(super) trait PoolControl<T, E, In, Ev>: Send + Sync {
+    fn slots(&self) -> &[CachePadded<Slot<T, E, In, Ev>>];
+    /// Takes no more input; with `stop`, also stops every running task.
+    fn close(&self, stop: bool);
+    fn counts(&self) -> Progress;
+    fn set_window(&self, window: usize);
+    fn take_input_panic(&self) -> Option<Panic>;
+    /// Every input before `next` has been delivered in order.
+    fn delivered(&self, next: usize);
+}
+
+impl<I, F, T, E, In, Ev> PoolControl<T, E, In, Ev> for PoolShared<I, F, T, E, In, Ev>
+where
+    I: Send,
+    F: Send + Sync,
+    T: Send,
+    E: Send,
+    In: Send,
+    Ev: Send,
+{
+    fn slots(&self) -> &[CachePadded<Slot<T, E, In, Ev>>] {
+        &self.slots
+    }
+
+    fn close(&self, stop: bool) {
+        if stop {
+            self.stopped.store(true, Ordering::SeqCst);
+        }
+        {
+            let mut input = lock(&self.input);
+            input.closed = true;
+            self.update_queued(&input);
+        }
+        *lock(&self.spare) = None;
+        self.advanced.notify_all();
+        if stop {
+            for slot in &self.slots {
+                if let Some((_, task)) = &*lock(&slot.task) {
+                    task.stop();
+                }
+            }
+        }
+    }
+
+    fn counts(&self) -> Progress {
+        let queued = self.queued.load(Ordering::Relaxed);
+        Progress {
+            queued: (queued != usize::MAX).then_some(queued),
+            running: self
+                .slots
+                .iter()
+                .filter(|s| s.current.load(Ordering::Relaxed) != usize::MAX)
+                .count(),
+            finished: self
+                .slots
+                .iter()
+                .map(|s| s.finished.load(Ordering::Relaxed))
+                .sum(),
+        }
+    }
+
+    fn take_input_panic(&self) -> Option<Panic> {
+        lock(&self.input_panic).take()
+    }
+
+    fn set_window(&self, window: usize) {
+        self.window.store(window, Ordering::SeqCst);
+    }
+
+    fn delivered(&self, next: usize) {
+        self.delivered.store(next, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            // Take the lock so that a runner between its check and its wait
+            // cannot miss this.
+            drop(lock(&self.input));
+            self.advanced.notify_all();
+        }
+    }
+}
