@@ -92,6 +92,22 @@ impl<T> fmt::Display for SendError<T> {
 
 impl<T> Error for SendError<T> {}
 
+impl<T> From<SendError<T>> for TrySendError<T> {
+    /// A failed [`send`](crate::Task::send) is the `Disconnected` case of
+    /// [`try_send`](crate::Task::try_send): the message is kept.
+    fn from(err: SendError<T>) -> TrySendError<T> {
+        TrySendError::Disconnected(err.0)
+    }
+}
+
+impl<T> From<SendError<T>> for SendTimeoutError<T> {
+    /// A failed [`send`](crate::Task::send) is the `Disconnected` case of
+    /// [`send_timeout`](crate::Task::send_timeout): the message is kept.
+    fn from(err: SendError<T>) -> SendTimeoutError<T> {
+        SendTimeoutError::Disconnected(err.0)
+    }
+}
+
 /// The error of [`Task::try_send`](crate::Task::try_send). The message is
 /// given back.
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -162,6 +178,22 @@ impl fmt::Display for RecvError {
 
 impl Error for RecvError {}
 
+impl From<RecvError> for TryRecvError {
+    /// A failed [`recv`](crate::Task::recv) is the `Disconnected` case of
+    /// [`try_recv`](crate::Task::try_recv).
+    fn from(_: RecvError) -> TryRecvError {
+        TryRecvError::Disconnected
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    /// A failed [`recv`](crate::Task::recv) is the `Disconnected` case of
+    /// [`recv_timeout`](crate::Task::recv_timeout).
+    fn from(_: RecvError) -> RecvTimeoutError {
+        RecvTimeoutError::Disconnected
+    }
+}
+
 /// The error of [`Task::try_recv`](crate::Task::try_recv).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum TryRecvError {
@@ -175,6 +207,19 @@ plain_error!(TryRecvError {
     Empty => "receiving from a task with no event waiting",
     Disconnected => "receiving from a task that has ended and has no events left"
 });
+
+impl TryRecvError {
+    /// Returns `true` if no event was waiting.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+
+    /// Returns `true` if the task has ended and every event has been
+    /// received.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TryRecvError::Disconnected)
+    }
+}
 
 /// The error of [`Task::recv_timeout`](crate::Task::recv_timeout).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -190,6 +235,19 @@ plain_error!(RecvTimeoutError {
     Disconnected => "receiving from a task that has ended and has no events left"
 });
 
+impl RecvTimeoutError {
+    /// Returns `true` if no event came before the timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+
+    /// Returns `true` if the task has ended and every event has been
+    /// received.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvTimeoutError::Disconnected)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The task's side.
 
@@ -199,6 +257,41 @@ plain_error!(RecvTimeoutError {
 /// [`Ctx::sleep`](crate::Ctx::sleep), so that a task body can leave early
 /// with `?`. Any error type with `From<Stopped>` (a boxed error, `anyhow`, or
 /// your own) accepts it.
+///
+/// The errors of the task's blocking calls that mean "this task has nothing
+/// more to do" convert into it, so `?` works on them in a body whose error
+/// type is `Stopped`:
+///
+/// - [`CtxRecvError`], from [`Ctx::recv`](crate::Ctx::recv): asked to stop,
+///   or no message can ever arrive.
+/// - [`EmitError`], from [`Ctx::emit`](crate::Ctx::emit): asked to stop
+///   while the outbox was full, or nobody can ever read the event (which
+///   is dropped by the conversion).
+///
+/// The errors of the `try_` and `_timeout` calls do not convert:
+/// [`CtxTryRecvError::Empty`], [`CtxRecvTimeoutError::Timeout`] and
+/// [`TryEmitError::Full`] say "not now", and a `?` that turned them into
+/// `Stopped` would end a task that was not asked to stop. Match on them
+/// instead (their `is_*` predicates help).
+///
+/// # Examples
+///
+/// ```
+/// use sidetask::{Ctx, Stopped};
+///
+/// // Doubles every message until it is stopped or its handle is gone.
+/// let task = sidetask::spawn(|ctx: &Ctx<u32, u32>| -> Result<(), Stopped> {
+///     loop {
+///         let n = ctx.recv()?;
+///         ctx.emit(2 * n)?;
+///     }
+/// });
+/// task.send(21)?;
+/// assert_eq!(task.recv()?, 42);
+/// task.stop();
+/// assert_eq!(task.join().error(), Some(Stopped));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, PartialEq, Eq, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Stopped;
 
@@ -210,7 +303,27 @@ impl fmt::Display for Stopped {
 
 impl Error for Stopped {}
 
+impl From<CtxRecvError> for Stopped {
+    /// Both cases end the body's work: it was asked to stop, or no message
+    /// can ever arrive.
+    fn from(_: CtxRecvError) -> Stopped {
+        Stopped
+    }
+}
+
+impl<T> From<EmitError<T>> for Stopped {
+    /// Both cases end the body's work: it was asked to stop, or nobody can
+    /// ever read its events. The event is dropped.
+    fn from(_: EmitError<T>) -> Stopped {
+        Stopped
+    }
+}
+
 /// The error of [`Ctx::recv`](crate::Ctx::recv), inside the task.
+///
+/// It converts into [`Stopped`], so `?` leaves a body whose error type is
+/// `Stopped`; and into [`CtxTryRecvError`] and [`CtxRecvTimeoutError`], the
+/// same cases of the other receiving calls.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum CtxRecvError {
     /// The task has been asked to stop.
@@ -225,7 +338,21 @@ plain_error!(CtxRecvError {
     Disconnected => "the task's inbox is empty and closed"
 });
 
+impl CtxRecvError {
+    /// Returns `true` if the task has been asked to stop.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, CtxRecvError::Stopped)
+    }
+
+    /// Returns `true` if no message can ever arrive.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, CtxRecvError::Disconnected)
+    }
+}
+
 /// The error of [`Ctx::try_recv`](crate::Ctx::try_recv), inside the task.
+///
+/// It does not convert into [`Stopped`]: `Empty` only means "not now".
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum CtxTryRecvError {
     /// No message is waiting now.
@@ -242,8 +369,27 @@ plain_error!(CtxTryRecvError {
     Disconnected => "the task's inbox is empty and closed"
 });
 
+impl CtxTryRecvError {
+    /// Returns `true` if no message was waiting.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, CtxTryRecvError::Empty)
+    }
+
+    /// Returns `true` if the task has been asked to stop.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, CtxTryRecvError::Stopped)
+    }
+
+    /// Returns `true` if no message can ever arrive.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, CtxTryRecvError::Disconnected)
+    }
+}
+
 /// The error of [`Ctx::recv_timeout`](crate::Ctx::recv_timeout), inside the
 /// task.
+///
+/// It does not convert into [`Stopped`]: `Timeout` only means "not yet".
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum CtxRecvTimeoutError {
     /// No message came before the timeout.
@@ -260,6 +406,23 @@ plain_error!(CtxRecvTimeoutError {
     Disconnected => "the task's inbox is empty and closed"
 });
 
+impl CtxRecvTimeoutError {
+    /// Returns `true` if no message came before the timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CtxRecvTimeoutError::Timeout)
+    }
+
+    /// Returns `true` if the task has been asked to stop.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, CtxRecvTimeoutError::Stopped)
+    }
+
+    /// Returns `true` if no message can ever arrive.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, CtxRecvTimeoutError::Disconnected)
+    }
+}
+
 macro_rules! stopped_into {
     ($($ty:ident),*) => {$(
         impl From<Stopped> for $ty {
@@ -272,8 +435,27 @@ macro_rules! stopped_into {
 
 stopped_into!(CtxRecvError, CtxTryRecvError, CtxRecvTimeoutError);
 
+/// `recv`'s cases are also cases of the other receiving calls.
+macro_rules! recv_into {
+    ($($ty:ident),*) => {$(
+        impl From<CtxRecvError> for $ty {
+            fn from(err: CtxRecvError) -> Self {
+                match err {
+                    CtxRecvError::Stopped => $ty::Stopped,
+                    CtxRecvError::Disconnected => $ty::Disconnected,
+                }
+            }
+        }
+    )*};
+}
+
+recv_into!(CtxTryRecvError, CtxRecvTimeoutError);
+
 /// The error of [`Ctx::emit`](crate::Ctx::emit), inside the task. The event is
 /// given back.
+///
+/// It converts into [`Stopped`] (dropping the event), so `?` leaves a body
+/// whose error type is `Stopped`, and into [`TryEmitError`].
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum EmitError<T> {
     /// The outbox was full and the task was asked to stop while waiting.
@@ -287,8 +469,23 @@ value_error!(EmitError {
     Disconnected => "emitting an event that nobody can read"
 });
 
+impl<T> EmitError<T> {
+    /// Returns `true` if the task was asked to stop while its outbox was
+    /// full.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, EmitError::Stopped(_))
+    }
+
+    /// Returns `true` if nobody can ever read the event.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, EmitError::Disconnected(_))
+    }
+}
+
 /// The error of [`Ctx::try_emit`](crate::Ctx::try_emit), inside the task. The
 /// event is given back.
+///
+/// It does not convert into [`Stopped`]: `Full` only means "not now".
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum TryEmitError<T> {
     /// The outbox is full.
@@ -301,6 +498,30 @@ value_error!(TryEmitError {
     Full => "emitting into a full outbox",
     Disconnected => "emitting an event that nobody can read"
 });
+
+impl<T> TryEmitError<T> {
+    /// Returns `true` if the outbox was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryEmitError::Full(_))
+    }
+
+    /// Returns `true` if nobody can ever read the event.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TryEmitError::Disconnected(_))
+    }
+}
+
+impl<T> From<EmitError<T>> for TryEmitError<T> {
+    /// `emit` fails with `Stopped` only when the outbox was full, which is
+    /// what [`try_emit`](crate::Ctx::try_emit) reports as `Full` (it does so
+    /// whether or not the task was asked to stop). The event is kept.
+    fn from(err: EmitError<T>) -> TryEmitError<T> {
+        match err {
+            EmitError::Stopped(v) => TryEmitError::Full(v),
+            EmitError::Disconnected(v) => TryEmitError::Disconnected(v),
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Starting.

@@ -523,7 +523,7 @@ fn runtime_shutdown_ends_tasks_killed_or_cancelled() {
 async fn thread_task_awaited_from_async() {
     let task = sidetask::spawn(|ctx: &Ctx<u64, u64>| {
         while let Ok(n) = ctx.recv() {
-            ctx.emit(n * 2).map_err(|_| Stopped)?;
+            ctx.emit(n * 2)?;
         }
         Ok::<_, Stopped>("done")
     });

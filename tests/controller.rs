@@ -204,7 +204,7 @@ fn a_custom_controller_can_talk_to_the_task() {
     let task = sidetask::spawn(|ctx: &Ctx<u32, u32>| {
         let mut seen = 0;
         for n in ctx.iter() {
-            ctx.emit(n * 2).map_err(|_| Stopped)?;
+            ctx.emit(n * 2)?;
             seen += 1;
         }
         Ok::<_, Stopped>(seen)

@@ -142,7 +142,7 @@ fn join_of_an_unstarted_task_cancels_it() {
 
 #[test]
 fn stop_before_start_cancels_and_gives_messages_back() {
-    let task = Builder::new().build(|ctx: &Ctx<u8>| ctx.recv().map_err(|_| Stopped));
+    let task = Builder::new().build(|ctx: &Ctx<u8>| ctx.recv().map_err(Stopped::from));
     task.send(1).unwrap();
     task.send(2).unwrap();
     task.stop();

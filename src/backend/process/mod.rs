@@ -193,7 +193,7 @@ pub type ProcessTask<T> = Task<
 ///     type Error = Stopped;
 ///     fn run(ctx: &Ctx<i64, i64>, (): ()) -> Result<(), Stopped> {
 ///         while let Ok(n) = ctx.recv() {
-///             ctx.emit(2 * n).map_err(|_| Stopped)?;
+///             ctx.emit(2 * n)?;
 ///         }
 ///         Ok(())
 ///     }
