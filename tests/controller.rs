@@ -312,3 +312,32 @@ fn run_error_is_send_sync_static_when_its_error_is() {
     let message = thread::spawn(move || shared.to_string()).join().unwrap();
     assert!(message.contains("my error"), "{message}");
 }
+
+/// Kills the task once it has begun (it emits when it has).
+struct KillOnceBegun;
+
+impl<T, E, In, Ev> Controller<T, E, In, Ev> for KillOnceBegun {
+    fn control(&mut self, task: &Task<T, E, In, Ev>) -> Result<(), GiveUp> {
+        task.recv()
+            .map_err(|_| GiveUp::new("the task ended before it emitted"))?;
+        task.kill();
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_killed_task_is_a_killed_run_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let task = Builder::new().spawn_async_on(
+        runtime.handle(),
+        |ctx: sidetask::AsyncCtx<(), ()>| async move {
+            ctx.emit(()).await?;
+            std::future::pending::<Result<(), Stopped>>().await
+        },
+    );
+    let err = common::within(LIMIT, move || run(&mut KillOnceBegun, task).unwrap_err());
+    assert!(err.is_killed(), "{err:?}");
+    assert!(!err.is_error() && !err.is_panic() && !err.is_cancelled() && !err.is_gave_up());
+    assert!(err.task_error().is_some_and(|e| e.is_killed()));
+}
