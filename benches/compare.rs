@@ -151,7 +151,7 @@ fn spawn_join() {
         300,
         || {
             let task = sidetask::spawn(|_: &Ctx| Ok::<_, ()>(black_box(1)));
-            black_box(task.join());
+            let _ = black_box(task.join());
         },
         || {
             let handle = thread::spawn(|| black_box(1));
@@ -196,7 +196,7 @@ fn round_trip() {
         },
     );
     task.stop();
-    task.join();
+    let _ = task.join();
     drop(to_tx);
     echo.join().unwrap();
 }
@@ -344,7 +344,7 @@ fn memory_child(side: &str, n: usize) {
                 t.stop();
             }
             for t in tasks {
-                t.join();
+                let _ = t.join();
             }
             grown
         }
@@ -595,7 +595,7 @@ mod asynk {
             let start = Instant::now();
             for _ in 0..BATCH {
                 let task = sidetask::spawn_async(|_: AsyncCtx| async { Ok::<_, ()>(black_box(1)) });
-                black_box(task.await);
+                let _ = black_box(task.await);
             }
             per_call(start, BATCH)
         }
@@ -693,7 +693,7 @@ mod asynk {
                     }
                 }
                 task.stop();
-                task.await;
+                let _ = task.await;
                 drop(to_tx);
                 echo.await.unwrap();
                 (a, b)

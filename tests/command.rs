@@ -44,6 +44,26 @@ fn exit_code_and_stderr_tail_are_the_outcome() {
     assert_eq!(exit.code(), Some(3));
     assert!(!exit.success());
     assert_eq!(exit.stderr_text(), "oops\n");
+    let debug = format!("{exit:?}");
+    assert!(debug.starts_with("Exit { status: "), "{debug}");
+    assert!(
+        debug.ends_with(r#", stderr: "oops\n", dropped_lines: 0, malformed_lines: 0 }"#),
+        "{debug}"
+    );
+}
+
+#[test]
+fn a_stderr_tail_that_is_not_utf8_is_shown_as_lossy_text() {
+    let task = Command::new("sh")
+        .args(["-c", r"printf 'bad \377 byte\n' >&2"])
+        .spawn()
+        .unwrap();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert_eq!(exit.stderr_tail, b"bad \xff byte\n");
+    assert!(
+        format!("{exit:?}").contains("stderr: \"bad \u{fffd} byte\\n\""),
+        "{exit:?}"
+    );
 }
 
 #[test]
@@ -116,7 +136,7 @@ fn stopping_kills_grandchildren_too() {
     let grandchild: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
     assert!(!not_running(grandchild));
     task.stop();
-    task.join_timeout(LIMIT).unwrap();
+    let _ = task.join_timeout(LIMIT).unwrap();
     wait_for("the grandchild to end", || not_running(grandchild));
 }
 

@@ -29,7 +29,9 @@ fn wait_until_done_returns_the_value_or_the_error() {
     let err = common::within(LIMIT, move || run(&mut WaitUntilDone, task).unwrap_err());
     assert!(err.is_error() && !err.is_panic() && !err.is_gave_up() && !err.is_cancelled());
     assert_eq!(
-        err.task_error().and_then(|e| e.error()).map(String::as_str),
+        err.task_error()
+            .and_then(|e| e.as_error())
+            .map(String::as_str),
         Some("no luck")
     );
     assert!(err.to_string().contains("no luck"), "{err}");
@@ -273,7 +275,7 @@ fn controlled_with_a_deadline_per_call() {
     // Stopped while it slept, or before its body began on a loaded machine.
     assert!(long.is_error() || long.is_cancelled(), "{long:?}");
     if long.is_error() {
-        assert_eq!(long.task_error().and_then(|e| e.error()), Some(&Stopped));
+        assert_eq!(long.task_error().and_then(|e| e.as_error()), Some(&Stopped));
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one controller per call");
 }

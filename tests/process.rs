@@ -93,6 +93,13 @@ fn exit_without_a_result_is_classified_with_stderr() {
     let crash = join(task).crash().expect("a crash");
     assert_eq!(*crash.cause(), CrashCause::Exited(3));
     assert!(crash.stderr_text().contains("crash: Exit(3)"), "{crash:?}");
+    // Its `Debug` shows the stderr tail as text.
+    let debug = format!("{crash:?}");
+    assert!(
+        debug.starts_with(r#"Crash { cause: Exited(3), stderr: ""#),
+        "{debug}"
+    );
+    assert!(debug.contains(r"crash: Exit(3)\n"), "{debug}");
 }
 
 #[test]
@@ -195,6 +202,11 @@ fn kill_reaches_the_whole_group_and_grandchildren() {
         other => panic!("expected a kill, got {other:?}"),
     };
     assert_eq!(killed.signal(), Some(9));
+    let debug = format!("{killed:?}");
+    assert!(
+        debug.starts_with(r#"Killed { signal: Some(9), stderr: ""#),
+        "{debug}"
+    );
     assert!(gone(child));
     // The plain program was in the child's group; the process task dies
     // with its parent.

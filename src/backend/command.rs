@@ -231,8 +231,10 @@ impl fmt::Debug for Command {
 }
 
 /// How a command task's program ended.
+///
+/// Its `Debug` shows the stderr tail as text (bad bytes replaced).
 #[non_exhaustive]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Exit {
     /// The program's exit status.
     pub status: ExitStatus,
@@ -264,6 +266,17 @@ impl Exit {
     /// The stderr tail as text, bad bytes replaced.
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr_tail).into_owned()
+    }
+}
+
+impl fmt::Debug for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exit")
+            .field("status", &self.status)
+            .field("stderr", &String::from_utf8_lossy(&self.stderr_tail))
+            .field("dropped_lines", &self.dropped_lines)
+            .field("malformed_lines", &self.malformed_lines)
+            .finish()
     }
 }
 
