@@ -531,6 +531,25 @@ impl<T> From<EmitError<T>> for TryEmitError<T> {
 /// [`Process::spawn`](crate::Process::spawn),
 /// [`Command::spawn`](crate::Command::spawn), [`Pool::run`](crate::Pool::run)
 /// and [`Chain::start`](crate::Chain::start).
+///
+/// Its text names the cause, including the operating system's error when
+/// there is one (so [`source`](Error::source) does not repeat it: it gives
+/// that error's own source). Ask which case it is with the `is_*`
+/// predicates, [`handshake_error`](StartError::handshake_error) and
+/// [`io_error`](StartError::io_error).
+///
+/// # Examples
+///
+/// ```
+/// use sidetask::Command;
+///
+/// let err = Command::new("/no/such/program").spawn().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "could not start program `/no/such/program`: No such file or directory (os error 2)"
+/// );
+/// assert_eq!(err.io_error().map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+/// ```
 #[derive(Debug)]
 pub struct StartError {
     kind: StartErrorKind,
@@ -539,42 +558,102 @@ pub struct StartError {
 #[derive(Debug)]
 enum StartErrorKind {
     AlreadyStarted,
-    Spawn(io::Error),
-    UnknownTask(String),
+    /// No thread could be started for the task (or its helper).
+    Thread(io::Error),
+    /// A command's program, or a process task's child, could not be
+    /// started.
+    Program {
+        program: String,
+        error: io::Error,
+    },
+    /// A process task's argument could not be encoded.
+    Encode(io::Error),
+    /// A process task's argument, in its frame, is over the maximum frame.
+    ArgumentTooLarge {
+        size: usize,
+        max: usize,
+    },
+    UnknownTask {
+        name: String,
+        in_child: bool,
+    },
     Handshake(String),
     #[cfg(feature = "tokio")]
     NoRuntime,
 }
 
 impl StartError {
+    fn new(kind: StartErrorKind) -> StartError {
+        StartError { kind }
+    }
+
     pub(crate) fn already_started() -> StartError {
-        StartError {
-            kind: StartErrorKind::AlreadyStarted,
-        }
+        StartError::new(StartErrorKind::AlreadyStarted)
     }
 
+    /// No thread could be started for the task.
     pub(crate) fn spawn(err: io::Error) -> StartError {
-        StartError {
-            kind: StartErrorKind::Spawn(err),
-        }
+        StartError::new(StartErrorKind::Thread(err))
     }
 
+    /// `program` (a command's, or a process task's child) could not be
+    /// started.
+    pub(crate) fn program(program: impl AsRef<std::ffi::OsStr>, err: io::Error) -> StartError {
+        StartError::new(StartErrorKind::Program {
+            program: program.as_ref().to_string_lossy().into_owned(),
+            error: err,
+        })
+    }
+
+    /// A process task's argument could not be encoded.
+    pub(crate) fn encode(err: impl fmt::Display) -> StartError {
+        StartError::new(StartErrorKind::Encode(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("could not encode the task's argument: {err}"),
+        )))
+    }
+
+    /// A process task's argument of `size` encoded bytes does not fit in a
+    /// frame of at most `max` bytes.
+    pub(crate) fn argument_too_large(size: usize, max: usize) -> StartError {
+        StartError::new(StartErrorKind::ArgumentTooLarge { size, max })
+    }
+
+    /// No task of that name in this process's registry.
     pub(crate) fn unknown_task(name: &str) -> StartError {
-        StartError {
-            kind: StartErrorKind::UnknownTask(name.to_owned()),
-        }
+        StartError::new(StartErrorKind::UnknownTask {
+            name: name.to_owned(),
+            in_child: false,
+        })
+    }
+
+    /// No task of that name in the child's registry.
+    pub(crate) fn unknown_task_in_child(name: &str) -> StartError {
+        StartError::new(StartErrorKind::UnknownTask {
+            name: name.to_owned(),
+            in_child: true,
+        })
     }
 
     pub(crate) fn handshake(why: String) -> StartError {
-        StartError {
-            kind: StartErrorKind::Handshake(why),
-        }
+        StartError::new(StartErrorKind::Handshake(why))
     }
 
     /// Returns `true` if no task of that name is registered (in this
     /// process's [`Registry`](crate::Registry), or in the child's).
     pub fn is_unknown_task(&self) -> bool {
-        matches!(self.kind, StartErrorKind::UnknownTask(_))
+        matches!(self.kind, StartErrorKind::UnknownTask { .. })
+    }
+
+    /// Returns `true` if a process task's argument, encoded, does not fit in
+    /// the maximum frame ([`Process::max_frame`](crate::Process::max_frame)).
+    /// It is refused before the child starts, and before the argument is
+    /// encoded: only its size is counted.
+    ///
+    /// The error converts into an [`io::Error`] of kind
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput).
+    pub fn is_argument_too_large(&self) -> bool {
+        matches!(self.kind, StartErrorKind::ArgumentTooLarge { .. })
     }
 
     /// Why a process task could not be handed to a child: [`init`](crate::init)
@@ -596,10 +675,12 @@ impl StartError {
 
     /// Returns the underlying error if no thread, child process or program
     /// could be started for the task, or a process task's argument could not
-    /// be encoded or was over the maximum frame.
+    /// be encoded (an error of kind [`InvalidInput`](io::ErrorKind::InvalidInput)).
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.kind {
-            StartErrorKind::Spawn(e) => Some(e),
+            StartErrorKind::Thread(e)
+            | StartErrorKind::Program { error: e, .. }
+            | StartErrorKind::Encode(e) => Some(e),
             _ => None,
         }
     }
@@ -608,9 +689,7 @@ impl StartError {
 #[cfg(feature = "tokio")]
 impl StartError {
     pub(crate) fn no_runtime() -> StartError {
-        StartError {
-            kind: StartErrorKind::NoRuntime,
-        }
+        StartError::new(StartErrorKind::NoRuntime)
     }
 
     /// Returns `true` if an async task was spawned outside a tokio runtime.
@@ -620,16 +699,62 @@ impl StartError {
     }
 }
 
+/// Writes a byte count as its largest whole unit: `16 MiB`, `64 KiB`,
+/// `10000 bytes`.
+struct Bytes(usize);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const KIB: usize = 1 << 10;
+        const MIB: usize = 1 << 20;
+        const GIB: usize = 1 << 30;
+        match self.0 {
+            0 => f.write_str("0 bytes"),
+            n if n % GIB == 0 => write!(f, "{} GiB", n / GIB),
+            n if n % MIB == 0 => write!(f, "{} MiB", n / MIB),
+            n if n % KIB == 0 => write!(f, "{} KiB", n / KIB),
+            n => write!(f, "{n} bytes"),
+        }
+    }
+}
+
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             StartErrorKind::AlreadyStarted => {
                 f.write_str("the task was started or stopped already")
             }
-            StartErrorKind::Spawn(_) => {
-                f.write_str("failed to start a thread or process for the task")
+            StartErrorKind::Thread(e) => write!(f, "could not start a thread for the task: {e}"),
+            StartErrorKind::Program { program, error } => {
+                write!(f, "could not start program `{program}`: {error}")
             }
-            StartErrorKind::UnknownTask(name) => write!(f, "no task named `{name}` is registered"),
+            StartErrorKind::Encode(e) => e.fmt(f),
+            StartErrorKind::ArgumentTooLarge { size, max } => {
+                let max = Bytes(*max);
+                if size > &max.0 {
+                    write!(f, "an argument of {size} bytes is over `max_frame` ({max})")?;
+                } else {
+                    write!(
+                        f,
+                        "an argument of {size} bytes makes a task frame over `max_frame` ({max})"
+                    )?;
+                }
+                f.write_str("; raise it with `.max_frame(...)`")
+            }
+            StartErrorKind::UnknownTask {
+                name,
+                in_child: false,
+            } => write!(
+                f,
+                "no task named `{name}` in the registry given to `sidetask::init`"
+            ),
+            StartErrorKind::UnknownTask {
+                name,
+                in_child: true,
+            } => write!(
+                f,
+                "no task named `{name}` in the registry the child gave to `sidetask::init`"
+            ),
             StartErrorKind::Handshake(why) => {
                 write!(f, "the child process did not take the task: {why}")
             }
@@ -642,19 +767,23 @@ impl fmt::Display for StartError {
 }
 
 impl Error for StartError {
+    /// The operating system's error is in the text already; this gives its
+    /// own source, if it has one.
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match &self.kind {
-            StartErrorKind::Spawn(e) => Some(e),
-            _ => None,
-        }
+        self.io_error().and_then(Error::source)
     }
 }
 
 impl From<StartError> for io::Error {
+    /// An error of the same kind as the underlying one
+    /// ([`InvalidInput`](io::ErrorKind::InvalidInput) for an argument too
+    /// large, [`Other`](io::ErrorKind::Other) when there is none), whose
+    /// text is the start error's: the program, the sizes, the name.
     fn from(err: StartError) -> io::Error {
-        match err.kind {
-            StartErrorKind::Spawn(e) => e,
-            _ => io::Error::other(err),
-        }
+        let kind = match &err.kind {
+            StartErrorKind::ArgumentTooLarge { .. } => io::ErrorKind::InvalidInput,
+            _ => err.io_error().map_or(io::ErrorKind::Other, io::Error::kind),
+        };
+        io::Error::new(kind, err)
     }
 }

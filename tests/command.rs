@@ -70,6 +70,16 @@ fn a_stderr_tail_that_is_not_utf8_is_shown_as_lossy_text() {
 fn a_missing_program_fails_to_spawn() {
     let err = Command::new("/nonexistent/program").spawn().unwrap_err();
     assert_eq!(err.io_error().unwrap().kind(), std::io::ErrorKind::NotFound);
+    // The text names the program and the operating system's error.
+    let os_error = err.io_error().unwrap().to_string();
+    assert!(os_error.ends_with("(os error 2)"), "{os_error}");
+    assert_eq!(
+        err.to_string(),
+        format!("could not start program `/nonexistent/program`: {os_error}")
+    );
+    let io = std::io::Error::from(err);
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(io.to_string().contains("/nonexistent/program"), "{io}");
 }
 
 #[test]

@@ -76,6 +76,10 @@ fn display_is_lower_case_without_a_period() {
         CtxRecvTimeoutError::Timeout.to_string(),
         EmitError::Stopped(()).to_string(),
         TryEmitError::Full(()).to_string(),
+        sidetask::Command::new("/no/such/program")
+            .spawn()
+            .unwrap_err()
+            .to_string(),
     ];
     for m in messages {
         let first = m.chars().next().unwrap();

@@ -206,7 +206,7 @@ impl Command {
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .map_err(StartError::spawn)?;
+            .map_err(|e| StartError::program(self.command.get_program(), e))?;
         let pid = child.id();
         let grace = self.grace;
         let guard = ChildGuard(Some(child));
