@@ -316,8 +316,10 @@ fn run_error_is_send_sync_static_when_its_error_is() {
 }
 
 /// Kills the task once it has begun (it emits when it has).
+#[cfg(feature = "tokio")]
 struct KillOnceBegun;
 
+#[cfg(feature = "tokio")]
 impl<T, E, In, Ev> Controller<T, E, In, Ev> for KillOnceBegun {
     fn control(&mut self, task: &Task<T, E, In, Ev>) -> Result<(), GiveUp> {
         task.recv()
