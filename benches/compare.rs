@@ -151,7 +151,7 @@ fn spawn_join() {
         300,
         || {
             let task = sidetask::spawn(|_: &Ctx| Ok::<_, ()>(black_box(1)));
-            black_box(task.join());
+            let _ = black_box(task.join());
         },
         || {
             let handle = thread::spawn(|| black_box(1));
@@ -196,7 +196,7 @@ fn round_trip() {
         },
     );
     task.stop();
-    task.join();
+    let _ = task.join();
     drop(to_tx);
     echo.join().unwrap();
 }
@@ -208,7 +208,7 @@ fn inbox_throughput() {
             .spawn(|ctx: &Ctx<u64>| {
                 let mut sum = 0u64;
                 for _ in 0..N {
-                    sum = sum.wrapping_add(ctx.recv().map_err(|_| Stopped)?);
+                    sum = sum.wrapping_add(ctx.recv()?);
                 }
                 Ok::<_, Stopped>(sum)
             })
@@ -253,7 +253,7 @@ fn stop_latency() {
     // first), then times signal → wake → joined. Trials alternate sides.
     let settle = Duration::from_millis(2);
     let ours = || {
-        let task = sidetask::spawn(|ctx: &Ctx<u64>| ctx.recv().map_err(|_| Stopped));
+        let task = sidetask::spawn(|ctx: &Ctx<u64>| ctx.recv().map_err(Stopped::from));
         thread::sleep(settle);
         let start = Instant::now();
         task.stop();
@@ -334,7 +334,7 @@ fn memory_child(side: &str, n: usize) {
                     let ready = Arc::clone(&ready);
                     sidetask::spawn(move |ctx: &Ctx<u64>| {
                         ready.fetch_add(1, Ordering::Release);
-                        ctx.recv().map_err(|_| Stopped)
+                        ctx.recv().map_err(Stopped::from)
                     })
                 })
                 .collect();
@@ -344,7 +344,7 @@ fn memory_child(side: &str, n: usize) {
                 t.stop();
             }
             for t in tasks {
-                t.join();
+                let _ = t.join();
             }
             grown
         }
@@ -595,7 +595,7 @@ mod asynk {
             let start = Instant::now();
             for _ in 0..BATCH {
                 let task = sidetask::spawn_async(|_: AsyncCtx| async { Ok::<_, ()>(black_box(1)) });
-                black_box(task.await);
+                let _ = black_box(task.await);
             }
             per_call(start, BATCH)
         }
@@ -693,7 +693,7 @@ mod asynk {
                     }
                 }
                 task.stop();
-                task.await;
+                let _ = task.await;
                 drop(to_tx);
                 echo.await.unwrap();
                 (a, b)
@@ -723,7 +723,7 @@ mod asynk {
                     let ours = trial % 4 == 0 || trial % 4 == 3;
                     if ours {
                         let task = sidetask::spawn_async(|ctx: AsyncCtx<u64>| async move {
-                            ctx.recv().await.map_err(|_| Stopped)
+                            ctx.recv().await.map_err(Stopped::from)
                         });
                         tokio::time::sleep(settle).await;
                         let start = Instant::now();

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Ends when the task is asked to stop (or its inbox is closed).
         while let Ok(n) = ctx.recv().await {
             seen += 1;
-            ctx.emit(format!("got {n}")).await.map_err(|_| Stopped)?;
+            ctx.emit(format!("got {n}")).await?;
         }
         Ok::<_, Stopped>(format!("done after {seen} messages."))
     });
@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. A thread task, awaited: the handle is the same type.
     let doubler = sidetask::spawn(|ctx: &Ctx<u32, u32>| {
         while let Ok(n) = ctx.recv() {
-            ctx.emit(n * 2).map_err(|_| Stopped)?;
+            ctx.emit(n * 2)?;
         }
         Ok::<_, Stopped>(())
     });
@@ -102,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = tokio::runtime::Handle::current();
     let from_thread = std::thread::spawn(move || {
         let task = Builder::new().spawn_async_on(&handle, |ctx: AsyncCtx<u8>| async move {
-            ctx.recv().await.map_err(|_| Stopped)
+            ctx.recv().await.map_err(Stopped::from)
         });
         task.send(7).expect("the task is running"); // blocking send
         task.join() // blocking join

@@ -24,8 +24,7 @@ impl NamedTask for Summer {
         while let Ok(n) = ctx.recv() {
             total += n;
             let pid = std::process::id();
-            ctx.emit(format!("{label} (pid {pid}): total {total}"))
-                .map_err(|_| Stopped)?;
+            ctx.emit(format!("{label} (pid {pid}): total {total}"))?;
         }
         Ok(total)
     }

@@ -19,12 +19,10 @@ impl NamedTask for Shout {
     type Error = Stopped;
 
     fn run(ctx: &Ctx<String, String>, suffix: String) -> Result<u32, Stopped> {
-        ctx.emit(format!("child pid {}", std::process::id()))
-            .map_err(|_| Stopped)?;
+        ctx.emit(format!("child pid {}", std::process::id()))?;
         let mut n = 0;
         while let Ok(word) = ctx.recv() {
-            ctx.emit(word.to_uppercase() + &suffix)
-                .map_err(|_| Stopped)?;
+            ctx.emit(word.to_uppercase() + &suffix)?;
             n += 1;
         }
         Ok(n)
@@ -43,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match ctx.recv() {
                 Ok(n) => {
                     seen += 1;
-                    ctx.emit(format!("got {n}")).map_err(|_| Stopped)?;
+                    ctx.emit(format!("got {n}"))?;
                 }
                 Err(CtxRecvError::Stopped) => break,
                 Err(CtxRecvError::Disconnected) => break,
@@ -115,7 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("ticks before the timeout: {:?}", timed.join().value());
 
     // 6. Messages a task never read come back.
-    let lazy = Builder::new().build(|ctx: &Ctx<&str>| ctx.recv().map_err(|_| Stopped));
+    let lazy = Builder::new().build(|ctx: &Ctx<&str>| ctx.recv().map_err(Stopped::from));
     for word in ["read", "unread", "also unread"] {
         lazy.send(word)?;
     }

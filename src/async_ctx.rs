@@ -328,8 +328,9 @@ impl<In: Send, Ev: Send> AsyncCtx<In, Ev> {
     /// let task = Builder::new()
     ///     .outbox_capacity(1)
     ///     .spawn_async(|ctx: AsyncCtx<(), u8>| async move {
-    ///         ctx.try_emit(1).map_err(|_| Stopped)?;
-    ///         Ok::<_, Stopped>(matches!(ctx.try_emit(2), Err(TryEmitError::Full(2))))
+    ///         let first = ctx.try_emit(1);
+    ///         let second = ctx.try_emit(2);
+    ///         Ok::<_, Stopped>(first.is_ok() && matches!(second, Err(TryEmitError::Full(2))))
     ///     })?;
     /// assert_eq!(task.recv_async().await?, 1);
     /// assert_eq!(task.await.value(), Some(true));
@@ -386,7 +387,7 @@ impl<In, Ev> EmitFuture<'_, In, Ev> {
     /// let task = Builder::new()
     ///     .outbox_capacity(1)
     ///     .spawn_async(|ctx: AsyncCtx<(), u8>| async move {
-    ///         ctx.emit(1).await.map_err(|_| Stopped)?; // fills the outbox
+    ///         ctx.emit(1).await?; // fills the outbox
     ///         let mut second = ctx.emit(2);
     ///         let timed_out =
     ///             tokio::time::timeout(Duration::from_millis(10), &mut second).await.is_err();

@@ -215,7 +215,7 @@ where
 }
 
 /// Why a controlled task gave no value: the task's own error, its panic,
-/// its cancellation, or the controller giving up.
+/// its cancellation, its kill, or the controller giving up.
 pub struct RunError<E> {
     kind: RunErrorKind<E>,
 }
@@ -245,6 +245,12 @@ impl<E> RunError<E> {
     /// Returns `true` if the task's body never ran.
     pub fn is_cancelled(&self) -> bool {
         matches!(&self.kind, RunErrorKind::Task(e) if e.is_cancelled())
+    }
+
+    /// Returns `true` if the task was killed (an async or process task, by
+    /// [`Task::kill`] or a stop that escalated).
+    pub fn is_killed(&self) -> bool {
+        matches!(&self.kind, RunErrorKind::Task(e) if e.is_killed())
     }
 
     /// Returns `true` if the controller gave up.

@@ -19,7 +19,7 @@
 //! let task = sidetask::spawn(|ctx: &Ctx<u64, String>| {
 //!     while !ctx.stopped() {
 //!         match ctx.recv_timeout(Duration::from_millis(100)) {
-//!             Ok(n) => ctx.emit(format!("got {n}")).map_err(|_| Stopped)?,
+//!             Ok(n) => ctx.emit(format!("got {n}"))?,
 //!             Err(_) => continue,
 //!         }
 //!     }

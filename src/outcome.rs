@@ -18,6 +18,19 @@ use std::sync::{Mutex, Once};
 /// [`into_result`](Outcome::into_result) folds it into a `Result` whose error,
 /// [`TaskError`], tells the failure cases apart with `is_*` predicates.
 ///
+/// # Accessors
+///
+/// The same names mean the same thing on `Outcome` and [`TaskError`], as on
+/// `Result`:
+///
+/// - `is_*` (`is_value`, `is_error`, `is_panic`, `is_cancelled`,
+///   `is_killed`, `is_crashed`) borrow and answer `true` or `false`;
+/// - the nouns (`value`, `error`, `panic`, `killed`, `crash`) take `self`
+///   and give the part or `None`, as [`Result::ok`] and [`Result::err`] do;
+/// - `as_*` (`as_error`, `as_panic`, `as_killed`, `as_crash`) borrow the part;
+/// - `into_*` take `self` and give `Self` back when it is not that case
+///   ([`TaskError::into_error`], [`TaskError::into_panic`]).
+///
 /// # Examples
 ///
 /// ```
@@ -33,6 +46,7 @@ use std::sync::{Mutex, Once};
 /// ```
 #[non_exhaustive]
 #[derive(Debug)]
+#[must_use = "a task's outcome may be an error, a panic or a kill, which should be handled"]
 pub enum Outcome<T, E> {
     /// The task returned `Ok(value)`.
     Value(T),
@@ -84,14 +98,6 @@ impl<T, E> Outcome<T, E> {
         matches!(self, Outcome::Crashed(_))
     }
 
-    /// The crash, if the task's process crashed.
-    pub fn crash(self) -> Option<Crash> {
-        match self {
-            Outcome::Crashed(c) => Some(c),
-            _ => None,
-        }
-    }
-
     /// The task's value, if it returned one.
     pub fn value(self) -> Option<T> {
         match self {
@@ -112,6 +118,63 @@ impl<T, E> Outcome<T, E> {
     pub fn panic(self) -> Option<Panic> {
         match self {
             Outcome::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// How the task was killed, if it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::{Killed, Outcome};
+    ///
+    /// let outcome: Outcome<(), ()> = Outcome::Cancelled;
+    /// assert_eq!(outcome.killed(), None::<Killed>);
+    /// ```
+    pub fn killed(self) -> Option<Killed> {
+        match self {
+            Outcome::Killed(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The crash, if the task's process crashed.
+    pub fn crash(self) -> Option<Crash> {
+        match self {
+            Outcome::Crashed(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The task's own error, by reference.
+    pub fn as_error(&self) -> Option<&E> {
+        match self {
+            Outcome::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The task's panic, by reference.
+    pub fn as_panic(&self) -> Option<&Panic> {
+        match self {
+            Outcome::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// How the task was killed, by reference.
+    pub fn as_killed(&self) -> Option<&Killed> {
+        match self {
+            Outcome::Killed(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The crash, by reference.
+    pub fn as_crash(&self) -> Option<&Crash> {
+        match self {
+            Outcome::Crashed(c) => Some(c),
             _ => None,
         }
     }
@@ -256,12 +319,24 @@ impl Panic {
     }
 }
 
+/// `Panic { message: "boom", location: Some(src/main.rs:3:5) }`: the payload
+/// is left out (it is a `dyn Any`), the location is written as a compiler
+/// writes it.
 impl fmt::Debug for Panic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Writes a location as `file:line:column`.
+        struct At<'a>(&'a Location);
+
+        impl fmt::Debug for At<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self.0, f)
+            }
+        }
+
         f.debug_struct("Panic")
             .field("message", &self.message)
-            .field("location", &self.location)
-            .finish_non_exhaustive()
+            .field("location", &self.location.as_ref().map(At))
+            .finish()
     }
 }
 
@@ -277,9 +352,12 @@ impl fmt::Display for Panic {
 /// Why a task did not give a value: its own error, a panic, it never ran, it
 /// was killed, or its process crashed.
 ///
-/// Made by [`Outcome::into_result`]. Ask which with the `is_*` predicates and
-/// take the parts with [`into_error`](TaskError::into_error) and
-/// [`into_panic`](TaskError::into_panic).
+/// Made by [`Outcome::into_result`]. Ask which with the `is_*` predicates,
+/// borrow the parts with `as_error`, `as_panic`, `as_killed` and `as_crash`,
+/// and take them with `error`, `panic`, `killed` and `crash` (or
+/// [`into_error`](TaskError::into_error) and
+/// [`into_panic`](TaskError::into_panic), which give `self` back otherwise):
+/// the same names as on [`Outcome`].
 pub struct TaskError<E> {
     failure: Failure<E>,
 }
@@ -330,24 +408,51 @@ impl<E> TaskError<E> {
         matches!(self.failure, Failure::Crashed(_))
     }
 
-    /// The crash, by reference.
-    pub fn crash(&self) -> Option<&Crash> {
-        match &self.failure {
-            Failure::Crashed(c) => Some(c),
+    /// The task's own error, if it returned one.
+    pub fn error(self) -> Option<E> {
+        match self.failure {
+            Failure::Error(e) => Some(e),
             _ => None,
         }
     }
 
-    /// How the task was killed, by reference.
-    pub fn killed(&self) -> Option<&Killed> {
-        match &self.failure {
+    /// The panic, if the task panicked.
+    pub fn panic(self) -> Option<Panic> {
+        match self.failure {
+            Failure::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// How the task was killed, if it was.
+    pub fn killed(self) -> Option<Killed> {
+        match self.failure {
             Failure::Killed(k) => Some(k),
             _ => None,
         }
     }
 
+    /// The crash, if the task's process crashed.
+    pub fn crash(self) -> Option<Crash> {
+        match self.failure {
+            Failure::Crashed(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// The task's own error, by reference.
-    pub fn error(&self) -> Option<&E> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::Ctx;
+    ///
+    /// let task = sidetask::spawn(|_: &Ctx| Err::<(), _>("no luck"));
+    /// let err = task.join().into_result().unwrap_err();
+    /// assert_eq!(err.as_error(), Some(&"no luck"));
+    /// assert_eq!(err.to_string(), "task failed: no luck"); // still whole
+    /// ```
+    pub fn as_error(&self) -> Option<&E> {
         match &self.failure {
             Failure::Error(e) => Some(e),
             _ => None,
@@ -355,9 +460,25 @@ impl<E> TaskError<E> {
     }
 
     /// The panic, by reference.
-    pub fn panic(&self) -> Option<&Panic> {
+    pub fn as_panic(&self) -> Option<&Panic> {
         match &self.failure {
             Failure::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// How the task was killed, by reference.
+    pub fn as_killed(&self) -> Option<&Killed> {
+        match &self.failure {
+            Failure::Killed(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The crash, by reference.
+    pub fn as_crash(&self) -> Option<&Crash> {
+        match &self.failure {
+            Failure::Crashed(c) => Some(c),
             _ => None,
         }
     }
@@ -427,7 +548,10 @@ impl<E: Error + 'static> Error for TaskError<E> {
 
 /// How a task was killed: by which signal, if its place has signals, and
 /// the tail of its stderr, if it had one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its `Debug` shows the stderr tail as text (bad bytes replaced):
+/// `Killed { signal: Some(9), stderr: "…" }`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Killed {
     signal: Option<i32>,
     stderr_tail: Vec<u8>,
@@ -459,6 +583,15 @@ impl Killed {
     }
 }
 
+impl fmt::Debug for Killed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Killed")
+            .field("signal", &self.signal)
+            .field("stderr", &String::from_utf8_lossy(&self.stderr_tail))
+            .finish()
+    }
+}
+
 impl Error for Killed {}
 
 impl Error for Crash {}
@@ -474,7 +607,10 @@ impl fmt::Display for Killed {
 
 /// How a task's process ended without a result, with the tail of its
 /// stderr.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the stderr tail as text (bad bytes replaced):
+/// `Crash { cause: Exited(3), stderr: "…" }`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Crash {
     cause: CrashCause,
     stderr_tail: Vec<u8>,
@@ -524,6 +660,15 @@ impl Crash {
     /// The stderr tail as text, bad bytes replaced.
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr_tail).into_owned()
+    }
+}
+
+impl fmt::Debug for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Crash")
+            .field("cause", &self.cause)
+            .field("stderr", &String::from_utf8_lossy(&self.stderr_tail))
+            .finish()
     }
 }
 

@@ -40,7 +40,7 @@ use crate::ctx::Ctx;
 ///     fn run(ctx: &Ctx<u64, u64>, offset: u64) -> Result<u64, Stopped> {
 ///         let mut count = 0;
 ///         while let Ok(n) = ctx.recv() {
-///             ctx.emit(n * n + offset).map_err(|_| Stopped)?;
+///             ctx.emit(n * n + offset)?;
 ///             count += 1;
 ///         }
 ///         Ok(count)

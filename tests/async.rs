@@ -381,10 +381,11 @@ async fn kill_drops_the_body_at_its_next_await() {
     let outcome = bounded("join", task).await;
     assert!(asked.elapsed() < PROMPT);
     assert!(dropped.load(Ordering::SeqCst), "the body was dropped");
-    let killed = match outcome {
-        Outcome::Killed(k) => k,
-        other => panic!("expected a kill, got {other:?}"),
-    };
+    assert_eq!(
+        format!("{:?}", outcome.as_killed()),
+        r#"Some(Killed { signal: None, stderr: "" })"#
+    );
+    let killed = outcome.killed().expect("a kill");
     assert_eq!(killed.signal(), None);
     assert!(killed.stderr_tail().is_empty());
 }
@@ -416,6 +417,8 @@ async fn kill_through_join_and_into_result() {
     join.task().kill();
     let err = bounded("join", join).await.into_result().unwrap_err();
     assert!(err.is_killed());
+    assert_eq!(err.as_killed().and_then(|k| k.signal()), None);
+    assert_eq!(err.killed(), Some(sidetask::Killed::default()));
 }
 
 // ---------------------------------------------------------------------------
@@ -523,7 +526,7 @@ fn runtime_shutdown_ends_tasks_killed_or_cancelled() {
 async fn thread_task_awaited_from_async() {
     let task = sidetask::spawn(|ctx: &Ctx<u64, u64>| {
         while let Ok(n) = ctx.recv() {
-            ctx.emit(n * 2).map_err(|_| Stopped)?;
+            ctx.emit(n * 2)?;
         }
         Ok::<_, Stopped>("done")
     });

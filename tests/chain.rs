@@ -237,7 +237,7 @@ fn a_stage_error_stops_the_chain_and_reports_stage_position_and_item() {
     assert_eq!(failure.take_item::<u64>(), Some(5));
     assert_eq!(failure.take_item::<u64>(), None, "taken once");
     assert!(failure.failure().is_error());
-    assert_eq!(failure.failure().error(), Some(&"no 5".to_owned()));
+    assert_eq!(failure.failure().as_error(), Some(&"no 5".to_owned()));
     let message = failure.to_string();
     assert!(
         message.contains("stage 1") && message.contains("no 5"),
@@ -276,7 +276,7 @@ fn a_panicking_stage_stops_the_chain_with_its_message() {
     assert_eq!(failure.stage(), 2);
     assert_eq!(failure.position(), 3);
     assert_eq!(failure.take_item::<String>().as_deref(), Some("3"));
-    let panic = failure.failure().panic().expect("a panic");
+    let panic = failure.failure().as_panic().expect("a panic");
     assert!(panic.message().contains("no three please"), "{panic}");
     assert!(failure.into_failure().is_panic());
 }

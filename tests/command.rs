@@ -44,12 +44,42 @@ fn exit_code_and_stderr_tail_are_the_outcome() {
     assert_eq!(exit.code(), Some(3));
     assert!(!exit.success());
     assert_eq!(exit.stderr_text(), "oops\n");
+    let debug = format!("{exit:?}");
+    assert!(debug.starts_with("Exit { status: "), "{debug}");
+    assert!(
+        debug.ends_with(r#", stderr: "oops\n", dropped_lines: 0, malformed_lines: 0 }"#),
+        "{debug}"
+    );
+}
+
+#[test]
+fn a_stderr_tail_that_is_not_utf8_is_shown_as_lossy_text() {
+    let task = Command::new("sh")
+        .args(["-c", r"printf 'bad \377 byte\n' >&2"])
+        .spawn()
+        .unwrap();
+    let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
+    assert_eq!(exit.stderr_tail, b"bad \xff byte\n");
+    assert!(
+        format!("{exit:?}").contains("stderr: \"bad \u{fffd} byte\\n\""),
+        "{exit:?}"
+    );
 }
 
 #[test]
 fn a_missing_program_fails_to_spawn() {
     let err = Command::new("/nonexistent/program").spawn().unwrap_err();
     assert_eq!(err.io_error().unwrap().kind(), std::io::ErrorKind::NotFound);
+    // The text names the program and the operating system's error.
+    let os_error = err.io_error().unwrap().to_string();
+    assert!(os_error.ends_with("(os error 2)"), "{os_error}");
+    assert_eq!(
+        err.to_string(),
+        format!("could not start program `/nonexistent/program`: {os_error}")
+    );
+    let io = std::io::Error::from(err);
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(io.to_string().contains("/nonexistent/program"), "{io}");
 }
 
 #[test]
@@ -121,7 +151,7 @@ fn stopping_kills_grandchildren_too() {
     let grandchild: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
     assert!(!not_running(grandchild));
     task.stop();
-    task.join_timeout(LIMIT).unwrap();
+    let _ = task.join_timeout(LIMIT).unwrap();
     wait_for("the grandchild to end", || not_running(grandchild));
 }
 

@@ -29,7 +29,9 @@ fn wait_until_done_returns_the_value_or_the_error() {
     let err = common::within(LIMIT, move || run(&mut WaitUntilDone, task).unwrap_err());
     assert!(err.is_error() && !err.is_panic() && !err.is_gave_up() && !err.is_cancelled());
     assert_eq!(
-        err.task_error().and_then(|e| e.error()).map(String::as_str),
+        err.task_error()
+            .and_then(|e| e.as_error())
+            .map(String::as_str),
         Some("no luck")
     );
     assert!(err.to_string().contains("no luck"), "{err}");
@@ -204,7 +206,7 @@ fn a_custom_controller_can_talk_to_the_task() {
     let task = sidetask::spawn(|ctx: &Ctx<u32, u32>| {
         let mut seen = 0;
         for n in ctx.iter() {
-            ctx.emit(n * 2).map_err(|_| Stopped)?;
+            ctx.emit(n * 2)?;
             seen += 1;
         }
         Ok::<_, Stopped>(seen)
@@ -273,7 +275,7 @@ fn controlled_with_a_deadline_per_call() {
     // Stopped while it slept, or before its body began on a loaded machine.
     assert!(long.is_error() || long.is_cancelled(), "{long:?}");
     if long.is_error() {
-        assert_eq!(long.task_error().and_then(|e| e.error()), Some(&Stopped));
+        assert_eq!(long.task_error().and_then(|e| e.as_error()), Some(&Stopped));
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one controller per call");
 }
@@ -311,4 +313,35 @@ fn run_error_is_send_sync_static_when_its_error_is() {
     let shared: Arc<dyn Error + Send + Sync> = Arc::from(err);
     let message = thread::spawn(move || shared.to_string()).join().unwrap();
     assert!(message.contains("my error"), "{message}");
+}
+
+/// Kills the task once it has begun (it emits when it has).
+#[cfg(feature = "tokio")]
+struct KillOnceBegun;
+
+#[cfg(feature = "tokio")]
+impl<T, E, In, Ev> Controller<T, E, In, Ev> for KillOnceBegun {
+    fn control(&mut self, task: &Task<T, E, In, Ev>) -> Result<(), GiveUp> {
+        task.recv()
+            .map_err(|_| GiveUp::new("the task ended before it emitted"))?;
+        task.kill();
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_killed_task_is_a_killed_run_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let task = Builder::new().spawn_async_on(
+        runtime.handle(),
+        |ctx: sidetask::AsyncCtx<(), ()>| async move {
+            ctx.emit(()).await?;
+            std::future::pending::<Result<(), Stopped>>().await
+        },
+    );
+    let err = common::within(LIMIT, move || run(&mut KillOnceBegun, task).unwrap_err());
+    assert!(err.is_killed(), "{err:?}");
+    assert!(!err.is_error() && !err.is_panic() && !err.is_cancelled() && !err.is_gave_up());
+    assert!(err.task_error().is_some_and(|e| e.is_killed()));
 }

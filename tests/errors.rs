@@ -76,6 +76,10 @@ fn display_is_lower_case_without_a_period() {
         CtxRecvTimeoutError::Timeout.to_string(),
         EmitError::Stopped(()).to_string(),
         TryEmitError::Full(()).to_string(),
+        sidetask::Command::new("/no/such/program")
+            .spawn()
+            .unwrap_err()
+            .to_string(),
     ];
     for m in messages {
         let first = m.chars().next().unwrap();
@@ -91,5 +95,141 @@ fn stopped_converts_into_ctx_errors() {
     assert_eq!(
         CtxRecvTimeoutError::from(Stopped),
         CtxRecvTimeoutError::Stopped
+    );
+}
+
+#[test]
+fn ctx_recv_and_emit_errors_convert_into_stopped() {
+    assert_eq!(Stopped::from(CtxRecvError::Stopped), Stopped);
+    assert_eq!(Stopped::from(CtxRecvError::Disconnected), Stopped);
+    assert_eq!(Stopped::from(EmitError::Stopped(Opaque(0))), Stopped);
+    assert_eq!(Stopped::from(EmitError::Disconnected(Opaque(0))), Stopped);
+
+    // So `?` works on them in a body whose error type is `Stopped`.
+    fn body(
+        recv: Result<u8, CtxRecvError>,
+        emit: Result<(), EmitError<u8>>,
+    ) -> Result<u8, Stopped> {
+        let n = recv?;
+        emit?;
+        Ok(n)
+    }
+    assert_eq!(body(Ok(1), Ok(())), Ok(1));
+    assert_eq!(body(Err(CtxRecvError::Disconnected), Ok(())), Err(Stopped));
+    assert_eq!(body(Ok(1), Err(EmitError::Stopped(2))), Err(Stopped));
+}
+
+#[test]
+fn try_recv_predicates() {
+    assert!(TryRecvError::Empty.is_empty());
+    assert!(!TryRecvError::Empty.is_disconnected());
+    assert!(TryRecvError::Disconnected.is_disconnected());
+    assert!(!TryRecvError::Disconnected.is_empty());
+
+    assert!(CtxTryRecvError::Empty.is_empty());
+    assert!(CtxTryRecvError::Stopped.is_stopped());
+    assert!(CtxTryRecvError::Disconnected.is_disconnected());
+    for (err, empty, stopped, disconnected) in [
+        (CtxTryRecvError::Empty, true, false, false),
+        (CtxTryRecvError::Stopped, false, true, false),
+        (CtxTryRecvError::Disconnected, false, false, true),
+    ] {
+        assert_eq!(err.is_empty(), empty, "{err:?}");
+        assert_eq!(err.is_stopped(), stopped, "{err:?}");
+        assert_eq!(err.is_disconnected(), disconnected, "{err:?}");
+    }
+}
+
+#[test]
+fn recv_timeout_predicates() {
+    assert!(RecvTimeoutError::Timeout.is_timeout());
+    assert!(!RecvTimeoutError::Timeout.is_disconnected());
+    assert!(RecvTimeoutError::Disconnected.is_disconnected());
+    assert!(!RecvTimeoutError::Disconnected.is_timeout());
+
+    for (err, timeout, stopped, disconnected) in [
+        (CtxRecvTimeoutError::Timeout, true, false, false),
+        (CtxRecvTimeoutError::Stopped, false, true, false),
+        (CtxRecvTimeoutError::Disconnected, false, false, true),
+    ] {
+        assert_eq!(err.is_timeout(), timeout, "{err:?}");
+        assert_eq!(err.is_stopped(), stopped, "{err:?}");
+        assert_eq!(err.is_disconnected(), disconnected, "{err:?}");
+    }
+}
+
+#[test]
+fn ctx_recv_predicates() {
+    assert!(CtxRecvError::Stopped.is_stopped());
+    assert!(!CtxRecvError::Stopped.is_disconnected());
+    assert!(CtxRecvError::Disconnected.is_disconnected());
+    assert!(!CtxRecvError::Disconnected.is_stopped());
+}
+
+#[test]
+fn send_predicates() {
+    assert!(TrySendError::Full(()).is_full());
+    assert!(!TrySendError::Full(()).is_disconnected());
+    assert!(TrySendError::Disconnected(()).is_disconnected());
+    assert!(!TrySendError::Disconnected(()).is_full());
+    assert!(SendTimeoutError::Timeout(()).is_timeout());
+    assert!(!SendTimeoutError::Timeout(()).is_disconnected());
+    assert!(SendTimeoutError::Disconnected(()).is_disconnected());
+    assert!(!SendTimeoutError::Disconnected(()).is_timeout());
+}
+
+#[test]
+fn emit_predicates() {
+    assert!(EmitError::Stopped(Opaque(0)).is_stopped());
+    assert!(!EmitError::Stopped(Opaque(0)).is_disconnected());
+    assert!(EmitError::Disconnected(Opaque(0)).is_disconnected());
+    assert!(!EmitError::Disconnected(Opaque(0)).is_stopped());
+    assert!(TryEmitError::Full(Opaque(0)).is_full());
+    assert!(!TryEmitError::Full(Opaque(0)).is_disconnected());
+    assert!(TryEmitError::Disconnected(Opaque(0)).is_disconnected());
+    assert!(!TryEmitError::Disconnected(Opaque(0)).is_full());
+}
+
+#[test]
+fn an_operations_errors_convert_among_themselves() {
+    assert_eq!(
+        TrySendError::from(SendError(7)),
+        TrySendError::Disconnected(7)
+    );
+    assert_eq!(
+        SendTimeoutError::from(SendError(7)),
+        SendTimeoutError::Disconnected(7)
+    );
+    assert_eq!(TryRecvError::from(RecvError), TryRecvError::Disconnected);
+    assert_eq!(
+        RecvTimeoutError::from(RecvError),
+        RecvTimeoutError::Disconnected
+    );
+
+    assert_eq!(
+        CtxTryRecvError::from(CtxRecvError::Stopped),
+        CtxTryRecvError::Stopped
+    );
+    assert_eq!(
+        CtxTryRecvError::from(CtxRecvError::Disconnected),
+        CtxTryRecvError::Disconnected
+    );
+    assert_eq!(
+        CtxRecvTimeoutError::from(CtxRecvError::Stopped),
+        CtxRecvTimeoutError::Stopped
+    );
+    assert_eq!(
+        CtxRecvTimeoutError::from(CtxRecvError::Disconnected),
+        CtxRecvTimeoutError::Disconnected
+    );
+
+    // `emit` stops only on a full outbox: `try_emit` calls that `Full`.
+    assert_eq!(
+        TryEmitError::from(EmitError::Stopped(7)),
+        TryEmitError::Full(7)
+    );
+    assert_eq!(
+        TryEmitError::from(EmitError::Disconnected(7)),
+        TryEmitError::Disconnected(7)
     );
 }

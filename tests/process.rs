@@ -91,6 +91,13 @@ fn exit_without_a_result_is_classified_with_stderr() {
     let crash = join(task).crash().expect("a crash");
     assert_eq!(*crash.cause(), CrashCause::Exited(3));
     assert!(crash.stderr_text().contains("crash: Exit(3)"), "{crash:?}");
+    // Its `Debug` shows the stderr tail as text.
+    let debug = format!("{crash:?}");
+    assert!(
+        debug.starts_with(r#"Crash { cause: Exited(3), stderr: ""#),
+        "{debug}"
+    );
+    assert!(debug.contains(r"crash: Exit(3)\n"), "{debug}");
 }
 
 #[test]
@@ -193,6 +200,11 @@ fn kill_reaches_the_whole_group_and_grandchildren() {
         other => panic!("expected a kill, got {other:?}"),
     };
     assert_eq!(killed.signal(), Some(9));
+    let debug = format!("{killed:?}");
+    assert!(
+        debug.starts_with(r#"Killed { signal: Some(9), stderr: ""#),
+        "{debug}"
+    );
     assert!(gone(child));
     // The plain program was in the child's group; the process task dies
     // with its parent.
@@ -331,6 +343,10 @@ fn an_unregistered_task_is_refused_here() {
     let err = Process::<Unregistered>::new(()).spawn().unwrap_err();
     assert!(err.is_unknown_task(), "{err}");
     assert!(err.to_string().contains("unregistered"));
+    assert_eq!(
+        err.to_string(),
+        "no task named `unregistered` in the registry given to `sidetask::init`"
+    );
 }
 
 #[test]
@@ -341,6 +357,10 @@ fn a_name_the_child_does_not_know_is_refused_there() {
         .spawn()
         .unwrap_err();
     assert!(err.is_unknown_task(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "no task named `echo` in the registry the child gave to `sidetask::init`"
+    );
 }
 
 #[test]
@@ -663,16 +683,37 @@ fn a_process_task_is_awaitable() {
 }
 
 #[test]
+fn a_hundred_megabyte_argument_is_refused_by_its_size() {
+    setup();
+    let err = Process::<Len>::new("x".repeat(100 << 20))
+        .spawn()
+        .unwrap_err();
+    assert!(err.is_argument_too_large(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "an argument of 104857604 bytes is over `max_frame` (16 MiB); \
+         raise it with `.max_frame(...)`"
+    );
+}
+
+#[test]
 fn an_argument_over_the_maximum_frame_is_refused_before_any_child_starts() {
     setup();
     let err = Process::<Len>::new("x".repeat(100_000))
         .max_frame(10_000)
         .spawn()
         .unwrap_err();
+    assert!(err.is_argument_too_large(), "{err}");
+    // 100,000 bytes and their length, encoded.
     assert_eq!(
-        err.io_error().map(std::io::Error::kind),
-        Some(std::io::ErrorKind::InvalidInput),
-        "{err}"
+        err.to_string(),
+        "an argument of 100003 bytes is over `max_frame` (10000 bytes); \
+         raise it with `.max_frame(...)`"
+    );
+    assert!(err.io_error().is_none());
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::InvalidInput
     );
     // In a pool, on new and warm children alike, it is that task's crash.
     let args = ["a".to_string(), "b".repeat(20 << 20), "c".to_string()];

@@ -30,7 +30,7 @@ fn stops_a_task_from_another_thread() {
 
 #[test]
 fn handles_of_tasks_of_different_types_fit_in_one_collection() {
-    let a = sidetask::spawn(|ctx: &Ctx<u8, String>| ctx.recv().map(|n| n * 2).map_err(|_| Stopped));
+    let a = sidetask::spawn(|ctx: &Ctx<u8, String>| Ok::<_, Stopped>(ctx.recv()? * 2));
     let b = sidetask::spawn(|ctx: &Ctx<(), u64>| ctx.sleep(Duration::from_secs(3600)));
     let stoppers: Vec<StopHandle> = vec![a.stop_handle(), b.stop_handle()];
     for s in &stoppers {

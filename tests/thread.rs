@@ -79,6 +79,63 @@ fn panic_carries_message_and_location() {
 }
 
 #[test]
+fn a_panics_debug_shows_its_message_and_location() {
+    let task = sidetask::spawn(|_: &Ctx| -> Result<(), ()> { panic!("boom") });
+    let outcome = task.join();
+    let location = outcome
+        .as_panic()
+        .and_then(|p| p.location())
+        .expect("a location")
+        .to_string();
+    assert!(location.starts_with("tests/thread.rs:"), "{location}");
+    assert_eq!(
+        format!("{outcome:?}"),
+        format!(r#"Panicked(Panic {{ message: "boom", location: Some({location}) }})"#)
+    );
+}
+
+#[test]
+fn outcome_and_task_error_accessors_agree() {
+    // Borrowing: `as_*` on both.
+    let outcome = sidetask::spawn(|_: &Ctx| Err::<(), _>("no luck")).join();
+    assert_eq!(outcome.as_error(), Some(&"no luck"));
+    assert!(outcome.as_panic().is_none());
+    assert!(outcome.as_killed().is_none());
+    assert!(outcome.as_crash().is_none());
+    let err = outcome.into_result().unwrap_err();
+    assert_eq!(err.as_error(), Some(&"no luck"));
+    assert!(err.as_panic().is_none());
+    assert!(err.as_killed().is_none());
+    assert!(err.as_crash().is_none());
+    // Taking: the nouns on both.
+    assert_eq!(err.error(), Some("no luck"));
+
+    let panicking = || sidetask::spawn(|_: &Ctx| -> Result<(), ()> { panic!("boom") });
+    let outcome = panicking().join();
+    assert_eq!(
+        outcome.as_panic().map(sidetask::Panic::message),
+        Some("boom")
+    );
+    assert!(outcome.as_error().is_none());
+    let err = outcome.into_result().unwrap_err();
+    assert_eq!(err.as_panic().map(sidetask::Panic::message), Some("boom"));
+    assert!(err.as_error().is_none());
+    assert_eq!(err.panic().expect("a panic").message(), "boom");
+    assert_eq!(
+        panicking().join().panic().expect("a panic").message(),
+        "boom"
+    );
+
+    let outcome = sidetask::spawn(|_: &Ctx| Ok::<_, ()>(1)).join();
+    assert!(outcome.killed().is_none());
+    let cancelled = Builder::new().build(|_: &Ctx| Ok::<_, ()>(1));
+    cancelled.stop();
+    let err = cancelled.join().into_result().unwrap_err();
+    assert!(err.is_cancelled());
+    assert!(err.crash().is_none());
+}
+
+#[test]
 fn panic_payload_can_be_resumed_by_the_caller_only() {
     let task = sidetask::spawn(|_: &Ctx| -> Result<(), ()> { std::panic::panic_any(17u32) });
     let outcome = task.join();
@@ -142,7 +199,7 @@ fn join_of_an_unstarted_task_cancels_it() {
 
 #[test]
 fn stop_before_start_cancels_and_gives_messages_back() {
-    let task = Builder::new().build(|ctx: &Ctx<u8>| ctx.recv().map_err(|_| Stopped));
+    let task = Builder::new().build(|ctx: &Ctx<u8>| ctx.recv().map_err(Stopped::from));
     task.send(1).unwrap();
     task.send(2).unwrap();
     task.stop();
@@ -313,7 +370,7 @@ fn send_after_stop_gives_the_message_back() {
     let task = sidetask::spawn(|ctx: &Ctx<u8>| ctx.sleep(Duration::from_secs(10)));
     task.stop();
     assert_eq!(task.send(9).unwrap_err().into_inner(), 9);
-    task.join();
+    let _ = task.join();
 }
 
 #[test]

@@ -43,7 +43,7 @@ impl NamedTask for Pong {
     fn run(ctx: &Ctx<u64, u64>, cpu: Option<usize>) -> Result<(), Stopped> {
         pin(cpu);
         while let Ok(n) = ctx.recv() {
-            ctx.emit(n).map_err(|_| Stopped)?;
+            ctx.emit(n)?;
         }
         Ok(())
     }

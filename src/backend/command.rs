@@ -205,7 +205,7 @@ impl Command {
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .map_err(StartError::spawn)?;
+            .map_err(|e| StartError::program(self.command.get_program(), e))?;
         let pid = child.id();
         let escalation = Escalation::new(pid, self.grace, true);
         let guard = ChildGuard(Some(child), Arc::clone(&escalation));
@@ -246,8 +246,10 @@ impl fmt::Debug for Command {
 }
 
 /// How a command task's program ended.
+///
+/// Its `Debug` shows the stderr tail as text (bad bytes replaced).
 #[non_exhaustive]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Exit {
     /// The program's exit status.
     pub status: ExitStatus,
@@ -279,6 +281,17 @@ impl Exit {
     /// The stderr tail as text, bad bytes replaced.
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr_tail).into_owned()
+    }
+}
+
+impl fmt::Debug for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exit")
+            .field("status", &self.status)
+            .field("stderr", &String::from_utf8_lossy(&self.stderr_tail))
+            .field("dropped_lines", &self.dropped_lines)
+            .field("malformed_lines", &self.malformed_lines)
+            .finish()
     }
 }
 

@@ -267,7 +267,7 @@ pub fn idle_timeout() -> Duration {
 /// use sidetask::Ctx;
 ///
 /// let task = sidetask::spawn(|_: &Ctx| Ok::<_, ()>(()));
-/// task.join();
+/// assert!(task.join().is_value());
 /// assert!(sidetask::worker_threads() >= 1);
 /// ```
 pub fn worker_threads() -> usize {

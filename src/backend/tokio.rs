@@ -255,7 +255,7 @@ impl Builder {
     ///
     /// let runtime = tokio::runtime::Runtime::new()?;
     /// let task = Builder::new().spawn_async_on(runtime.handle(), |ctx: AsyncCtx<u8>| async move {
-    ///     ctx.recv().await.map_err(|_| Stopped)
+    ///     ctx.recv().await.map_err(Stopped::from)
     /// });
     /// task.send(7)?; // the blocking methods work from a plain thread
     /// assert_eq!(task.join().value(), Some(7));

@@ -188,7 +188,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let task = sidetask::spawn_async(|ctx: AsyncCtx<i32>| async move {
-    ///     ctx.recv().await.map_err(|_| Stopped)
+    ///     ctx.recv().await.map_err(Stopped::from)
     /// });
     /// task.send_async(1).await?;
     /// task.wait_async().await;
@@ -309,7 +309,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let task = sidetask::spawn(|ctx: &Ctx<(), &str>| ctx.emit("hi").map_err(|_| Stopped));
+    /// let task = sidetask::spawn(|ctx: &Ctx<(), &str>| ctx.emit("hi").map_err(Stopped::from));
     /// assert_eq!(poll_fn(|cx| task.poll_recv(cx)).await, Ok("hi"));
     /// # }
     /// ```

@@ -193,7 +193,7 @@ where
     /// ```
     /// use sidetask::{Builder, Ctx, Stopped};
     ///
-    /// let task = Builder::new().build(|ctx: &Ctx<u8>| ctx.recv().map_err(|_| Stopped));
+    /// let task = Builder::new().build(|ctx: &Ctx<u8>| ctx.recv().map_err(Stopped::from));
     /// task.send(42)?; // kept until the task starts
     /// task.start()?;
     /// assert!(task.start().unwrap_err().is_already_started());
@@ -461,7 +461,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// ```
     /// use sidetask::{Ctx, Stopped};
     ///
-    /// let task = sidetask::spawn(|ctx: &Ctx<i32>| ctx.recv().map_err(|_| Stopped));
+    /// let task = sidetask::spawn(|ctx: &Ctx<i32>| ctx.recv().map_err(Stopped::from));
     /// task.send(1)?;
     /// task.wait();
     /// assert_eq!(task.send(2).unwrap_err().into_inner(), 2);
@@ -614,7 +614,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// ```
     /// use sidetask::{Builder, Ctx, Stopped};
     ///
-    /// let task = Builder::new().build(|ctx: &Ctx<&str>| ctx.recv().map_err(|_| Stopped));
+    /// let task = Builder::new().build(|ctx: &Ctx<&str>| ctx.recv().map_err(Stopped::from));
     /// task.send("first")?;
     /// task.send("second")?;
     /// assert_eq!(task.take_unread(), None); // not ended yet

@@ -54,7 +54,7 @@ impl NamedTask for Blobs {
     fn run(ctx: &Ctx<(u64, u32), (u64, Vec<u8>)>, (): ()) -> Result<u64, Stopped> {
         let mut n = 0;
         while let Ok((id, len)) = ctx.recv() {
-            ctx.emit((id, blob(id, len))).map_err(|_| Stopped)?;
+            ctx.emit((id, blob(id, len)))?;
             n += 1;
         }
         Ok(n)
@@ -106,7 +106,7 @@ impl NamedTask for Echo {
     fn run(ctx: &Ctx<i64, i64>, add: i64) -> Result<u64, Stopped> {
         let mut n = 0;
         while let Ok(m) = ctx.recv() {
-            ctx.emit(m + add).map_err(|_| Stopped)?;
+            ctx.emit(m + add)?;
             n += 1;
         }
         Ok(n)
@@ -206,7 +206,7 @@ impl NamedTask for Stubborn {
     type Error = Stopped;
 
     fn run(ctx: &Ctx<(), u32>, (): ()) -> Result<(), Stopped> {
-        ctx.emit(std::process::id()).map_err(|_| Stopped)?;
+        ctx.emit(std::process::id())?;
         loop {
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -225,7 +225,7 @@ impl NamedTask for Sleeper {
     type Error = Stopped;
 
     fn run(ctx: &Ctx<(), u32>, secs: u64) -> Result<String, Stopped> {
-        ctx.emit(std::process::id()).map_err(|_| Stopped)?;
+        ctx.emit(std::process::id())?;
         ctx.sleep(Duration::from_secs(secs))?;
         Ok("slept".into())
     }
@@ -315,7 +315,7 @@ impl NamedTask for ReadOne {
     type Error = Stopped;
 
     fn run(ctx: &Ctx<String>, (): ()) -> Result<String, Stopped> {
-        ctx.recv().map_err(|_| Stopped)
+        Ok(ctx.recv()?)
     }
 }
 
@@ -402,7 +402,7 @@ impl NamedTask for Square {
     type Error = Stopped;
 
     fn run(ctx: &Ctx<(), u64>, n: u64) -> Result<(u64, u32), Stopped> {
-        ctx.emit(n).map_err(|_| Stopped)?;
+        ctx.emit(n)?;
         if n % 10 == 3 {
             std::process::abort();
         }
@@ -453,7 +453,7 @@ impl NamedTask for Big {
 
     fn run(ctx: &Ctx<(), Vec<u8>>, (): ()) -> Result<(), Stopped> {
         loop {
-            ctx.emit(vec![7u8; 1 << 20]).map_err(|_| Stopped)?;
+            ctx.emit(vec![7u8; 1 << 20])?;
             ctx.checkpoint()?;
         }
     }

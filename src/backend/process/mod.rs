@@ -55,7 +55,6 @@ mod worker;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -128,9 +127,15 @@ pub(crate) fn check_registered(name: &str) -> Result<(), StartError> {
 
 /// What to send a child for a task of type `T`; fails if the argument
 /// cannot be encoded or is over the maximum frame.
-fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hello, String> {
-    let arg = encode(arg).map_err(|e| format!("could not encode the argument: {e}"))?;
-    let arg_len = arg.len();
+///
+/// The argument's size is counted before it is encoded, so an argument over
+/// the maximum is refused without a buffer of its size.
+fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hello, StartError> {
+    let arg_len = postcard::experimental::serialized_size(arg).map_err(StartError::encode)?;
+    if arg_len > config.max_frame {
+        return Err(StartError::argument_too_large(arg_len, config.max_frame));
+    }
+    let arg = encode(arg).map_err(StartError::encode)?;
     let hello = Hello {
         version: VERSION,
         name: T::NAME.to_owned(),
@@ -144,12 +149,9 @@ fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hel
         reuse,
     };
     // The frame adds a tag to the hello.
-    let size = encode(&hello).map_or(usize::MAX, |bytes| bytes.len() + 1);
+    let size = postcard::experimental::serialized_size(&hello).map_or(usize::MAX, |n| n + 1);
     if size > config.max_frame {
-        return Err(format!(
-            "an argument of {arg_len} bytes makes a task frame of {size} bytes, over the maximum frame of {}",
-            config.max_frame
-        ));
+        return Err(StartError::argument_too_large(arg_len, config.max_frame));
     }
     Ok(hello)
 }
@@ -222,7 +224,7 @@ pub type ProcessTask<T> = Task<
 ///     type Error = Stopped;
 ///     fn run(ctx: &Ctx<i64, i64>, (): ()) -> Result<(), Stopped> {
 ///         while let Ok(n) = ctx.recv() {
-///             ctx.emit(2 * n).map_err(|_| Stopped)?;
+///             ctx.emit(2 * n)?;
 ///         }
 ///         Ok(())
 ///     }
@@ -367,20 +369,22 @@ impl<T: NamedTask> Process<T> {
     ///   called in this process, or the child did not answer the handshake
     ///   within the start timeout, answered with another protocol version,
     ///   or exited first (its stderr tail is in the text).
+    /// - [`StartError::is_argument_too_large`]: the argument, encoded, does
+    ///   not fit in [`max_frame`](Process::max_frame); no child was started.
     /// - [`StartError::io_error`]: the child or a thread could not be
     ///   started, or the argument could not be encoded.
     pub fn spawn(mut self) -> Result<ProcessTask<T>, StartError> {
         check_registered(T::NAME)?;
         self.config.inbox = self.settings.inbox;
         self.config.outbox = self.settings.outbox;
-        let hello = hello::<T>(&self.arg, &self.config, false)
-            .map_err(|e| StartError::spawn(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-        let mut worker = Worker::start(&self.config).map_err(StartError::spawn)?;
+        let hello = hello::<T>(&self.arg, &self.config, false)?;
+        let mut worker = Worker::start(&self.config)
+            .map_err(|e| StartError::program(&self.config.program, e))?;
         if let Err(refusal) = worker.begin(hello, self.config.start_timeout, self.config.max_frame)
         {
             let tail = worker.kill_and_reap();
             return Err(match refusal {
-                Refusal::Unknown => StartError::unknown_task(T::NAME),
+                Refusal::Unknown => StartError::unknown_task_in_child(T::NAME),
                 Refusal::Other(why) if tail.is_empty() => StartError::handshake(why),
                 Refusal::Other(why) => StartError::handshake(format!(
                     "{why}; the child's stderr ends with:\n{}",

@@ -37,7 +37,7 @@ impl Warm {
             |why: String| Outcome::Crashed(Crash::new(CrashCause::Start(why), Vec::new()));
         let hello = match super::hello::<T>(arg, &self.config, true) {
             Ok(hello) => hello,
-            Err(why) => return start_failed(why),
+            Err(why) => return start_failed(why.to_string()),
         };
         // An idle child may have died meanwhile.
         let idle = loop {
