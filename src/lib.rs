@@ -103,10 +103,11 @@ mod chain;
 mod controller;
 mod ctx;
 mod error;
+mod init;
 mod mailbox;
+mod named;
 mod outcome;
 mod pool;
-mod registry;
 mod sync;
 mod task;
 mod timer;
@@ -124,9 +125,10 @@ pub use error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, RecvError, RecvTimeoutError,
     SendError, SendTimeoutError, StartError, Stopped, TryEmitError, TryRecvError, TrySendError,
 };
+pub use init::init;
+pub use named::{NamedTask, Registry, RegistryError};
 pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
-pub use registry::{NamedTask, Registry, RegistryError, init};
 pub use task::{Events, Status, StopHandle, Task, TaskId};
 
 #[cfg(feature = "tokio")]

@@ -57,8 +57,8 @@ use crate::backend::process::{self, Warm};
 use crate::builder::DEFAULT_CAPACITY;
 use crate::ctx::Ctx;
 use crate::error::{RecvError, RecvTimeoutError, StartError, TryRecvError};
+use crate::named::NamedTask;
 use crate::outcome::{Outcome, Panic};
-use crate::registry::NamedTask;
 use crate::sync::lock;
 use crate::task::Task;
 

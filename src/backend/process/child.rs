@@ -18,33 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustix::process::{Pid, Resource, Rlimit, Signal, setrlimit};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer, encode};
+use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::relay::{Dispatch, Flow, Relay};
 use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
 use crate::backend::thread as place;
-use crate::ctx::Ctx;
-use crate::mailbox::{DONE, INBOX_CLOSED, PushError, STOP, Wait};
-use crate::outcome;
-use crate::registry::{NamedTask, Registry};
+use crate::named::{Delivered, Ended, Entry, Full, Inlet, Line, Registry};
 use crate::sync::lock;
-use crate::task::Shared;
-use crate::task::wire::{Carry, Served, Side, Wire};
-
-/// How the child runs one registered task type: runs it, and returns the
-/// next task asked for, if any.
-pub(crate) struct Entry {
-    run: fn(&mut Conn, Hello) -> Option<Hello>,
-}
-
-pub(crate) fn entry<T: NamedTask>() -> Entry {
-    Entry { run: run_task::<T> }
-}
+use crate::task::wire::Served;
 
 /// The child's connection to its parent.
-pub(crate) struct Conn {
+struct Conn {
     // `None` while a task's relay holds it.
     reader: Option<FrameReader>,
     writer: Arc<Writer>,
@@ -174,7 +158,7 @@ fn serve(registry: &Registry, mut conn: Conn) -> ! {
                 ),
             );
         }
-        match (entry.run)(&mut conn, next) {
+        match run_task(&mut conn, next, entry) {
             Some(hello) => next = hello,
             None => std::process::exit(0),
         }
@@ -186,13 +170,11 @@ fn fail(why: String) -> ! {
     std::process::exit(EXIT_PROTOCOL)
 }
 
-/// A task's state in the child: its mailbox (the inbox only: events go
+/// A task's state in the child: its way in (the inbox only: events go
 /// straight to the parent), the messages it read but has not acknowledged
 /// yet, and who reads the socket.
-struct ChildTask<In, Ev> {
-    // The body's side of the task (its mailbox's inbox only: events go
-    // straight to the parent).
-    shared: Arc<Shared<In, Ev, ()>>,
+struct ChildTask {
+    inlet: Arc<dyn Inlet>,
     writer: Arc<Writer>,
     relay: Relay,
     max_frame: usize,
@@ -206,7 +188,7 @@ struct ChildTask<In, Ev> {
     next: Mutex<Option<Hello>>,
 }
 
-impl<In, Ev> ChildTask<In, Ev> {
+impl ChildTask {
     /// Writes the pending acknowledgement, then `last`, in one write: the
     /// parent learns a message was read before any event that answers it.
     fn flush(&self, last: Option<Up>) {
@@ -224,27 +206,25 @@ impl<In, Ev> ChildTask<In, Ev> {
     }
 }
 
-impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
+impl Dispatch for ChildTask {
     fn frame(&self, payload: &[u8], _may_wait: bool) -> Flow {
         match postcard::from_bytes::<Down>(payload) {
-            Ok(Down::Message(bytes)) => match postcard::from_bytes(&bytes) {
-                Ok(message) => match self.shared.mailbox.push_in(message, Wait::No) {
-                    Ok(()) => Flow::Wake,
-                    Err(PushError::Full(_)) => {
-                        fail("the parent sent more messages than the inbox holds".to_owned())
-                    }
-                    // Stopping or ended: the parent still holds it, not
-                    // acknowledged, and takes it back.
-                    Err(PushError::Closed(_) | PushError::Stopped(_)) => Flow::More,
-                },
+            Ok(Down::Message(bytes)) => match self.inlet.deliver(&bytes) {
+                Ok(Delivered::Taken) => Flow::Wake,
+                Ok(Delivered::Full) => {
+                    fail("the parent sent more messages than the inbox holds".to_owned())
+                }
+                // Stopping or ended: the parent still holds it, not
+                // acknowledged, and takes it back.
+                Ok(Delivered::Refused) => Flow::More,
                 Err(e) => fail(format!("a malformed message from the parent: {e}")),
             },
             Ok(Down::Close) => {
-                self.shared.mailbox.set(INBOX_CLOSED);
+                self.inlet.close();
                 Flow::Wake
             }
             Ok(Down::Stop) => {
-                self.shared.mailbox.set(STOP);
+                self.inlet.stop();
                 Flow::Wake
             }
             Ok(Down::Start(next)) => {
@@ -253,7 +233,7 @@ impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
                 if !self.finished.load(Ordering::SeqCst) {
                     fail("a new task was asked for before the last one ended".to_owned());
                 }
-                self.shared.mailbox.set(DONE);
+                self.inlet.done();
                 *lock(&self.next) = Some(next);
                 Flow::End
             }
@@ -271,11 +251,11 @@ impl<In: DeserializeOwned + Send, Ev: Send> Dispatch for ChildTask<In, Ev> {
     }
 
     fn ready(&self) -> bool {
-        self.shared.mailbox.has_message()
+        self.inlet.has_message()
     }
 }
 
-impl<In: DeserializeOwned + Send, Ev: Serialize + Send> Wire<Ev> for ChildTask<In, Ev> {
+impl Line for ChildTask {
     fn taken(&self) {
         // Acknowledged in batches, with the next event at the latest: the
         // parent has credit for at least half the inbox meanwhile.
@@ -284,29 +264,26 @@ impl<In: DeserializeOwned + Send, Ev: Serialize + Send> Wire<Ev> for ChildTask<I
         }
     }
 
-    fn carry(&self, event: Ev, wait: bool) -> Result<(), Carry<Ev>> {
+    fn event(&self, bytes: Vec<u8>, wait: bool) -> Result<(), Full> {
+        // The frame adds a tag and a length to the payload.
+        if bytes.len() + 6 > self.max_frame {
+            let max = self.max_frame;
+            self.broken(format!(
+                "an event of {} bytes is over the maximum frame of {max}",
+                bytes.len()
+            ));
+        }
         // Without waiting: only when the connection takes a frame now.
         if !wait && !self.writer.writable_now() {
-            return Err(Carry::Full(event));
+            return Err(Full);
         }
-        let frame = match encode(&event) {
-            // The frame adds a tag and a length to the payload.
-            Ok(bytes) if bytes.len() + 6 <= self.max_frame => Up::Event(bytes),
-            Ok(bytes) => {
-                let max = self.max_frame;
-                self.flush(Some(Up::Broken(format!(
-                    "an event of {} bytes is over the maximum frame of {max}",
-                    bytes.len()
-                ))));
-                std::process::exit(EXIT_PROTOCOL)
-            }
-            Err(e) => {
-                self.flush(Some(Up::Broken(format!("could not encode an event: {e}"))));
-                std::process::exit(EXIT_PROTOCOL)
-            }
-        };
-        self.flush(Some(frame));
+        self.flush(Some(Up::Event(bytes)));
         Ok(())
+    }
+
+    fn broken(&self, why: String) {
+        self.flush(Some(Up::Broken(why)));
+        std::process::exit(EXIT_PROTOCOL)
     }
 
     fn pull(&self, until: Option<Instant>) -> Served {
@@ -318,18 +295,15 @@ impl<In: DeserializeOwned + Send, Ev: Serialize + Send> Wire<Ev> for ChildTask<I
     }
 }
 
-/// Runs one task of type `T`; returns the next task asked for, or `None`
-/// when this child is done.
-fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
+/// Runs one task; returns the next task asked for, or `None` when this
+/// child is done.
+fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
     let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
     let reuse = hello.reuse;
-    let arg: T::Arg = match postcard::from_bytes(&hello.arg) {
-        Ok(arg) => arg,
-        Err(e) => refuse(
-            conn,
-            false,
-            format!("could not decode the argument of `{}`: {e}", T::NAME),
-        ),
+    let inbox = hello.inbox.max(1);
+    let prepared = match (entry.prepare)(&hello.arg, inbox as usize) {
+        Ok(prepared) => prepared,
+        Err(why) => refuse(conn, false, why),
     };
     let Some(reader) = conn.reader.take() else {
         fail("the connection's reader is gone".to_owned())
@@ -338,11 +312,8 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
         Ok(relay) => relay,
         Err(e) => fail(format!("could not make the connection's relay: {e}")),
     };
-    let inbox = hello.inbox.max(1);
-    let shared = Arc::new(Shared::new(Some(Arc::from(T::NAME)), inbox as usize, 1, ()));
-    shared.set_started(true);
-    let task = Arc::new(ChildTask::<T::In, T::Event> {
-        shared,
+    let task = Arc::new(ChildTask {
+        inlet: prepared.inlet,
         writer: Arc::clone(&conn.writer),
         relay,
         max_frame,
@@ -352,39 +323,23 @@ fn run_task<T: NamedTask>(conn: &mut Conn, hello: Hello) -> Option<Hello> {
         finished: AtomicBool::new(false),
         next: Mutex::new(None),
     });
-    task.shared.mailbox.no_spin();
-    outcome::install_hook();
     let body = {
         let task = Arc::clone(&task);
-        let wire: Arc<dyn Wire<T::Event>> = task.clone();
-        task.shared.set_wire(Side::Body, Arc::downgrade(&wire));
-        let ctx = Ctx::new(task.shared.clone());
+        let run = prepared.run;
         move || {
-            let result = outcome::catch(move || {
-                let result = T::run(&ctx, arg);
-                drop(ctx);
-                result
-            });
-            let last = match result {
-                Ok(Ok(v)) => encode(&v).map(Up::Value),
-                Ok(Err(e)) => encode(&e).map(Up::Error),
-                Err(p) => Ok(Up::Panicked {
-                    message: p.message().to_owned(),
-                    location: p
-                        .location()
-                        .map(|l| (l.file().to_owned(), l.line(), l.column())),
-                }),
-            };
-            let last = match last {
-                Ok(Up::Value(bytes) | Up::Error(bytes)) if bytes.len() + 6 > task.max_frame => {
+            let line: Arc<dyn Line> = task.clone();
+            let last = match run(line) {
+                Ended::Value(bytes) | Ended::Error(bytes) if bytes.len() + 6 > task.max_frame => {
                     Up::Broken(format!(
                         "an outcome of {} bytes is over the maximum frame of {}",
                         bytes.len(),
                         task.max_frame
                     ))
                 }
-                Ok(frame) => frame,
-                Err(e) => Up::Broken(format!("could not encode the outcome: {e}")),
+                Ended::Value(bytes) => Up::Value(bytes),
+                Ended::Error(bytes) => Up::Error(bytes),
+                Ended::Panicked { message, location } => Up::Panicked { message, location },
+                Ended::Unencodable(why) => Up::Broken(why),
             };
             task.finished.store(true, Ordering::SeqCst);
             task.flush(Some(last));

@@ -19,8 +19,8 @@ use crate::backend::thread as place;
 use crate::backend::unix::{Escalation, Stage, signal_group};
 use crate::ctx::Ctx;
 use crate::mailbox::{INBOX_CLOSED, KILL, STOP};
+use crate::named::NamedTask;
 use crate::outcome::{Crash, CrashCause, Outcome};
-use crate::registry::NamedTask;
 use crate::sync::lock;
 use crate::task::wire::{Side, Wire};
 

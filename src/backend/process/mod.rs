@@ -59,7 +59,7 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub(crate) use child::{Entry, enter_if_child, entry};
+pub(crate) use child::enter_if_child;
 use protocol::{Hello, VERSION, encode};
 pub(crate) use warm::Warm;
 use worker::{Refusal, Worker};
@@ -67,7 +67,7 @@ use worker::{Refusal, Worker};
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::error::StartError;
-use crate::registry::{self, NamedTask};
+use crate::named::{self, NamedTask};
 use crate::task::{Settings, Task};
 
 /// Set in the child's environment: the parent's pid.
@@ -115,7 +115,7 @@ impl Default for Config {
 
 /// Fails unless `name` is in the registry given to [`init`](crate::init).
 pub(crate) fn check_registered(name: &str) -> Result<(), StartError> {
-    let Some(registry) = registry::registry() else {
+    let Some(registry) = named::registry() else {
         return Err(StartError::not_initialized());
     };
     if registry.contains(name) {
@@ -139,7 +139,7 @@ fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hel
     let hello = Hello {
         version: VERSION,
         name: T::NAME.to_owned(),
-        fingerprint: registry::fingerprint::<T>(),
+        fingerprint: named::fingerprint::<T>(),
         arg,
         max_frame: config.max_frame as u64,
         inbox: clamp(config.inbox),

@@ -24,8 +24,8 @@ use crate::backend::thread as place;
 use crate::backend::unix::{Escalation, Stage};
 use crate::ctx::Ctx;
 use crate::mailbox::{KILL, PopError, STOP, Wait};
+use crate::named::NamedTask;
 use crate::outcome::{Location, Outcome, Panic};
-use crate::registry::NamedTask;
 use crate::sync::lock;
 use crate::task::wire::{Served, Wire};
 

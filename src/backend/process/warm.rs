@@ -7,8 +7,8 @@ use super::drive::drive;
 use super::protocol::Down;
 use super::worker::{Refusal, Worker};
 use crate::ctx::Ctx;
+use crate::named::NamedTask;
 use crate::outcome::{Crash, CrashCause, Outcome};
-use crate::registry::NamedTask;
 use crate::sync::lock;
 
 /// The warm children of a process pool: idle ones wait here between tasks;

@@ -1,4 +1,5 @@
-//! Named task types, the registry of them, and the entry hook.
+//! Named task types and the registry of them, shared by every place that
+//! runs a task by its name; the registry names no place (see `erased`).
 
 use std::any::{TypeId, type_name};
 use std::collections::HashMap;
@@ -9,15 +10,18 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::process::{self, Entry};
 use crate::ctx::Ctx;
+
+mod erased;
+
+pub(crate) use erased::{Delivered, Ended, Entry, Full, Inlet, Line};
 
 /// A task type that can run in another process: a stable name, and serde
 /// types for its argument, its messages in, its events out, its value and
 /// its error.
 ///
 /// A process task cannot be a closure: the child process finds the task by
-/// its [`NAME`](NamedTask::NAME) in the [`Registry`] given to [`init`], and
+/// its [`NAME`](NamedTask::NAME) in the [`Registry`] given to [`init`](crate::init), and
 /// only registered names ever run. Keep the name stable across versions of
 /// the program, and unique in it.
 ///
@@ -119,7 +123,7 @@ pub struct Registry {
     entries: HashMap<&'static str, Registered>,
 }
 
-/// A registered task type: how a child runs it, and what it is.
+/// A registered task type: how a place runs it by name, and what it is.
 struct Registered {
     entry: Entry,
     type_id: TypeId,
@@ -163,7 +167,7 @@ impl Registry {
         self.entries.insert(
             T::NAME,
             Registered {
-                entry: process::entry::<T>(),
+                entry: Entry::of::<T>(),
                 type_id: TypeId::of::<T>(),
                 type_name: type_name::<T>(),
                 fingerprint: fingerprint::<T>(),
@@ -182,8 +186,8 @@ impl Registry {
         self.entries.keys().copied()
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.get(name).map(|known| &known.entry)
+    pub(crate) fn get(&self, name: &str) -> Option<Entry> {
+        self.entries.get(name).map(|known| known.entry)
     }
 
     /// The [`fingerprint`] of the task type registered under `name`.
@@ -275,55 +279,10 @@ impl Error for RegistryError {}
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
-/// The entry hook: call it first thing in `main`.
-///
-/// In a child process started for a process task, it runs the task and
-/// exits the process; it never returns there. In any other process it
-/// keeps the registry and returns: process tasks can then be spawned.
-///
-/// Calling it again is harmless when the registry holds the same task
-/// types (each test of a test binary may call it); a registry with other
-/// types is not taken: the first one stays, and a warning says so through
-/// [`tracing`](https://docs.rs/tracing) (`WARN` level). It never panics.
-///
-/// Everything `main` does before this call runs again in every child
-/// process, before the child finds out that it is one: a line printed
-/// there is printed once more per child, a file created is created again,
-/// a thread or a server started is started in each child too. So nothing
-/// before it should have side effects. Parse arguments, open files and
-/// start threads after it.
-///
-/// For `cargo test` (and `cargo nextest`) binaries, whose `main` is the test
-/// harness's, use [`test_support!`](crate::test_support) instead, and call
-/// `init` in each test before spawning.
-///
-/// # Examples
-///
-/// ```standalone_crate
-/// use sidetask::{Ctx, NamedTask, Process, Registry, Stopped};
-///
-/// struct Hello;
-/// impl NamedTask for Hello {
-///     const NAME: &'static str = "hello";
-///     type Arg = String;
-///     type In = ();
-///     type Event = ();
-///     type Value = String;
-///     type Error = Stopped;
-///     fn run(_: &Ctx, name: String) -> Result<String, Stopped> {
-///         Ok(format!("hello, {name}, from process {}", std::process::id()))
-///     }
-/// }
-///
-/// fn main() -> Result<(), Box<dyn std::error::Error>> {
-///     sidetask::init(Registry::new().with::<Hello>()?);
-///     let task = Process::<Hello>::new("world".into()).spawn()?;
-///     println!("{}", task.join().unwrap());
-///     Ok(())
-/// }
-/// ```
-pub fn init(registry: Registry) {
-    // Kept in the child too, so that its task can start process tasks.
+/// Keeps `registry` as this process's, unless one is kept already (a
+/// registry with other task types is then refused, with a warning); returns
+/// the one kept.
+pub(crate) fn install(registry: Registry) -> &'static Registry {
     if let Err(refused) = REGISTRY.set(registry)
         && let Some(kept) = REGISTRY.get()
         && !kept.same_tasks(&refused)
@@ -334,58 +293,12 @@ pub fn init(registry: Registry) {
             "`sidetask::init` was called again with other task types; the first registry is kept"
         );
     }
-    if let Some(registry) = REGISTRY.get() {
-        process::enter_if_child(registry);
-    }
+    REGISTRY.get().expect("set above or before")
 }
 
-/// The registry given to [`init`] in this process, if any.
+/// The registry given to [`init`](crate::init) in this process, if any.
 pub(crate) fn registry() -> Option<&'static Registry> {
     REGISTRY.get()
-}
-
-/// Makes a `cargo test` or `cargo nextest` binary able to run process
-/// tasks: the child process re-executes the test binary and runs only the
-/// hidden test this macro defines, which enters the task.
-///
-/// Put it once in each test binary that spawns process tasks (at the top
-/// of a test file, or inside a module such as `#[cfg(test)] mod tests`),
-/// with an expression that makes the [`Registry`]; each test calls [`init`]
-/// with the same registry before spawning.
-///
-/// The hidden test is `#[ignore]`d, so it is not counted among your passed
-/// tests (the summary shows it as one ignored test, named
-/// `__sidetask_child_entry`); `cargo test -- --ignored` runs it to no
-/// effect. The child runs the test harness first, which prints a line or
-/// two ("running 1 test") to its stdout; the task's own output follows.
-///
-/// # Examples
-///
-/// ```ignore
-/// fn registry() -> sidetask::Registry {
-///     sidetask::Registry::new().with::<Squarer>().unwrap()
-/// }
-///
-/// sidetask::test_support!(registry());
-///
-/// #[test]
-/// fn squares_in_a_child() {
-///     sidetask::init(registry());
-///     let task = sidetask::Process::<Squarer>::new(0).spawn().unwrap();
-///     // …
-/// }
-/// ```
-#[macro_export]
-macro_rules! test_support {
-    ($registry:expr) => {
-        // The child runs it with `--ignored` and a filter that matches its
-        // name in any module.
-        #[test]
-        #[ignore = "sidetask's entry for process tasks: runs only in a child process"]
-        fn __sidetask_child_entry() {
-            $crate::init($registry);
-        }
-    };
 }
 
 #[cfg(test)]
