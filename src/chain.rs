@@ -374,7 +374,7 @@ impl<A: Send + 'static, Z, E> ChainRun<A, Z, E> {
     /// If the chain was stopped, failed or its input closed; the item is
     /// given back.
     pub fn send(&self, item: A) -> Result<(), SendError<A>> {
-        self.input.feed(item).map_err(SendError)
+        self.input.feed(item).map_err(SendError::Disconnected)
     }
 
     /// Says no more items will come: the stages finish what they hold and

@@ -66,45 +66,59 @@ macro_rules! plain_error {
 // ---------------------------------------------------------------------------
 // The handle's side: messages in.
 
-/// The error of [`Task::send`](crate::Task::send): the task is stopping or has
-/// ended, so the message was not delivered. It is given back.
+/// The error of [`Task::send`](crate::Task::send). The message is given
+/// back.
+///
+/// Unlike crossbeam's `SendError`, which has one cause, this is an enum: a
+/// place that carries messages elsewhere (a child process) refuses a
+/// message over its maximum size, and that is worth telling apart from a
+/// task that is gone.
 #[derive(PartialEq, Eq, Clone, Copy)]
-pub struct SendError<T>(pub T);
+pub enum SendError<T> {
+    /// The task is stopping or has ended.
+    Disconnected(T),
+    /// The message is over the largest the task's place carries (a process
+    /// task's [`max_frame`](crate::Process::max_frame), encoded).
+    TooLarge(T),
+}
+
+value_error!(SendError {
+    Disconnected => "sending to a task that is stopping or has ended",
+    TooLarge => "sending a message over the largest the task's place carries (`max_frame`)"
+});
 
 impl<T> SendError<T> {
-    /// Takes back the message that could not be delivered.
-    pub fn into_inner(self) -> T {
-        self.0
+    /// Returns `true` if the task is stopping or has ended.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SendError::Disconnected(_))
+    }
+
+    /// Returns `true` if the message is over the largest the task's place
+    /// carries.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, SendError::TooLarge(_))
     }
 }
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sending to a task that is stopping or has ended")
-    }
-}
-
-impl<T> Error for SendError<T> {}
 
 impl<T> From<SendError<T>> for TrySendError<T> {
-    /// A failed [`send`](crate::Task::send) is the `Disconnected` case of
+    /// A failed [`send`](crate::Task::send) is the same case of
     /// [`try_send`](crate::Task::try_send): the message is kept.
     fn from(err: SendError<T>) -> TrySendError<T> {
-        TrySendError::Disconnected(err.0)
+        match err {
+            SendError::Disconnected(m) => TrySendError::Disconnected(m),
+            SendError::TooLarge(m) => TrySendError::TooLarge(m),
+        }
     }
 }
 
 impl<T> From<SendError<T>> for SendTimeoutError<T> {
-    /// A failed [`send`](crate::Task::send) is the `Disconnected` case of
+    /// A failed [`send`](crate::Task::send) is the same case of
     /// [`send_timeout`](crate::Task::send_timeout): the message is kept.
     fn from(err: SendError<T>) -> SendTimeoutError<T> {
-        SendTimeoutError::Disconnected(err.0)
+        match err {
+            SendError::Disconnected(m) => SendTimeoutError::Disconnected(m),
+            SendError::TooLarge(m) => SendTimeoutError::TooLarge(m),
+        }
     }
 }
 
@@ -116,11 +130,14 @@ pub enum TrySendError<T> {
     Full(T),
     /// The task is stopping or has ended.
     Disconnected(T),
+    /// The message is over the largest the task's place carries.
+    TooLarge(T),
 }
 
 value_error!(TrySendError {
     Full => "sending to a task whose inbox is full",
-    Disconnected => "sending to a task that is stopping or has ended"
+    Disconnected => "sending to a task that is stopping or has ended",
+    TooLarge => "sending a message over the largest the task's place carries (`max_frame`)"
 });
 
 impl<T> TrySendError<T> {
@@ -133,6 +150,12 @@ impl<T> TrySendError<T> {
     pub fn is_disconnected(&self) -> bool {
         matches!(self, TrySendError::Disconnected(_))
     }
+
+    /// Returns `true` if the message is over the largest the task's place
+    /// carries.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, TrySendError::TooLarge(_))
+    }
 }
 
 /// The error of [`Task::send_timeout`](crate::Task::send_timeout). The message
@@ -143,11 +166,14 @@ pub enum SendTimeoutError<T> {
     Timeout(T),
     /// The task is stopping or has ended.
     Disconnected(T),
+    /// The message is over the largest the task's place carries.
+    TooLarge(T),
 }
 
 value_error!(SendTimeoutError {
     Timeout => "timed out sending to a task whose inbox is full",
-    Disconnected => "sending to a task that is stopping or has ended"
+    Disconnected => "sending to a task that is stopping or has ended",
+    TooLarge => "sending a message over the largest the task's place carries (`max_frame`)"
 });
 
 impl<T> SendTimeoutError<T> {
@@ -159,6 +185,12 @@ impl<T> SendTimeoutError<T> {
     /// Returns `true` if the task is stopping or has ended.
     pub fn is_disconnected(&self) -> bool {
         matches!(self, SendTimeoutError::Disconnected(_))
+    }
+
+    /// Returns `true` if the message is over the largest the task's place
+    /// carries.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, SendTimeoutError::TooLarge(_))
     }
 }
 

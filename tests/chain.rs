@@ -204,7 +204,7 @@ fn a_stage_error_stops_the_chain_and_reports_stage_position_and_item() {
         for x in 0..20u32 {
             match run.send(x) {
                 Ok(()) => sent += 1,
-                Err(SendError(back)) => {
+                Err(SendError::Disconnected(back) | SendError::TooLarge(back)) => {
                     assert_eq!(back, x);
                     break;
                 }
@@ -430,7 +430,7 @@ fn every_item_is_accounted_for_when_a_chain_stops() {
                     loop {
                         match run.send(x) {
                             Ok(()) => x += 1,
-                            Err(SendError(back)) => {
+                            Err(SendError::Disconnected(back) | SendError::TooLarge(back)) => {
                                 assert_eq!(back, x, "the refused item comes back");
                                 return x;
                             }

@@ -42,7 +42,8 @@ fn send_sync_traits() {
 
 #[test]
 fn values_come_back() {
-    assert_eq!(SendError(Opaque(1)).into_inner().0, 1);
+    assert_eq!(SendError::Disconnected(Opaque(1)).into_inner().0, 1);
+    assert_eq!(SendError::TooLarge(Opaque(7)).into_inner().0, 7);
     assert_eq!(TrySendError::Full(Opaque(2)).into_inner().0, 2);
     assert_eq!(TrySendError::Disconnected(Opaque(3)).into_inner().0, 3);
     assert_eq!(SendTimeoutError::Timeout(Opaque(4)).into_inner().0, 4);
@@ -52,7 +53,10 @@ fn values_come_back() {
 
 #[test]
 fn debug_does_not_need_the_value_to_be_debug() {
-    assert_eq!(format!("{:?}", SendError(Opaque(0))), "SendError(..)");
+    assert_eq!(
+        format!("{:?}", SendError::Disconnected(Opaque(0))),
+        "Disconnected(..)"
+    );
     assert_eq!(format!("{:?}", TrySendError::Full(Opaque(0))), "Full(..)");
     assert_eq!(
         format!("{:?}", EmitError::Disconnected(Opaque(0))),
@@ -63,7 +67,7 @@ fn debug_does_not_need_the_value_to_be_debug() {
 #[test]
 fn display_is_lower_case_without_a_period() {
     let messages = [
-        SendError(()).to_string(),
+        SendError::Disconnected(()).to_string(),
         TrySendError::Full(()).to_string(),
         TrySendError::Disconnected(()).to_string(),
         SendTimeoutError::Timeout(()).to_string(),
@@ -193,13 +197,25 @@ fn emit_predicates() {
 #[test]
 fn an_operations_errors_convert_among_themselves() {
     assert_eq!(
-        TrySendError::from(SendError(7)),
+        TrySendError::from(SendError::Disconnected(7)),
         TrySendError::Disconnected(7)
     );
     assert_eq!(
-        SendTimeoutError::from(SendError(7)),
+        SendTimeoutError::from(SendError::Disconnected(7)),
         SendTimeoutError::Disconnected(7)
     );
+    assert_eq!(
+        TrySendError::from(SendError::TooLarge(7)),
+        TrySendError::TooLarge(7)
+    );
+    assert_eq!(
+        SendTimeoutError::from(SendError::TooLarge(7)),
+        SendTimeoutError::TooLarge(7)
+    );
+    assert!(SendError::TooLarge(()).is_too_large());
+    assert!(!SendError::TooLarge(()).is_disconnected());
+    assert!(TrySendError::TooLarge(()).is_too_large());
+    assert!(SendTimeoutError::TooLarge(()).is_too_large());
     assert_eq!(TryRecvError::from(RecvError), TryRecvError::Disconnected);
     assert_eq!(
         RecvTimeoutError::from(RecvError),

@@ -79,7 +79,7 @@ fn round(r: u64) -> Round {
                                 break;
                             }
                             Err(TrySendError::Full(_)) => {}
-                            Err(TrySendError::Disconnected(_)) => break,
+                            Err(TrySendError::Disconnected(_) | TrySendError::TooLarge(_)) => break,
                         }
                     }
                 })

@@ -520,17 +520,22 @@ fn a_child_that_exits_at_once_fails_the_start() {
 }
 
 #[test]
-fn an_oversized_message_ends_the_task_and_comes_back() {
+fn an_oversized_message_is_refused_by_the_send_and_comes_back() {
     setup();
     let task = Process::<ReadOne>::new(()).max_frame(64).spawn().unwrap();
-    task.send("x".repeat(1000)).unwrap();
-    assert!(task.wait_timeout(LIMIT));
-    assert_eq!(task.take_unread().unwrap(), ["x".repeat(1000)]);
-    let crash = join(task).crash().expect("a crash");
-    match crash.cause() {
-        CrashCause::Protocol(why) => assert!(why.contains("over the maximum"), "{why}"),
-        other => panic!("expected a protocol error, got {other:?}"),
-    }
+    let err = task.send("x".repeat(1000)).unwrap_err();
+    assert!(err.is_too_large(), "{err}");
+    assert!(err.to_string().contains("max_frame"), "{err}");
+    assert_eq!(err.into_inner(), "x".repeat(1000));
+    let err = task.try_send("y".repeat(58)).unwrap_err();
+    assert!(err.is_too_large());
+    let err = task
+        .send_timeout("z".repeat(100), Duration::from_secs(1))
+        .unwrap_err();
+    assert!(err.is_too_large());
+    // The largest that fits a 64-byte frame still goes, and the task goes on.
+    task.send("w".repeat(57)).unwrap();
+    assert_eq!(join(task).value(), Some("w".repeat(57)));
 }
 
 #[test]

@@ -353,7 +353,8 @@ fn send_after_end_gives_the_message_back() {
     let task = sidetask::spawn(|_: &Ctx<String>| Ok::<_, ()>(()));
     task.wait();
     let err = task.send("hello".to_string()).unwrap_err();
-    assert_eq!(err.0, "hello");
+    assert!(err.is_disconnected());
+    assert_eq!(err.into_inner(), "hello");
     assert_eq!(
         task.try_send("again".to_string()),
         Err(TrySendError::Disconnected("again".to_string()))

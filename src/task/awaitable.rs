@@ -210,7 +210,8 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     ///
     /// [`SendTimeoutError::Timeout`] if the inbox stayed full,
     /// [`SendTimeoutError::Disconnected`] if the task is stopping or has
-    /// ended; the message is given back.
+    /// ended, [`SendTimeoutError::TooLarge`] if it is over the largest the
+    /// task's place carries; the message is given back.
     ///
     /// # Cancel safety
     ///
@@ -249,7 +250,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         let mut sleep = pin!(tokio::time::sleep(timeout));
         poll_fn(|cx| {
             if let Poll::Ready(sent) = Pin::new(&mut send).poll(cx) {
-                return Poll::Ready(sent.map_err(|e| SendTimeoutError::Disconnected(e.0)));
+                return Poll::Ready(sent.map_err(SendTimeoutError::from));
             }
             sleep.as_mut().poll(cx).map(|()| {
                 let message = send.message.take().expect("kept while pending");
@@ -502,17 +503,23 @@ impl<T, E, In, Ev> Future for SendFuture<'_, T, E, In, Ev> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        assert!(
-            this.message.is_some(),
-            "`SendFuture` polled after completion"
-        );
+        let message = this
+            .message
+            .take()
+            .expect("`SendFuture` polled after completion");
+        match this.task.shared.admit(message) {
+            Ok(message) => this.message = Some(message),
+            Err(message) => return Poll::Ready(Err(SendError::TooLarge(message))),
+        }
         this.task
             .shared
             .mailbox
             .poll_push_in(&mut this.message, cx)
             .map_ok(|()| this.task.shared.sent())
             .map_err(|e| match e {
-                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => SendError(m),
+                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => {
+                    SendError::Disconnected(m)
+                }
             })
     }
 }

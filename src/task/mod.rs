@@ -453,8 +453,10 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     ///
     /// # Errors
     ///
-    /// If the task is stopping or has ended (also while waiting), the message
-    /// is given back in the [`SendError`].
+    /// [`SendError::Disconnected`] if the task is stopping or has ended
+    /// (also while waiting); [`SendError::TooLarge`] if the message is over
+    /// the largest its place carries (a process task's
+    /// [`max_frame`](crate::Process::max_frame)). The message is given back.
     ///
     /// # Examples
     ///
@@ -468,12 +470,15 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send(&self, message: In) -> Result<(), SendError<In>> {
+        let message = self.shared.admit(message).map_err(SendError::TooLarge)?;
         self.shared
             .mailbox
             .push_in(message, Wait::Forever)
             .map(|()| self.shared.sent())
             .map_err(|e| match e {
-                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => SendError(m),
+                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => {
+                    SendError::Disconnected(m)
+                }
             })
     }
 
@@ -482,9 +487,11 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Errors
     ///
     /// [`TrySendError::Full`] if the inbox is full,
-    /// [`TrySendError::Disconnected`] if the task is stopping or has ended;
-    /// the message is given back.
+    /// [`TrySendError::Disconnected`] if the task is stopping or has ended,
+    /// [`TrySendError::TooLarge`] as for [`send`](Task::send); the message
+    /// is given back.
     pub fn try_send(&self, message: In) -> Result<(), TrySendError<In>> {
+        let message = self.shared.admit(message).map_err(TrySendError::TooLarge)?;
         self.shared
             .mailbox
             .push_in(message, Wait::No)
@@ -501,7 +508,8 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     ///
     /// [`SendTimeoutError::Timeout`] if the inbox stayed full,
     /// [`SendTimeoutError::Disconnected`] if the task is stopping or has
-    /// ended; the message is given back.
+    /// ended, [`SendTimeoutError::TooLarge`] as for [`send`](Task::send);
+    /// the message is given back.
     ///
     /// # Examples
     ///
@@ -519,6 +527,10 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_timeout(&self, message: In, timeout: Duration) -> Result<(), SendTimeoutError<In>> {
+        let message = self
+            .shared
+            .admit(message)
+            .map_err(SendTimeoutError::TooLarge)?;
         let until = Wait::after(timeout);
         self.shared
             .mailbox

@@ -34,7 +34,15 @@ pub(crate) struct Shared<In, Ev, O: ?Sized = dyn Any + Send + Sync> {
     pub(crate) mailbox: Mailbox<In, Ev>,
     stop_hook: OnceLock<StopHook>,
     wire: OnceLock<(Side, Weak<dyn Wire<Ev>>)>,
+    limit: OnceLock<Limit<In>>,
     pub(crate) outcome: O,
+}
+
+/// The largest message a place carries: `size` tells a message's size as
+/// the place counts it (encoded), which must be at most `max`.
+struct Limit<In> {
+    max: usize,
+    size: fn(&In) -> usize,
 }
 
 impl<In, Ev, O> Shared<In, Ev, O> {
@@ -47,6 +55,7 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             mailbox: Mailbox::new(inbox, outbox),
             stop_hook: OnceLock::new(),
             wire: OnceLock::new(),
+            limit: OnceLock::new(),
             outcome,
         }
     }
@@ -72,6 +81,21 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     /// kept.
     pub(crate) fn set_wire(&self, side: Side, wire: Weak<dyn Wire<Ev>>) {
         let _ = self.wire.set((side, wire));
+    }
+
+    /// Sets the largest message the place carries, as measured by `size`;
+    /// a larger one is refused by the handle's sends. Only the first limit
+    /// set is kept.
+    pub(crate) fn set_message_limit(&self, max: usize, size: fn(&In) -> usize) {
+        let _ = self.limit.set(Limit { max, size });
+    }
+
+    /// Gives `message` back if it is over the place's limit.
+    pub(crate) fn admit(&self, message: In) -> Result<In, In> {
+        match self.limit.get() {
+            Some(limit) if (limit.size)(&message) > limit.max => Err(message),
+            _ => Ok(message),
+        }
     }
 
     /// The wire serving `side`, while the task's connection lasts.

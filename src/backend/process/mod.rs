@@ -156,6 +156,15 @@ fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hel
     Ok(hello)
 }
 
+/// What a message's frame adds to its encoded payload, at most.
+const FRAMING: usize = 6;
+
+/// A value's size once encoded (`usize::MAX` if it cannot be encoded, which
+/// its sending then finds out).
+fn encoded_size<V: serde::Serialize>(value: &V) -> usize {
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
 fn clamp(capacity: usize) -> u32 {
     u32::try_from(capacity.max(1)).unwrap_or(u32::MAX)
 }
@@ -392,10 +401,14 @@ impl<T: NamedTask> Process<T> {
                 )),
             });
         }
+        let max_message = self.config.max_frame.saturating_sub(FRAMING);
         let config = self.config;
         let task = place::task(self.settings, move |ctx: &Ctx<T::In, T::Event>| {
             drive::drive::<T>(ctx, worker, &config, false, false).0
         });
+        // A message the child would refuse is refused by the send itself.
+        task.shared()
+            .set_message_limit(max_message, encoded_size::<T::In>);
         task.start()?;
         Ok(task)
     }
