@@ -691,6 +691,26 @@ impl fmt::Display for Crash {
 thread_local! {
     /// `Some` while this thread runs a task body: the hook fills it.
     static PANIC_SITE: RefCell<Option<Option<Location>>> = const { RefCell::new(None) };
+    /// The task whose body this thread runs, while a named one does: the
+    /// hook says which task panicked (a worker thread's own name is the
+    /// pool's, not the task's).
+    static RUNNING: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Says, while the returned guard lives, that this thread runs the task
+/// labelled `label` (its name and id), so that a panic report names it.
+pub(crate) fn running(label: String) -> Running {
+    RUNNING.with(|r| *r.borrow_mut() = Some(label));
+    Running
+}
+
+/// Forgets the running task's label when dropped.
+pub(crate) struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = RUNNING.try_with(|r| r.borrow_mut().take());
+    }
 }
 
 /// Installs, once, a panic hook that records where a task body panicked and
@@ -709,6 +729,15 @@ pub(crate) fn install_hook() {
                         line: l.line(),
                         column: l.column(),
                     });
+                }
+            });
+            let _ = RUNNING.try_with(|r| {
+                if let Ok(r) = r.try_borrow()
+                    && let Some(label) = r.as_deref()
+                {
+                    eprintln!(
+                        "sidetask: task {label} panicked (its outcome is `Outcome::Panicked`):"
+                    );
                 }
             });
             previous(info);

@@ -63,7 +63,12 @@ fn run<T, E, In, Ev, F>(
         Outcome::Cancelled
     } else {
         tracing::debug!("task started");
-        let _name = shared.name.as_deref().map(ThreadName::set);
+        let _name = shared.name.as_deref().map(|name| {
+            (
+                ThreadName::set(name),
+                outcome::running(format!("`{name}` ({})", shared.id)),
+            )
+        });
         match outcome::catch(move || {
             let result = body(&ctx);
             drop(ctx);
