@@ -631,6 +631,21 @@ impl<In, Ev> Mailbox<In, Ev> {
         self.inbox_cap
     }
 
+    /// Puts an event into the outbox whatever its capacity, unless the
+    /// handle is gone (then it is given back): an event a process task's
+    /// child emitted, and was told was sent, before it saw a stop.
+    pub(crate) fn push_out_over(&self, event: Ev) -> Result<(), Ev> {
+        self.locked(|s| {
+            if s.flags & HANDLE_GONE != 0 {
+                return Err(event);
+            }
+            s.outbox.push_back(event);
+            self.outbox_len.store(s.outbox.len(), Ordering::Release);
+            s.wake();
+            Ok(())
+        })
+    }
+
     /// Puts messages back at the front of the inbox, in order, whatever its
     /// capacity (messages a process task's child gave back unread).
     pub(crate) fn give_back(&self, messages: Vec<In>) {

@@ -624,8 +624,11 @@ pub enum CrashCause {
     Exited(i32),
     /// A signal it did not get from us ended it (`SIGSEGV`, `SIGABRT`, …).
     Signal(i32),
-    /// It most likely ran out of memory: it hit its memory limit, or was
-    /// killed with `SIGKILL` by someone else (the kernel's OOM killer).
+    /// It ran out of memory under its memory limit: with a limit set, an
+    /// allocation failed and the child aborted or faulted (`SIGABRT`,
+    /// `SIGSEGV` or `SIGBUS`). Only evidence counts, never what the child
+    /// wrote: a `SIGKILL` sent by someone else (the kernel's OOM killer
+    /// among them) is [`Signal(9)`](CrashCause::Signal).
     OutOfMemory,
     /// It used up its CPU-time limit (`SIGXCPU`).
     CpuLimit,

@@ -11,7 +11,10 @@ fn spawn_async_outside_a_runtime_panics_at_the_callers_line() {
     let seen: Arc<Mutex<Option<(String, String)>>> = Arc::default();
     let theirs = Arc::clone(&seen);
     std::panic::set_hook(Box::new(move |info| {
-        let location = info.location().map(|l| l.file().to_owned()).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| l.file().to_owned())
+            .unwrap_or_default();
         let message = info
             .payload()
             .downcast_ref::<String>()

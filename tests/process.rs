@@ -223,9 +223,9 @@ fn a_child_dies_with_its_parent() {
     let pid = rustix::process::Pid::from_raw(parent as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     wait_for("the orphaned child to die", || gone(child));
-    // A SIGKILL we did not send reads as a likely out-of-memory kill.
+    // A SIGKILL we did not send is a signal like any other.
     let crash = join(task).crash().expect("a crash");
-    assert_eq!(*crash.cause(), CrashCause::OutOfMemory);
+    assert_eq!(*crash.cause(), CrashCause::Signal(9));
 }
 
 #[test]
@@ -757,4 +757,135 @@ fn try_emit_in_a_child_never_waits_for_the_handle() {
     let _ = fs::remove_file(&path);
     assert!(full > 0, "every event fit");
     assert_eq!(received + full, count, "each event is received or refused");
+}
+
+#[test]
+fn a_crash_is_classified_from_evidence_not_from_what_the_child_wrote() {
+    setup();
+    // Text that looks like an allocation failure, and an exit code.
+    let says = (
+        "memory allocation of 1048576 bytes failed".to_owned(),
+        Some(3),
+    );
+    let crash = join(Process::<Says>::new(says).spawn().unwrap())
+        .crash()
+        .expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::Exited(3), "{crash:?}");
+    assert!(crash.stderr_text().contains("memory allocation of"));
+
+    // A SIGKILL we did not send is a signal, not "out of memory".
+    let task = Process::<Sleeper>::new(60_000).spawn().unwrap();
+    let pid = task.recv_timeout(LIMIT).unwrap();
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    let crash = join(task).crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::Signal(9), "{crash:?}");
+}
+
+#[test]
+fn a_warm_childs_crash_carries_only_its_own_tasks_stderr() {
+    setup();
+    let inputs = vec![
+        ("the first task's words".to_owned(), None),
+        ("the second task's words".to_owned(), Some(4)),
+    ];
+    let run = sidetask::Pool::new(1)
+        .run_process::<Says, _>(inputs)
+        .unwrap();
+    let mut finished: Vec<_> = run.iter().collect();
+    finished.sort_by_key(|f| f.index);
+    let second = finished.pop().unwrap().outcome;
+    let crash = second.crash().expect("the second task crashed");
+    let tail = crash.stderr_text();
+    assert!(tail.contains("the second task's words"), "{tail}");
+    assert!(!tail.contains("the first task's words"), "{tail}");
+}
+
+#[test]
+#[ignore = "run by exit_statuses_lost_to_an_ignored_sigchld_are_explained, with SIGCHLD ignored"]
+fn with_sigchld_ignored() {
+    if std::env::var_os("SIDETASK_TEST_SIGCHLD").is_none() {
+        return;
+    }
+    setup();
+    let crash = join(Process::<Crash>::new(How::Exit(3)).spawn().unwrap())
+        .crash()
+        .expect("a crash");
+    match crash.cause() {
+        CrashCause::Protocol(why) => assert!(why.contains("ignores SIGCHLD"), "{why}"),
+        other => panic!("expected the lost status explained, got {other:?}"),
+    }
+    let outcome = sidetask::Command::new("sh")
+        .args(["-c", "exit 3"])
+        .spawn()
+        .unwrap()
+        .join_timeout(LIMIT)
+        .unwrap();
+    let err = outcome.error().expect("an error");
+    assert!(err.to_string().contains("ignores SIGCHLD"), "{err}");
+}
+
+#[test]
+fn exit_statuses_lost_to_an_ignored_sigchld_are_explained() {
+    let out = std::process::Command::new("bash")
+        .args(["-c", "trap '' CHLD; exec \"$0\" \"$@\""])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "with_sigchld_ignored",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SIDETASK_TEST_SIGCHLD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+#[test]
+fn a_stop_right_after_spawn_is_cooperative_once_the_child_took_the_task() {
+    setup();
+    const ROUNDS: usize = 30;
+    for _ in 0..ROUNDS {
+        let task = Process::<Sleeper>::new(600).spawn().unwrap();
+        task.stop();
+        // The child's body had begun (spawn returns once it took the task):
+        // it sees the stop and returns its own `Stopped`, never cancelled.
+        let outcome = join(task);
+        assert_eq!(
+            outcome.error(),
+            Some(sidetask::Stopped),
+            "a stop right after spawn"
+        );
+    }
+}
+
+#[test]
+fn every_event_a_child_was_told_it_sent_is_received_after_a_stop() {
+    setup();
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let task = Process::<Counter>::new(())
+            .outbox_capacity(4)
+            .spawn()
+            .unwrap();
+        // Read a few (more each round), then stop with the outbox full.
+        for n in 0..=round as u64 {
+            assert_eq!(task.recv_timeout(LIMIT).unwrap(), n);
+        }
+        task.stop();
+        let (rest, task) = within(LIMIT, move || {
+            let rest: Vec<u64> = task.iter().collect();
+            (rest, task)
+        });
+        let emitted = join(task).value().unwrap();
+        let received = round as u64 + 1 + rest.len() as u64;
+        assert_eq!(received, emitted, "round {round}: emitted = received");
+        // In order, none twice.
+        let expected: Vec<u64> = (round as u64 + 1..emitted).collect();
+        assert_eq!(rest, expected, "round {round}");
+    }
 }

@@ -391,8 +391,15 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
         let (dropped_lines, malformed_lines) =
             events.join().expect("the stdout reader does not panic");
         let stderr_tail = tail.finish();
+        let status = status.map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::CHILD.raw_os_error()) {
+                io::Error::new(e.kind(), crate::backend::unix::status_lost())
+            } else {
+                e
+            }
+        })?;
         let exit = Exit {
-            status: status?,
+            status,
             stderr_tail,
             dropped_lines,
             malformed_lines,

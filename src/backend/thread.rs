@@ -37,17 +37,44 @@ where
     Ev: Send + 'static,
     F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E> + Send + 'static,
 {
+    make(settings, true, body)
+}
+
+/// A task whose body drives work that has begun already elsewhere (a child
+/// process that took its task): a stop that comes before the body runs
+/// does not cancel it, the body sees the stop and passes it on.
+pub(crate) fn driver<T, E, In, Ev, F>(settings: Settings, body: F) -> Task<T, E, In, Ev>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E> + Send + 'static,
+{
+    make(settings, false, body)
+}
+
+fn make<T, E, In, Ev, F>(settings: Settings, cancel: bool, body: F) -> Task<T, E, In, Ev>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E> + Send + 'static,
+{
     let shared = Arc::new(settings.shared::<In, Ev, T, E>());
     let ctx = Ctx::new(shared.clone());
     let theirs = Arc::clone(&shared);
-    let job: Job = Box::new(move || run(theirs, ctx, body));
+    let job: Job = Box::new(move || run(theirs, ctx, cancel, body));
     Task::unstarted(shared, job, execute, settings.timeout)
 }
 
 /// Runs a task body on the current (worker) thread and records its outcome.
+/// `cancel`: whether a stop that came first cancels the body.
 fn run<T, E, In, Ev, F>(
     shared: Arc<Shared<In, Ev, crate::task::Slot<T, E>>>,
     ctx: Ctx<In, Ev>,
+    cancel: bool,
     body: F,
 ) where
     F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E>,
@@ -58,7 +85,7 @@ fn run<T, E, In, Ev, F>(
         name = shared.name.as_deref()
     );
     let _entered = span.enter();
-    let outcome = if shared.mailbox.is(STOP) {
+    let outcome = if cancel && shared.mailbox.is(STOP) {
         let _ = outcome::catch(move || drop((ctx, body)));
         Outcome::Cancelled
     } else {

@@ -34,6 +34,32 @@ pub(crate) fn signal_group(pid: u32, signal: Signal) {
     }
 }
 
+/// Why a child's exit status was lost, as a sentence: most often because
+/// this process ignores `SIGCHLD`, which makes the kernel reap children by
+/// itself.
+pub(crate) fn status_lost() -> String {
+    if ignores_sigchld() {
+        "the child's exit status was lost: this process ignores SIGCHLD (its disposition is \
+         SIG_IGN), so the kernel reaps children at once; restore the default disposition \
+         (SIG_DFL) to have exit statuses"
+            .to_owned()
+    } else {
+        "the child's exit status was lost (another part of this process reaped it)".to_owned()
+    }
+}
+
+/// Whether this process ignores `SIGCHLD`, read from `/proc/self/status`.
+pub(crate) fn ignores_sigchld() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (Signal::CHILD.as_raw() - 1)) != 0)
+}
+
 /// How far a stop has escalated, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Stage {

@@ -31,6 +31,8 @@ pub fn registry() -> Registry {
     r.register::<Blobs>().unwrap();
     r.register::<TwoReaders>().unwrap();
     r.register::<TryEmitter>().unwrap();
+    r.register::<Says>().unwrap();
+    r.register::<Counter>().unwrap();
     r
 }
 
@@ -498,5 +500,51 @@ impl NamedTask for TryEmitter {
         }
         std::fs::write(&path, full.to_string()).map_err(|e| e.to_string())?;
         Ok(full)
+    }
+}
+
+/// Writes its text to stderr, then exits with the code if one is given, or
+/// returns its text.
+pub struct Says;
+
+impl NamedTask for Says {
+    const NAME: &'static str = "says";
+    type Arg = (String, Option<i32>);
+    type In = ();
+    type Event = ();
+    type Value = String;
+    type Error = Stopped;
+
+    fn run(_: &Ctx, (text, exit): (String, Option<i32>)) -> Result<String, Stopped> {
+        eprintln!("{text}");
+        match exit {
+            Some(code) => std::process::exit(code),
+            None => Ok(text),
+        }
+    }
+}
+
+/// Emits 0, 1, 2, … until stopped; returns how many of its emits returned
+/// `Ok`.
+pub struct Counter;
+
+impl NamedTask for Counter {
+    const NAME: &'static str = "counter";
+    type Arg = ();
+    type In = ();
+    type Event = u64;
+    type Value = u64;
+    type Error = String;
+
+    fn run(ctx: &Ctx<(), u64>, (): ()) -> Result<u64, String> {
+        let mut sent = 0;
+        while !ctx.stopped() {
+            match ctx.emit(sent) {
+                Ok(()) => sent += 1,
+                Err(_) if ctx.stopped() => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(sent)
     }
 }

@@ -298,6 +298,8 @@ impl Line for ChildTask {
 /// Runs one task; returns the next task asked for, or `None` when this
 /// child is done.
 fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
+    // The parent keeps each task's own stderr tail from here on.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), super::TASK_MARK);
     let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
     let reuse = hello.reuse;
     let inbox = hello.inbox.max(1);

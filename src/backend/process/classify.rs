@@ -17,6 +17,8 @@ pub(super) struct Ending {
     pub(super) escalated: Stage,
     pub(super) killed_late: bool,
     pub(super) kill_asked: bool,
+    // Whether the child ran under a memory limit (`RLIMIT_AS`).
+    pub(super) memory_limited: bool,
     pub(super) stderr_tail: Vec<u8>,
 }
 
@@ -28,15 +30,15 @@ pub(super) fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
         escalated,
         killed_late,
         kill_asked,
+        memory_limited,
         stderr_tail,
     } = ending;
     if let Some(why) = broken {
         return Outcome::Crashed(Crash::new(CrashCause::Protocol(why), stderr_tail));
     }
-    let out_of_memory = || String::from_utf8_lossy(&stderr_tail).contains("memory allocation of");
     let Some(status) = status else {
         return Outcome::Crashed(Crash::new(
-            CrashCause::Protocol("the child's exit status was lost".to_owned()),
+            CrashCause::Protocol(crate::backend::unix::status_lost()),
             stderr_tail,
         ));
     };
@@ -47,18 +49,25 @@ pub(super) fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
         if ours {
             return Outcome::Killed(Killed::new(Some(signal), stderr_tail));
         }
+        // From evidence only, never from what the child wrote: under a
+        // memory limit an allocation that fails aborts the child (Rust's
+        // allocation error handler) or makes it fault (C code that does not
+        // check); the CPU limit's signal is its own. A SIGKILL we did not
+        // send is a signal like any other (the kernel's OOM killer cannot be
+        // told from a `kill -9` without a cgroup to ask).
+        let by_allocation = [Signal::ABORT, Signal::SEGV, Signal::BUS]
+            .iter()
+            .any(|s| s.as_raw() == signal);
         let cause = if signal == Signal::XCPU.as_raw() {
             CrashCause::CpuLimit
-        } else if signal == Signal::KILL.as_raw() || out_of_memory() {
+        } else if memory_limited && by_allocation {
             CrashCause::OutOfMemory
         } else {
             CrashCause::Signal(signal)
         };
         return Outcome::Crashed(Crash::new(cause, stderr_tail));
     }
-    let cause = if out_of_memory() {
-        CrashCause::OutOfMemory
-    } else if let Some(why) = cut {
+    let cause = if let Some(why) = cut {
         CrashCause::Protocol(why)
     } else {
         CrashCause::Exited(status.code().unwrap_or(-1))

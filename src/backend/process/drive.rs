@@ -142,7 +142,7 @@ pub(super) fn drive<T: NamedTask>(
         return (end, None);
     }
     let (status, killed_late) = worker.reap(config.grace);
-    let stderr_tail = worker.tail.finish();
+    let stderr_tail = super::own_tail(worker.tail.finish());
     let outcome = classify(Ending {
         broken,
         cut,
@@ -150,6 +150,7 @@ pub(super) fn drive<T: NamedTask>(
         escalated,
         killed_late,
         kill_asked: mailbox.is(KILL),
+        memory_limited: config.memory_limit.is_some(),
         stderr_tail,
     });
     (outcome, None)

@@ -244,10 +244,13 @@ impl<T: NamedTask> Dispatch for Session<T> {
             Up::Event(bytes) => match decode::<T::Event>(&bytes) {
                 Ok(event) => {
                     // Wait for room (backpressure reaches the child through
-                    // the socket; a caller reads only into an empty outbox);
-                    // after a stop, keep what fits.
+                    // the socket; a caller reads only into an empty outbox).
+                    // After a stop the wait ends, and the event is kept over
+                    // the capacity: the child was told it was sent, and the
+                    // reader must go on to the task's end. Only what the
+                    // child emits before it sees the stop can come this way.
                     if let Err(e) = self.ctx.emit(event) {
-                        let _ = self.ctx.try_emit(e.into_inner());
+                        let _ = self.ctx.mailbox().push_out_over(e.into_inner());
                     }
                     Flow::Wake
                 }

@@ -141,15 +141,15 @@ impl Worker {
         }
     }
 
-    /// Kills the child's group, reaps the child, and returns its stderr
-    /// tail.
+    /// Kills the child's group, reaps the child, and returns its current
+    /// task's stderr tail.
     pub(super) fn kill_and_reap(&mut self) -> Vec<u8> {
         if !self.reaped {
             signal_group(self.pid(), Signal::KILL);
             let _ = self.child.wait();
             self.reaped = true;
         }
-        self.tail.finish()
+        super::own_tail(self.tail.finish())
     }
 
     /// Whether the child has exited (without reaping it), waiting at most
