@@ -286,3 +286,61 @@ fn json_lines_round_trip_and_malformed_lines_are_counted() {
     assert!(exit.success());
     assert_eq!(exit.malformed_lines, 1);
 }
+
+const DROP_AT_EXIT: &str = "SIDETASK_TEST_DROP_AT_EXIT";
+
+/// Run only by the test below, in a process of its own: starts a program,
+/// prints its pid, and returns, dropping the handle as the process exits.
+#[test]
+#[ignore = "run by a_handle_dropped_as_the_program_exits_stops_its_command in a child process"]
+fn drop_a_command_at_exit() {
+    if std::env::var_os(DROP_AT_EXIT).is_none() {
+        return;
+    }
+    let task = Command::new("sh")
+        .args(["-c", "echo $$; exec sleep 1000"])
+        .spawn()
+        .unwrap();
+    let pid = task.recv_timeout(LIMIT).unwrap();
+    println!("PID={pid}");
+    drop(task);
+}
+
+#[test]
+fn a_handle_dropped_as_the_program_exits_stops_its_command() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "drop_a_command_at_exit",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DROP_AT_EXIT, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pid: i32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("PID="))
+        .unwrap_or_else(|| panic!("no pid in {stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = || !not_running(pid as u32);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let survived = alive();
+    if survived {
+        // Clean up whatever the outcome.
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    assert!(
+        !survived,
+        "the command's program outlived the program that dropped its handle"
+    );
+}
