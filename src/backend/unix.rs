@@ -60,6 +60,65 @@ pub(crate) fn ignores_sigchld() -> bool {
         .is_some_and(|mask| mask & (1 << (Signal::CHILD.as_raw() - 1)) != 0)
 }
 
+/// The pids of `pid`'s descendants (children, their children, …), read
+/// from `/proc`; empty where `/proc` says nothing.
+pub(crate) fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(parent) = next.pop() {
+        let Ok(threads) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for thread in threads.flatten() {
+            let path = thread.path().join("children");
+            let Ok(children) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if !found.contains(&child) {
+                    found.push(child);
+                    next.push(child);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Kills every descendant of `pid` (not `pid` itself), wherever it went
+/// (another process group, another session): each is stopped as it is
+/// found, so that none forks away while the tree is walked, then all are
+/// killed. A descendant that was orphaned out of the tree (to `init`) is
+/// out of reach; a process task's child is a subreaper, so its own
+/// descendants stay in its tree while it lives.
+pub(crate) fn kill_descendants(pid: u32) {
+    let mut stopped: Vec<u32> = Vec::new();
+    // Bounded: a tree that keeps growing faster than it is walked is
+    // killed as far as it was found.
+    for _ in 0..16 {
+        let fresh: Vec<u32> = descendants(pid)
+            .into_iter()
+            .filter(|d| !stopped.contains(d))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for &d in &fresh {
+            signal(d, Signal::STOP);
+        }
+        stopped.extend(fresh);
+    }
+    for &d in &stopped {
+        signal(d, Signal::KILL);
+    }
+}
+
+fn signal(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
 /// How far a stop has escalated, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Stage {
@@ -140,10 +199,18 @@ impl Escalation {
         }
     }
 
-    /// `SIGKILL` to the group now, unless the child has ended.
+    /// `SIGKILL` to the group now, and to every descendant of the child
+    /// outside it, unless the child has ended.
     pub(crate) fn kill(&self) {
         use Stage::*;
-        self.advance(&[None, Asked, Terminated], Killed, Some(Signal::KILL));
+        let mut stage = lock(&self.stage);
+        if [None, Asked, Terminated].contains(&stage) {
+            *stage = Killed;
+            // Descendants first: once the child is gone, those it orphaned
+            // are out of its tree.
+            kill_descendants(self.pid);
+            signal_group(self.pid, Signal::KILL);
+        }
     }
 
     /// How far it went so far.
@@ -162,8 +229,10 @@ impl Alarm for Escalation {
     /// A grace period passed: `SIGTERM` the first time, `SIGKILL` the next.
     fn ring(&self) {
         use Stage::*;
-        if !self.advance(&[Asked], Terminated, Some(Signal::TERM)) {
-            self.advance(&[Terminated], Killed, Some(Signal::KILL));
+        if !self.advance(&[Asked], Terminated, Some(Signal::TERM))
+            && self.stage() == Stage::Terminated
+        {
+            self.kill();
         }
     }
 }

@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rustix::process::{Pid, Resource, Rlimit, Signal, setrlimit};
+use rustix::process::{Pid, Resource, Rlimit, setrlimit};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::relay::{Dispatch, Flow, Relay};
 use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
 use crate::backend::thread as place;
+use crate::backend::unix::kill_descendants;
 use crate::named::{Delivered, Ended, Entry, Full, Inlet, Line, Registry};
 use crate::sync::lock;
 use crate::task::wire::Served;
@@ -48,17 +49,20 @@ pub(crate) fn enter_if_child(registry: &Registry) {
     if rustix::process::getppid() != Some(parent) {
         return;
     }
-    // Die with the parent; if it died before this line, the check below
-    // sees a new parent.
-    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    // Whatever the task starts stays in this process's tree, even what
+    // leaves its group or session: orphans come back here, not to `init`.
+    // When the parent goes (its end of the connection closes, whoever reads
+    // it sees that) or the task ends, this child kills that tree: no
+    // parent-death signal, which would kill this child before it could.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     if rustix::process::getppid() != Some(parent) {
-        std::process::exit(EXIT_PARENT_GONE);
+        leave(EXIT_PARENT_GONE);
     }
     let conn = match take_connection() {
         Ok(conn) => conn,
         Err(e) => {
             eprintln!("sidetask child: no connection to the parent: {e}");
-            std::process::exit(EXIT_PROTOCOL);
+            leave(EXIT_PROTOCOL);
         }
     };
     serve(registry, conn)
@@ -83,7 +87,7 @@ fn refuse(conn: &Conn, unknown: bool, why: String) -> ! {
         why: why.clone(),
     });
     eprintln!("sidetask child: {why}");
-    std::process::exit(EXIT_PROTOCOL)
+    leave(EXIT_PROTOCOL)
 }
 
 fn serve(registry: &Registry, mut conn: Conn) -> ! {
@@ -94,7 +98,7 @@ fn serve(registry: &Registry, mut conn: Conn) -> ! {
     let mut next = match first {
         Ok(Down::Start(hello)) => hello,
         Ok(_) => refuse(&conn, false, "the first frame was not a task".to_owned()),
-        Err(FrameError::Closed) => std::process::exit(EXIT_PARENT_GONE),
+        Err(FrameError::Closed) => leave(EXIT_PARENT_GONE),
         Err(e) => refuse(&conn, false, format!("could not read the task: {e}")),
     };
     loop {
@@ -160,14 +164,29 @@ fn serve(registry: &Registry, mut conn: Conn) -> ! {
         }
         match run_task(&mut conn, next, entry) {
             Some(hello) => next = hello,
-            None => std::process::exit(0),
+            None => leave(0),
         }
     }
 }
 
+/// Kills what the task started (every descendant of this child), and
+/// reaps those that were orphaned to it.
+fn end_descendants() {
+    kill_descendants(std::process::id());
+    // Orphans came back to this subreaper: reap them (the task's own
+    // children are the task's to wait for, and the task is over).
+    while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
+}
+
+/// Ends this child: first everything the task started.
+fn leave(code: i32) -> ! {
+    end_descendants();
+    std::process::exit(code)
+}
+
 fn fail(why: String) -> ! {
     eprintln!("sidetask child: {why}");
-    std::process::exit(EXIT_PROTOCOL)
+    leave(EXIT_PROTOCOL)
 }
 
 /// A task's state in the child: its way in (the inbox only: events go
@@ -201,7 +220,7 @@ impl ChildTask {
         };
         if writing.send_all(&frames).is_err() {
             // The parent is gone: nobody is left to report to.
-            std::process::exit(EXIT_PARENT_GONE);
+            leave(EXIT_PARENT_GONE);
         }
     }
 }
@@ -245,7 +264,7 @@ impl Dispatch for ChildTask {
         match error {
             FrameError::Closed if self.reuse && self.finished.load(Ordering::SeqCst) => {}
             // The parent is gone: nobody is left to report to.
-            FrameError::Closed => std::process::exit(EXIT_PARENT_GONE),
+            FrameError::Closed => leave(EXIT_PARENT_GONE),
             e => fail(format!("a broken connection to the parent: {e}")),
         }
     }
@@ -283,7 +302,7 @@ impl Line for ChildTask {
 
     fn broken(&self, why: String) {
         self.flush(Some(Up::Broken(why)));
-        std::process::exit(EXIT_PROTOCOL)
+        leave(EXIT_PROTOCOL)
     }
 
     fn pull(&self, until: Option<Instant>) -> Served {
@@ -345,15 +364,19 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
             };
             task.finished.store(true, Ordering::SeqCst);
             task.flush(Some(last));
+            // What the task started ends with it, whether or not the
+            // parent is still there to kill it: no process outlives the
+            // task.
             if !reuse {
-                std::process::exit(0);
+                leave(0);
             }
+            end_descendants();
             // The main thread reads the next task's frame now.
             task.relay.hurry();
         }
     };
     if conn.writer.send(&Up::Ready { version: VERSION }).is_err() {
-        std::process::exit(EXIT_PARENT_GONE);
+        leave(EXIT_PARENT_GONE);
     }
     if let Err((_, e)) = place::execute(Box::new(body)) {
         fail(format!("could not start a thread for the task: {e}"));
