@@ -358,10 +358,7 @@ impl<A: Send + 'static, Z, E> ChainRun<A, Z, E> {
     /// [`RecvTimeoutError::Disconnected`] once the last stage has ended and
     /// every item has been received.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Z, RecvTimeoutError> {
-        let until = Instant::now()
-            .checked_add(timeout)
-            .map_or(Wait::Forever, Wait::Until);
-        self.output.take(until).map_err(|e| match e {
+        self.output.take(Wait::after(timeout)).map_err(|e| match e {
             PopError::Disconnected => RecvTimeoutError::Disconnected,
             _ => RecvTimeoutError::Timeout,
         })
