@@ -4,8 +4,8 @@
 //! from the task to the handle; the flags say whether a stop was asked for,
 //! whether the task is done, whether the handle is gone. Every operation is
 //! one *decision* ("deliver, or give back because the task is stopping"),
-//! written once and taken by a blocking caller ([`Mailbox::wait`]) and by a
-//! future ([`poll`]) alike.
+//! written once and taken by a blocking caller (`Mailbox::wait`) and by a
+//! future (the `poll` module) alike.
 //!
 //! # Glossary
 //!
@@ -32,6 +32,9 @@
 //!   the end of their push.
 //! - **settle**: waiting, under the lock, for `pushing` to fall to zero,
 //!   before deciding on what the inbox holds after a close.
+//! - **decision**: one operation's attempt under the lock (`attempt_*`),
+//!   with, on the inbox, a lock-free first try (`*_now`): it completes, or
+//!   says that the caller must wait for a change of state.
 //!
 //! # Invariants
 //!

@@ -4,9 +4,11 @@
 //! The mailbox takes its atomics, its mutexes and its thread parking from
 //! [`shim`] rather than from `std`. In a normal build they are `std`'s own,
 //! re-exported (no wrapper, no indirection). In the model-checking build
-//! (`RUSTFLAGS="--cfg loom"`) they are [loom]'s, so that loom tests can run
-//! the mailbox's handshake through every interleaving (see the mailbox's
-//! `loom_tests`). Three things differ there:
+//! (the crate's own tests with `RUSTFLAGS="--cfg loom"`: loom is a
+//! dev-dependency, so the swap is `cfg(all(test, loom))`, as in tokio) they
+//! are [loom]'s, so that loom tests can run the mailbox's handshake through
+//! every interleaving (see the mailbox's `loom_tests`). Three things differ
+//! there:
 //!
 //! - [`spin_until`] asks once instead of spinning on a clock (loom has no
 //!   clock, and a spin of unbounded length has unbounded interleavings);
@@ -20,40 +22,40 @@
 //!
 //! [loom]: https://docs.rs/loom
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 use std::hint;
 use std::sync::Mutex;
 use std::time::Duration;
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 use std::time::Instant;
 
 /// The primitives of the mailbox's handshake: `std`'s, re-exported, or
-/// loom's under `cfg(loom)`.
+/// loom's in the model-checking build.
 pub(crate) mod shim {
-    #[cfg(not(loom))]
+    #[cfg(not(all(test, loom)))]
     pub(crate) use super::lock;
-    #[cfg(not(loom))]
+    #[cfg(not(all(test, loom)))]
     pub(crate) use std::sync::{Mutex, atomic};
 
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(crate) use loom::sync::{Mutex, atomic};
 
     /// Locks a loom mutex, ignoring poison.
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(crate) fn lock<T>(m: &Mutex<T>) -> loom::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Thread handles and parking.
     pub(crate) mod thread {
-        #[cfg(not(loom))]
+        #[cfg(not(all(test, loom)))]
         pub(crate) use std::thread::{Thread, ThreadId, current, park, park_timeout, yield_now};
 
-        #[cfg(loom)]
+        #[cfg(all(test, loom))]
         pub(crate) use loom::thread::{Thread, ThreadId, current, park, yield_now};
 
         /// Loom has no clock: a timed park parks until woken.
-        #[cfg(loom)]
+        #[cfg(all(test, loom))]
         pub(crate) fn park_timeout(_: std::time::Duration) {
             park();
         }
@@ -63,9 +65,9 @@ pub(crate) mod shim {
     /// threads.
     #[inline]
     pub(crate) fn spin_loop() {
-        #[cfg(not(loom))]
+        #[cfg(not(all(test, loom)))]
         std::hint::spin_loop();
-        #[cfg(loom)]
+        #[cfg(all(test, loom))]
         loom::hint::spin_loop();
     }
 
@@ -76,7 +78,7 @@ pub(crate) mod shim {
     /// weaker.
     #[inline(always)]
     pub(crate) fn seq_cst_order() {
-        #[cfg(loom)]
+        #[cfg(all(test, loom))]
         atomic::fence(atomic::Ordering::SeqCst);
     }
 }
@@ -91,12 +93,12 @@ pub(crate) mod shim {
 /// wake-up, so that two sides that take turns never fall into waking each
 /// other from the kernel on every turn.
 const SPIN_FOR: Duration = Duration::from_micros(100);
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 const TIGHT_STEPS: u32 = 6;
 
 /// Calls `ready` until it returns `Some`, spinning then yielding; gives up
 /// with `None` after [`SPIN_FOR`], and the caller then blocks.
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 #[inline]
 pub(crate) fn spin_until<R>(mut ready: impl FnMut() -> Option<R>) -> Option<R> {
     for step in 0..TIGHT_STEPS {
@@ -121,7 +123,7 @@ pub(crate) fn spin_until<R>(mut ready: impl FnMut() -> Option<R>) -> Option<R> {
 
 /// Under loom: asks `ready` once (a spin's first look, without the clock
 /// that would end it).
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) fn spin_until<R>(mut ready: impl FnMut() -> Option<R>) -> Option<R> {
     let _ = SPIN_FOR;
     ready()

@@ -13,13 +13,13 @@
 //! the queue empty learns nothing more from it than from a lock-free queue,
 //! so the model needs the same fences as the real thing.
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(super) use self::channel::Queue;
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(super) use self::model::Queue;
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 mod channel {
     use std::sync::OnceLock;
 
@@ -71,7 +71,7 @@ mod channel {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 mod model {
     use std::collections::VecDeque;
 
