@@ -15,7 +15,8 @@
 //! drained) or given back, never lost and never both (invariant 3); a waiter
 //! that parks while the other side changes the inbox without the lock is
 //! woken (invariant 4: a lost wake-up leaves every thread parked, which
-//! loom reports as a deadlock); a wait for a flag racing its set.
+//! loom reports as a deadlock); a stop waking every kind of waiter, which
+//! gets its value back.
 
 use loom::sync::Arc;
 use loom::thread;
@@ -267,6 +268,36 @@ fn loom_waiters_wake_at_stop() {
         mailbox.set(STOP);
         assert_eq!(task.join().unwrap(), Err(PopError::Stopped));
         assert!(watcher.join().unwrap());
+    });
+}
+
+/// A sender parked on a full inbox, and an emit parked on a full outbox,
+/// wake at a stop and get their values back.
+#[test]
+fn loom_full_queues_give_back_at_stop() {
+    model(|| {
+        let mailbox = Arc::new(Box2::new(1, 1));
+        assert!(mailbox.push_in(1, Wait::No).is_ok());
+        assert!(mailbox.push_out(10, Wait::No).is_ok());
+        let sender = {
+            let mailbox = Arc::clone(&mailbox);
+            thread::spawn(move || match mailbox.push_in(2, Wait::Forever) {
+                Err(PushError::Closed(m)) => m,
+                _ => panic!("a send into a full inbox went through a stop"),
+            })
+        };
+        let emitter = {
+            let mailbox = Arc::clone(&mailbox);
+            thread::spawn(move || match mailbox.push_out(20, Wait::Forever) {
+                Err(PushError::Stopped(e)) => e,
+                _ => panic!("an emit into a full outbox went through a stop"),
+            })
+        };
+        mailbox.set(STOP);
+        assert_eq!(sender.join().unwrap(), 2);
+        assert_eq!(emitter.join().unwrap(), 20);
+        assert_eq!(mailbox.drain_in(), [1]);
+        assert_eq!(mailbox.pop_out(Wait::No), Ok(10));
     });
 }
 
