@@ -25,9 +25,8 @@
 #[cfg(not(all(test, loom)))]
 use std::hint;
 use std::sync::Mutex;
-use std::time::Duration;
 #[cfg(not(all(test, loom)))]
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The primitives of the mailbox's handshake: `std`'s, re-exported, or
 /// loom's in the model-checking build.
@@ -92,6 +91,7 @@ pub(crate) mod shim {
 /// and parks only after `SPIN_FOR` has passed. The window is longer than a
 /// wake-up, so that two sides that take turns never fall into waking each
 /// other from the kernel on every turn.
+#[cfg(not(all(test, loom)))]
 const SPIN_FOR: Duration = Duration::from_micros(100);
 #[cfg(not(all(test, loom)))]
 const TIGHT_STEPS: u32 = 6;
@@ -125,7 +125,6 @@ pub(crate) fn spin_until<R>(mut ready: impl FnMut() -> Option<R>) -> Option<R> {
 /// that would end it).
 #[cfg(all(test, loom))]
 pub(crate) fn spin_until<R>(mut ready: impl FnMut() -> Option<R>) -> Option<R> {
-    let _ = SPIN_FOR;
     ready()
 }
 
