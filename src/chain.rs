@@ -406,8 +406,7 @@ impl<A: Send + 'static, Z, E> ChainRun<A, Z, E> {
     /// [`RecvTimeoutError::Disconnected`] once the last stage has ended and
     /// every item has been received.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Z, RecvTimeoutError> {
-        let until = Wait::after(timeout);
-        self.output.take(until).map_err(|e| match e {
+        self.output.take(Wait::after(timeout)).map_err(|e| match e {
             PopError::Disconnected => RecvTimeoutError::Disconnected,
             _ => RecvTimeoutError::Timeout,
         })

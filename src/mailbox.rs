@@ -1,48 +1,104 @@
 //! A task's two bounded queues and its flags.
 //!
 //! The inbox carries messages from the handle to the task, the outbox events
-//! from the task to the handle. The flags say whether a stop was asked for,
-//! whether the task is done (after which no event can come out), and
-//! whether the handle is gone.
+//! from the task to the handle; the flags say whether a stop was asked for,
+//! whether the task is done, whether the handle is gone. Every operation is
+//! one *decision* ("deliver, or give back because the task is stopping"),
+//! written once and taken by a blocking caller (`Mailbox::wait`) and by a
+//! future (the `poll` module) alike.
 //!
-//! The flags, the outbox and the waiter list live under one lock, which
-//! makes each decision ("deliver, or give back because the task is
-//! stopping") atomic. The inbox, the busiest queue, is a lock-free queue
-//! instead, so that a sender and its task do not meet on a lock for each
-//! message; its decisions stay exact all the same: a send announces itself
-//! (`pushing`) before it checks the flags, and whoever decides on what the
-//! inbox holds after a close waits for the sends in flight first. A message
-//! is either in the queue before the stop or refused after it, never lost
-//! in between.
+//! # Glossary
 //!
-//! Waiting: a caller first tries; then spins on lock-free mirrors of the
-//! lengths and flags (the other side usually answers within microseconds,
-//! while a kernel wake-up costs tens of them); then registers its thread in
-//! the waiter list and parks. Every change of state unparks every registered
-//! waiter, and each re-checks its own condition; a change of the inbox,
-//! made without the lock, looks for registered waiters after it, and a
-//! waiter registers before its last check, so one of the two sees the
-//! other. There is no polling interval anywhere: a stop wakes a parked
-//! waiter at once. A future waits in the same list, with its task's waker
-//! instead of a thread (the `poll` module), so one change of state wakes
-//! threads and futures alike.
+//! - **inbox**: the messages from the handle to the task. A lock-free queue
+//!   (`queue::Queue`, made at the first message) behind the **given back**
+//!   ones.
+//! - **given back**: messages put back at the front of the inbox
+//!   (`returned`): those a process child had not read. They are taken before
+//!   the queue's and count against the capacity.
+//! - **counted inbox**: an inbox too large for a bounded queue (over
+//!   `ARRAY_BYTES`): its queue is unbounded and `inbox_len` keeps the
+//!   capacity.
+//! - **outbox**: the events from the task to the handle, a `VecDeque` under
+//!   the state lock.
+//! - **flags**: [`STOP`], [`DONE`], … bits kept under the state lock
+//!   (`State::flags`) with a lock-free mirror (`Mailbox::flags`).
+//! - **waiter**: a parked thread or a future's waker in the waiter list
+//!   (under the lock), woken at the next change of state; it then tries
+//!   again.
+//! - **has_waiters**: whether a waiter on the inbox is (about to be)
+//!   registered; read, without the lock, by the side that changed the inbox
+//!   without it.
+//! - **pushing**: how many sends are between their check of the flags and
+//!   the end of their push.
+//! - **settle**: waiting, under the lock, for `pushing` to fall to zero,
+//!   before deciding on what the inbox holds after a close.
+//! - **decision**: one operation's attempt under the lock (`attempt_*`),
+//!   with, on the inbox, a lock-free first try (`*_now`): it completes, or
+//!   says that the caller must wait for a change of state.
+//!
+//! # Invariants
+//!
+//! 1. The flags change only under the state lock, with their mirror in the
+//!    same critical section, and a flag once set is never cleared.
+//! 2. The outbox, the flags and the waiter list change only under the lock;
+//!    whoever changes what a waiter may wait for marks the state
+//!    (`State::wake`), and every waiter is woken once the lock is let go, so
+//!    a woken thread never finds it still held.
+//! 3. A send counts itself in `pushing` before it reads the flags, and
+//!    uncounts itself after its push. Whoever decides on the inbox after a
+//!    close (a `recv` that would report the end, a drain) settles first. So
+//!    a message is either in the inbox before the close or refused after
+//!    it: never pushed after the inbox was found empty for good.
+//! 4. A waiter on the inbox sets `has_waiters`, then a `SeqCst` fence, then
+//!    makes its last attempt before it registers (under the lock). A side
+//!    that changes the inbox without the lock makes its change, then a
+//!    `SeqCst` fence, then reads `has_waiters`. So either the waiter's
+//!    attempt sees the change, or the changer sees the waiter and wakes it
+//!    through the lock: no wake-up is lost.
+//! 5. `has_waiters` is cleared only under the lock, when the waiter list is
+//!    emptied by a wake-up, or by a waiter that completes while the list is
+//!    empty.
+//! 6. A message or an event is in one place at a time: with its sender, in
+//!    a queue, or with its reader. Every refusal gives it back
+//!    ([`PushError`]), and a receive takes it out only when it returns it.
+//!
+//! Invariants 3 and 4 are model-checked under loom (`loom_tests`, built
+//! with `RUSTFLAGS="--cfg loom"`; the primitives come from
+//! `crate::sync::shim`).
+//!
+//! # Waiting
+//!
+//! A caller first tries; then spins on lock-free mirrors of the lengths and
+//! flags (the other side usually answers within microseconds, while a
+//! kernel wake-up costs tens of them); then registers its thread in the
+//! waiter list and parks. There is no polling interval anywhere: a stop
+//! wakes a parked waiter at once. A future waits in the same list, with its
+//! task's waker instead of a thread (the `poll` module), so one change of
+//! state wakes threads and futures alike.
+//!
+//! The inbox, the busiest queue, is lock-free so that a sender and its task
+//! do not meet on a lock for each message; invariants 3 and 4 keep its
+//! decisions exact all the same.
 //!
 //! An empty queue holds no allocation (the inbox's queue is made at the
 //! first message), so an idle task costs a few hundred bytes besides its
 //! thread.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{self, AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::thread::{self, Thread};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::sync::shim::atomic::{self, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::shim::thread::{self, Thread};
+use crate::sync::shim::{Mutex, lock, seq_cst_order, spin_loop};
+use crate::sync::spin_until;
 
-use crate::sync::{lock, spin_until};
-
+#[cfg(all(test, loom))]
+mod loom_tests;
 #[cfg(feature = "tokio")]
 mod poll;
+mod queue;
+
+use queue::Queue;
 
 /// The most memory an inbox's bounded queue may take (all of it at the
 /// first message); a larger inbox grows as messages come instead.
@@ -78,13 +134,21 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
-    /// Until `timeout` from now (forever if that is too far off to be
-    /// represented).
-    pub(crate) fn after(timeout: std::time::Duration) -> Wait {
+    /// Until `timeout` from now; `Forever` if that is past what an
+    /// `Instant` can hold.
+    pub(crate) fn after(timeout: Duration) -> Wait {
         Instant::now()
             .checked_add(timeout)
             .map_or(Wait::Forever, Wait::Until)
     }
+}
+
+/// What a waiter waits on may change: under the lock only, or (the inbox)
+/// without it too, when the waiter must announce itself (invariant 4).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    Locked,
+    Inbox,
 }
 
 // In declaration order (`repr(C)`), so that the senders' count is kept
@@ -97,12 +161,12 @@ pub(crate) struct Mailbox<In, Ev> {
     // queue up to `ARRAY_BYTES` (it keeps its own count, apart from both
     // sides' hot data); beyond, an unbounded one (it allocates as messages
     // come) whose messages `inbox_len` counts against the capacity.
-    inbox: OnceLock<(Sender<In>, Receiver<In>)>,
+    inbox: Queue<In>,
     // Messages given back (a process task's unread ones), before the queue.
     returned: Mutex<VecDeque<In>>,
     returned_len: AtomicUsize,
-    // Whether any thread is (about to be) registered as a waiter; lets the
-    // inbox's two sides change it without the state lock.
+    // Whether any thread is (about to be) registered as a waiter on the
+    // inbox; lets the inbox's two sides change it without the state lock.
     has_waiters: AtomicBool,
     inbox_cap: usize,
     outbox_cap: usize,
@@ -224,6 +288,26 @@ pub(crate) enum PushError<T> {
     Stopped(T),
 }
 
+/// Why a push was refused for good, decided under the lock while the value
+/// stays with its sender.
+#[derive(Clone, Copy)]
+enum Refusal {
+    Closed,
+    Stopped,
+}
+
+/// A push's decision, as its caller reports it: `value` leaves its option
+/// only when delivered, and comes back in the error otherwise.
+fn delivered<T>(done: Result<(), Refusal>, value: &mut Option<T>) -> Result<(), PushError<T>> {
+    done.map_err(|refusal| {
+        let value = value.take().expect("kept until refused");
+        match refusal {
+            Refusal::Closed => PushError::Closed(value),
+            Refusal::Stopped => PushError::Stopped(value),
+        }
+    })
+}
+
 /// Why nothing came out of a queue.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PopError {
@@ -244,7 +328,7 @@ impl<In, Ev> Mailbox<In, Ev> {
                 waiters: Waiters::default(),
                 notify: false,
             }),
-            inbox: OnceLock::new(),
+            inbox: Queue::new(),
             _apart: [0; 128],
             pushing: AtomicUsize::new(0),
             returned: Mutex::new(VecDeque::new()),
@@ -297,11 +381,152 @@ impl<In, Ev> Mailbox<In, Ev> {
         })
     }
 
-    /// Runs `attempt` under the lock until it returns `Some`, waiting as
-    /// `wait` allows in between; `None` when the wait ran out.
+    // The decisions. Each is taken under the lock, by a blocking caller
+    // (`wait`) and by a future (`poll_with`) alike, and says `None` when it
+    // cannot be taken yet: the caller then waits for a change of state.
+    // Those on the inbox have a lock-free first try too (`*_now`), also
+    // shared by both callers.
+
+    /// A send: into the inbox, or refused (`Closed`) because no one will
+    /// read it. `message` leaves its option only when delivered.
+    fn attempt_push_in(
+        &self,
+        s: &mut State<Ev>,
+        message: &mut Option<In>,
+    ) -> Option<Result<(), Refusal>> {
+        match self.push_raw(message.take().expect("kept until delivered")) {
+            Ok(()) => {
+                if self.waited_on() {
+                    s.wake();
+                }
+                Some(Ok(()))
+            }
+            Err(PushError::Full(m)) => {
+                *message = Some(m);
+                None
+            }
+            Err(PushError::Closed(m) | PushError::Stopped(m)) => {
+                *message = Some(m);
+                Some(Err(Refusal::Closed))
+            }
+        }
+    }
+
+    /// A send's first try, without the lock: `Full` means try under the
+    /// lock, or wait.
+    fn push_in_now(&self, message: In) -> Result<(), PushError<In>> {
+        let pushed = self.push_raw(message);
+        if pushed.is_ok() {
+            self.tell_waiters();
+        }
+        pushed
+    }
+
+    /// A receive from the inbox: a message, or the stop, or the end once
+    /// the inbox is closed and empty.
+    fn attempt_pop_in(&self, s: &mut State<Ev>) -> Option<Result<In, PopError>> {
+        if s.flags & STOP != 0 {
+            return Some(Err(PopError::Stopped));
+        }
+        if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 {
+            // A send that began before the close is in, or refused.
+            self.settle();
+        }
+        match self.pop_raw() {
+            Some(m) => {
+                if self.waited_on() {
+                    s.wake();
+                }
+                Some(Ok(m))
+            }
+            None if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 => {
+                Some(Err(PopError::Disconnected))
+            }
+            None => None,
+        }
+    }
+
+    /// A receive's first try, without the lock: `None` means try under the
+    /// lock (only there is the end decided).
+    fn pop_in_now(&self) -> Option<Result<In, PopError>> {
+        if self.is(STOP) {
+            return Some(Err(PopError::Stopped));
+        }
+        let m = self.pop_raw()?;
+        self.tell_waiters();
+        Some(Ok(m))
+    }
+
+    /// An emit: into the outbox; refused if the handle is gone, or if the
+    /// outbox is full and a stop was asked for. `event` leaves its option
+    /// only when delivered.
+    fn attempt_push_out(
+        &self,
+        s: &mut State<Ev>,
+        event: &mut Option<Ev>,
+    ) -> Option<Result<(), Refusal>> {
+        if s.flags & HANDLE_GONE != 0 {
+            return Some(Err(Refusal::Closed));
+        }
+        if s.outbox.len() >= self.outbox_cap {
+            return (s.flags & STOP != 0).then_some(Err(Refusal::Stopped));
+        }
+        s.outbox
+            .push_back(event.take().expect("kept until delivered"));
+        self.outbox_len.store(s.outbox.len(), Ordering::Release);
+        s.wake();
+        Some(Ok(()))
+    }
+
+    /// A receive from the outbox: an event, or the end once the task is
+    /// done and the outbox empty.
+    fn attempt_pop_out(&self, s: &mut State<Ev>) -> Option<Result<Ev, PopError>> {
+        match s.outbox.pop_front() {
+            Some(e) => {
+                self.outbox_len.store(s.outbox.len(), Ordering::Release);
+                s.wake();
+                Some(Ok(e))
+            }
+            None if s.flags & DONE != 0 => Some(Err(PopError::Disconnected)),
+            None => None,
+        }
+    }
+
+    /// A wait for a flag (any of `flag`'s bits).
+    fn attempt_flag(s: &State<Ev>, flag: u8) -> Option<()> {
+        (s.flags & flag != 0).then_some(())
+    }
+
+    /// Runs `attempt` under the lock as a waiter's last try before it
+    /// registers: announced first if it watches the inbox (invariant 4).
+    fn attempt_announced<R>(
+        &self,
+        s: &mut State<Ev>,
+        watch: Watch,
+        attempt: impl FnOnce(&mut State<Ev>) -> Option<R>,
+    ) -> Option<R> {
+        if watch == Watch::Inbox {
+            // A side that changes the inbox without the lock checks this
+            // flag after its change, so one of the two sees the other.
+            self.has_waiters.store(true, Ordering::SeqCst);
+            atomic::fence(Ordering::SeqCst);
+        }
+        let r = attempt(s)?;
+        if watch == Watch::Inbox {
+            self.has_waiters
+                .store(!s.waiters.is_empty(), Ordering::SeqCst);
+        }
+        Some(r)
+    }
+
+    /// Takes a decision (`attempt`, under the lock) once it can be taken,
+    /// waiting as `wait` allows in between; `None` when the wait ran out.
+    /// `hint` says, without the lock, when trying again may be worth it
+    /// (while spinning).
     fn wait<R>(
         &self,
         wait: Wait,
+        watch: Watch,
         spin: bool,
         hint: impl Fn(&Self) -> bool,
         mut attempt: impl FnMut(&mut State<Ev>) -> Option<R>,
@@ -326,19 +551,14 @@ impl<In, Ev> Mailbox<In, Ev> {
             let now = Instant::now();
             let done = self.locked(|s| {
                 s.waiters.retain(|w| !w.is_thread(me.id()));
-                // Announce the waiter before checking: a side that changes
-                // the state without the lock checks this flag after its
-                // change, so one of the two sees the other.
-                self.has_waiters.store(true, Ordering::SeqCst);
-                atomic::fence(Ordering::SeqCst);
-                if let Some(r) = attempt(s) {
-                    self.has_waiters
-                        .store(!s.waiters.is_empty(), Ordering::SeqCst);
+                if let Some(r) = self.attempt_announced(s, watch, &mut attempt) {
                     return Some(Some(r));
                 }
                 if deadline.is_some_and(|d| now >= d) {
-                    self.has_waiters
-                        .store(!s.waiters.is_empty(), Ordering::SeqCst);
+                    if watch == Watch::Inbox {
+                        self.has_waiters
+                            .store(!s.waiters.is_empty(), Ordering::SeqCst);
+                    }
                     return Some(None);
                 }
                 s.waiters.push(Waiter::Thread(me.clone()));
@@ -354,23 +574,12 @@ impl<In, Ev> Mailbox<In, Ev> {
         }
     }
 
-    /// The inbox's queue, made at the first message.
-    fn queue(&self) -> &(Sender<In>, Receiver<In>) {
-        self.inbox.get_or_init(|| {
-            if self.counted {
-                crossbeam_channel::unbounded()
-            } else {
-                crossbeam_channel::bounded(self.inbox_cap)
-            }
-        })
-    }
-
     /// How many messages the inbox holds (given back ones included).
     fn inbox_len(&self) -> usize {
         let queued = if self.counted {
             self.inbox_len.load(Ordering::SeqCst)
         } else {
-            self.inbox.get().map_or(0, |(_, queue)| queue.len())
+            self.inbox.len()
         };
         queued + self.returned_len.load(Ordering::SeqCst)
     }
@@ -379,6 +588,8 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// waiting: `Full` or `Closed` give it back. Wakes no one.
     fn push_raw(&self, message: In) -> Result<(), PushError<In>> {
         self.pushing.fetch_add(1, Ordering::SeqCst);
+        // Counted, then read the flags (invariant 3).
+        seq_cst_order();
         let pushed = if self.flags.load(Ordering::SeqCst) & (STOP | DONE | INBOX_CLOSED) != 0 {
             Err(PushError::Closed(message))
         } else if self.returned_len.load(Ordering::SeqCst) > 0 && self.inbox_len() >= self.inbox_cap
@@ -386,10 +597,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             // Given-back messages count against the capacity too.
             Err(PushError::Full(message))
         } else if !self.counted {
-            self.queue().0.try_send(message).map_err(|e| match e {
-                TrySendError::Full(m) => PushError::Full(m),
-                TrySendError::Disconnected(m) => PushError::Closed(m),
-            })
+            self.inbox.push(message, Some(self.inbox_cap))
         } else if self
             .inbox_len
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -402,10 +610,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             Err(PushError::Full(message))
         } else {
             // Unbounded, and its receiver lives as long as this mailbox.
-            self.queue()
-                .0
-                .send(message)
-                .map_err(|e| PushError::Closed(e.into_inner()))
+            self.inbox.push(message, None)
         };
         self.pushing.fetch_sub(1, Ordering::SeqCst);
         pushed
@@ -420,7 +625,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             self.returned_len.fetch_sub(1, Ordering::SeqCst);
             return Some(message);
         }
-        let message = self.inbox.get()?.1.try_recv().ok()?;
+        let message = self.inbox.pop()?;
         if self.counted {
             self.inbox_len.fetch_sub(1, Ordering::SeqCst);
         }
@@ -430,12 +635,14 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Waits for the sends that checked the flags before a close to finish
     /// their push.
     fn settle(&self) {
+        // The flags were set, then read the count (invariant 3).
+        seq_cst_order();
         // A push takes nanoseconds, unless its thread lost its core in the
         // middle: then give the core back.
         let mut spins = 0u32;
         while self.pushing.load(Ordering::SeqCst) != 0 {
             if spins < 64 {
-                std::hint::spin_loop();
+                spin_loop();
                 spins += 1;
             } else {
                 thread::yield_now();
@@ -460,82 +667,29 @@ impl<In, Ev> Mailbox<In, Ev> {
 
     /// Puts a message into the inbox (the handle's send).
     pub(crate) fn push_in(&self, message: In, wait: Wait) -> Result<(), PushError<In>> {
-        let message = match self.push_raw(message) {
-            Ok(()) => {
-                self.tell_waiters();
-                return Ok(());
-            }
+        let message = match self.push_in_now(message) {
             Err(PushError::Full(m)) if !matches!(wait, Wait::No) => m,
-            Err(e) => return Err(e),
+            pushed => return pushed,
         };
         let mut message = Some(message);
         let hint = |m: &Self| m.is(STOP | DONE | INBOX_CLOSED) || m.inbox_len() < m.inbox_cap;
-        let done = self.wait(wait, true, hint, |s| self.push_locked(s, &mut message));
-        match done {
-            Some(Ok(())) => Ok(()),
-            Some(Err(())) => Err(PushError::Closed(message.take().expect("kept"))),
+        match self.wait(wait, Watch::Inbox, true, hint, |s| {
+            self.attempt_push_in(s, &mut message)
+        }) {
+            Some(done) => delivered(done, &mut message),
             None => Err(PushError::Full(message.take().expect("kept"))),
-        }
-    }
-
-    /// A send's attempt under the lock: `message` leaves its option only
-    /// when delivered.
-    fn push_locked(&self, s: &mut State<Ev>, message: &mut Option<In>) -> Option<Result<(), ()>> {
-        match self.push_raw(message.take().expect("kept until delivered")) {
-            Ok(()) => {
-                if self.waited_on() {
-                    s.wake();
-                }
-                Some(Ok(()))
-            }
-            Err(PushError::Full(m)) => {
-                *message = Some(m);
-                None
-            }
-            Err(PushError::Closed(m) | PushError::Stopped(m)) => {
-                *message = Some(m);
-                Some(Err(()))
-            }
-        }
-    }
-
-    /// Takes a message under the lock; `None` if there is none yet.
-    fn pop_locked(&self, s: &mut State<Ev>) -> Option<Result<In, PopError>> {
-        if s.flags & STOP != 0 {
-            return Some(Err(PopError::Stopped));
-        }
-        if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 {
-            // A send that began before the close is in, or refused.
-            self.settle();
-        }
-        match self.pop_raw() {
-            Some(m) => {
-                if self.waited_on() {
-                    s.wake();
-                }
-                Some(Ok(m))
-            }
-            None if s.flags & (HANDLE_GONE | INBOX_CLOSED) != 0 => {
-                Some(Err(PopError::Disconnected))
-            }
-            None => None,
         }
     }
 
     /// Takes a message out of the inbox (the context's recv).
     pub(crate) fn pop_in(&self, wait: Wait) -> Result<In, PopError> {
-        if self.is(STOP) {
-            return Err(PopError::Stopped);
-        }
-        if let Some(m) = self.pop_raw() {
-            self.tell_waiters();
-            return Ok(m);
+        if let Some(got) = self.pop_in_now() {
+            return got;
         }
         let hint = |m: &Self| m.is(STOP | HANDLE_GONE | INBOX_CLOSED) || m.inbox_len() > 0;
-        self.wait(wait, self.spin_in.load(Ordering::Relaxed), hint, |s| {
-            self.pop_locked(s)
-        })
-        .unwrap_or(Err(PopError::Empty))
+        let spin = self.spin_in.load(Ordering::Relaxed);
+        self.wait(wait, Watch::Inbox, spin, hint, |s| self.attempt_pop_in(s))
+            .unwrap_or(Err(PopError::Empty))
     }
 
     /// Puts an event into the outbox (the context's emit).
@@ -544,22 +698,10 @@ impl<In, Ev> Mailbox<In, Ev> {
         let hint = |m: &Self| {
             m.is(STOP | HANDLE_GONE) || m.outbox_len.load(Ordering::Acquire) < m.outbox_cap
         };
-        let done = self.wait(wait, true, hint, |s| {
-            if s.flags & HANDLE_GONE != 0 {
-                return Some(Err(false));
-            }
-            if s.outbox.len() >= self.outbox_cap {
-                return (s.flags & STOP != 0).then_some(Err(true));
-            }
-            s.outbox.push_back(event.take().expect("pushed once"));
-            self.outbox_len.store(s.outbox.len(), Ordering::Release);
-            s.wake();
-            Some(Ok(()))
-        });
-        match done {
-            Some(Ok(())) => Ok(()),
-            Some(Err(false)) => Err(PushError::Closed(event.take().expect("kept"))),
-            Some(Err(true)) => Err(PushError::Stopped(event.take().expect("kept"))),
+        match self.wait(wait, Watch::Locked, true, hint, |s| {
+            self.attempt_push_out(s, &mut event)
+        }) {
+            Some(done) => delivered(done, &mut event),
             None => Err(PushError::Full(event.take().expect("kept"))),
         }
     }
@@ -567,27 +709,22 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Takes an event out of the outbox (the handle's recv).
     pub(crate) fn pop_out(&self, wait: Wait) -> Result<Ev, PopError> {
         let hint = |m: &Self| m.is(DONE) || m.outbox_len.load(Ordering::Acquire) > 0;
-        self.wait(wait, true, hint, |s| match s.outbox.pop_front() {
-            Some(e) => {
-                self.outbox_len.store(s.outbox.len(), Ordering::Release);
-                s.wake();
-                Some(Ok(e))
-            }
-            None if s.flags & DONE != 0 => Some(Err(PopError::Disconnected)),
-            None => None,
-        })
-        .unwrap_or(Err(PopError::Empty))
+        self.wait(wait, Watch::Locked, true, hint, |s| self.attempt_pop_out(s))
+            .unwrap_or(Err(PopError::Empty))
     }
 
     /// Waits until `flag` is set; returns whether it is.
     pub(crate) fn wait_for(&self, flag: u8, wait: Wait) -> bool {
-        self.wait(
-            wait,
-            true,
-            |m| m.is(flag),
-            |s| (s.flags & flag != 0).then_some(()),
-        )
-        .is_some()
+        self.is(flag)
+            || self
+                .wait(
+                    wait,
+                    Watch::Locked,
+                    true,
+                    |m| m.is(flag),
+                    |s| Self::attempt_flag(s, flag),
+                )
+                .is_some()
     }
 
     /// Takes every message left in the inbox.
@@ -597,9 +734,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             let mut all: Vec<In> = lock(&self.returned).drain(..).collect();
             self.returned_len.fetch_sub(all.len(), Ordering::SeqCst);
             let returned = all.len();
-            if let Some((_, queue)) = self.inbox.get() {
-                all.extend(queue.try_iter());
-            }
+            self.inbox.drain_into(&mut all);
             if self.counted {
                 self.inbox_len
                     .fetch_sub(all.len() - returned, Ordering::SeqCst);

@@ -8,15 +8,15 @@
 //! while registered leaves its waker behind until the next change of state
 //! wakes it once, harmlessly.
 //!
-//! The attempts mirror those of the blocking operations in the parent
-//! module, decision for decision (a receive takes the very same steps): a
-//! message is either in a queue or still with its sender, never in between.
+//! The decisions are the parent module's own (`attempt_*`, `*_now`), the
+//! very ones a blocking caller takes; only the waiting differs. So a message
+//! is either in a queue or still with its sender, never in between, whoever
+//! waits.
 
 use std::cell::Cell;
-use std::sync::atomic::{self, Ordering};
 use std::task::{Context, Poll};
 
-use super::{DONE, HANDLE_GONE, Mailbox, PopError, PushError, STOP, State, Waiter};
+use super::{Mailbox, PopError, PushError, State, Waiter, Watch, delivered};
 
 thread_local! {
     /// The address of the mailbox where this thread last registered a
@@ -41,30 +41,23 @@ impl<In, Ev> Mailbox<In, Ev> {
         REGISTERED.with(|r| r.get()) == self.address()
     }
 
-    /// Runs `attempt` under the lock; if it cannot complete, registers the
-    /// waker of `cx` and returns `Pending`. `lock_free`: whether the waiter
-    /// waits on the inbox, which both its sides change without the lock.
+    /// Takes a decision (`attempt`, under the lock) if it can be taken;
+    /// else registers the waker of `cx` and returns `Pending`. The last try
+    /// before registering is announced as `watch` says (invariant 4).
     fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
-        lock_free: bool,
+        watch: Watch,
         mut attempt: impl FnMut(&mut State<Ev>) -> Option<R>,
     ) -> Poll<R> {
         self.locked(|s| {
             if let Some(r) = attempt(s) {
                 return Poll::Ready(r);
             }
-            if lock_free {
-                // Announce the waiter before checking again: a side that
-                // changes the inbox without the lock checks this flag after
-                // its change, so one of the two sees the other.
-                self.has_waiters.store(true, Ordering::SeqCst);
-                atomic::fence(Ordering::SeqCst);
-                if let Some(r) = attempt(s) {
-                    self.has_waiters
-                        .store(!s.waiters.is_empty(), Ordering::SeqCst);
-                    return Poll::Ready(r);
-                }
+            if watch == Watch::Inbox
+                && let Some(r) = self.attempt_announced(s, watch, &mut attempt)
+            {
+                return Poll::Ready(r);
             }
             let waker = cx.waker();
             let known = s
@@ -87,23 +80,23 @@ impl<In, Ev> Mailbox<In, Ev> {
         message: &mut Option<In>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError<In>>> {
-        self.poll_with(cx, true, |s| self.push_locked(s, message))
-            .map(|done| {
-                done.map_err(|()| PushError::Closed(message.take().expect("kept until refused")))
-            })
+        if let Some(m) = message.take() {
+            match self.push_in_now(m) {
+                Err(PushError::Full(m)) => *message = Some(m),
+                pushed => return Poll::Ready(pushed),
+            }
+        }
+        self.poll_with(cx, Watch::Inbox, |s| self.attempt_push_in(s, message))
+            .map(|done| delivered(done, message))
     }
 
     /// Polls to take a message out of the inbox (the async context's recv).
     /// A message leaves the inbox only in a `Ready(Ok)`.
     pub(crate) fn poll_pop_in(&self, cx: &mut Context<'_>) -> Poll<Result<In, PopError>> {
-        if self.is(STOP) {
-            return Poll::Ready(Err(PopError::Stopped));
+        if let Some(got) = self.pop_in_now() {
+            return Poll::Ready(got);
         }
-        if let Some(m) = self.pop_raw() {
-            self.tell_waiters();
-            return Poll::Ready(Ok(m));
-        }
-        self.poll_with(cx, true, |s| self.pop_locked(s))
+        self.poll_with(cx, Watch::Inbox, |s| self.attempt_pop_in(s))
     }
 
     /// Polls to put `event` into the outbox (the async context's emit). The
@@ -113,42 +106,14 @@ impl<In, Ev> Mailbox<In, Ev> {
         event: &mut Option<Ev>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError<Ev>>> {
-        self.poll_with(cx, false, |s| {
-            if s.flags & HANDLE_GONE != 0 {
-                return Some(Err(false));
-            }
-            if s.outbox.len() >= self.outbox_cap {
-                return (s.flags & STOP != 0).then_some(Err(true));
-            }
-            s.outbox.push_back(event.take().expect("pushed once"));
-            self.outbox_len.store(s.outbox.len(), Ordering::Release);
-            s.wake();
-            Some(Ok(()))
-        })
-        .map(|done| {
-            done.map_err(|stopped| {
-                let event = event.take().expect("kept until refused");
-                if stopped {
-                    PushError::Stopped(event)
-                } else {
-                    PushError::Closed(event)
-                }
-            })
-        })
+        self.poll_with(cx, Watch::Locked, |s| self.attempt_push_out(s, event))
+            .map(|done| delivered(done, event))
     }
 
     /// Polls to take an event out of the outbox (the handle's async recv).
     /// An event leaves the outbox only in a `Ready(Ok)`.
     pub(crate) fn poll_pop_out(&self, cx: &mut Context<'_>) -> Poll<Result<Ev, PopError>> {
-        self.poll_with(cx, false, |s| match s.outbox.pop_front() {
-            Some(e) => {
-                self.outbox_len.store(s.outbox.len(), Ordering::Release);
-                s.wake();
-                Some(Ok(e))
-            }
-            None if s.flags & DONE != 0 => Some(Err(PopError::Disconnected)),
-            None => None,
-        })
+        self.poll_with(cx, Watch::Locked, |s| self.attempt_pop_out(s))
     }
 
     /// Polls until `flag` is set.
@@ -156,6 +121,6 @@ impl<In, Ev> Mailbox<In, Ev> {
         if self.is(flag) {
             return Poll::Ready(());
         }
-        self.poll_with(cx, false, |s| (s.flags & flag != 0).then_some(()))
+        self.poll_with(cx, Watch::Locked, |s| Self::attempt_flag(s, flag))
     }
 }

@@ -285,3 +285,293 @@ impl Writing<'_> {
 pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("a malformed payload ({e})"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::{FrameError, FrameReader, READ_CHUNK, put_frame};
+
+    /// A reader on one end of a socket pair, and the other end to write
+    /// into. The reader gives up after a while rather than hang a test.
+    fn pair() -> (FrameReader, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        ours.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        (FrameReader::new(ours), theirs)
+    }
+
+    /// A frame's bytes: its length, little-endian, then `payload`.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).expect("a small payload");
+        let mut bytes = len.to_le_bytes().to_vec();
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// Takes the next frame, reading as needed.
+    fn next_frame(reader: &mut FrameReader, max: usize) -> Result<Vec<u8>, FrameError> {
+        loop {
+            if let Some(payload) = reader.next(max)? {
+                return Ok(payload);
+            }
+            reader.fill()?;
+        }
+    }
+
+    #[test]
+    fn a_frame_split_across_reads() {
+        let (mut reader, mut writer) = pair();
+        let bytes = frame(b"hello, frames");
+        // The length prefix itself split, then the payload.
+        for chunk in [&bytes[..2], &bytes[2..7]] {
+            writer.write_all(chunk).unwrap();
+            reader.fill().unwrap();
+            assert!(reader.next(64).unwrap().is_none(), "a frame before its end");
+        }
+        writer.write_all(&bytes[7..]).unwrap();
+        assert_eq!(next_frame(&mut reader, 64).unwrap(), b"hello, frames");
+    }
+
+    #[test]
+    fn several_frames_in_one_read() {
+        let (mut reader, mut writer) = pair();
+        let mut bytes = frame(b"one");
+        bytes.extend(frame(b"two"));
+        bytes.extend(frame(b"three"));
+        writer.write_all(&bytes).unwrap();
+        reader.fill().unwrap();
+        // All three are taken from what one read brought.
+        assert_eq!(reader.filled - reader.pos, bytes.len());
+        assert_eq!(reader.next(64).unwrap().unwrap(), b"one");
+        assert_eq!(reader.next(64).unwrap().unwrap(), b"two");
+        assert_eq!(reader.next(64).unwrap().unwrap(), b"three");
+        assert!(reader.next(64).unwrap().is_none());
+        drop(writer);
+        assert!(matches!(reader.fill(), Err(FrameError::Closed)));
+    }
+
+    #[test]
+    fn a_length_over_the_limit_is_refused_before_allocating() {
+        let (mut reader, mut writer) = pair();
+        // The prefix alone: a reader that waited for (or made room for) the
+        // payload would time out, or try to allocate 4 GiB.
+        writer.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        match next_frame(&mut reader, 1024) {
+            Err(FrameError::TooLarge(len, max)) => {
+                assert_eq!((len, max), (u64::from(u32::MAX), 1024));
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert!(
+            reader.buf.len() <= READ_CHUNK,
+            "the buffer grew to {}",
+            reader.buf.len()
+        );
+
+        // One byte over the limit is over it; the limit itself is not.
+        let (mut reader, mut writer) = pair();
+        writer.write_all(&frame(&[7; 16])).unwrap();
+        writer.write_all(&frame(&[7; 17])).unwrap();
+        assert_eq!(next_frame(&mut reader, 16).unwrap(), [7; 16]);
+        assert!(matches!(
+            next_frame(&mut reader, 16),
+            Err(FrameError::TooLarge(17, 16))
+        ));
+    }
+
+    #[test]
+    fn a_connection_closed_mid_frame_is_truncated() {
+        // In the payload.
+        let (mut reader, mut writer) = pair();
+        writer.write_all(&frame(b"whole")).unwrap();
+        writer.write_all(&frame(b"cut short")[..7]).unwrap();
+        drop(writer);
+        assert_eq!(next_frame(&mut reader, 64).unwrap(), b"whole");
+        assert!(matches!(
+            next_frame(&mut reader, 64),
+            Err(FrameError::Truncated)
+        ));
+
+        // In the length prefix.
+        let (mut reader, mut writer) = pair();
+        writer.write_all(&[9, 0]).unwrap();
+        drop(writer);
+        assert!(matches!(
+            next_frame(&mut reader, 64),
+            Err(FrameError::Truncated)
+        ));
+
+        // Between frames it is a close.
+        let (mut reader, mut writer) = pair();
+        writer.write_all(&frame(b"last")).unwrap();
+        drop(writer);
+        assert_eq!(next_frame(&mut reader, 64).unwrap(), b"last");
+        assert!(matches!(
+            next_frame(&mut reader, 64),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_zero_length_frame() {
+        let (mut reader, mut writer) = pair();
+        let mut bytes = frame(b"");
+        bytes.extend(frame(b"after"));
+        bytes.extend(frame(b""));
+        writer.write_all(&bytes).unwrap();
+        assert_eq!(next_frame(&mut reader, 0).unwrap(), b"");
+        assert!(matches!(
+            next_frame(&mut reader, 0),
+            Err(FrameError::TooLarge(5, 0))
+        ));
+        let (mut reader, mut writer) = pair();
+        writer.write_all(&bytes).unwrap();
+        drop(writer);
+        assert_eq!(next_frame(&mut reader, 8).unwrap(), b"");
+        assert_eq!(next_frame(&mut reader, 8).unwrap(), b"after");
+        assert_eq!(next_frame(&mut reader, 8).unwrap(), b"");
+        assert!(matches!(
+            next_frame(&mut reader, 8),
+            Err(FrameError::Closed)
+        ));
+        // A unit value is encoded as nothing, and read back from nothing.
+        let (mut reader, writer) = pair();
+        let bytes = put_frame(Vec::new(), &()).unwrap();
+        assert_eq!(bytes, [0, 0, 0, 0]);
+        (&writer).write_all(&bytes).unwrap();
+        reader.read_frame::<()>(0).unwrap();
+    }
+
+    #[test]
+    fn frames_larger_than_a_read_chunk() {
+        let (mut reader, mut writer) = pair();
+        let big: Vec<u8> = (0..3 * READ_CHUNK).map(|i| i as u8).collect();
+        let max = big.len();
+        let writing = std::thread::spawn(move || {
+            writer.write_all(&frame(&big)).unwrap();
+            writer.write_all(&frame(b"small")).unwrap();
+            big
+        });
+        let got = next_frame(&mut reader, max).unwrap();
+        assert_eq!(next_frame(&mut reader, max).unwrap(), b"small");
+        assert_eq!(got, writing.join().unwrap());
+        // A large frame's buffer is not kept.
+        assert!(reader.buf.len() <= READ_CHUNK);
+    }
+
+    /// How a stream of frames ended.
+    #[derive(Debug, PartialEq, Eq)]
+    enum End {
+        Closed,
+        Truncated,
+        TooLarge(u64),
+    }
+
+    /// The simplest decoder: the frames in `bytes`, then how it ends.
+    fn oracle(mut bytes: &[u8], max: usize) -> (Vec<Vec<u8>>, End) {
+        let mut frames = Vec::new();
+        loop {
+            if bytes.is_empty() {
+                return (frames, End::Closed);
+            }
+            let Some((prefix, rest)) = bytes.split_first_chunk::<4>() else {
+                return (frames, End::Truncated);
+            };
+            let len = u32::from_le_bytes(*prefix) as usize;
+            if len > max {
+                return (frames, End::TooLarge(len as u64));
+            }
+            if rest.len() < len {
+                return (frames, End::Truncated);
+            }
+            frames.push(rest[..len].to_vec());
+            bytes = &rest[len..];
+        }
+    }
+
+    /// Takes every frame the socket has for now; `Some` once it ended.
+    fn pump(reader: &mut FrameReader, max: usize, frames: &mut Vec<Vec<u8>>) -> Option<End> {
+        loop {
+            loop {
+                match reader.next(max) {
+                    Ok(Some(payload)) => {
+                        assert!(payload.len() <= max, "a frame over the limit");
+                        frames.push(payload);
+                    }
+                    Ok(None) => break,
+                    Err(FrameError::TooLarge(len, limit)) => {
+                        assert_eq!(limit, max);
+                        assert!(len > max as u64);
+                        return Some(End::TooLarge(len));
+                    }
+                    Err(e) => panic!("next: {e}"),
+                }
+            }
+            match reader.fill() {
+                Ok(()) => {}
+                Err(FrameError::Io(e)) if e.kind() == ErrorKind::WouldBlock => return None,
+                Err(FrameError::Closed) => return Some(End::Closed),
+                Err(FrameError::Truncated) => return Some(End::Truncated),
+                Err(e) => panic!("fill: {e}"),
+            }
+        }
+    }
+
+    /// Bytes that are mostly frames (some over the limit), with some noise.
+    fn stream(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => prop::collection::vec(any::<u8>(), 0..=max).prop_map(|p| frame(&p)),
+            1 => (max + 1..max + 64).prop_map(|len| (len as u32).to_le_bytes().to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..12),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Random bytes in random reads: the reader never panics, never
+        /// yields a frame over the limit, keeps its buffer bounded by the
+        /// limit, and finds exactly the frames (and the end) that the
+        /// oracle does.
+        #[test]
+        fn reads_what_the_oracle_reads(
+            (max, bytes, cuts) in (0usize..200).prop_flat_map(|max| {
+                (Just(max), stream(max), prop::collection::vec(1usize..40, 0..16))
+            })
+        ) {
+            let (mut reader, mut writer) = pair();
+            reader.get_ref().set_nonblocking(true).unwrap();
+            let mut frames = Vec::new();
+            let mut rest = &bytes[..];
+            let mut end = None;
+            for cut in cuts.into_iter().chain(std::iter::once(usize::MAX)) {
+                let (chunk, after) = rest.split_at(cut.min(rest.len()));
+                rest = after;
+                writer.write_all(chunk).unwrap();
+                end = pump(&mut reader, max, &mut frames);
+                prop_assert!(reader.buf.len() <= 2 * READ_CHUNK + 4 + max);
+                if end.is_some() || rest.is_empty() {
+                    break;
+                }
+            }
+            drop(writer);
+            let end = match end {
+                Some(end) => end,
+                None => pump(&mut reader, max, &mut frames).expect("an end once closed"),
+            };
+            let (expected, expected_end) = oracle(&bytes, max);
+            prop_assert_eq!(frames, expected);
+            prop_assert_eq!(end, expected_end);
+        }
+    }
+}

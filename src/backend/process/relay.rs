@@ -25,6 +25,9 @@ use super::protocol::{FrameError, FrameReader};
 use crate::sync::lock;
 use crate::task::wire::Served;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 /// How long the fallback leaves the connection to callers after the last
 /// one left.
 const LINGER: Duration = Duration::from_millis(1);
@@ -73,6 +76,124 @@ struct Role {
     ended: bool,
 }
 
+/// A caller's next step, as the role says (under its lock).
+#[derive(Debug, PartialEq, Eq)]
+enum CallerTurn {
+    /// Take the role and read.
+    Take,
+    /// Go back with this.
+    Leave(Served),
+    /// Wait for a change; `kick`: ask the fallback to give the role up
+    /// first.
+    Wait { kick: bool },
+}
+
+/// The fallback's next step, as the role says (under its lock).
+#[derive(Debug, PartialEq, Eq)]
+enum FallbackTurn {
+    /// The task's last frame was read: nothing more to read.
+    Stop,
+    /// Take the role and read.
+    Take,
+    /// Leave the role to callers until then (one may come back at once).
+    Linger(Instant),
+    /// Wait for the callers to let the role go.
+    WaitForCallers,
+}
+
+// The role's transitions, apart from the locking, the waiting and the
+// reading around them (exercised under loom: `loom_tests`).
+impl Role {
+    fn new() -> Role {
+        Role {
+            holder: Holder::Nobody,
+            wanted: 0,
+            kicked: false,
+            hurry: false,
+            fallback_waits: false,
+            left: None,
+            ended: false,
+        }
+    }
+
+    /// A caller (counted in `wanted` while it looks) looks at the role:
+    /// `ready` says whether what it waits for is there, `late` whether its
+    /// deadline passed.
+    fn caller_turn(&mut self, ready: bool, late: impl FnOnce() -> bool) -> CallerTurn {
+        if self.ended {
+            return CallerTurn::Leave(Served::Ended);
+        }
+        if ready {
+            return CallerTurn::Leave(Served::Wake);
+        }
+        match self.holder {
+            Holder::Nobody => return CallerTurn::Take,
+            Holder::Caller => {
+                // The fallback serves us when that caller leaves.
+                self.hurry = true;
+                return CallerTurn::Leave(Served::Busy);
+            }
+            Holder::Fallback => {}
+        }
+        // A caller whose time is up leaves the fallback be: it hands on
+        // what it reads.
+        if late() {
+            return CallerTurn::Leave(Served::TimedOut);
+        }
+        let kick = !self.kicked;
+        self.kicked = true;
+        CallerTurn::Wait { kick }
+    }
+
+    /// A caller is done reading (`served`) at `now`.
+    fn caller_left(&mut self, served: &Served, now: Instant) {
+        self.holder = Holder::Nobody;
+        self.left = Some(now);
+        if *served == Served::Ended {
+            self.ended = true;
+        }
+    }
+
+    /// Whether a caller that let the role go, or stopped waiting for it,
+    /// wakes the others. A fallback that lingers is not woken: it finds the
+    /// role free when its linger ends, so a caller that comes back at once
+    /// costs nobody a wake-up.
+    fn wakes_on_let_go(&self) -> bool {
+        self.wanted > 0 || self.hurry || self.ended || self.fallback_waits
+    }
+
+    /// The fallback looks at the role at `now`.
+    fn fallback_turn(&self, now: Instant) -> FallbackTurn {
+        if self.ended {
+            return FallbackTurn::Stop;
+        }
+        if self.holder != Holder::Nobody || self.wanted > 0 {
+            return FallbackTurn::WaitForCallers;
+        }
+        match self
+            .left
+            .map(|left| left + LINGER)
+            .filter(|&until| !self.hurry && now < until)
+        {
+            None => FallbackTurn::Take,
+            Some(until) => FallbackTurn::Linger(until),
+        }
+    }
+
+    /// The fallback takes the role.
+    fn fallback_took(&mut self) {
+        self.holder = Holder::Fallback;
+        self.hurry = false;
+        self.kicked = false;
+    }
+
+    /// The fallback is done reading (`ended`: it read the last frame).
+    fn fallback_left(&mut self, ended: bool) {
+        self.holder = Holder::Nobody;
+        self.ended |= ended;
+    }
+}
+
 pub(crate) struct Relay {
     role: Mutex<Role>,
     changed: Condvar,
@@ -86,15 +207,7 @@ impl Relay {
     pub(crate) fn new(reader: FrameReader, max_frame: usize) -> std::io::Result<Relay> {
         let kick = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(Relay {
-            role: Mutex::new(Role {
-                holder: Holder::Nobody,
-                wanted: 0,
-                kicked: false,
-                hurry: false,
-                fallback_waits: false,
-                left: None,
-                ended: false,
-            }),
+            role: Mutex::new(Role::new()),
             changed: Condvar::new(),
             reader: Mutex::new(Some(reader)),
             kick,
@@ -136,31 +249,17 @@ impl Relay {
             role.wanted += 1;
             // `None`: this caller takes the role.
             let got = loop {
-                if role.ended {
-                    break Some(Served::Ended);
-                }
-                if dispatch.ready() {
-                    break Some(Served::Wake);
-                }
-                match role.holder {
-                    Holder::Nobody => break None,
-                    Holder::Caller => {
-                        // The fallback serves us when that caller leaves.
-                        role.hurry = true;
-                        break Some(Served::Busy);
+                let late = || until.is_some_and(|u| Instant::now() >= u);
+                match role.caller_turn(dispatch.ready(), late) {
+                    CallerTurn::Take => break None,
+                    CallerTurn::Leave(served) => break Some(served),
+                    CallerTurn::Wait { kick } => {
+                        if kick {
+                            let _ = rustix::io::write(&self.kick, &1u64.to_ne_bytes());
+                        }
+                        role = self.wait(role, until);
                     }
-                    Holder::Fallback => {}
                 }
-                // A caller whose time is up leaves the fallback be: it hands
-                // on what it reads.
-                if until.is_some_and(|u| Instant::now() >= u) {
-                    break Some(Served::TimedOut);
-                }
-                if !role.kicked {
-                    role.kicked = true;
-                    let _ = rustix::io::write(&self.kick, &1u64.to_ne_bytes());
-                }
-                role = self.wait(role, until);
             };
             role.wanted -= 1;
             if let Some(got) = got {
@@ -171,21 +270,15 @@ impl Relay {
         }
         let served = self.read(dispatch, until);
         let mut role = lock(&self.role);
-        role.holder = Holder::Nobody;
-        role.left = Some(Instant::now());
-        if served == Served::Ended {
-            role.ended = true;
-        }
+        role.caller_left(&served, Instant::now());
         self.let_go(&role);
         served
     }
 
     /// A caller is done with the role (or with waiting for it): wakes
-    /// those who wait for that. A fallback that lingers is not woken: it
-    /// finds the role free when its linger ends, so a caller that comes
-    /// back at once costs nobody a wake-up.
+    /// those who wait for that (`Role::wakes_on_let_go`).
     fn let_go(&self, role: &Role) {
-        if role.wanted > 0 || role.hurry || role.ended || role.fallback_waits {
+        if role.wakes_on_let_go() {
             self.changed.notify_all();
         }
     }
@@ -228,33 +321,22 @@ impl Relay {
             {
                 let mut role = lock(&self.role);
                 loop {
-                    if role.ended {
-                        return;
-                    }
-                    let now = Instant::now();
-                    if role.holder == Holder::Nobody && role.wanted == 0 {
-                        let linger = role
-                            .left
-                            .map(|left| left + LINGER)
-                            .filter(|&until| !role.hurry && now < until);
-                        match linger {
-                            None => break,
-                            Some(until) => role = self.wait(role, Some(until)),
+                    match role.fallback_turn(Instant::now()) {
+                        FallbackTurn::Stop => return,
+                        FallbackTurn::Take => break,
+                        FallbackTurn::Linger(until) => role = self.wait(role, Some(until)),
+                        FallbackTurn::WaitForCallers => {
+                            role.fallback_waits = true;
+                            role = self.wait(role, None);
+                            role.fallback_waits = false;
                         }
-                    } else {
-                        role.fallback_waits = true;
-                        role = self.wait(role, None);
-                        role.fallback_waits = false;
                     }
                 }
-                role.holder = Holder::Fallback;
-                role.hurry = false;
-                role.kicked = false;
+                role.fallback_took();
             }
             let ended = self.fallback_read(dispatch);
             let mut role = lock(&self.role);
-            role.holder = Holder::Nobody;
-            role.ended |= ended;
+            role.fallback_left(ended);
             self.changed.notify_all();
         }
     }
