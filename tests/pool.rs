@@ -1,4 +1,4 @@
-//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, `recv` and its errors, failures kept per task, progress, talking to running tasks, stopping, closing the input, `wait`'s count, drop, and a 100,000-input stress test with counts.
+//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, `recv` and its errors, failures kept per task, progress, talking to running tasks, stopping, closing the input, `wait`'s count, drop, closing and dropping that never wait for a blocked input iterator, and a 100,000-input stress test with counts.
 
 mod common;
 use common::{LIMIT, wait_for, within};
@@ -816,4 +816,138 @@ fn a_panicking_input_iterator_ends_the_inputs_and_is_reported() {
     let panic = run.input_panic().expect("the iterator's panic");
     assert_eq!(panic.message(), "bad input 5");
     assert!(run.input_panic().is_none(), "taken once");
+}
+
+/// An input that notes, when dropped, its number and whether a task's body
+/// took it.
+struct Noted {
+    n: usize,
+    ran: bool,
+    log: Arc<Mutex<Vec<(usize, bool)>>>,
+}
+
+impl Drop for Noted {
+    fn drop(&mut self) {
+        self.log.lock().unwrap().push((self.n, self.ran));
+    }
+}
+
+/// A pool of two over an input iterator that yields inputs 0, 1 and 2, then
+/// blocks in `next` until the returned sender sends or is dropped; the log
+/// notes each input as it is dropped, and whether its body ran.
+#[allow(clippy::type_complexity)]
+fn pool_over_a_blocking_iterator() -> (
+    PoolRun<usize, (), (), ()>,
+    std::sync::mpsc::Sender<Noted>,
+    Arc<Mutex<Vec<(usize, bool)>>>,
+) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let first: Vec<Noted> = (0..3)
+        .map(|n| Noted {
+            n,
+            ran: false,
+            log: Arc::clone(&log),
+        })
+        .collect();
+    let run = Pool::new(2)
+        .run(first.into_iter().chain(rx), |_: &Ctx, mut input: Noted| {
+            input.ran = true;
+            Ok::<_, ()>(input.n)
+        })
+        .unwrap();
+    (run, tx, log)
+}
+
+/// After the pool was closed: an input the blocked iterator yields at last
+/// is dropped, never run; the first three ran.
+fn late_input_is_dropped_unrun(
+    tx: &std::sync::mpsc::Sender<Noted>,
+    log: &Arc<Mutex<Vec<(usize, bool)>>>,
+) {
+    tx.send(Noted {
+        n: 99,
+        ran: false,
+        log: Arc::clone(log),
+    })
+    .unwrap();
+    wait_for("the late input to be dropped", || {
+        log.lock().unwrap().iter().any(|&(n, _)| n == 99)
+    });
+    let mut noted = log.lock().unwrap().clone();
+    noted.sort_unstable();
+    assert_eq!(noted, vec![(0, true), (1, true), (2, true), (99, false)]);
+}
+
+/// Takes the first three results, then waits until a runner is (very
+/// likely) inside the blocked iterator's `next`.
+fn take_the_first_three(run: &PoolRun<usize, (), (), ()>) -> Vec<usize> {
+    let mut got: Vec<usize> = (0..3)
+        .map(|_| run.recv_timeout(LIMIT).unwrap().outcome.value().unwrap())
+        .collect();
+    got.sort_unstable();
+    got
+}
+
+#[test]
+fn stop_all_never_waits_for_a_blocked_input_iterator() {
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    assert_eq!(take_the_first_three(&run), [0, 1, 2]);
+    let rest = within(LIMIT, move || {
+        run.stop_all();
+        drain(&run).len()
+    });
+    assert_eq!(rest, 0, "the results end although the iterator is blocked");
+    late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn close_inbox_never_waits_for_a_blocked_input_iterator() {
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    assert_eq!(take_the_first_three(&run), [0, 1, 2]);
+    let (rest, progress) = within(LIMIT, move || {
+        run.close_inbox();
+        (drain(&run).len(), run.progress())
+    });
+    assert_eq!(rest, 0, "the results end although the iterator is blocked");
+    assert_eq!(progress.queued, Some(0));
+    late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn dropping_the_run_never_waits_for_a_blocked_input_iterator() {
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    assert_eq!(take_the_first_three(&run), [0, 1, 2]);
+    within(LIMIT, move || drop(run));
+    late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn ending_an_in_order_iteration_never_waits_for_a_blocked_input_iterator() {
+    // Closed from the iteration's pool: the iteration ends.
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    let got = within(LIMIT, move || {
+        let mut in_order = run.in_order();
+        let got: Vec<usize> = in_order
+            .by_ref()
+            .take(3)
+            .map(|done| done.outcome.value().unwrap())
+            .collect();
+        in_order.pool().close_inbox();
+        assert!(in_order.next().is_none(), "the iteration ends");
+        got
+    });
+    assert_eq!(got, [0, 1, 2]);
+    late_input_is_dropped_unrun(&tx, &log);
+
+    // Left early: dropping the iteration drops the pool.
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    let got = within(LIMIT, move || {
+        run.in_order()
+            .take(3)
+            .map(|done| done.outcome.value().unwrap())
+            .collect::<Vec<usize>>()
+    });
+    assert_eq!(got, [0, 1, 2]);
+    late_input_is_dropped_unrun(&tx, &log);
 }

@@ -3,7 +3,8 @@
 //! How it works: a pool has one *slot* per unit of parallelism, and a
 //! *runner* per slot in use, a worker thread that runs tasks in its slot one
 //! after another. A runner pulls the next input (under the input lock,
-//! which hands out the indices), builds the input's task, puts the handle in
+//! which hands out the indices) with a results sender cloned from the spare
+//! one, builds the input's task, puts the handle in
 //! its slot (where the pool's handle reaches it: `with_task`, `running`,
 //! `stop_all`), runs the task's job right there on the runner's thread, and
 //! sends the [`Finished`] result down a bounded channel, which is the only
@@ -16,9 +17,15 @@
 //!
 //! - *slot*: a runner's place: the task it runs now, and its counters.
 //! - *live*: how many runners there are; runner `k` uses slot `k`.
-//! - *spare sender*: the results sender kept for runners started later. It
-//!   is dropped once the input is closed, so that the results channel ends
-//!   exactly when the last runner does.
+//! - *spare sender*: the results sender that runners clone, one clone per
+//!   input pulled, dropped once its result is sent. The spare is dropped
+//!   once the input is closed, so that the results channel ends exactly
+//!   when the last result pulled before the close is sent.
+//! - *closed*: no input is taken any more (the inputs ended, or
+//!   `close_inbox`, `stop_all`, a drop); a flag read without the input
+//!   lock.
+//! - *gate*: the lock runners wait on for the in-order window, apart from
+//!   the input lock.
 //! - *held up*: a runner holding the same task at two looks of the
 //!   watchdog.
 //! - *window*, *delivered*: in input order, no input is pulled more than
@@ -31,8 +38,16 @@
 //!    [`Outcome::Cancelled`] if a stop came before its body began.
 //! 2. A runner pulls an input only to run it at once: closing the input
 //!    (`close_inbox`, `stop_all`, a drop) leaves no input pulled and
-//!    forgotten.
-//! 3. The results end (`recv` fails) only once every runner has ended.
+//!    forgotten. An input the iterator yields after the close (its `next`
+//!    was blocked) is dropped, never run: the runner finds no spare sender
+//!    to clone.
+//! 3. Closing never waits for the input iterator: it takes neither the
+//!    input lock, which a runner holds inside the iterator's `next` (which
+//!    may never return), nor anything a runner holds while waiting for it.
+//!    The other runners wait for the input lock holding no results sender.
+//! 4. The results end (`recv` fails) once the input is closed and every
+//!    input pulled before has sent its result; a runner blocked in the
+//!    iterator's `next` does not hold them up.
 //!
 //! The files:
 //!
@@ -335,7 +350,8 @@ pub struct Progress {
 ///
 /// **Dropping it stops every running task and starts no new one**, as
 /// dropping a [`Task`] stops it; [`close_inbox`](PoolRun::close_inbox) lets
-/// the running ones finish instead.
+/// the running ones finish instead. The drop returns at once, even while
+/// the input iterator's `next` is blocked.
 pub struct PoolRun<T, E, In = (), Ev = ()> {
     shared: Arc<dyn PoolControl<T, E, In, Ev>>,
     results: Receiver<Finished<T, E, Ev>>,
@@ -438,6 +454,10 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// Starts no new task and asks every running one to stop; returns at
     /// once. Stopped tasks still report their outcomes; an input taken from
     /// the iterator but not begun yet reports [`Outcome::Cancelled`].
+    ///
+    /// It never waits for the input iterator: if its `next` is blocked now,
+    /// the results end all the same, and the input it yields at last, if
+    /// ever, is dropped without running.
     pub fn stop_all(&self) {
         self.shared.close(true);
     }
@@ -448,6 +468,10 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// the iterator has not yielded yet are never taken, as messages never
     /// sent. Returns at once; nothing is asked to stop (that is
     /// [`stop_all`](PoolRun::stop_all)).
+    ///
+    /// It never waits for the input iterator: if its `next` is blocked now,
+    /// the results end once the running tasks' results are received, and
+    /// the input it yields at last, if ever, is dropped without running.
     ///
     /// A pool's inbox is its input iterator, so this is the name that
     /// [`Task::close_inbox`] and [`ChainRun::close_inbox`](crate::ChainRun::close_inbox)

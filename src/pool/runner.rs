@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::Sender;
-
 use super::Finished;
 use super::shared::{PoolControl, PoolShared};
 use crate::backend::thread as place;
@@ -23,14 +21,17 @@ where
     In: Send + 'static,
     Ev: Send + 'static,
 {
-    /// Starts the runner of `slot` on a worker thread, if results can
-    /// still be sent.
+    /// Starts the runner of `slot` on a worker thread, if input can still
+    /// be taken.
     pub(super) fn start_runner(&self, slot: usize) -> std::io::Result<()> {
-        let (Some(me), Some(results)) = (self.me.upgrade(), lock(&self.spare).clone()) else {
+        let Some(me) = self.me.upgrade() else {
             return Ok(());
         };
+        if lock(&self.spare).is_none() {
+            return Ok(());
+        }
         self.live.fetch_add(1, Ordering::SeqCst);
-        place::execute(Box::new(move || run(&me, slot, &results))).map_err(|(_, err)| {
+        place::execute(Box::new(move || run(&me, slot))).map_err(|(_, err)| {
             self.live.fetch_sub(1, Ordering::SeqCst);
             err
         })
@@ -39,11 +40,13 @@ where
 
 /// The runner of `slot`: runs the pool's tasks one after another on this
 /// thread.
-fn run<I, F, T, E, In, Ev>(
-    shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
-    slot: usize,
-    results: &Sender<Finished<T, E, Ev>>,
-) where
+///
+/// It holds a results sender only from the pull of an input to the send of
+/// its result, never while it waits for the input: a runner held in the
+/// iterator's `next` keeps the results from ending only until the pool is
+/// closed.
+fn run<I, F, T, E, In, Ev>(shared: &Arc<PoolShared<I, F, T, E, In, Ev>>, slot: usize)
+where
     F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
     I: Send + 'static,
     T: Send + 'static,
@@ -62,7 +65,7 @@ fn run<I, F, T, E, In, Ev>(
     // A body reference of this runner's own, so that starting a task touches
     // no counter shared with other runners.
     let body = Arc::new(Arc::clone(shared));
-    while let Some((index, item)) = shared.next_input() {
+    while let Some((index, item, results)) = shared.next_input() {
         let (inbox, outbox, timeout) = shared.settings;
         let body = Arc::clone(&body);
         let task = place::task(
@@ -90,14 +93,13 @@ fn run<I, F, T, E, In, Ev>(
         let events = task.try_iter().collect();
         drop(task);
         here.finished.fetch_add(1, Ordering::Relaxed);
-        if results
-            .send(Finished {
-                index,
-                outcome,
-                events,
-            })
-            .is_err()
-        {
+        let sent = results.send(Finished {
+            index,
+            outcome,
+            events,
+        });
+        drop(results);
+        if sent.is_err() {
             // Nobody collects results any more: the pool was dropped.
             shared.close(true);
             return;
