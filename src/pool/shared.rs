@@ -38,6 +38,9 @@ pub(super) struct Input<I> {
     pub(super) next: usize,
 }
 
+/// Where a task's result goes.
+pub(super) type Results<T, E, Ev> = Sender<Finished<T, E, Ev>>;
+
 /// The settings each task is built with: inbox and outbox capacities, and
 /// the timeout.
 pub(super) type TaskSettings = (usize, usize, Option<Duration>);
@@ -138,7 +141,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
     /// others wait for the input lock, and closing takes neither. An input
     /// the iterator yields after a close is dropped, never run: the close
     /// took the results sender, which is what a runner needs to run it.
-    pub(super) fn next_input(&self) -> Option<(usize, I, Sender<Finished<T, E, Ev>>)> {
+    pub(super) fn next_input(&self) -> Option<(usize, I, Results<T, E, Ev>)> {
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return None;
