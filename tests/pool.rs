@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sidetask::{
-    Ctx, Finished, Outcome, Pool, PoolRun, Progress, RecvError, RecvTimeoutError, Stopped,
-    TryRecvError,
+    Ctx, EmitError, Finished, Outcome, Pool, PoolRun, Progress, RecvError, RecvTimeoutError,
+    Stopped, TryEmitError, TryRecvError,
 };
 
 /// Inside a task body: polls `cond` until it holds, the task is stopped
@@ -950,4 +950,51 @@ fn ending_an_in_order_iteration_never_waits_for_a_blocked_input_iterator() {
     });
     assert_eq!(got, [0, 1, 2]);
     late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn events_beyond_the_outbox_are_given_back_never_waited_for() {
+    const CAPACITY: usize = 4;
+    const EMITTED: usize = 10 * CAPACITY;
+    const INPUTS: usize = 8;
+    let results = within(LIMIT, || {
+        let run = Pool::new(2)
+            .task_capacities(1, CAPACITY)
+            .run(0..INPUTS, |ctx: &Ctx<(), usize>, input| {
+                let mut refused = Vec::new();
+                for n in 0..EMITTED {
+                    let event = input * EMITTED + n;
+                    if n % 2 == 0 {
+                        match ctx.emit(event) {
+                            Ok(()) => {}
+                            Err(EmitError::Disconnected(back)) => refused.push(back),
+                            Err(e) => panic!("emit: {e}"),
+                        }
+                    } else {
+                        match ctx.try_emit(event) {
+                            Ok(()) => {}
+                            Err(TryEmitError::Full(back)) => refused.push(back),
+                            Err(e) => panic!("try_emit: {e}"),
+                        }
+                    }
+                }
+                Ok::<_, ()>(refused)
+            })
+            .unwrap();
+        let mut all = Vec::new();
+        run.for_each(|done| all.push(done));
+        all
+    });
+    assert_eq!(results.len(), INPUTS);
+    for done in results {
+        let refused = done.outcome.value().unwrap();
+        let first = done.index * EMITTED;
+        // Kept: the first events, up to the capacity; given back: the rest.
+        assert_eq!(done.events, (first..first + CAPACITY).collect::<Vec<_>>());
+        assert_eq!(
+            refused,
+            (first + CAPACITY..first + EMITTED).collect::<Vec<_>>()
+        );
+        assert_eq!(done.events.len() + refused.len(), EMITTED);
+    }
 }

@@ -142,6 +142,11 @@ impl Pool {
     /// The inbox and outbox capacities of each task, as
     /// [`Builder::inbox_capacity`](crate::Builder::inbox_capacity) and
     /// [`Builder::outbox_capacity`](crate::Builder::outbox_capacity).
+    ///
+    /// The outbox is where a task's events are kept for its
+    /// [`Finished::events`]: nobody reads it as events come, so an emit
+    /// never waits for room there. Once `outbox` events are kept, an emit
+    /// gives its event back (see [`Finished::events`]).
     pub fn task_capacities(mut self, inbox: usize, outbox: usize) -> Pool {
         self.inbox = inbox;
         self.outbox = outbox;
@@ -330,7 +335,19 @@ pub struct Finished<T, E, Ev = ()> {
     pub index: usize,
     /// How the task ended.
     pub outcome: Outcome<T, E>,
-    /// Events left in the task's outbox when it ended, in order.
+    /// The events the task emitted that nobody read while it ran, in
+    /// order.
+    ///
+    /// Nobody reads a pool task's outbox as events come (unless through
+    /// [`PoolRun::with_task`]), so these are kept in the outbox: at most its
+    /// capacity ([`Pool::task_capacities`]). An emit that finds it full
+    /// never waits: [`Ctx::emit`] gives the event back as
+    /// [`EmitError::Disconnected`](crate::EmitError::Disconnected) and
+    /// [`Ctx::try_emit`] as [`TryEmitError::Full`](crate::TryEmitError::Full),
+    /// so every event emitted is either here (or was read) or was given
+    /// back to the body. In [`Pool::run_process`], the child's emit is not
+    /// refused (the event has left the child): an event that finds the
+    /// outbox full is dropped.
     pub events: Vec<Ev>,
 }
 

@@ -75,7 +75,12 @@ where
                 outbox,
                 timeout,
             },
-            move |ctx: &Ctx<In, Ev>| (body.body)(ctx, item),
+            move |ctx: &Ctx<In, Ev>| {
+                // Nobody reads the outbox as events come (its events go in
+                // the result), so an emit into a full outbox must not wait.
+                ctx.shared().set_outbox_unread();
+                (body.body)(ctx, item)
+            },
         );
         let job = task.take_job().expect("a new task holds its job");
         *lock(&here.task) = Some((index, task));

@@ -31,6 +31,10 @@ pub(crate) struct Shared<In, Ev, O: ?Sized = dyn Any + Send + Sync> {
     pub(crate) id: TaskId,
     pub(crate) name: Option<Arc<str>>,
     started: AtomicBool,
+    /// Nobody waits to read the outbox while the task runs (a pool's task,
+    /// whose events are kept for its result): an emit never waits for
+    /// room.
+    outbox_unread: AtomicBool,
     pub(crate) mailbox: Mailbox<In, Ev>,
     stop_hook: OnceLock<StopHook>,
     wire: OnceLock<(Side, Weak<dyn Wire<Ev>>)>,
@@ -44,6 +48,7 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             id: TaskId::next(),
             name,
             started: AtomicBool::new(false),
+            outbox_unread: AtomicBool::new(false),
             mailbox: Mailbox::new(inbox, outbox),
             stop_hook: OnceLock::new(),
             wire: OnceLock::new(),
@@ -60,6 +65,18 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
 
     pub(crate) fn set_started(&self, started: bool) {
         self.started.store(started, Ordering::Release);
+    }
+
+    /// Says nobody waits to read the outbox while the task runs: from now
+    /// on an emit into a full outbox gives its event back at once.
+    pub(crate) fn set_outbox_unread(&self) {
+        self.outbox_unread.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether an emit into a full outbox must give its event back at once
+    /// instead of waiting for room.
+    pub(crate) fn is_outbox_unread(&self) -> bool {
+        self.outbox_unread.load(Ordering::Relaxed)
     }
 
     /// Sets what runs on each stop or kill request; only the first hook
