@@ -545,7 +545,7 @@ impl<In, Ev> Mailbox<In, Ev> {
             m.is(STOP | HANDLE_GONE) || m.outbox_len.load(Ordering::Acquire) < m.outbox_cap
         };
         let done = self.wait(wait, true, hint, |s| {
-            if s.flags & HANDLE_GONE != 0 {
+            if s.flags & (HANDLE_GONE | DONE) != 0 {
                 return Some(Err(false));
             }
             if s.outbox.len() >= self.outbox_cap {

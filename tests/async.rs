@@ -1,7 +1,7 @@
 //! Async task bodies and the awaitable handle methods (the `tokio` feature):
 //! every async method, cancellation of the awaiting futures, threads and
-//! async on one handle, kill, runtime shutdown, and a 10,000-task stress test
-//! with counts.
+//! async on one handle, kill, runtime shutdown, no emit from a context's
+//! clone after the body ended, and a 10,000-task stress test with counts.
 
 #![cfg(feature = "tokio")]
 
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use sidetask::{
     AsyncCtx, Builder, Command, Ctx, CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError,
     Outcome, RecvError, RecvTimeoutError, SendTimeoutError, Status, Stopped, Task, TryEmitError,
+    TryRecvError,
 };
 
 use common::{LIMIT, within};
@@ -1010,4 +1011,79 @@ async fn stress_many_async_tasks_stopped_at_random() {
         "a body ran exactly for each value"
     );
     assert!(values > 0 && messages > 0);
+}
+
+#[test]
+fn a_context_clone_cannot_emit_after_the_body_ended() {
+    const ROUNDS: u64 = 300;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let (mut emitted, mut received) = (0, 0);
+    for round in 0..ROUNDS {
+        let (report, reported) = std::sync::mpsc::channel();
+        let task = Builder::new().outbox_capacity(4).spawn_async_on(
+            rt.handle(),
+            move |ctx: AsyncCtx<(), u64>| async move {
+                // A clone that outlives the body, emitting 0, 1, 2… until
+                // an emit gives its event back.
+                let helper = ctx.clone();
+                tokio::spawn(async move {
+                    let mut sent = 0;
+                    let back = loop {
+                        let refused = if round % 2 == 0 {
+                            match helper.emit(sent).await {
+                                Ok(()) => None,
+                                Err(EmitError::Disconnected(back)) => Some(back),
+                                Err(e) => panic!("emit: {e}"),
+                            }
+                        } else {
+                            match helper.try_emit(sent) {
+                                Ok(()) => None,
+                                Err(TryEmitError::Full(_)) => {
+                                    tokio::task::yield_now().await;
+                                    continue;
+                                }
+                                Err(TryEmitError::Disconnected(back)) => Some(back),
+                            }
+                        };
+                        match refused {
+                            None => sent += 1,
+                            Some(back) => break back,
+                        }
+                    };
+                    report.send((sent, back)).unwrap();
+                });
+                for _ in 0..round % 5 {
+                    tokio::task::yield_now().await;
+                }
+                Ok::<_, Stopped>(())
+            },
+        );
+        let mut events = Vec::new();
+        loop {
+            match task.recv_timeout(LIMIT) {
+                Ok(event) => events.push(event),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("round {round}: no event, no end"),
+            }
+        }
+        let (sent, back) = reported
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("round {round}: an emit after the end never returned"));
+        assert_eq!(
+            task.try_recv(),
+            Err(TryRecvError::Disconnected),
+            "round {round}: an event after the end"
+        );
+        assert_eq!(task.join().value(), Some(()));
+        // Emitted = received + given back, in order.
+        assert_eq!(events, (0..sent).collect::<Vec<_>>(), "round {round}");
+        assert_eq!(back, sent, "round {round}: the refused event is given back");
+        emitted += sent + 1;
+        received += events.len() as u64;
+    }
+    assert_eq!(emitted, received + ROUNDS);
 }

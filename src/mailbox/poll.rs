@@ -114,7 +114,7 @@ impl<In, Ev> Mailbox<In, Ev> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError<Ev>>> {
         self.poll_with(cx, false, |s| {
-            if s.flags & HANDLE_GONE != 0 {
+            if s.flags & (HANDLE_GONE | DONE) != 0 {
                 return Some(Err(false));
             }
             if s.outbox.len() >= self.outbox_cap {
