@@ -22,6 +22,12 @@ use crate::timer::Alarm;
 /// flags are set; it must return at once.
 pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
 
+/// A place's test, on a thread about to wait for the task with no
+/// timeout, of whether the task can make progress only on this very thread
+/// (an async body on the current-thread runtime this thread drives), so
+/// that the wait would never end.
+pub(crate) type HangCheck = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// A typed outcome's slot: empty until the task ends, then until joined.
 pub(crate) type Slot<T, E> = Mutex<Option<Outcome<T, E>>>;
 
@@ -37,6 +43,7 @@ pub(crate) struct Shared<In, Ev, O: ?Sized = dyn Any + Send + Sync> {
     outbox_unread: AtomicBool,
     pub(crate) mailbox: Mailbox<In, Ev>,
     stop_hook: OnceLock<StopHook>,
+    hang_check: OnceLock<HangCheck>,
     wire: OnceLock<(Side, Weak<dyn Wire<Ev>>)>,
     pub(crate) outcome: O,
 }
@@ -51,6 +58,7 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             outbox_unread: AtomicBool::new(false),
             mailbox: Mailbox::new(inbox, outbox),
             stop_hook: OnceLock::new(),
+            hang_check: OnceLock::new(),
             wire: OnceLock::new(),
             outcome,
         }
@@ -83,6 +91,20 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     /// set is kept.
     pub(crate) fn set_stop_hook(&self, hook: StopHook) {
         let _ = self.stop_hook.set(hook);
+    }
+
+    /// Sets the test of whether a wait with no timeout on the calling
+    /// thread would never end; only the first one set is kept.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_hang_check(&self, check: HangCheck) {
+        let _ = self.hang_check.set(check);
+    }
+
+    /// Whether a wait with no timeout on this thread would never end,
+    /// because the task can make progress only here (as far as its place
+    /// can tell; `false` where it has no test).
+    pub(crate) fn would_hang(&self) -> bool {
+        self.hang_check.get().is_some_and(|check| check())
     }
 
     /// Sets the wire that serves `side`'s waits; only the first one set is
