@@ -998,3 +998,76 @@ fn events_beyond_the_outbox_are_given_back_never_waited_for() {
         assert_eq!(done.events.len() + refused.len(), EMITTED);
     }
 }
+
+#[test]
+fn closing_while_runners_pull_loses_no_input_stress() {
+    const ROUNDS: usize = 200;
+    for round in 0..ROUNDS {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let yielded = Arc::new(AtomicUsize::new(0));
+        let body_dropped = Arc::new(AtomicBool::new(false));
+        let inputs = {
+            let (log, yielded) = (Arc::clone(&log), Arc::clone(&yielded));
+            (0..).map(move |n| {
+                if round % 2 == 0 {
+                    // Widen the window in which a close meets a pull.
+                    thread::yield_now();
+                }
+                yielded.fetch_add(1, Ordering::SeqCst);
+                Noted {
+                    n,
+                    ran: false,
+                    log: Arc::clone(&log),
+                }
+            })
+        };
+        let run = {
+            let guard = DropFlag(Arc::clone(&body_dropped));
+            Pool::new(3)
+                .run(inputs, move |_: &Ctx, mut input: Noted| {
+                    let _guard = &guard;
+                    input.ran = true;
+                    Ok::<_, ()>(input.n)
+                })
+                .unwrap()
+        };
+        let mut results: Vec<Finished<usize, ()>> = (0..round % 7)
+            .map(|_| run.recv_timeout(LIMIT).unwrap())
+            .collect();
+        if round % 3 == 0 {
+            run.stop_all();
+        } else {
+            run.close_inbox();
+        }
+        results.extend(drain(&run));
+        drop(run);
+        wait_for("the runners to end", || body_dropped.load(Ordering::SeqCst));
+
+        // Every input yielded came back once as a result, or was dropped
+        // unrun by the runner that pulled it while the pool closed.
+        let results_count = results.len();
+        let mut indices: Vec<usize> = results.iter().map(|d| d.index).collect();
+        indices.sort_unstable();
+        assert_eq!(
+            indices,
+            (0..results_count).collect::<Vec<_>>(),
+            "round {round}"
+        );
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), yielded.load(Ordering::SeqCst), "round {round}");
+        for done in &results {
+            let ran = log.iter().find(|&&(n, _)| n == done.index).unwrap().1;
+            match &done.outcome {
+                Outcome::Value(n) => assert!(*n == done.index && ran, "round {round}"),
+                Outcome::Cancelled => assert!(!ran, "round {round}"),
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        let unrun: Vec<_> = log.iter().filter(|&&(n, _)| n >= results_count).collect();
+        assert!(
+            unrun.len() <= 1 && unrun.iter().all(|&&(_, ran)| !ran),
+            "round {round}: {unrun:?}"
+        );
+        assert_eq!(log.len(), results_count + unrun.len(), "round {round}");
+    }
+}

@@ -472,9 +472,10 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// once. Stopped tasks still report their outcomes; an input taken from
     /// the iterator but not begun yet reports [`Outcome::Cancelled`].
     ///
-    /// It never waits for the input iterator: if its `next` is blocked now,
-    /// the results end all the same, and the input it yields at last, if
-    /// ever, is dropped without running.
+    /// It never waits for the input iterator: if a call of its `next` is
+    /// under way (blocked, perhaps), the results end all the same, and the
+    /// input that call yields, if it ever returns, is dropped without
+    /// running and without a result.
     pub fn stop_all(&self) {
         self.shared.close(true);
     }
@@ -486,9 +487,10 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// sent. Returns at once; nothing is asked to stop (that is
     /// [`stop_all`](PoolRun::stop_all)).
     ///
-    /// It never waits for the input iterator: if its `next` is blocked now,
-    /// the results end once the running tasks' results are received, and
-    /// the input it yields at last, if ever, is dropped without running.
+    /// It never waits for the input iterator: if a call of its `next` is
+    /// under way (blocked, perhaps), the results end once the running
+    /// tasks' results are received, and the input that call yields, if it
+    /// ever returns, is dropped without running and without a result.
     ///
     /// A pool's inbox is its input iterator, so this is the name that
     /// [`Task::close_inbox`] and [`ChainRun::close_inbox`](crate::ChainRun::close_inbox)
