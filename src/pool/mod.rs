@@ -3,8 +3,7 @@
 //! How it works: a pool has one *slot* per unit of parallelism, and a
 //! *runner* per slot in use, a worker thread that runs tasks in its slot one
 //! after another. A runner pulls the next input (under the input lock,
-//! which hands out the indices) with a results sender cloned from the spare
-//! one, builds the input's task, puts the handle in
+//! which hands out the indices), builds the input's task, puts the handle in
 //! its slot (where the pool's handle reaches it: `with_task`, `running`,
 //! `stop_all`), runs the task's job right there on the runner's thread, and
 //! sends the [`Finished`] result down a bounded channel, which is the only
@@ -17,10 +16,12 @@
 //!
 //! - *slot*: a runner's place: the task it runs now, and its counters.
 //! - *live*: how many runners there are; runner `k` uses slot `k`.
-//! - *spare sender*: the results sender that runners clone, one clone per
-//!   input pulled, dropped once its result is sent. The spare is dropped
-//!   once the input is closed, so that the results channel ends exactly
-//!   when the last result pulled before the close is sent.
+//! - *spare sender*: the results sender kept for runners started later. It
+//!   is dropped once the input is closed, so that the results channel ends
+//!   exactly when the last result pulled before the close is sent.
+//! - *parked sender*: a runner's results sender while it pulls, kept in its
+//!   slot, where a close takes it. A runner takes it back once it has
+//!   pulled; if it is gone, the input is dropped, never run.
 //! - *closed*: no input is taken any more (the inputs ended, or
 //!   `close_inbox`, `stop_all`, a drop); a flag read without the input
 //!   lock.
@@ -39,12 +40,13 @@
 //! 2. A runner pulls an input only to run it at once: closing the input
 //!    (`close_inbox`, `stop_all`, a drop) leaves no input pulled and
 //!    forgotten. An input the iterator yields after the close (its `next`
-//!    was blocked) is dropped, never run: the runner finds no spare sender
-//!    to clone.
+//!    was under way, blocked perhaps) is dropped, never run: the runner
+//!    finds its parked sender taken.
 //! 3. Closing never waits for the input iterator: it takes neither the
 //!    input lock, which a runner holds inside the iterator's `next` (which
-//!    may never return), nor anything a runner holds while waiting for it.
-//!    The other runners wait for the input lock holding no results sender.
+//!    may never return), nor anything a runner holds while waiting for it;
+//!    it takes the senders parked by the runners that pull (the one inside
+//!    `next`, and those waiting for the input lock or the window).
 //! 4. The results end (`recv` fails) once the input is closed and every
 //!    input pulled before has sent its result; a runner blocked in the
 //!    iterator's `next` does not hold them up.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Finished;
-use super::shared::{PoolControl, PoolShared};
+use super::shared::{PoolControl, PoolShared, Results};
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
@@ -24,14 +24,11 @@ where
     /// Starts the runner of `slot` on a worker thread, if input can still
     /// be taken.
     pub(super) fn start_runner(&self, slot: usize) -> std::io::Result<()> {
-        let Some(me) = self.me.upgrade() else {
+        let (Some(me), Some(results)) = (self.me.upgrade(), lock(&self.spare).clone()) else {
             return Ok(());
         };
-        if lock(&self.spare).is_none() {
-            return Ok(());
-        }
         self.live.fetch_add(1, Ordering::SeqCst);
-        place::execute(Box::new(move || run(&me, slot))).map_err(|(_, err)| {
+        place::execute(Box::new(move || run(&me, slot, results))).map_err(|(_, err)| {
             self.live.fetch_sub(1, Ordering::SeqCst);
             err
         })
@@ -41,12 +38,15 @@ where
 /// The runner of `slot`: runs the pool's tasks one after another on this
 /// thread.
 ///
-/// It holds a results sender only from the pull of an input to the send of
-/// its result, never while it waits for the input: a runner held in the
-/// iterator's `next` keeps the results from ending only until the pool is
-/// closed.
-fn run<I, F, T, E, In, Ev>(shared: &Arc<PoolShared<I, F, T, E, In, Ev>>, slot: usize)
-where
+/// While it pulls an input, its results sender is parked in its slot,
+/// where a close takes it: a runner held in the iterator's `next` keeps
+/// the results from ending only until the pool is closed. An input pulled
+/// once the sender was taken is dropped, never run.
+fn run<I, F, T, E, In, Ev>(
+    shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
+    slot: usize,
+    mut results: Results<T, E, Ev>,
+) where
     F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
     I: Send + 'static,
     T: Send + 'static,
@@ -65,7 +65,15 @@ where
     // A body reference of this runner's own, so that starting a task touches
     // no counter shared with other runners.
     let body = Arc::new(Arc::clone(shared));
-    while let Some((index, item, results)) = shared.next_input() {
+    loop {
+        *lock(&here.parked) = Some(results);
+        let pulled = shared.next_input();
+        let (Some((index, item)), Some(sender)) = (pulled, lock(&here.parked).take()) else {
+            // The inputs ended, or the pool was closed (what was pulled
+            // meanwhile is dropped here, unrun).
+            return;
+        };
+        results = sender;
         let (inbox, outbox, timeout) = shared.settings;
         let body = Arc::clone(&body);
         let task = place::task(
@@ -98,13 +106,14 @@ where
         let events = task.try_iter().collect();
         drop(task);
         here.finished.fetch_add(1, Ordering::Relaxed);
-        let sent = results.send(Finished {
-            index,
-            outcome,
-            events,
-        });
-        drop(results);
-        if sent.is_err() {
+        if results
+            .send(Finished {
+                index,
+                outcome,
+                events,
+            })
+            .is_err()
+        {
             // Nobody collects results any more: the pool was dropped.
             shared.close(true);
             return;

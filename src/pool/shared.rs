@@ -25,6 +25,10 @@ pub(super) struct Slot<T, E, In, Ev> {
     /// What the watchdog saw at its last look: the index held, or
     /// `usize::MAX`.
     pub(super) seen: AtomicUsize,
+    /// The runner's results sender while it pulls an input: there a close
+    /// takes it, so that a runner held in the iterator's `next` keeps the
+    /// results from ending only until the close.
+    pub(super) parked: Mutex<Option<Results<T, E, Ev>>>,
 }
 
 /// The task a runner runs now, with its input's index.
@@ -67,10 +71,9 @@ pub(super) struct PoolShared<I, F, T, E, In, Ev> {
     pub(super) queued: AtomicUsize,
     /// Runners alive; runner `k` uses slot `k`.
     pub(super) live: AtomicUsize,
-    /// The results sender that each task's result goes through (a runner
-    /// clones it for each input it pulls, and drops its clone once the
-    /// result is sent); dropped once no input is taken any more, so that
-    /// the results end when the last task pulled has sent its result.
+    /// A results sender for runners started later; dropped once no input
+    /// is taken any more, so that the results end when the last task
+    /// pulled has sent its result.
     pub(super) spare: Mutex<Option<Sender<Finished<T, E, Ev>>>>,
     pub(super) input_panic: Mutex<Option<Panic>>,
     pub(super) slots: Slots<T, E, In, Ev>,
@@ -110,6 +113,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                         current: AtomicUsize::new(usize::MAX),
                         finished: AtomicUsize::new(0),
                         seen: AtomicUsize::new(usize::MAX),
+                        parked: Mutex::new(None),
                     })
                 })
                 .collect(),
@@ -134,14 +138,12 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
         }
     }
 
-    /// The next input, its index and the sender for its result; `None`
-    /// when the inputs are used up or the pool was closed.
+    /// The next input and its index, or `None` when the inputs are used up
+    /// or the pool was closed.
     ///
     /// Only the runner inside the iterator's `next` waits for it: the
-    /// others wait for the input lock, and closing takes neither. An input
-    /// the iterator yields after a close is dropped, never run: the close
-    /// took the results sender, which is what a runner needs to run it.
-    pub(super) fn next_input(&self) -> Option<(usize, I, Results<T, E, Ev>)> {
+    /// others wait for the input lock, and closing takes neither.
+    pub(super) fn next_input(&self) -> Option<(usize, I)> {
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return None;
@@ -171,19 +173,23 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                 self.closed.store(true, Ordering::SeqCst);
                 *lock(&self.spare) = None;
                 self.update_queued(&input);
-                return None;
-            };
-            let Some(results) = lock(&self.spare).clone() else {
-                // Closed while the iterator's `next` ran.
                 drop(input);
-                drop(item);
+                self.wake_window_waiters();
                 return None;
             };
             let index = input.next;
             input.next += 1;
             self.update_queued(&input);
-            return Some((index, item, results));
+            return Some((index, item));
         }
+    }
+
+    /// Wakes the runners waiting for the window, to see a close.
+    fn wake_window_waiters(&self) {
+        // Taken so that a runner between its check and its wait cannot
+        // miss this.
+        drop(lock(&self.gate));
+        self.advanced.notify_all();
     }
 
     /// Waits until the window lets input `next` be pulled, or the pool is
@@ -239,10 +245,13 @@ where
         self.closed.store(true, Ordering::SeqCst);
         self.queued.store(0, Ordering::SeqCst);
         *lock(&self.spare) = None;
-        // Taken so that a runner between its check and its wait cannot
-        // miss this.
-        drop(lock(&self.gate));
-        self.advanced.notify_all();
+        for slot in &self.slots {
+            // A runner that parked its sender before the close pulls no
+            // more, or drops what it pulled unrun; one that parks it after
+            // sees the close before it pulls.
+            drop(lock(&slot.parked).take());
+        }
+        self.wake_window_waiters();
         if stop {
             for slot in &self.slots {
                 if let Some((_, task)) = &*lock(&slot.task) {
