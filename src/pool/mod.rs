@@ -20,8 +20,9 @@
 //!   is dropped once the input is closed, so that the results channel ends
 //!   exactly when the last result pulled before the close is sent.
 //! - *parked sender*: a runner's results sender while it pulls, kept in its
-//!   slot, where a close takes it. A runner takes it back once it has
-//!   pulled; if it is gone, the input is dropped, never run.
+//!   slot, where a close takes it. A runner takes it back under the input
+//!   lock as soon as the iterator's `next` returns; if it is gone, the
+//!   input is dropped, never run.
 //! - *closed*: no input is taken any more (the inputs ended, or
 //!   `close_inbox`, `stop_all`, a drop); a flag read without the input
 //!   lock.

@@ -40,8 +40,9 @@ where
 ///
 /// While it pulls an input, its results sender is parked in its slot,
 /// where a close takes it: a runner held in the iterator's `next` keeps
-/// the results from ending only until the pool is closed. An input pulled
-/// once the sender was taken is dropped, never run.
+/// the results from ending only until the pool is closed. An input whose
+/// `next` was under way when the close took the sender is dropped, never
+/// run.
 fn run<I, F, T, E, In, Ev>(
     shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
     slot: usize,
@@ -67,10 +68,10 @@ fn run<I, F, T, E, In, Ev>(
     let body = Arc::new(Arc::clone(shared));
     loop {
         *lock(&here.parked) = Some(results);
-        let pulled = shared.next_input();
-        let (Some((index, item)), Some(sender)) = (pulled, lock(&here.parked).take()) else {
-            // The inputs ended, or the pool was closed (what was pulled
-            // meanwhile is dropped here, unrun).
+        let Some((index, item, sender)) = shared.next_input(here) else {
+            // The inputs ended, or the pool was closed: the sender goes
+            // (unless the close took it already).
+            drop(lock(&here.parked).take());
             return;
         };
         results = sender;

@@ -138,12 +138,19 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
         }
     }
 
-    /// The next input and its index, or `None` when the inputs are used up
-    /// or the pool was closed.
+    /// The next input, its index and the results sender the runner of
+    /// `here` parked there, or `None` when the inputs are used up or the
+    /// pool was closed.
     ///
     /// Only the runner inside the iterator's `next` waits for it: the
-    /// others wait for the input lock, and closing takes neither.
-    pub(super) fn next_input(&self) -> Option<(usize, I)> {
+    /// others wait for the input lock, and closing takes neither. The
+    /// parked sender is taken back under the input lock, as soon as `next`
+    /// returns: only an input whose `next` was under way at a close can find
+    /// it gone, and is then dropped, never run.
+    pub(super) fn next_input(
+        &self,
+        here: &Slot<T, E, In, Ev>,
+    ) -> Option<(usize, I, Results<T, E, Ev>)> {
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return None;
@@ -177,10 +184,16 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                 self.wake_window_waiters();
                 return None;
             };
+            let Some(results) = lock(&here.parked).take() else {
+                // Closed while the iterator's `next` ran.
+                drop(input);
+                drop(item);
+                return None;
+            };
             let index = input.next;
             input.next += 1;
             self.update_queued(&input);
-            return Some((index, item));
+            return Some((index, item, results));
         }
     }
 
