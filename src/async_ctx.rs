@@ -19,7 +19,10 @@ use crate::task::{Shared, TaskId};
 /// An async task body (see [`spawn_async`](crate::spawn_async)) receives an
 /// `AsyncCtx<In, Ev>` by value: `In` is the type of the messages the handle
 /// sends in, `Ev` the type of the events the task emits. It is cheap to
-/// clone, so parts of the body running elsewhere can share it.
+/// clone, so parts of the body running elsewhere can share it. Once the
+/// body's future has completed, the task has ended: a clone's emit then
+/// gives its event back ([`EmitError::Disconnected`]), so that no event
+/// comes after the handle heard the end.
 ///
 /// Every awaitable call here ([`recv`](AsyncCtx::recv),
 /// [`recv_timeout`](AsyncCtx::recv_timeout), [`sleep`](AsyncCtx::sleep),
@@ -293,10 +296,12 @@ impl<In: Send, Ev: Send> AsyncCtx<In, Ev> {
     ///
     /// # Errors
     ///
-    /// [`EmitError::Disconnected`] if nobody can ever read the event (the
-    /// handle was dropped or detached); [`EmitError::Stopped`] if the outbox
-    /// was full and the task was asked to stop while waiting. The event is
-    /// given back either way.
+    /// [`EmitError::Disconnected`] if nobody can ever read the event: the
+    /// handle was dropped or detached, or the task has ended (a clone of
+    /// this context still in use after the body's future completed; its
+    /// wait on a full outbox ends then too); [`EmitError::Stopped`] if the
+    /// outbox was full and the task was asked to stop while waiting. The
+    /// event is given back either way.
     ///
     /// # Cancel safety
     ///
@@ -316,7 +321,8 @@ impl<In: Send, Ev: Send> AsyncCtx<In, Ev> {
     /// # Errors
     ///
     /// [`TryEmitError::Full`] if the outbox is full;
-    /// [`TryEmitError::Disconnected`] if nobody can ever read the event.
+    /// [`TryEmitError::Disconnected`] if nobody can ever read the event (the
+    /// handle was dropped or detached, or the task has ended).
     ///
     /// # Examples
     ///

@@ -220,24 +220,36 @@ impl<In, Ev> Ctx<In, Ev> {
     /// Emitting still works after a stop request (a last progress report,
     /// say); only the wait on a full outbox is cut short by it.
     ///
+    /// In a [`Pool`](crate::Pool)'s task it never waits: nobody reads the
+    /// outbox as events come (its events are kept for the task's
+    /// [`Finished::events`](crate::Finished::events), up to the outbox's
+    /// capacity), so an event that finds the outbox full is given back at
+    /// once.
+    ///
     /// # Errors
     ///
-    /// [`EmitError::Disconnected`] if nobody can ever read the event (the
-    /// handle was dropped or detached); [`EmitError::Stopped`] if the outbox
-    /// was full and the task was asked to stop while waiting. The event is
-    /// given back either way.
+    /// [`EmitError::Disconnected`] if nobody can ever read the event: the
+    /// handle was dropped or detached, or the task has ended (a part of the
+    /// body still running after it returned), or, in a pool's task, the
+    /// outbox is full; [`EmitError::Stopped`] if the outbox was full and the
+    /// task was asked to stop while waiting. The event is given back either
+    /// way.
     pub fn emit(&self, event: Ev) -> Result<(), EmitError<Ev>> {
         if let Some(wire) = self.shared.wire(Side::Body) {
             return wire.carry(event, true).map_err(|e| match e {
                 Carry::Full(e) | Carry::Gone(e) => EmitError::Disconnected(e),
             });
         }
-        self.mailbox()
-            .push_out(event, Wait::Forever)
-            .map_err(|e| match e {
-                PushError::Closed(e) => EmitError::Disconnected(e),
-                PushError::Stopped(e) | PushError::Full(e) => EmitError::Stopped(e),
-            })
+        let wait = if self.shared.is_outbox_unread() {
+            Wait::No
+        } else {
+            Wait::Forever
+        };
+        self.mailbox().push_out(event, wait).map_err(|e| match e {
+            // Full only where nobody waits to read the outbox.
+            PushError::Closed(e) | PushError::Full(e) => EmitError::Disconnected(e),
+            PushError::Stopped(e) => EmitError::Stopped(e),
+        })
     }
 
     /// Emits an event if the outbox has room.
@@ -245,7 +257,8 @@ impl<In, Ev> Ctx<In, Ev> {
     /// # Errors
     ///
     /// [`TryEmitError::Full`] if the outbox is full;
-    /// [`TryEmitError::Disconnected`] if nobody can ever read the event.
+    /// [`TryEmitError::Disconnected`] if nobody can ever read the event (the
+    /// handle was dropped or detached, or the task has ended).
     pub fn try_emit(&self, event: Ev) -> Result<(), TryEmitError<Ev>> {
         if let Some(wire) = self.shared.wire(Side::Body) {
             return wire.carry(event, false).map_err(|e| match e {

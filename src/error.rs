@@ -492,7 +492,9 @@ recv_into!(CtxTryRecvError, CtxRecvTimeoutError);
 pub enum EmitError<T> {
     /// The outbox was full and the task was asked to stop while waiting.
     Stopped(T),
-    /// Nobody can ever read the event: the handle was dropped or detached.
+    /// Nobody can ever read the event: the handle was dropped or detached,
+    /// or the task has ended, or (in a [`Pool`](crate::Pool)'s task, whose
+    /// outbox nobody reads as events come) the outbox is full.
     Disconnected(T),
 }
 
@@ -522,7 +524,8 @@ impl<T> EmitError<T> {
 pub enum TryEmitError<T> {
     /// The outbox is full.
     Full(T),
-    /// Nobody can ever read the event: the handle was dropped or detached.
+    /// Nobody can ever read the event: the handle was dropped or detached,
+    /// or the task has ended.
     Disconnected(T),
 }
 

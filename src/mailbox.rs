@@ -457,15 +457,15 @@ impl<In, Ev> Mailbox<In, Ev> {
         Some(Ok(m))
     }
 
-    /// An emit: into the outbox; refused if the handle is gone, or if the
-    /// outbox is full and a stop was asked for. `event` leaves its option
-    /// only when delivered.
+    /// An emit: into the outbox; refused if the handle is gone or the task
+    /// has ended, or if the outbox is full and a stop was asked for. `event`
+    /// leaves its option only when delivered.
     fn attempt_push_out(
         &self,
         s: &mut State<Ev>,
         event: &mut Option<Ev>,
     ) -> Option<Result<(), Refusal>> {
-        if s.flags & HANDLE_GONE != 0 {
+        if s.flags & (HANDLE_GONE | DONE) != 0 {
             return Some(Err(Refusal::Closed));
         }
         if s.outbox.len() >= self.outbox_cap {

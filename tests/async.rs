@@ -1,7 +1,8 @@
 //! Async task bodies and the awaitable handle methods (the `tokio` feature):
 //! every async method, cancellation of the awaiting futures, threads and
-//! async on one handle, kill, runtime shutdown, and a 10,000-task stress test
-//! with counts.
+//! async on one handle, kill, runtime shutdown, no emit from a context's
+//! clone after the body ended, blocking waits that would never end inside a
+//! current-thread runtime panic, and a 10,000-task stress test with counts.
 
 #![cfg(feature = "tokio")]
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use sidetask::{
     AsyncCtx, Builder, Command, Ctx, CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError,
     Outcome, RecvError, RecvTimeoutError, SendTimeoutError, Status, Stopped, Task, TryEmitError,
+    TryRecvError,
 };
 
 use common::{LIMIT, within};
@@ -1010,4 +1012,190 @@ async fn stress_many_async_tasks_stopped_at_random() {
         "a body ran exactly for each value"
     );
     assert!(values > 0 && messages > 0);
+}
+
+#[test]
+fn a_context_clone_cannot_emit_after_the_body_ended() {
+    const ROUNDS: u64 = 300;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let (mut emitted, mut received) = (0, 0);
+    for round in 0..ROUNDS {
+        let (report, reported) = std::sync::mpsc::channel();
+        let task = Builder::new().outbox_capacity(4).spawn_async_on(
+            rt.handle(),
+            move |ctx: AsyncCtx<(), u64>| async move {
+                // A clone that outlives the body, emitting 0, 1, 2… until
+                // an emit gives its event back.
+                let helper = ctx.clone();
+                tokio::spawn(async move {
+                    let mut sent = 0;
+                    let back = loop {
+                        let refused = if round % 2 == 0 {
+                            match helper.emit(sent).await {
+                                Ok(()) => None,
+                                Err(EmitError::Disconnected(back)) => Some(back),
+                                Err(e) => panic!("emit: {e}"),
+                            }
+                        } else {
+                            match helper.try_emit(sent) {
+                                Ok(()) => None,
+                                Err(TryEmitError::Full(_)) => {
+                                    tokio::task::yield_now().await;
+                                    continue;
+                                }
+                                Err(TryEmitError::Disconnected(back)) => Some(back),
+                            }
+                        };
+                        match refused {
+                            None => sent += 1,
+                            Some(back) => break back,
+                        }
+                    };
+                    report.send((sent, back)).unwrap();
+                });
+                for _ in 0..round % 5 {
+                    tokio::task::yield_now().await;
+                }
+                Ok::<_, Stopped>(())
+            },
+        );
+        let mut events = Vec::new();
+        loop {
+            match task.recv_timeout(LIMIT) {
+                Ok(event) => events.push(event),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("round {round}: no event, no end"),
+            }
+        }
+        let (sent, back) = reported
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("round {round}: an emit after the end never returned"));
+        assert_eq!(
+            task.try_recv(),
+            Err(TryRecvError::Disconnected),
+            "round {round}: an event after the end"
+        );
+        assert_eq!(task.join().value(), Some(()));
+        // Emitted = received + given back, in order.
+        assert_eq!(events, (0..sent).collect::<Vec<_>>(), "round {round}");
+        assert_eq!(back, sent, "round {round}: the refused event is given back");
+        emitted += sent + 1;
+        received += events.len() as u64;
+    }
+    assert_eq!(emitted, received + ROUNDS);
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    match panic.downcast::<String>() {
+        Ok(message) => *message,
+        Err(panic) => panic
+            .downcast::<&str>()
+            .map_or_else(|_| "(not a string)".to_owned(), |m| (*m).to_owned()),
+    }
+}
+
+/// A task on the current runtime that never ends by itself (it waits for a
+/// stop), reads nothing and has an inbox of one.
+fn waits_for_a_stop() -> Task<(), Stopped, u8, u8> {
+    Builder::new()
+        .inbox_capacity(1)
+        .spawn_async(|ctx: AsyncCtx<u8, u8>| async move {
+            ctx.stop_requested().await;
+            Err(Stopped)
+        })
+        .unwrap()
+}
+
+#[test]
+fn blocking_waits_inside_the_tasks_own_current_thread_runtime_panic() {
+    type Call = fn(Task<(), Stopped, u8, u8>);
+    let calls: [(&str, Call); 4] = [
+        ("`task.await` or `join_async().await`", |task| {
+            drop(task.join())
+        }),
+        ("`wait_async().await`", |task| task.wait()),
+        ("`recv_async().await`", |task| {
+            let _ = task.recv();
+        }),
+        ("`send_async(message).await`", |task| {
+            task.send(1).unwrap(); // room: no wait
+            let _ = task.send(2);
+        }),
+    ];
+    for (instead, call) in calls {
+        // Inside the runtime's `block_on`.
+        let message = within(LIMIT, move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let task = waits_for_a_stop();
+                let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(task)))
+                    .expect_err("a blocking wait that would never end panics");
+                panic_message(panic)
+            })
+        });
+        assert!(
+            message.contains("current-thread tokio runtime") && message.contains(instead),
+            "{message}"
+        );
+    }
+    // Inside one of its tasks.
+    let message = within(LIMIT, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let task = waits_for_a_stop();
+            let joined = tokio::spawn(async move { task.join() }).await;
+            panic_message(joined.expect_err("the join panics").into_panic())
+        })
+    });
+    assert!(message.contains("`Task::join` would block"), "{message}");
+}
+
+#[test]
+fn blocking_waits_that_can_end_do_not_panic_inside_a_current_thread_runtime() {
+    within(LIMIT, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // From a blocking thread of the same runtime: the runtime's own
+            // thread runs the task meanwhile.
+            let task = sidetask::spawn_async(|ctx: AsyncCtx<u8, u8>| async move {
+                let n = ctx.recv().await?;
+                ctx.emit(n + 1).await?;
+                Ok::<_, Stopped>(n)
+            });
+            let (event, outcome) = tokio::task::spawn_blocking(move || {
+                task.send(1).unwrap();
+                let event = task.recv().unwrap();
+                (event, task.join())
+            })
+            .await
+            .unwrap();
+            assert_eq!((event, outcome.value()), (2, Some(1)));
+
+            // A task that has ended: nothing to wait for.
+            let task = sidetask::spawn_async(|ctx: AsyncCtx<u8, u8>| async move {
+                ctx.emit(3).await?;
+                Ok::<_, Stopped>(4)
+            });
+            task.wait_async().await;
+            task.wait();
+            assert_eq!(task.recv(), Ok(3));
+            assert_eq!(task.recv(), Err(RecvError));
+            assert_eq!(task.join().value(), Some(4));
+
+            // A thread task runs without this thread.
+            let task = sidetask::spawn(|_: &Ctx| Ok::<_, Stopped>(5));
+            assert_eq!(task.join().value(), Some(5));
+        });
+    });
 }

@@ -1,4 +1,4 @@
-//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, `recv` and its errors, failures kept per task, progress, talking to running tasks, stopping, closing the input, `wait`'s count, drop, and a 100,000-input stress test with counts.
+//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, `recv` and its errors, failures kept per task, progress, talking to running tasks, stopping, closing the input, `wait`'s count, drop, closing and dropping that never wait for a blocked input iterator, and a 100,000-input stress test with counts.
 
 mod common;
 use common::{LIMIT, wait_for, within};
@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sidetask::{
-    Ctx, Finished, Outcome, Pool, PoolRun, Progress, RecvError, RecvTimeoutError, Stopped,
-    TryRecvError,
+    Ctx, EmitError, Finished, Outcome, Pool, PoolRun, Progress, RecvError, RecvTimeoutError,
+    Stopped, TryEmitError, TryRecvError,
 };
 
 /// Inside a task body: polls `cond` until it holds, the task is stopped
@@ -816,4 +816,258 @@ fn a_panicking_input_iterator_ends_the_inputs_and_is_reported() {
     let panic = run.input_panic().expect("the iterator's panic");
     assert_eq!(panic.message(), "bad input 5");
     assert!(run.input_panic().is_none(), "taken once");
+}
+
+/// An input that notes, when dropped, its number and whether a task's body
+/// took it.
+struct Noted {
+    n: usize,
+    ran: bool,
+    log: Arc<Mutex<Vec<(usize, bool)>>>,
+}
+
+impl Drop for Noted {
+    fn drop(&mut self) {
+        self.log.lock().unwrap().push((self.n, self.ran));
+    }
+}
+
+/// A pool of two over an input iterator that yields inputs 0, 1 and 2, then
+/// blocks in `next` until the returned sender sends or is dropped; the log
+/// notes each input as it is dropped, and whether its body ran.
+#[allow(clippy::type_complexity)]
+fn pool_over_a_blocking_iterator() -> (
+    PoolRun<usize, (), (), ()>,
+    std::sync::mpsc::Sender<Noted>,
+    Arc<Mutex<Vec<(usize, bool)>>>,
+) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let first: Vec<Noted> = (0..3)
+        .map(|n| Noted {
+            n,
+            ran: false,
+            log: Arc::clone(&log),
+        })
+        .collect();
+    let run = Pool::new(2)
+        .run(first.into_iter().chain(rx), |_: &Ctx, mut input: Noted| {
+            input.ran = true;
+            Ok::<_, ()>(input.n)
+        })
+        .unwrap();
+    (run, tx, log)
+}
+
+/// After the pool was closed: an input the blocked iterator yields at last
+/// is dropped, never run; the first three ran.
+fn late_input_is_dropped_unrun(
+    tx: &std::sync::mpsc::Sender<Noted>,
+    log: &Arc<Mutex<Vec<(usize, bool)>>>,
+) {
+    tx.send(Noted {
+        n: 99,
+        ran: false,
+        log: Arc::clone(log),
+    })
+    .unwrap();
+    wait_for("the late input to be dropped", || {
+        log.lock().unwrap().iter().any(|&(n, _)| n == 99)
+    });
+    let mut noted = log.lock().unwrap().clone();
+    noted.sort_unstable();
+    assert_eq!(noted, vec![(0, true), (1, true), (2, true), (99, false)]);
+}
+
+/// Takes the first three results, then waits until a runner is (very
+/// likely) inside the blocked iterator's `next`.
+fn take_the_first_three(run: &PoolRun<usize, (), (), ()>) -> Vec<usize> {
+    let mut got: Vec<usize> = (0..3)
+        .map(|_| run.recv_timeout(LIMIT).unwrap().outcome.value().unwrap())
+        .collect();
+    got.sort_unstable();
+    got
+}
+
+#[test]
+fn stop_all_never_waits_for_a_blocked_input_iterator() {
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    assert_eq!(take_the_first_three(&run), [0, 1, 2]);
+    let rest = within(LIMIT, move || {
+        run.stop_all();
+        drain(&run).len()
+    });
+    assert_eq!(rest, 0, "the results end although the iterator is blocked");
+    late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn close_inbox_never_waits_for_a_blocked_input_iterator() {
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    assert_eq!(take_the_first_three(&run), [0, 1, 2]);
+    let (rest, progress) = within(LIMIT, move || {
+        run.close_inbox();
+        (drain(&run).len(), run.progress())
+    });
+    assert_eq!(rest, 0, "the results end although the iterator is blocked");
+    assert_eq!(progress.queued, Some(0));
+    late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn dropping_the_run_never_waits_for_a_blocked_input_iterator() {
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    assert_eq!(take_the_first_three(&run), [0, 1, 2]);
+    within(LIMIT, move || drop(run));
+    late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn ending_an_in_order_iteration_never_waits_for_a_blocked_input_iterator() {
+    // Closed from the iteration's pool: the iteration ends.
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    let got = within(LIMIT, move || {
+        let mut in_order = run.in_order();
+        let got: Vec<usize> = in_order
+            .by_ref()
+            .take(3)
+            .map(|done| done.outcome.value().unwrap())
+            .collect();
+        in_order.pool().close_inbox();
+        assert!(in_order.next().is_none(), "the iteration ends");
+        got
+    });
+    assert_eq!(got, [0, 1, 2]);
+    late_input_is_dropped_unrun(&tx, &log);
+
+    // Left early: dropping the iteration drops the pool.
+    let (run, tx, log) = pool_over_a_blocking_iterator();
+    let got = within(LIMIT, move || {
+        run.in_order()
+            .take(3)
+            .map(|done| done.outcome.value().unwrap())
+            .collect::<Vec<usize>>()
+    });
+    assert_eq!(got, [0, 1, 2]);
+    late_input_is_dropped_unrun(&tx, &log);
+}
+
+#[test]
+fn events_beyond_the_outbox_are_given_back_never_waited_for() {
+    const CAPACITY: usize = 4;
+    const EMITTED: usize = 10 * CAPACITY;
+    const INPUTS: usize = 8;
+    let results = within(LIMIT, || {
+        let run = Pool::new(2)
+            .task_capacities(1, CAPACITY)
+            .run(0..INPUTS, |ctx: &Ctx<(), usize>, input| {
+                let mut refused = Vec::new();
+                for n in 0..EMITTED {
+                    let event = input * EMITTED + n;
+                    if n % 2 == 0 {
+                        match ctx.emit(event) {
+                            Ok(()) => {}
+                            Err(EmitError::Disconnected(back)) => refused.push(back),
+                            Err(e) => panic!("emit: {e}"),
+                        }
+                    } else {
+                        match ctx.try_emit(event) {
+                            Ok(()) => {}
+                            Err(TryEmitError::Full(back)) => refused.push(back),
+                            Err(e) => panic!("try_emit: {e}"),
+                        }
+                    }
+                }
+                Ok::<_, ()>(refused)
+            })
+            .unwrap();
+        let mut all = Vec::new();
+        run.for_each(|done| all.push(done));
+        all
+    });
+    assert_eq!(results.len(), INPUTS);
+    for done in results {
+        let refused = done.outcome.value().unwrap();
+        let first = done.index * EMITTED;
+        // Kept: the first events, up to the capacity; given back: the rest.
+        assert_eq!(done.events, (first..first + CAPACITY).collect::<Vec<_>>());
+        assert_eq!(
+            refused,
+            (first + CAPACITY..first + EMITTED).collect::<Vec<_>>()
+        );
+        assert_eq!(done.events.len() + refused.len(), EMITTED);
+    }
+}
+
+#[test]
+fn closing_while_runners_pull_loses_no_input_stress() {
+    const ROUNDS: usize = 200;
+    for round in 0..ROUNDS {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let yielded = Arc::new(AtomicUsize::new(0));
+        let body_dropped = Arc::new(AtomicBool::new(false));
+        let inputs = {
+            let (log, yielded) = (Arc::clone(&log), Arc::clone(&yielded));
+            (0..).map(move |n| {
+                if round % 2 == 0 {
+                    // Widen the window in which a close meets a pull.
+                    thread::yield_now();
+                }
+                yielded.fetch_add(1, Ordering::SeqCst);
+                Noted {
+                    n,
+                    ran: false,
+                    log: Arc::clone(&log),
+                }
+            })
+        };
+        let run = {
+            let guard = DropFlag(Arc::clone(&body_dropped));
+            Pool::new(3)
+                .run(inputs, move |_: &Ctx, mut input: Noted| {
+                    let _guard = &guard;
+                    input.ran = true;
+                    Ok::<_, ()>(input.n)
+                })
+                .unwrap()
+        };
+        let mut results: Vec<Finished<usize, ()>> = (0..round % 7)
+            .map(|_| run.recv_timeout(LIMIT).unwrap())
+            .collect();
+        if round % 3 == 0 {
+            run.stop_all();
+        } else {
+            run.close_inbox();
+        }
+        results.extend(drain(&run));
+        drop(run);
+        wait_for("the runners to end", || body_dropped.load(Ordering::SeqCst));
+
+        // Every input yielded came back once as a result, or was dropped
+        // unrun by the runner that pulled it while the pool closed.
+        let results_count = results.len();
+        let mut indices: Vec<usize> = results.iter().map(|d| d.index).collect();
+        indices.sort_unstable();
+        assert_eq!(
+            indices,
+            (0..results_count).collect::<Vec<_>>(),
+            "round {round}"
+        );
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), yielded.load(Ordering::SeqCst), "round {round}");
+        for done in &results {
+            let ran = log.iter().find(|&&(n, _)| n == done.index).unwrap().1;
+            match &done.outcome {
+                Outcome::Value(n) => assert!(*n == done.index && ran, "round {round}"),
+                Outcome::Cancelled => assert!(!ran, "round {round}"),
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        let unrun: Vec<_> = log.iter().filter(|&&(n, _)| n >= results_count).collect();
+        assert!(
+            unrun.len() <= 1 && unrun.iter().all(|&&(_, ran)| !ran),
+            "round {round}: {unrun:?}"
+        );
+        assert_eq!(log.len(), results_count + unrun.len(), "round {round}");
+    }
 }

@@ -18,7 +18,16 @@
 //! - *live*: how many runners there are; runner `k` uses slot `k`.
 //! - *spare sender*: the results sender kept for runners started later. It
 //!   is dropped once the input is closed, so that the results channel ends
-//!   exactly when the last runner does.
+//!   exactly when the last result pulled before the close is sent.
+//! - *parked sender*: a runner's results sender while it pulls, kept in its
+//!   slot, where a close takes it. A runner takes it back under the input
+//!   lock as soon as the iterator's `next` returns; if it is gone, the
+//!   input is dropped, never run.
+//! - *closed*: no input is taken any more (the inputs ended, or
+//!   `close_inbox`, `stop_all`, a drop); a flag read without the input
+//!   lock.
+//! - *gate*: the lock runners wait on for the in-order window, apart from
+//!   the input lock.
 //! - *held up*: a runner holding the same task at two looks of the
 //!   watchdog.
 //! - *window*, *delivered*: in input order, no input is pulled more than
@@ -31,8 +40,17 @@
 //!    [`Outcome::Cancelled`] if a stop came before its body began.
 //! 2. A runner pulls an input only to run it at once: closing the input
 //!    (`close_inbox`, `stop_all`, a drop) leaves no input pulled and
-//!    forgotten.
-//! 3. The results end (`recv` fails) only once every runner has ended.
+//!    forgotten. An input the iterator yields after the close (its `next`
+//!    was under way, blocked perhaps) is dropped, never run: the runner
+//!    finds its parked sender taken.
+//! 3. Closing never waits for the input iterator: it takes neither the
+//!    input lock, which a runner holds inside the iterator's `next` (which
+//!    may never return), nor anything a runner holds while waiting for it;
+//!    it takes the senders parked by the runners that pull (the one inside
+//!    `next`, and those waiting for the input lock or the window).
+//! 4. The results end (`recv` fails) once the input is closed and every
+//!    input pulled before has sent its result; a runner blocked in the
+//!    iterator's `next` does not hold them up.
 //!
 //! The files:
 //!
@@ -127,6 +145,11 @@ impl Pool {
     /// The inbox and outbox capacities of each task, as
     /// [`Builder::inbox_capacity`](crate::Builder::inbox_capacity) and
     /// [`Builder::outbox_capacity`](crate::Builder::outbox_capacity).
+    ///
+    /// The outbox is where a task's events are kept for its
+    /// [`Finished::events`]: nobody reads it as events come, so an emit
+    /// never waits for room there. Once `outbox` events are kept, an emit
+    /// gives its event back (see [`Finished::events`]).
     pub fn task_capacities(mut self, inbox: usize, outbox: usize) -> Pool {
         self.inbox = inbox;
         self.outbox = outbox;
@@ -315,7 +338,19 @@ pub struct Finished<T, E, Ev = ()> {
     pub index: usize,
     /// How the task ended.
     pub outcome: Outcome<T, E>,
-    /// Events left in the task's outbox when it ended, in order.
+    /// The events the task emitted that nobody read while it ran, in
+    /// order.
+    ///
+    /// Nobody reads a pool task's outbox as events come (unless through
+    /// [`PoolRun::with_task`]), so these are kept in the outbox: at most its
+    /// capacity ([`Pool::task_capacities`]). An emit that finds it full
+    /// never waits: [`Ctx::emit`] gives the event back as
+    /// [`EmitError::Disconnected`](crate::EmitError::Disconnected) and
+    /// [`Ctx::try_emit`] as [`TryEmitError::Full`](crate::TryEmitError::Full),
+    /// so every event emitted is either here (or was read) or was given
+    /// back to the body. In [`Pool::run_process`], the child's emit is not
+    /// refused (the event has left the child): an event that finds the
+    /// outbox full is dropped.
     pub events: Vec<Ev>,
 }
 
@@ -335,7 +370,8 @@ pub struct Progress {
 ///
 /// **Dropping it stops every running task and starts no new one**, as
 /// dropping a [`Task`] stops it; [`close_inbox`](PoolRun::close_inbox) lets
-/// the running ones finish instead.
+/// the running ones finish instead. The drop returns at once, even while
+/// the input iterator's `next` is blocked.
 pub struct PoolRun<T, E, In = (), Ev = ()> {
     shared: Arc<dyn PoolControl<T, E, In, Ev>>,
     results: Receiver<Finished<T, E, Ev>>,
@@ -438,6 +474,11 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// Starts no new task and asks every running one to stop; returns at
     /// once. Stopped tasks still report their outcomes; an input taken from
     /// the iterator but not begun yet reports [`Outcome::Cancelled`].
+    ///
+    /// It never waits for the input iterator: if a call of its `next` is
+    /// under way (blocked, perhaps), the results end all the same, and the
+    /// input that call yields, if it ever returns, is dropped without
+    /// running and without a result.
     pub fn stop_all(&self) {
         self.shared.close(true);
     }
@@ -448,6 +489,11 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// the iterator has not yielded yet are never taken, as messages never
     /// sent. Returns at once; nothing is asked to stop (that is
     /// [`stop_all`](PoolRun::stop_all)).
+    ///
+    /// It never waits for the input iterator: if a call of its `next` is
+    /// under way (blocked, perhaps), the results end once the running
+    /// tasks' results are received, and the input that call yields, if it
+    /// ever returns, is dropped without running and without a result.
     ///
     /// A pool's inbox is its input iterator, so this is the name that
     /// [`Task::close_inbox`] and [`ChainRun::close_inbox`](crate::ChainRun::close_inbox)

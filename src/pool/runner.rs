@@ -4,10 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::Sender;
-
 use super::Finished;
-use super::shared::{PoolControl, PoolShared};
+use super::shared::{PoolControl, PoolShared, Results};
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
@@ -23,14 +21,14 @@ where
     In: Send + 'static,
     Ev: Send + 'static,
 {
-    /// Starts the runner of `slot` on a worker thread, if results can
-    /// still be sent.
+    /// Starts the runner of `slot` on a worker thread, if input can still
+    /// be taken.
     pub(super) fn start_runner(&self, slot: usize) -> std::io::Result<()> {
         let (Some(me), Some(results)) = (self.me.upgrade(), lock(&self.spare).clone()) else {
             return Ok(());
         };
         self.live.fetch_add(1, Ordering::SeqCst);
-        place::execute(Box::new(move || run(&me, slot, &results))).map_err(|(_, err)| {
+        place::execute(Box::new(move || run(&me, slot, results))).map_err(|(_, err)| {
             self.live.fetch_sub(1, Ordering::SeqCst);
             err
         })
@@ -39,10 +37,16 @@ where
 
 /// The runner of `slot`: runs the pool's tasks one after another on this
 /// thread.
+///
+/// While it pulls an input, its results sender is parked in its slot,
+/// where a close takes it: a runner held in the iterator's `next` keeps
+/// the results from ending only until the pool is closed. An input whose
+/// `next` was under way when the close took the sender is dropped, never
+/// run.
 fn run<I, F, T, E, In, Ev>(
     shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
     slot: usize,
-    results: &Sender<Finished<T, E, Ev>>,
+    mut results: Results<T, E, Ev>,
 ) where
     F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
     I: Send + 'static,
@@ -62,7 +66,15 @@ fn run<I, F, T, E, In, Ev>(
     // A body reference of this runner's own, so that starting a task touches
     // no counter shared with other runners.
     let body = Arc::new(Arc::clone(shared));
-    while let Some((index, item)) = shared.next_input() {
+    loop {
+        *lock(&here.parked) = Some(results);
+        let Some((index, item, sender)) = shared.next_input(here) else {
+            // The inputs ended, or the pool was closed: the sender goes
+            // (unless the close took it already).
+            drop(lock(&here.parked).take());
+            return;
+        };
+        results = sender;
         let (inbox, outbox, timeout) = shared.settings;
         let body = Arc::clone(&body);
         let task = place::task(
@@ -72,7 +84,12 @@ fn run<I, F, T, E, In, Ev>(
                 outbox,
                 timeout,
             },
-            move |ctx: &Ctx<In, Ev>| (body.body)(ctx, item),
+            move |ctx: &Ctx<In, Ev>| {
+                // Nobody reads the outbox as events come (its events go in
+                // the result), so an emit into a full outbox must not wait.
+                ctx.shared().set_outbox_unread();
+                (body.body)(ctx, item)
+            },
         );
         let job = task.take_job().expect("a new task holds its job");
         *lock(&here.task) = Some((index, task));

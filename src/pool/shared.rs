@@ -25,6 +25,10 @@ pub(super) struct Slot<T, E, In, Ev> {
     /// What the watchdog saw at its last look: the index held, or
     /// `usize::MAX`.
     pub(super) seen: AtomicUsize,
+    /// The runner's results sender while it pulls an input: there a close
+    /// takes it, so that a runner held in the iterator's `next` keeps the
+    /// results from ending only until the close.
+    pub(super) parked: Mutex<Option<Results<T, E, Ev>>>,
 }
 
 /// The task a runner runs now, with its input's index.
@@ -36,8 +40,10 @@ pub(super) struct Input<I> {
     pub(super) iter: Box<dyn Iterator<Item = I> + Send>,
     /// The index the next input pulled gets.
     pub(super) next: usize,
-    pub(super) closed: bool,
 }
+
+/// Where a task's result goes.
+pub(super) type Results<T, E, Ev> = Sender<Finished<T, E, Ev>>;
 
 /// The settings each task is built with: inbox and outbox capacities, and
 /// the timeout.
@@ -45,7 +51,17 @@ pub(super) type TaskSettings = (usize, usize, Option<Duration>);
 
 pub(super) struct PoolShared<I, F, T, E, In, Ev> {
     pub(super) me: Weak<PoolShared<I, F, T, E, In, Ev>>,
+    /// The input iterator, held by a runner while it pulls (inside the
+    /// iterator's `next`, which may never return).
     pub(super) input: Mutex<Input<I>>,
+    /// No input is taken any more: the inputs ended, or the pool was
+    /// closed. Read and written without the input lock, so that closing
+    /// never waits for the iterator.
+    pub(super) closed: AtomicBool,
+    /// What runners waiting for the in-order window wait on: a lock of its
+    /// own, apart from the input lock, so that delivering and closing never
+    /// wait for the iterator.
+    pub(super) gate: Mutex<()>,
     /// Runners waiting for the in-order window to move.
     pub(super) advanced: Condvar,
     pub(super) waiting: AtomicUsize,
@@ -55,8 +71,9 @@ pub(super) struct PoolShared<I, F, T, E, In, Ev> {
     pub(super) queued: AtomicUsize,
     /// Runners alive; runner `k` uses slot `k`.
     pub(super) live: AtomicUsize,
-    /// A results sender for runners started later; dropped once no runner
-    /// can be needed, so that the results end when the last runner does.
+    /// A results sender for runners started later; dropped once no input
+    /// is taken any more, so that the results end when the last task
+    /// pulled has sent its result.
     pub(super) spare: Mutex<Option<Sender<Finished<T, E, Ev>>>>,
     pub(super) input_panic: Mutex<Option<Panic>>,
     pub(super) slots: Slots<T, E, In, Ev>,
@@ -77,11 +94,9 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
     ) -> PoolShared<I, F, T, E, In, Ev> {
         let shared = PoolShared {
             me,
-            input: Mutex::new(Input {
-                iter,
-                next: 0,
-                closed: false,
-            }),
+            input: Mutex::new(Input { iter, next: 0 }),
+            closed: AtomicBool::new(false),
+            gate: Mutex::new(()),
             advanced: Condvar::new(),
             waiting: AtomicUsize::new(0),
             window: AtomicUsize::new(usize::MAX),
@@ -98,6 +113,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                         current: AtomicUsize::new(usize::MAX),
                         finished: AtomicUsize::new(0),
                         seen: AtomicUsize::new(usize::MAX),
+                        parked: Mutex::new(None),
                     })
                 })
                 .collect(),
@@ -109,32 +125,47 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
     }
 
     fn update_queued(&self, input: &Input<I>) {
+        let closed = self.closed.load(Ordering::SeqCst);
         let queued = match input.iter.size_hint() {
-            (lo, Some(hi)) if lo == hi && !input.closed => lo,
-            _ if input.closed => 0,
+            _ if closed => 0,
+            (lo, Some(hi)) if lo == hi => lo,
             _ => usize::MAX,
         };
-        self.queued.store(queued, Ordering::Relaxed);
+        self.queued.store(queued, Ordering::SeqCst);
+        if !closed && self.closed.load(Ordering::SeqCst) {
+            // A close came meanwhile and may have stored its 0 first.
+            self.queued.store(0, Ordering::SeqCst);
+        }
     }
 
-    /// The next input and its index, or `None` when the inputs are used up
-    /// or the pool was closed.
-    pub(super) fn next_input(&self) -> Option<(usize, I)> {
-        let mut input = lock(&self.input);
+    /// The next input, its index and the results sender the runner of
+    /// `here` parked there, or `None` when the inputs are used up or the
+    /// pool was closed.
+    ///
+    /// Only the runner inside the iterator's `next` waits for it: the
+    /// others wait for the input lock, and closing takes neither. The
+    /// parked sender is taken back under the input lock, as soon as `next`
+    /// returns: only an input whose `next` was under way at a close can find
+    /// it gone, and is then dropped, never run.
+    pub(super) fn next_input(
+        &self,
+        here: &Slot<T, E, In, Ev>,
+    ) -> Option<(usize, I, Results<T, E, Ev>)> {
         loop {
-            if input.closed {
+            if self.closed.load(Ordering::SeqCst) {
+                return None;
+            }
+            let mut input = lock(&self.input);
+            if self.closed.load(Ordering::SeqCst) {
                 return None;
             }
             let window = self.window.load(Ordering::SeqCst);
             if window != usize::MAX
                 && input.next >= self.delivered.load(Ordering::SeqCst).saturating_add(window)
             {
-                self.waiting.fetch_add(1, Ordering::SeqCst);
-                input = self
-                    .advanced
-                    .wait(input)
-                    .unwrap_or_else(|poison| poison.into_inner());
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                let next = input.next;
+                drop(input);
+                self.wait_window(next, window);
                 continue;
             }
             let item = match outcome::catch(|| input.iter.next()) {
@@ -145,21 +176,51 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                     None
                 }
             };
-            let got = match item {
-                Some(item) => {
-                    let index = input.next;
-                    input.next += 1;
-                    Some((index, item))
-                }
-                None => {
-                    input.closed = true;
-                    *lock(&self.spare) = None;
-                    None
-                }
+            let Some(item) = item else {
+                self.closed.store(true, Ordering::SeqCst);
+                *lock(&self.spare) = None;
+                self.update_queued(&input);
+                drop(input);
+                self.wake_window_waiters();
+                return None;
             };
+            let Some(results) = lock(&here.parked).take() else {
+                // Closed while the iterator's `next` ran.
+                drop(input);
+                drop(item);
+                return None;
+            };
+            let index = input.next;
+            input.next += 1;
             self.update_queued(&input);
-            return got;
+            return Some((index, item, results));
         }
+    }
+
+    /// Wakes the runners waiting for the window, to see a close.
+    fn wake_window_waiters(&self) {
+        // Taken so that a runner between its check and its wait cannot
+        // miss this.
+        drop(lock(&self.gate));
+        self.advanced.notify_all();
+    }
+
+    /// Waits until the window lets input `next` be pulled, or the pool is
+    /// closed.
+    fn wait_window(&self, next: usize, window: usize) {
+        let mut gate = lock(&self.gate);
+        // Counted before the check: `delivered` looks at the count after
+        // it moved the window, so one of the two sees the other.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while !self.closed.load(Ordering::SeqCst)
+            && next >= self.delivered.load(Ordering::SeqCst).saturating_add(window)
+        {
+            gate = self
+                .advanced
+                .wait(gate)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -192,13 +253,18 @@ where
         if stop {
             self.stopped.store(true, Ordering::SeqCst);
         }
-        {
-            let mut input = lock(&self.input);
-            input.closed = true;
-            self.update_queued(&input);
-        }
+        // Never the input lock: a runner may hold it inside the iterator's
+        // `next` for ever.
+        self.closed.store(true, Ordering::SeqCst);
+        self.queued.store(0, Ordering::SeqCst);
         *lock(&self.spare) = None;
-        self.advanced.notify_all();
+        for slot in &self.slots {
+            // A runner that parked its sender before the close pulls no
+            // more, or drops what it pulled unrun; one that parks it after
+            // sees the close before it pulls.
+            drop(lock(&slot.parked).take());
+        }
+        self.wake_window_waiters();
         if stop {
             for slot in &self.slots {
                 if let Some((_, task)) = &*lock(&slot.task) {
@@ -238,7 +304,7 @@ where
         if self.waiting.load(Ordering::SeqCst) > 0 {
             // Take the lock so that a runner between its check and its wait
             // cannot miss this.
-            drop(lock(&self.input));
+            drop(lock(&self.gate));
             self.advanced.notify_all();
         }
     }

@@ -30,6 +30,8 @@ use std::io;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+#[cfg(doc)]
+use crate::ctx::Ctx;
 use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, StartError, TryRecvError,
     TrySendError,
@@ -365,10 +367,36 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// [`Outcome::Cancelled`]), so that this call cannot wait forever on a
     /// task nobody will start. A running task that never ends makes it wait
     /// forever; [`wait_timeout`](Task::wait_timeout) does not.
+    ///
+    /// # Panics
+    ///
+    /// If the task is an async one not ended yet and this thread runs its
+    /// current-thread tokio runtime (the call is made inside the runtime's
+    /// `block_on` or one of its tasks): the task could never run, so the
+    /// wait would never end. Await `wait_async` there instead.
+    #[track_caller]
     pub fn wait(&self) {
         self.cancel_if_pending();
+        if !self.shared.mailbox.is(DONE) {
+            self.refuse_to_hang("wait", "`wait_async().await`");
+        }
         self.shared.hurry(Side::Handle);
         self.shared.mailbox.wait_for(DONE, Wait::Forever);
+    }
+
+    /// Panics if a wait with no timeout on this thread would never end
+    /// (see [`Shared::would_hang`]); `call` and `instead` name the blocking
+    /// method and its awaitable twin.
+    #[track_caller]
+    fn refuse_to_hang(&self, call: &str, instead: &str) {
+        if self.shared.would_hang() {
+            panic!(
+                "`Task::{call}` would block the thread that runs this async task's \
+                 current-thread tokio runtime, so the task could never run and the call \
+                 would never return: use {instead} inside the runtime, or call `{call}` \
+                 from another thread"
+            );
+        }
     }
 
     /// Blocks until the task has ended or `timeout` passed; returns `true` if
@@ -388,7 +416,20 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// A panic in the task never reaches the caller through `join`: it is
     /// [`Outcome::Panicked`]. [`Outcome::unwrap`] resumes it, if that is what
     /// the caller wants.
+    ///
+    /// # Panics
+    ///
+    /// If the task is an async one not ended yet and this thread runs its
+    /// current-thread tokio runtime (the call is made inside the runtime's
+    /// `block_on` or one of its tasks): the task could never run, so the
+    /// join would never return. Use `task.await` or `join_async` there
+    /// instead, as tokio's `block_on` refuses to run inside a runtime.
+    #[track_caller]
     pub fn join(self) -> Outcome<T, E> {
+        self.cancel_if_pending();
+        if !self.shared.mailbox.is(DONE) {
+            self.refuse_to_hang("join", "`task.await` or `join_async().await`");
+        }
         self.wait();
         self.take_outcome()
     }
@@ -458,6 +499,12 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// the largest its place carries (a process task's
     /// [`max_frame`](crate::Process::max_frame)). The message is given back.
     ///
+    /// # Panics
+    ///
+    /// If the inbox is full, the task is an async one and this thread runs
+    /// its current-thread tokio runtime: the task could never make room, so
+    /// the send would never return. Await `send_async` there instead.
+    ///
     /// # Examples
     ///
     /// ```
@@ -469,17 +516,29 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// assert_eq!(task.send(2).unwrap_err().into_inner(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send(&self, message: In) -> Result<(), SendError<In>> {
-        let message = self.shared.admit(message).map_err(SendError::TooLarge)?;
-        self.shared
-            .mailbox
-            .push_in(message, Wait::Forever)
-            .map(|()| self.shared.sent())
-            .map_err(|e| match e {
-                PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => {
-                    SendError::Disconnected(m)
+    #[track_caller]
+    pub fn send(&self, mut message: In) -> Result<(), SendError<In>> {
+        message = self.shared.admit(message).map_err(SendError::TooLarge)?;
+        if self.shared.would_hang() {
+            // Only a send that finds the inbox full would wait.
+            match self.shared.mailbox.push_in(message, Wait::No) {
+                Err(PushError::Full(m)) => {
+                    self.refuse_to_hang("send", "`send_async(message).await`");
+                    message = m;
                 }
-            })
+                done => return self.sent(done),
+            }
+        }
+        self.sent(self.shared.mailbox.push_in(message, Wait::Forever))
+    }
+
+    /// What a send's push tells its caller.
+    fn sent(&self, pushed: Result<(), PushError<In>>) -> Result<(), SendError<In>> {
+        pushed.map(|()| self.shared.sent()).map_err(|e| match e {
+            PushError::Full(m) | PushError::Closed(m) | PushError::Stopped(m) => {
+                SendError::Disconnected(m)
+            }
+        })
     }
 
     /// Sends a message if the inbox has room now.
@@ -548,7 +607,18 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     ///
     /// [`RecvError`] once the task has ended and every event it emitted has
     /// been received.
+    ///
+    /// # Panics
+    ///
+    /// If no event waits, the task is an async one not ended yet and this
+    /// thread runs its current-thread tokio runtime: the task could never
+    /// emit, so the receive would never return. Await `recv_async` there
+    /// instead.
+    #[track_caller]
     pub fn recv(&self) -> Result<Ev, RecvError> {
+        if !self.shared.mailbox.has_event() {
+            self.refuse_to_hang("recv", "`recv_async().await`");
+        }
         self.shared.take_event(Wait::Forever).map_err(|_| RecvError)
     }
 

@@ -22,6 +22,12 @@ use crate::timer::Alarm;
 /// flags are set; it must return at once.
 pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
 
+/// A place's test, on a thread about to wait for the task with no
+/// timeout, of whether the task can make progress only on this very thread
+/// (an async body on the current-thread runtime this thread drives), so
+/// that the wait would never end.
+pub(crate) type HangCheck = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// A typed outcome's slot: empty until the task ends, then until joined.
 pub(crate) type Slot<T, E> = Mutex<Option<Outcome<T, E>>>;
 
@@ -31,8 +37,13 @@ pub(crate) struct Shared<In, Ev, O: ?Sized = dyn Any + Send + Sync> {
     pub(crate) id: TaskId,
     pub(crate) name: Option<Arc<str>>,
     started: AtomicBool,
+    /// Nobody waits to read the outbox while the task runs (a pool's task,
+    /// whose events are kept for its result): an emit never waits for
+    /// room.
+    outbox_unread: AtomicBool,
     pub(crate) mailbox: Mailbox<In, Ev>,
     stop_hook: OnceLock<StopHook>,
+    hang_check: OnceLock<HangCheck>,
     wire: OnceLock<(Side, Weak<dyn Wire<Ev>>)>,
     limit: OnceLock<Limit<In>>,
     pub(crate) outcome: O,
@@ -52,8 +63,10 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             id: TaskId::next(),
             name,
             started: AtomicBool::new(false),
+            outbox_unread: AtomicBool::new(false),
             mailbox: Mailbox::new(inbox, outbox),
             stop_hook: OnceLock::new(),
+            hang_check: OnceLock::new(),
             wire: OnceLock::new(),
             limit: OnceLock::new(),
             outcome,
@@ -71,10 +84,36 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
         self.started.store(started, Ordering::Release);
     }
 
+    /// Says nobody waits to read the outbox while the task runs: from now
+    /// on an emit into a full outbox gives its event back at once.
+    pub(crate) fn set_outbox_unread(&self) {
+        self.outbox_unread.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether an emit into a full outbox must give its event back at once
+    /// instead of waiting for room.
+    pub(crate) fn is_outbox_unread(&self) -> bool {
+        self.outbox_unread.load(Ordering::Relaxed)
+    }
+
     /// Sets what runs on each stop or kill request; only the first hook
     /// set is kept.
     pub(crate) fn set_stop_hook(&self, hook: StopHook) {
         let _ = self.stop_hook.set(hook);
+    }
+
+    /// Sets the test of whether a wait with no timeout on the calling
+    /// thread would never end; only the first one set is kept.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_hang_check(&self, check: HangCheck) {
+        let _ = self.hang_check.set(check);
+    }
+
+    /// Whether a wait with no timeout on this thread would never end,
+    /// because the task can make progress only here (as far as its place
+    /// can tell; `false` where it has no test).
+    pub(crate) fn would_hang(&self) -> bool {
+        self.hang_check.get().is_some_and(|check| check())
     }
 
     /// Sets the wire that serves `side`'s waits; only the first one set is

@@ -23,6 +23,7 @@ use super::relay::{Dispatch, Flow, Relay};
 use crate::backend::thread as place;
 use crate::backend::unix::{Escalation, Stage};
 use crate::ctx::Ctx;
+use crate::error::EmitError;
 use crate::mailbox::{KILL, PopError, STOP, Wait};
 use crate::named::NamedTask;
 use crate::outcome::{Location, Outcome, Panic};
@@ -249,8 +250,10 @@ impl<T: NamedTask> Dispatch for Session<T> {
                     // the capacity: the child was told it was sent, and the
                     // reader must go on to the task's end. Only what the
                     // child emits before it sees the stop can come this way.
-                    if let Err(e) = self.ctx.emit(event) {
-                        let _ = self.ctx.mailbox().push_out_over(e.into_inner());
+                    // (A pool's task, whose outbox nobody reads while it
+                    // runs, keeps what fits; see `Finished::events`.)
+                    if let Err(EmitError::Stopped(event)) = self.ctx.emit(event) {
+                        let _ = self.ctx.mailbox().push_out_over(event);
                     }
                     Flow::Wake
                 }
