@@ -72,7 +72,7 @@ pub trait NamedTask: 'static {
 
 /// The named task types a program can run in a child process.
 ///
-/// Build it with [`with`](Registry::with) and hand it to [`init`] first
+/// Build it with [`with`](Registry::with) and hand it to [`init`](crate::init) first
 /// thing in `main` (and to [`test_support!`](crate::test_support) in a test
 /// binary).
 ///
