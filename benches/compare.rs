@@ -259,7 +259,9 @@ fn stop_latency() {
         task.stop();
         let outcome = task.join();
         let t = start.elapsed().as_secs_f64();
-        assert!(outcome.is_error());
+        // Cancelled only if the task had not begun within `settle`, on a
+        // machine too busy to start it.
+        assert!(outcome.is_error() || outcome.is_cancelled(), "{outcome:?}");
         t
     };
     let theirs = || {

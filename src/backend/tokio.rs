@@ -19,16 +19,18 @@
 //!
 //! On a current-thread runtime, only the thread inside the runtime's
 //! `block_on` runs the wrapper: a blocking wait for the task on that thread
-//! would never end. Such a task gets a hang check (the runtime's id): a
-//! blocking wait with no timeout panics when the waiting thread drives that
-//! runtime now, as tokio's own `block_on` panics inside a runtime.
+//! would never end. So every async task gets a hang check: a blocking wait
+//! with no timeout panics when the waiting thread drives a current-thread
+//! runtime now, as tokio's own `block_on` panics inside a runtime. The
+//! check runs only where a wait would block; the spawn pays one field's
+//! write for it.
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 
-use tokio::runtime::{Handle, Id, RuntimeFlavor};
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::async_ctx::AsyncCtx;
 use crate::builder::Builder;
@@ -74,10 +76,9 @@ where
     F: FnOnce(AsyncCtx<In, Ev>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    let shared = Arc::new(settings.shared::<In, Ev, T, E>());
-    if let Some(runtime) = current_thread_runtime(on) {
-        shared.set_hang_check(Box::new(move || drives(runtime)));
-    }
+    let mut shared = settings.shared::<In, Ev, T, E>();
+    shared.set_hang_check(drives_a_current_thread_runtime);
+    let shared = Arc::new(shared);
     let ctx = AsyncCtx::new(shared.clone());
     let guard = Guard {
         shared: Arc::clone(&shared),
@@ -96,29 +97,13 @@ where
     task
 }
 
-/// The id of the runtime of `on` (or of the current one), if it is a
-/// current-thread runtime: one where a single thread runs every task.
-fn current_thread_runtime(on: Option<&Handle>) -> Option<Id> {
-    let current_thread = |handle: &Handle| {
-        (handle.runtime_flavor() == RuntimeFlavor::CurrentThread).then(|| handle.id())
-    };
-    match on {
-        Some(handle) => current_thread(handle),
-        // Any worker but the first is a multi-thread runtime's: spare it the
-        // clone of the handle, shared by every worker.
-        None if tokio::runtime::worker_index().is_some_and(|index| index > 0) => None,
-        None => Handle::try_current()
-            .ok()
-            .and_then(|handle| current_thread(&handle)),
-    }
-}
-
-/// Whether this thread drives the current-thread runtime `runtime` now
-/// (it is inside its `block_on`, holding its scheduler), so that a task on
-/// it cannot run while this thread waits.
-fn drives(runtime: Id) -> bool {
+/// Whether this thread drives a current-thread runtime now (it is inside
+/// its `block_on`, holding its scheduler), so that no task of that runtime
+/// can run while this thread waits.
+fn drives_a_current_thread_runtime() -> bool {
     tokio::runtime::worker_index() == Some(0)
-        && Handle::try_current().is_ok_and(|handle| handle.id() == runtime)
+        && Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::CurrentThread)
 }
 
 /// Whether this thread is in a tokio runtime's context, so that

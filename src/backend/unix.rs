@@ -13,7 +13,7 @@
 //! runs another task).
 
 use std::collections::VecDeque;
-use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::process::ChildStderr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -239,40 +239,111 @@ impl Alarm for Escalation {
 
 /// The last [`STDERR_TAIL`] bytes of a child's stderr, read on a worker
 /// thread until the pipe's end.
+///
+/// The pipe is non-blocking: the reader waits for bytes without the lock,
+/// then reads all there is under it. So a [`mark`](Tail::mark) taken under
+/// the lock when the pipe is empty sees every byte written before it, and
+/// a warm child's next task gets a tail of its own without writing
+/// anything to tell the tasks apart.
 pub(crate) struct Tail {
-    kept: Arc<Mutex<VecDeque<u8>>>,
+    kept: Arc<Mutex<Kept>>,
+    pipe: Option<OwnedFd>,
     done: Receiver<()>,
 }
 
+#[derive(Default)]
+struct Kept {
+    bytes: VecDeque<u8>,
+    // Every byte read so far.
+    total: u64,
+}
+
 impl Tail {
-    pub(crate) fn start(mut stderr: ChildStderr) -> Tail {
-        let kept = Arc::new(Mutex::new(VecDeque::new()));
+    pub(crate) fn start(stderr: ChildStderr) -> Tail {
+        let kept = Arc::new(Mutex::new(Kept::default()));
         let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
         let theirs = Arc::clone(&kept);
+        let fd = OwnedFd::from(stderr);
+        let pipe = fd.try_clone().ok();
+        let blocking = rustix::io::ioctl_fionbio(&fd, true).is_err();
         let _ = place::execute(Box::new(move || {
             let mut buf = [0u8; 8192];
             loop {
-                match stderr.read(&mut buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let mut tail = lock(&theirs);
-                        tail.extend(&buf[..n]);
-                        let excess = tail.len().saturating_sub(STDERR_TAIL);
-                        tail.drain(..excess);
+                if !blocking && !wait_readable(&fd) {
+                    break;
+                }
+                let mut kept = lock(&theirs);
+                let ended = loop {
+                    match rustix::io::read(&fd, &mut buf) {
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(rustix::io::Errno::AGAIN) => break false,
+                        Ok(0) | Err(_) => break true,
+                        Ok(n) => {
+                            kept.bytes.extend(&buf[..n]);
+                            kept.total += n as u64;
+                            let excess = kept.bytes.len().saturating_sub(STDERR_TAIL);
+                            kept.bytes.drain(..excess);
+                            if blocking {
+                                break false;
+                            }
+                        }
                     }
+                };
+                drop(kept);
+                if ended {
+                    break;
                 }
             }
             drop(done_tx);
         }));
-        Tail { kept, done }
+        Tail { kept, pipe, done }
+    }
+
+    /// Where the tail stands now: every byte written to the pipe so far
+    /// (within a millisecond's wait for the reader) is before the mark.
+    pub(crate) fn mark(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_millis(1);
+        loop {
+            let kept = lock(&self.kept);
+            let unread = self
+                .pipe
+                .as_ref()
+                .and_then(|pipe| rustix::io::ioctl_fionread(pipe).ok())
+                .unwrap_or(0);
+            if unread == 0 || Instant::now() >= deadline {
+                return kept.total;
+            }
+            drop(kept);
+            std::thread::yield_now();
+        }
     }
 
     /// The tail, once the pipe has reached its end (the child and its group
     /// are gone), or after a second if something outside the group still
     /// holds the pipe open.
     pub(crate) fn finish(&self) -> Vec<u8> {
+        self.finish_since(0)
+    }
+
+    /// As [`finish`](Tail::finish), without what came before `mark`.
+    pub(crate) fn finish_since(&self, mark: u64) -> Vec<u8> {
         let _ = self.done.recv_timeout(Duration::from_secs(1));
-        lock(&self.kept).iter().copied().collect()
+        let kept = lock(&self.kept);
+        let since = usize::try_from(kept.total.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let skip = kept.bytes.len().saturating_sub(since);
+        kept.bytes.iter().skip(skip).copied().collect()
+    }
+}
+
+/// Waits until `fd` is readable or at its end; `false` if it cannot be
+/// waited on.
+fn wait_readable(fd: &OwnedFd) -> bool {
+    loop {
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
     }
 }

@@ -371,7 +371,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Panics
     ///
     /// If the task is an async one not ended yet and this thread runs its
-    /// current-thread tokio runtime (the call is made inside the runtime's
+    /// current-thread tokio runtime (or any current-thread runtime: the call
     /// `block_on` or one of its tasks): the task could never run, so the
     /// wait would never end. Await `wait_async` there instead.
     #[track_caller]
@@ -391,10 +391,10 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     fn refuse_to_hang(&self, call: &str, instead: &str) {
         if self.shared.would_hang() {
             panic!(
-                "`Task::{call}` would block the thread that runs this async task's \
-                 current-thread tokio runtime, so the task could never run and the call \
-                 would never return: use {instead} inside the runtime, or call `{call}` \
-                 from another thread"
+                "`Task::{call}` would block a thread that drives a current-thread tokio \
+                 runtime, where this async task may be waiting to run, so the call could \
+                 never return: use {instead} inside the runtime, or call `{call}` from \
+                 another thread"
             );
         }
     }
@@ -420,7 +420,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Panics
     ///
     /// If the task is an async one not ended yet and this thread runs its
-    /// current-thread tokio runtime (the call is made inside the runtime's
+    /// current-thread tokio runtime (or any current-thread runtime: the call
     /// `block_on` or one of its tasks): the task could never run, so the
     /// join would never return. Use `task.await` or `join_async` there
     /// instead, as tokio's `block_on` refuses to run inside a runtime.
@@ -501,9 +501,10 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     ///
     /// # Panics
     ///
-    /// If the inbox is full, the task is an async one and this thread runs
-    /// its current-thread tokio runtime: the task could never make room, so
-    /// the send would never return. Await `send_async` there instead.
+    /// If the inbox is full, the task is an async one and this thread
+    /// drives a current-thread tokio runtime: if the task runs there it
+    /// could never make room, so the send would never return. Await
+    /// `send_async` there instead.
     ///
     /// # Examples
     ///
@@ -611,9 +612,9 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// # Panics
     ///
     /// If no event waits, the task is an async one not ended yet and this
-    /// thread runs its current-thread tokio runtime: the task could never
-    /// emit, so the receive would never return. Await `recv_async` there
-    /// instead.
+    /// thread drives a current-thread tokio runtime: if the task runs there
+    /// it could never emit, so the receive would never return. Await
+    /// `recv_async` there instead.
     #[track_caller]
     pub fn recv(&self) -> Result<Ev, RecvError> {
         if !self.shared.mailbox.has_event() {

@@ -26,7 +26,7 @@ pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
 /// timeout, of whether the task can make progress only on this very thread
 /// (an async body on the current-thread runtime this thread drives), so
 /// that the wait would never end.
-pub(crate) type HangCheck = Box<dyn Fn() -> bool + Send + Sync>;
+pub(crate) type HangCheck = fn() -> bool;
 
 /// A typed outcome's slot: empty until the task ends, then until joined.
 pub(crate) type Slot<T, E> = Mutex<Option<Outcome<T, E>>>;
@@ -43,7 +43,7 @@ pub(crate) struct Shared<In, Ev, O: ?Sized = dyn Any + Send + Sync> {
     outbox_unread: AtomicBool,
     pub(crate) mailbox: Mailbox<In, Ev>,
     stop_hook: OnceLock<StopHook>,
-    hang_check: OnceLock<HangCheck>,
+    hang_check: Option<HangCheck>,
     wire: OnceLock<(Side, Weak<dyn Wire<Ev>>)>,
     limit: OnceLock<Limit<In>>,
     pub(crate) outcome: O,
@@ -66,7 +66,7 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             outbox_unread: AtomicBool::new(false),
             mailbox: Mailbox::new(inbox, outbox),
             stop_hook: OnceLock::new(),
-            hang_check: OnceLock::new(),
+            hang_check: None,
             wire: OnceLock::new(),
             limit: OnceLock::new(),
             outcome,
@@ -103,17 +103,17 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     }
 
     /// Sets the test of whether a wait with no timeout on the calling
-    /// thread would never end; only the first one set is kept.
+    /// thread would never end (before the state is shared).
     #[cfg(feature = "tokio")]
-    pub(crate) fn set_hang_check(&self, check: HangCheck) {
-        let _ = self.hang_check.set(check);
+    pub(crate) fn set_hang_check(&mut self, check: HangCheck) {
+        self.hang_check = Some(check);
     }
 
     /// Whether a wait with no timeout on this thread would never end,
     /// because the task can make progress only here (as far as its place
     /// can tell; `false` where it has no test).
     pub(crate) fn would_hang(&self) -> bool {
-        self.hang_check.get().is_some_and(|check| check())
+        self.hang_check.is_some_and(|check| check())
     }
 
     /// Sets the wire that serves `side`'s waits; only the first one set is

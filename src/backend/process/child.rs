@@ -317,8 +317,6 @@ impl Line for ChildTask {
 /// Runs one task; returns the next task asked for, or `None` when this
 /// child is done.
 fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
-    // The parent keeps each task's own stderr tail from here on.
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), super::TASK_MARK);
     let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
     let reuse = hello.reuse;
     let inbox = hello.inbox.max(1);
@@ -366,11 +364,12 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
             task.flush(Some(last));
             // What the task started ends with it, whether or not the
             // parent is still there to kill it: no process outlives the
-            // task.
+            // task. (A pool's warm child keeps what its tasks started until
+            // it leaves: walking its tree after each task would double the
+            // cost of a small one.)
             if !reuse {
                 leave(0);
             }
-            end_descendants();
             // The main thread reads the next task's frame now.
             task.relay.hurry();
         }

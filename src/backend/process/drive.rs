@@ -142,7 +142,7 @@ pub(super) fn drive<T: NamedTask>(
         return (end, None);
     }
     let (status, killed_late) = worker.reap(config.grace);
-    let stderr_tail = super::own_tail(worker.tail.finish());
+    let stderr_tail = worker.tail.finish_since(worker.tail_mark);
     let outcome = classify(Ending {
         broken,
         cut,

@@ -156,23 +156,6 @@ fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hel
     Ok(hello)
 }
 
-/// What a child writes to its stderr as it begins each task, so that the
-/// tail kept for a task's outcome starts with that task (a warm child runs
-/// many). It never reaches anyone: the parent keeps the stderr tail only.
-const TASK_MARK: &[u8] = b"\0sidetask: a task begins\0\n";
-
-/// The part of a child's stderr tail that its current task wrote: what
-/// follows the last task mark.
-fn own_tail(tail: Vec<u8>) -> Vec<u8> {
-    match tail
-        .windows(TASK_MARK.len())
-        .rposition(|window| window == TASK_MARK)
-    {
-        Some(at) => tail[at + TASK_MARK.len()..].to_vec(),
-        None => tail,
-    }
-}
-
 /// What a message's frame adds to its encoded payload, at most.
 const FRAMING: usize = 6;
 

@@ -47,6 +47,11 @@ impl Warm {
             }
         };
         let warm = idle.is_some();
+        let mut idle = idle;
+        if let Some(worker) = &mut idle {
+            // Each task's outcome carries its own stderr tail.
+            worker.tail_mark = worker.tail.mark();
+        }
         let mut worker = match idle {
             Some(worker) => worker,
             None => match Worker::start(&self.config) {

@@ -31,6 +31,9 @@ pub(super) struct Worker {
     // `None` while a task's relay holds it.
     pub(super) reader: Option<FrameReader>,
     pub(super) tail: Tail,
+    // Where the current task's stderr begins in the tail (a warm child
+    // runs many).
+    pub(super) tail_mark: u64,
     // Through which to wait for the child without reaping it (`None` on
     // kernels before 5.3).
     pidfd: Option<OwnedFd>,
@@ -84,6 +87,7 @@ impl Worker {
             writer: Arc::new(Writer::new(ours)),
             reader: Some(reader),
             tail: Tail::start(stderr),
+            tail_mark: 0,
             pidfd,
             reaped: false,
         })
@@ -149,7 +153,7 @@ impl Worker {
             let _ = self.child.wait();
             self.reaped = true;
         }
-        super::own_tail(self.tail.finish())
+        self.tail.finish_since(self.tail_mark)
     }
 
     /// Whether the child has exited (without reaping it), waiting at most
