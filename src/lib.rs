@@ -66,8 +66,11 @@
 //! sees and wakes the task out of its context's blocking calls; a thread
 //! task decides when to return, while a process or command task that has
 //! not returned after its grace period gets `SIGTERM`, then `SIGKILL`.
-//! [`Task::kill`] ends a process, command or async task at once. Dropping a handle stops its task, unless it was
-//! [`detach`](Task::detach)ed. A builder [`timeout`](Builder::timeout) stops
+//! [`Task::kill`] ends a process, command or async task at once, as
+//! [`Outcome::Killed`] on each. Dropping a handle stops its task, unless it
+//! was [`detach`](Task::detach)ed. [`Task::stop_handle`] gives a cloneable
+//! [`StopHandle`] that stops, kills or asks [`is_finished`](Task::is_finished)
+//! from anywhere. A builder [`timeout`](Builder::timeout) stops
 //! the task when it passes.
 //!
 //! # Messages are never lost

@@ -320,6 +320,7 @@ pub(crate) enum PopError {
 }
 
 impl<In, Ev> Mailbox<In, Ev> {
+    #[inline(always)]
     pub(crate) fn new(inbox_cap: usize, outbox_cap: usize) -> Self {
         Mailbox {
             state: Mutex::new(State {

@@ -86,6 +86,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// A task's shared state made with these settings, not started.
+    #[inline(always)]
     pub(crate) fn shared<In, Ev, T, E>(&self) -> Shared<In, Ev, Slot<T, E>> {
         Shared::new(
             self.name.as_deref().map(Arc::from),

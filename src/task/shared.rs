@@ -58,6 +58,7 @@ struct Limit<In> {
 
 impl<In, Ev, O> Shared<In, Ev, O> {
     /// The shared state of a task not started yet.
+    #[inline(always)]
     pub(crate) fn new(name: Option<Arc<str>>, inbox: usize, outbox: usize, outcome: O) -> Self {
         Shared {
             id: TaskId::next(),
