@@ -50,6 +50,13 @@ fn send_all(mailbox: &Box2, messages: &[u32]) -> Vec<u32> {
 }
 
 /// `a` and `b` together are `expected`, each message once.
+/// Sends `messages` from a thread of their own; the thread gives back the
+/// refused ones.
+fn spawn_send(mailbox: &Arc<Box2>, messages: &'static [u32]) -> thread::JoinHandle<Vec<u32>> {
+    let mailbox = Arc::clone(mailbox);
+    thread::spawn(move || send_all(&mailbox, messages))
+}
+
 fn exactly_once(a: &[u32], b: &[u32], expected: &[u32]) {
     let mut all: Vec<u32> = a.iter().chain(b).copied().collect();
     all.sort_unstable();
@@ -62,10 +69,7 @@ fn exactly_once(a: &[u32], b: &[u32], expected: &[u32]) {
 fn loom_send_races_stop_then_drain() {
     model(|| {
         let mailbox = Arc::new(Box2::new(2, 1));
-        let sender = {
-            let mailbox = Arc::clone(&mailbox);
-            thread::spawn(move || send_all(&mailbox, &[1, 2]))
-        };
+        let sender = spawn_send(&mailbox, &[1, 2]);
         mailbox.set(STOP);
         let drained = mailbox.drain_in();
         let refused = sender.join().unwrap();
@@ -83,10 +87,7 @@ fn loom_send_races_stop_then_drain() {
 fn loom_send_races_inbox_close() {
     model(|| {
         let mailbox = Arc::new(Box2::new(2, 1));
-        let sender = {
-            let mailbox = Arc::clone(&mailbox);
-            thread::spawn(move || send_all(&mailbox, &[1]))
-        };
+        let sender = spawn_send(&mailbox, &[1]);
         mailbox.set(INBOX_CLOSED);
         let mut read = Vec::new();
         loop {
@@ -165,10 +166,7 @@ fn loom_counted_send_races_inbox_close() {
         let mut mailbox = Box2::new(1, 1);
         mailbox.counted = true;
         let mailbox = Arc::new(mailbox);
-        let sender = {
-            let mailbox = Arc::clone(&mailbox);
-            thread::spawn(move || send_all(&mailbox, &[1, 2]))
-        };
+        let sender = spawn_send(&mailbox, &[1, 2]);
         mailbox.set(INBOX_CLOSED);
         let mut read = Vec::new();
         while let Ok(m) = mailbox.pop_in(Wait::Forever) {
