@@ -889,3 +889,77 @@ fn every_event_a_child_was_told_it_sent_is_received_after_a_stop() {
         assert_eq!(rest, expected, "round {round}");
     }
 }
+
+const FAMILIES: &str = "SIDETASK_TEST_FAMILIES";
+
+/// Run only by the test below, in a process of its own that it SIGKILLs:
+/// starts process tasks that start programs (one in a session of its own),
+/// prints every pid, and waits.
+#[test]
+#[ignore = "run by a_sigkilled_parent_leaves_no_descendant_of_its_process_tasks"]
+fn families_then_wait() {
+    if std::env::var_os(FAMILIES).is_none() {
+        return;
+    }
+    setup();
+    let mut pids = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let task = Process::<Family>::new(()).spawn().unwrap();
+        for _ in 0..3 {
+            pids.push(task.recv_timeout(LIMIT).unwrap().to_string());
+        }
+        tasks.push(task);
+    }
+    println!("PIDS={}", pids.join(","));
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn a_sigkilled_parent_leaves_no_descendant_of_its_process_tasks() {
+    use std::io::BufRead;
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["families_then_wait", "--exact", "--ignored", "--nocapture"])
+        .env(FAMILIES, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = parent.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(pids) = line.strip_prefix("PIDS=") {
+                let _ = tx.send(pids.to_owned());
+            }
+        }
+    });
+    let pids: Vec<u32> = match rx.recv_timeout(LIMIT) {
+        Ok(pids) => pids.split(',').map(|p| p.parse().unwrap()).collect(),
+        Err(_) => {
+            let _ = parent.kill();
+            let _ = parent.wait();
+            panic!("the parent printed no pids");
+        }
+    };
+    assert_eq!(pids.len(), 15);
+    parent.kill().unwrap();
+    let _ = parent.wait();
+    let deadline = Instant::now() + LIMIT;
+    while pids.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+    // Clean up by pid, whatever the outcome.
+    for &p in &survivors {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(p as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    assert!(survivors.is_empty(), "survivors: {survivors:?}");
+}

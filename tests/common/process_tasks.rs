@@ -33,6 +33,7 @@ pub fn registry() -> Registry {
     r.register::<TryEmitter>().unwrap();
     r.register::<Says>().unwrap();
     r.register::<Counter>().unwrap();
+    r.register::<Family>().unwrap();
     r
 }
 
@@ -546,5 +547,35 @@ impl NamedTask for Counter {
             }
         }
         Ok(sent)
+    }
+}
+
+/// Starts a plain program in its own group and one in a session of its own
+/// (`setsid`), emits its own pid and theirs, then waits for ever.
+pub struct Family;
+
+impl NamedTask for Family {
+    const NAME: &'static str = "family";
+    type Arg = ();
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = String;
+
+    fn run(ctx: &Ctx<(), u32>, (): ()) -> Result<(), String> {
+        ctx.emit(std::process::id()).map_err(|e| e.to_string())?;
+        let plain = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        ctx.emit(plain.id()).map_err(|e| e.to_string())?;
+        let away = std::process::Command::new("setsid")
+            .args(["sleep", "600"])
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        ctx.emit(away.id()).map_err(|e| e.to_string())?;
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
     }
 }
