@@ -344,3 +344,49 @@ fn a_handle_dropped_as_the_program_exits_stops_its_command() {
         "the command's program outlived the program that dropped its handle"
     );
 }
+
+/// Kills `pid` whatever the outcome of a test (a program that escaped into
+/// a session of its own).
+fn kill_pid(pid: u32) {
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+}
+
+#[test]
+fn a_program_whose_escaped_child_keeps_stdout_open_still_ends() {
+    // The program exits at once; the `sleep` it leaves in a session of its
+    // own holds stdout (and stdin) open for ever.
+    let task = Command::new("sh")
+        .args(["-c", "setsid sleep 1000 <&0 & echo $!; exit 0"])
+        .spawn()
+        .unwrap();
+    let escaped: u32 = task.recv_timeout(LIMIT).unwrap().trim().parse().unwrap();
+    let outcome = task.join_timeout(LIMIT);
+    kill_pid(escaped);
+    let exit = outcome
+        .unwrap_or_else(|_| panic!("the task did not end"))
+        .value()
+        .unwrap();
+    assert!(exit.success());
+}
+
+#[test]
+fn a_write_to_a_pipe_nobody_reads_is_left_once_the_program_exits() {
+    // The escaped `sleep` holds stdin without reading it: a large message
+    // fills the pipe, and the writer must give up once the program exits.
+    let task = Command::new("sh")
+        .args(["-c", "setsid sleep 1000 <&0 & echo $!; sleep 0.2; exit 0"])
+        .spawn()
+        .unwrap();
+    let escaped: u32 = task.recv_timeout(LIMIT).unwrap().trim().parse().unwrap();
+    let _ = task.send("x".repeat(1 << 20));
+    let outcome = task.join_timeout(LIMIT);
+    kill_pid(escaped);
+    let exit = outcome
+        .unwrap_or_else(|_| panic!("the task did not end"))
+        .value()
+        .unwrap();
+    assert!(exit.success());
+}

@@ -10,14 +10,16 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, ChildStdout, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::{Child, ChildStdin, ChildStdout, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::Signal;
 
 use crate::backend::thread as place;
@@ -26,6 +28,7 @@ use crate::ctx::Ctx;
 use crate::error::{StartError, TryEmitError};
 use crate::mailbox::{INBOX_CLOSED, KILL};
 use crate::outcome::{Killed, Outcome};
+use crate::sync::lock;
 use crate::task::{Settings, Task};
 
 /// How much of a program's stderr a command task keeps: the last 64 KiB.
@@ -358,6 +361,9 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     escalation: &Escalation,
     codec: &C,
 ) -> io::Result<(Exit, Stage)> {
+    // Made first: should it fail, the guard still kills and reaps the
+    // program.
+    let exited = Exited::new()?;
     let mut child = guard.0.take().expect("the guard holds the program");
     let pid = child.id();
     let mailbox = ctx.mailbox();
@@ -365,29 +371,21 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     thread::scope(|s| {
-        let events = s.spawn(|| forward_lines(ctx, stdout, codec));
+        let events = s.spawn(|| forward_lines(ctx, stdout, codec, &exited));
         let tail = Tail::start(stderr);
         s.spawn(|| {
-            let Some(mut stdin) = stdin else { return };
-            // Ends on stop, on close_inbox, on the handle's drop, and when
-            // the program has exited; dropping `stdin` closes the pipe.
-            while let Ok(message) = ctx.recv() {
-                let written = codec
-                    .encode(&message)
-                    .and_then(|line| writeln!(stdin, "{line}"))
-                    .and_then(|()| stdin.flush());
-                if written.is_err() {
-                    break;
-                }
-            }
+            let Some(stdin) = stdin else { return };
+            write_lines(ctx, stdin, codec, &exited);
         });
         let status = child.wait();
         let escalated = escalation.retire();
         // Whatever the program left in its group goes with it, so that the
         // pipes reach their end and no process outlives the task.
         signal_group(pid, Signal::KILL);
-        // The stdin writer ends.
+        // The stdin writer ends; a pipe that something outside the group
+        // still holds open is drained a moment longer, then left.
         mailbox.set(INBOX_CLOSED);
+        exited.now();
         let (dropped_lines, malformed_lines) =
             events.join().expect("the stdout reader does not panic");
         let stderr_tail = tail.finish();
@@ -408,36 +406,160 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     })
 }
 
-/// Turns stdout lines into events until the end of the pipe; returns how
-/// many were dropped for a full outbox and how many did not decode.
+/// How long a pipe is still read (or written) once the program has exited:
+/// a descendant that escaped its group (a new session) may hold it open
+/// for ever.
+const DRAIN: Duration = Duration::from_millis(100);
+
+/// Tells the pipes' threads that the program has exited.
+struct Exited {
+    // Readable once the program has exited.
+    signal: OwnedFd,
+    at: Mutex<Option<Instant>>,
+}
+
+impl Exited {
+    fn new() -> io::Result<Exited> {
+        Ok(Exited {
+            signal: rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?,
+            at: Mutex::new(None),
+        })
+    }
+
+    /// The program has exited now.
+    fn now(&self) {
+        *lock(&self.at) = Some(Instant::now());
+        let _ = rustix::io::write(&self.signal, &1u64.to_ne_bytes());
+    }
+
+    /// Waits until `fd` is ready for `flags`: `true`, or `false` once the
+    /// program has exited and the drain period passed.
+    fn wait(&self, fd: &OwnedFd, flags: PollFlags) -> bool {
+        loop {
+            let until = lock(&self.at).map(|at| at + DRAIN);
+            let timeout = match until {
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    Some(Timespec {
+                        tv_sec: 0,
+                        tv_nsec: i64::from(left.subsec_nanos()),
+                    })
+                }
+                None => None,
+            };
+            let mut fds = [
+                PollFd::new(fd, flags),
+                PollFd::new(&self.signal, PollFlags::IN),
+            ];
+            // Once the program has exited, only the pipe and the time count.
+            let fds = if until.is_some() {
+                &mut fds[..1]
+            } else {
+                &mut fds[..]
+            };
+            match rustix::event::poll(fds, timeout.as_ref()) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return false,
+                Ok(_) if !fds[0].revents().is_empty() => return true,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Writes each message the task takes as a line to the program's stdin,
+/// until the inbox ends; a pipe the program's leftovers hold without
+/// reading is left after the drain period. Dropping `stdin` closes it.
+fn write_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
+    ctx: &Ctx<In, Ev>,
+    stdin: ChildStdin,
+    codec: &C,
+    exited: &Exited,
+) {
+    let fd = OwnedFd::from(stdin);
+    if rustix::io::ioctl_fionbio(&fd, true).is_err() {
+        return;
+    }
+    // Ends on stop, on close_inbox, on the handle's drop, and when the
+    // program has exited.
+    while let Ok(message) = ctx.recv() {
+        let Ok(line) = codec.encode(&message) else {
+            return;
+        };
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            match rustix::io::write(&fd, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    if !exited.wait(&fd, PollFlags::OUT) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Turns stdout lines into events until the end of the pipe (or the drain
+/// period after the program's exit); returns how many were dropped for a
+/// full outbox and how many did not decode.
 fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     ctx: &Ctx<In, Ev>,
     stdout: ChildStdout,
     codec: &C,
+    exited: &Exited,
 ) -> (u64, u64) {
-    let mut reader = BufReader::new(stdout);
-    let mut line = Vec::new();
+    let fd = OwnedFd::from(stdout);
+    let blocking = rustix::io::ioctl_fionbio(&fd, true).is_err();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
     let (mut dropped, mut malformed) = (0, 0);
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return (dropped, malformed),
-            Ok(_) => {}
+    let mut line_out = |line: &[u8]| {
+        let mut line = line;
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        let Some(event) = codec.decode(&line) else {
+        let Some(event) = codec.decode(line) else {
             malformed += 1;
-            continue;
+            return;
         };
         match ctx.try_emit(event) {
             Ok(()) => {}
             // Full, or nobody will read: keep draining, count what is lost.
             Err(TryEmitError::Full(_) | TryEmitError::Disconnected(_)) => dropped += 1,
         }
+    };
+    loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                let mut start = 0;
+                while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+                    line_out(&pending[start..start + end]);
+                    start += end + 1;
+                }
+                pending.drain(..start);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) if !blocking => {
+                if !exited.wait(&fd, PollFlags::IN) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
     }
+    // A last line without its newline is a line too.
+    if !pending.is_empty() {
+        line_out(&pending);
+    }
+    (dropped, malformed)
 }
