@@ -963,3 +963,20 @@ fn a_sigkilled_parent_leaves_no_descendant_of_its_process_tasks() {
     }
     assert!(survivors.is_empty(), "survivors: {survivors:?}");
 }
+
+#[test]
+fn a_child_that_crashes_while_a_copy_of_its_connection_lives_on_still_ends() {
+    setup();
+    let task = Process::<LeaveACopy>::new(()).spawn().unwrap();
+    let copy_holder = task.recv_timeout(LIMIT).unwrap();
+    let outcome = task.join_timeout(LIMIT);
+    // Clean up by pid, whatever the outcome.
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(copy_holder as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    let outcome =
+        outcome.unwrap_or_else(|_| panic!("no outcome while a copy of the connection lives"));
+    let crash = outcome.crash().expect("a crash");
+    assert_eq!(*crash.cause(), CrashCause::Signal(6), "{crash:?}");
+}

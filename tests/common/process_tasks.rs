@@ -34,6 +34,7 @@ pub fn registry() -> Registry {
     r.register::<Says>().unwrap();
     r.register::<Counter>().unwrap();
     r.register::<Family>().unwrap();
+    r.register::<LeaveACopy>().unwrap();
     r
 }
 
@@ -577,5 +578,49 @@ impl NamedTask for Family {
         loop {
             std::thread::sleep(Duration::from_secs(60));
         }
+    }
+}
+
+/// Leaves a program in a session of its own holding a copy of the child's
+/// connection (as a fork without exec would), emits that program's pid,
+/// then aborts.
+pub struct LeaveACopy;
+
+impl NamedTask for LeaveACopy {
+    const NAME: &'static str = "leave-a-copy";
+    type Arg = ();
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = String;
+
+    fn run(ctx: &Ctx<(), u32>, (): ()) -> Result<(), String> {
+        // The connection is the child's only Unix socket.
+        let socket = std::fs::read_dir("/proc/self/fd")
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .find(|entry| {
+                std::fs::read_link(entry.path())
+                    .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+            })
+            .and_then(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .ok_or("no socket")?;
+        // A copy of it that a program started now inherits.
+        let me = rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(|e| e.to_string())?;
+        let copy =
+            rustix::process::pidfd_getfd(&me, socket, rustix::process::PidfdGetfdFlags::empty())
+                .map_err(|e| e.to_string())?;
+        rustix::io::fcntl_setfd(&copy, rustix::io::FdFlags::empty()).map_err(|e| e.to_string())?;
+        let away = std::process::Command::new("setsid")
+            .args(["sleep", "1000"])
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        drop(copy);
+        ctx.emit(away.id()).map_err(|e| e.to_string())?;
+        std::process::abort()
     }
 }

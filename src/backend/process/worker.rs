@@ -22,6 +22,7 @@ use rustix::process::{Pid, PidfdFlags, Signal};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::{CHILD_TEST, Config, ENV};
+use crate::backend::thread as place;
 use crate::backend::unix::{Tail, signal_group};
 
 /// A child process and the parent's ends of its connection.
@@ -82,6 +83,10 @@ impl Worker {
             .ok()
             .and_then(Pid::from_raw)
             .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());
+        if let Some(exit) = pidfd.as_ref().and_then(|p| p.try_clone().ok()) {
+            let socket = ours.try_clone()?;
+            let _ = place::execute(Box::new(move || end_with_child(&exit, &socket)));
+        }
         Ok(Worker {
             child,
             writer: Arc::new(Writer::new(ours)),
@@ -228,6 +233,20 @@ impl Drop for Worker {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Waits for the child's exit, then ends our reading of its connection:
+/// whoever else still holds the child's end (a copy the child forked
+/// without exec), the reader sees the end once what was sent is read.
+fn end_with_child(exit: &OwnedFd, socket: &UnixStream) {
+    loop {
+        let mut fds = [PollFd::new(exit, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => break,
+        }
+    }
+    let _ = socket.shutdown(std::net::Shutdown::Read);
 }
 
 /// Starts children from one long-lived thread: the parent-death signal
