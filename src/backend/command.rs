@@ -5,8 +5,10 @@
 //! (lines) to its stdin, one turns its stdout lines into events; a worker
 //! thread keeps the tail of its stderr. A stop or kill signals the program
 //! on the requesting thread, through the task's stop hook and the shared
-//! escalation (`unix` module). Both output pipes are always read to their end, so a program
-//! never blocks on a full pipe, whoever reads the events.
+//! escalation (`unix` module). Both output pipes are always read to their
+//! end, so a program never blocks on a full pipe, whoever reads the events;
+//! once the program has exited, a pipe that something outside its group
+//! still holds open is drained for [`DRAIN`] and then left.
 
 use std::ffi::OsStr;
 use std::fmt;
