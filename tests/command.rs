@@ -390,3 +390,72 @@ fn a_write_to_a_pipe_nobody_reads_is_left_once_the_program_exits() {
         .unwrap();
     assert!(exit.success());
 }
+
+const PROGRAMS: &str = "SIDETASK_TEST_PROGRAMS";
+
+/// Run only by the test below, in a process of its own that it SIGKILLs:
+/// starts programs, prints their pids, and waits.
+#[test]
+#[ignore = "run by a_sigkilled_parent_leaves_no_program_of_its_commands"]
+fn programs_then_wait() {
+    if std::env::var_os(PROGRAMS).is_none() {
+        return;
+    }
+    let mut pids = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let task = Command::new("sh")
+            .args(["-c", "echo $$; exec sleep 1000"])
+            .spawn()
+            .unwrap();
+        pids.push(task.recv_timeout(LIMIT).unwrap());
+        tasks.push(task);
+    }
+    println!("PIDS={}", pids.join(","));
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn a_sigkilled_parent_leaves_no_program_of_its_commands() {
+    use std::io::BufRead;
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["programs_then_wait", "--exact", "--ignored", "--nocapture"])
+        .env(PROGRAMS, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = parent.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(pids) = line.strip_prefix("PIDS=") {
+                let _ = tx.send(pids.to_owned());
+            }
+        }
+    });
+    let pids: Vec<u32> = match rx.recv_timeout(LIMIT) {
+        Ok(pids) => pids.split(',').map(|p| p.trim().parse().unwrap()).collect(),
+        Err(_) => {
+            let _ = parent.kill();
+            let _ = parent.wait();
+            panic!("the parent printed no pids");
+        }
+    };
+    assert_eq!(pids.len(), 5);
+    parent.kill().unwrap();
+    let _ = parent.wait();
+    let deadline = Instant::now() + LIMIT;
+    while pids.iter().any(|&p| !not_running(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !not_running(p)).collect();
+    for &p in &survivors {
+        kill_pid(p);
+    }
+    assert!(survivors.is_empty(), "survivors: {survivors:?}");
+}

@@ -25,7 +25,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::Signal;
 
 use crate::backend::thread as place;
-use crate::backend::unix::{Escalation, Stage, Tail, signal_group};
+use crate::backend::unix::{Escalation, Stage, Tail, die_with_parent, signal_group, spawn};
 use crate::ctx::Ctx;
 use crate::error::{StartError, TryEmitError};
 use crate::mailbox::{INBOX_CLOSED, KILL};
@@ -43,7 +43,8 @@ pub const STDERR_TAIL: usize = 64 * 1024;
 /// `SIGTERM` to the program's process group and closes its stdin; whatever
 /// still runs after the grace period gets `SIGKILL`. [`Task::kill`] sends
 /// `SIGKILL` at once. When the program exits, anything it left running in
-/// its process group is killed, so no process outlives its task. A task
+/// its process group is killed, so no process outlives its task; and the
+/// program gets `SIGKILL` when this process ends, however it ends. A task
 /// stopped before its body began kills the program at once; its outcome is
 /// then [`Outcome::Cancelled`](crate::Outcome::Cancelled).
 ///
@@ -203,14 +204,15 @@ impl Command {
         Ev: Send + 'static,
         C: LineCodec<In, Ev> + Send + 'static,
     {
-        let child = self
-            .command
+        let program = self.command.get_program().to_owned();
+        self.command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| StartError::program(self.command.get_program(), e))?;
+            .process_group(0);
+        // The program dies with this process, even SIGKILLed.
+        die_with_parent(&mut self.command);
+        let child = spawn(self.command).map_err(|e| StartError::program(&program, e))?;
         let pid = child.id();
         let escalation = Escalation::new(pid, self.grace, true);
         let guard = ChildGuard(Some(child), Arc::clone(&escalation));

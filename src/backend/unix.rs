@@ -13,12 +13,13 @@
 //! runs another task).
 
 use std::collections::VecDeque;
+use std::io;
 use std::os::fd::OwnedFd;
-use std::process::ChildStderr;
-use std::sync::{Arc, Mutex, Weak};
+use std::process::{Child, ChildStderr};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use rustix::process::{Pid, Signal, kill_process_group};
 
 use crate::STDERR_TAIL;
@@ -31,6 +32,60 @@ use crate::timer::{self, Alarm};
 pub(crate) fn signal_group(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = kill_process_group(pid, signal);
+    }
+}
+
+/// Starts `command` from one long-lived thread: a parent-death signal
+/// fires when the thread that started a child ends, so it must be a thread
+/// that never ends.
+pub(crate) fn spawn(command: std::process::Command) -> io::Result<Child> {
+    type Request = (std::process::Command, Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<io::Result<Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx): (Sender<Request>, Receiver<Request>) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("sidetask-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .map(|_| tx)
+    });
+    let spawner = spawner
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    spawner
+        .send((command, tx))
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?
+}
+
+/// Makes `command`'s program get `SIGKILL` when this process ends, however
+/// it ends (start it with [`spawn`], from the thread that never ends).
+///
+/// This is the crate's one `unsafe`: a hook that runs in the forked child
+/// before it executes the program.
+#[allow(unsafe_code)]
+pub(crate) fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    // SAFETY: the hook runs in the child between fork and exec, where only
+    // async-signal-safe work is allowed. It makes two system calls (prctl
+    // and getppid) and builds its error from an error number: it allocates
+    // nothing, takes no lock and touches no state shared with the parent.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The parent may have died before the signal was set: then it
+            // never comes, and the program must not start.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -12,18 +12,17 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::{CHILD_TEST, Config, ENV};
 use crate::backend::thread as place;
-use crate::backend::unix::{Tail, signal_group};
+use crate::backend::unix::{Tail, signal_group, spawn};
 
 /// A child process and the parent's ends of its connection.
 pub(super) struct Worker {
@@ -76,7 +75,7 @@ impl Worker {
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
-        let mut child = spawn_child(command)?;
+        let mut child = spawn(command)?;
         let stderr = child.stderr.take().expect("stderr is piped");
         // Not reaped yet, so the pid is still this child's.
         let pidfd = i32::try_from(child.id())
@@ -247,32 +246,4 @@ fn end_with_child(exit: &OwnedFd, socket: &UnixStream) {
         }
     }
     let _ = socket.shutdown(std::net::Shutdown::Read);
-}
-
-/// Starts children from one long-lived thread: the parent-death signal
-/// fires when the thread that started a child ends, so it must be a thread
-/// that never ends.
-fn spawn_child(command: std::process::Command) -> io::Result<Child> {
-    type Request = (std::process::Command, Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<io::Result<Sender<Request>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx): (Sender<Request>, Receiver<Request>) = crossbeam_channel::unbounded();
-        thread::Builder::new()
-            .name("sidetask-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .map(|_| tx)
-    });
-    let spawner = spawner
-        .as_ref()
-        .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    spawner
-        .send((command, tx))
-        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    rx.recv()
-        .map_err(|_| io::Error::other("the spawner thread is gone"))?
 }
