@@ -5,20 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, wait_for};
+use common::{LIMIT, gone, kill_pid, wait_for};
 use sidetask::{Command, STDERR_TAIL};
-
-/// Whether process `pid` is gone or a zombie (no longer running).
-fn not_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state follows the command name in parentheses.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])),
-    }
-}
 
 #[test]
 fn lines_in_come_back_as_events() {
@@ -149,10 +137,10 @@ fn stopping_kills_grandchildren_too() {
         .spawn()
         .unwrap();
     let grandchild: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
-    assert!(!not_running(grandchild));
+    assert!(!gone(grandchild));
     task.stop();
     let _ = task.join_timeout(LIMIT).unwrap();
-    wait_for("the grandchild to end", || not_running(grandchild));
+    wait_for("the grandchild to end", || gone(grandchild));
 }
 
 #[test]
@@ -164,7 +152,7 @@ fn what_the_program_leaves_behind_is_killed_when_it_exits() {
     let grandchild: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
     let exit = task.join_timeout(LIMIT).unwrap().value().unwrap();
     assert!(exit.success());
-    wait_for("the grandchild to end", || not_running(grandchild));
+    wait_for("the grandchild to end", || gone(grandchild));
 }
 
 #[test]
@@ -175,7 +163,7 @@ fn dropping_the_handle_stops_the_program() {
         .unwrap();
     let pid: u32 = task.recv_timeout(LIMIT).unwrap().parse().unwrap();
     drop(task);
-    wait_for("the program to end", || not_running(pid));
+    wait_for("the program to end", || gone(pid));
 }
 
 #[test]
@@ -262,7 +250,7 @@ fn a_command_stopped_before_it_began_leaves_no_process() {
         }
         if let Ok(line) = pid_line {
             let pid: u32 = line.parse().unwrap();
-            wait_for("the program to end", || not_running(pid));
+            wait_for("the program to end", || gone(pid));
         }
     }
 }
@@ -308,49 +296,27 @@ fn drop_a_command_at_exit() {
 
 #[test]
 fn a_handle_dropped_as_the_program_exits_stops_its_command() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "drop_a_command_at_exit",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(DROP_AT_EXIT, "1")
+    let out = common::this_test_alone("drop_a_command_at_exit", DROP_AT_EXIT)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let pid: i32 = stdout
+    let pid: u32 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("PID="))
         .unwrap_or_else(|| panic!("no pid in {stdout}"))
         .trim()
         .parse()
         .unwrap();
-    let alive = || !not_running(pid as u32);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while alive() && Instant::now() < deadline {
+    while !gone(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let survived = alive();
-    if survived {
-        // Clean up whatever the outcome.
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid).unwrap(),
-            rustix::process::Signal::KILL,
-        );
-    }
+    let survived = !gone(pid);
+    // Clean up whatever the outcome.
+    kill_pid(pid);
     assert!(
         !survived,
         "the command's program outlived the program that dropped its handle"
-    );
-}
-
-/// Kills `pid` whatever the outcome of a test (a program that escaped into
-/// a session of its own).
-fn kill_pid(pid: u32) {
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
     );
 }
 
@@ -419,43 +385,10 @@ fn programs_then_wait() {
 
 #[test]
 fn a_sigkilled_parent_leaves_no_program_of_its_commands() {
-    use std::io::BufRead;
-    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["programs_then_wait", "--exact", "--ignored", "--nocapture"])
-        .env(PROGRAMS, "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = parent.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(pids) = line.strip_prefix("PIDS=") {
-                let _ = tx.send(pids.to_owned());
-            }
-        }
-    });
-    let pids: Vec<u32> = match rx.recv_timeout(LIMIT) {
-        Ok(pids) => pids.split(',').map(|p| p.trim().parse().unwrap()).collect(),
-        Err(_) => {
-            let _ = parent.kill();
-            let _ = parent.wait();
-            panic!("the parent printed no pids");
-        }
-    };
-    assert_eq!(pids.len(), 5);
-    parent.kill().unwrap();
-    let _ = parent.wait();
-    let deadline = Instant::now() + LIMIT;
-    while pids.iter().any(|&p| !not_running(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !not_running(p)).collect();
-    for &p in &survivors {
-        kill_pid(p);
-    }
+    let (printed, survivors) = common::survivors_of_a_killed_parent(common::this_test_alone(
+        "programs_then_wait",
+        PROGRAMS,
+    ));
+    assert_eq!(printed, 5);
     assert!(survivors.is_empty(), "survivors: {survivors:?}");
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::process_tasks::*;
-use common::{LIMIT, wait_for, within};
+use common::{LIMIT, gone, wait_for, within};
 use sidetask::{CrashCause, Outcome, Pool, Process, RecvTimeoutError, Status, TryRecvError};
 
 sidetask::test_support!(registry());
@@ -919,48 +919,11 @@ fn families_then_wait() {
 
 #[test]
 fn a_sigkilled_parent_leaves_no_descendant_of_its_process_tasks() {
-    use std::io::BufRead;
-    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["families_then_wait", "--exact", "--ignored", "--nocapture"])
-        .env(FAMILIES, "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = parent.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(pids) = line.strip_prefix("PIDS=") {
-                let _ = tx.send(pids.to_owned());
-            }
-        }
-    });
-    let pids: Vec<u32> = match rx.recv_timeout(LIMIT) {
-        Ok(pids) => pids.split(',').map(|p| p.parse().unwrap()).collect(),
-        Err(_) => {
-            let _ = parent.kill();
-            let _ = parent.wait();
-            panic!("the parent printed no pids");
-        }
-    };
-    assert_eq!(pids.len(), 15);
-    parent.kill().unwrap();
-    let _ = parent.wait();
-    let deadline = Instant::now() + LIMIT;
-    while pids.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
-    // Clean up by pid, whatever the outcome.
-    for &p in &survivors {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(p as i32).unwrap(),
-            rustix::process::Signal::KILL,
-        );
-    }
+    let (printed, survivors) = common::survivors_of_a_killed_parent(common::this_test_alone(
+        "families_then_wait",
+        FAMILIES,
+    ));
+    assert_eq!(printed, 15);
     assert!(survivors.is_empty(), "survivors: {survivors:?}");
 }
 
@@ -971,10 +934,7 @@ fn a_child_that_crashes_while_a_copy_of_its_connection_lives_on_still_ends() {
     let copy_holder = task.recv_timeout(LIMIT).unwrap();
     let outcome = task.join_timeout(LIMIT);
     // Clean up by pid, whatever the outcome.
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(copy_holder as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    );
+    common::kill_pid(copy_holder);
     let outcome =
         outcome.unwrap_or_else(|_| panic!("no outcome while a copy of the connection lives"));
     let crash = outcome.crash().expect("a crash");

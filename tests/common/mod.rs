@@ -35,3 +35,71 @@ pub fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send +
         Err(_) => panic!("timed out after {limit:?}"),
     }
 }
+
+/// Whether a process is gone (or a zombie waiting to be reaped).
+pub fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Kills process `pid`, as a test cleans up after itself by pid.
+pub fn kill_pid(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// This test binary again, running only the ignored test `name`, with the
+/// variable `env` set: a test that must run in a process of its own.
+pub fn this_test_alone(name: &str, env: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([name, "--exact", "--ignored", "--nocapture"])
+        .env(env, "1");
+    command
+}
+
+/// Starts `parent`, waits for the line `PIDS=a,b,…` it prints, SIGKILLs it,
+/// and returns those of the pids still running after [`LIMIT`] — killed by
+/// pid, whatever the test then finds.
+pub fn survivors_of_a_killed_parent(mut parent: std::process::Command) -> (usize, Vec<u32>) {
+    use std::io::BufRead;
+    let mut parent = parent.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = parent.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(pids) = line.strip_prefix("PIDS=") {
+                let _ = tx.send(pids.to_owned());
+            }
+        }
+    });
+    let pids: Vec<u32> = match rx.recv_timeout(LIMIT) {
+        Ok(pids) => pids.split(',').map(|p| p.trim().parse().unwrap()).collect(),
+        Err(_) => {
+            let _ = parent.kill();
+            let _ = parent.wait();
+            panic!("the parent printed no pids");
+        }
+    };
+    parent.kill().unwrap();
+    let _ = parent.wait();
+    let deadline = Instant::now() + LIMIT;
+    while pids.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+    for &p in &survivors {
+        kill_pid(p);
+    }
+    (pids.len(), survivors)
+}

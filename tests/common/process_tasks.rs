@@ -381,17 +381,6 @@ impl NamedTask for Unregistered {
     }
 }
 
-/// Whether a process is gone (or a zombie waiting to be reaped by init).
-pub fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 /// Squares its argument and says which process did it; aborts on an
 /// argument ending in 3 (to show a pool replacing a crashed child), emits
 /// the argument as an event first.
