@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::error::Error;
 use std::fmt;
 use std::panic;
-use std::sync::{Mutex, Once};
+use std::sync::{Arc, Mutex, Once};
 
 /// How a task ended: its value, its own error, a panic, never begun, killed,
 /// or its process crashed.
@@ -697,13 +697,14 @@ thread_local! {
     /// The task whose body this thread runs, while a named one does: the
     /// hook says which task panicked (a worker thread's own name is the
     /// pool's, not the task's).
-    static RUNNING: RefCell<Option<String>> = const { RefCell::new(None) };
+    static RUNNING: RefCell<Option<(Arc<str>, u64)>> = const { RefCell::new(None) };
 }
 
 /// Says, while the returned guard lives, that this thread runs the task
-/// labelled `label` (its name and id), so that a panic report names it.
-pub(crate) fn running(label: String) -> Running {
-    RUNNING.with(|r| *r.borrow_mut() = Some(label));
+/// named `name` with id `id`, so that a panic report names it (nothing is
+/// formatted unless a panic comes).
+pub(crate) fn running(name: Arc<str>, id: u64) -> Running {
+    RUNNING.with(|r| *r.borrow_mut() = Some((name, id)));
     Running
 }
 
@@ -736,10 +737,10 @@ pub(crate) fn install_hook() {
             });
             let _ = RUNNING.try_with(|r| {
                 if let Ok(r) = r.try_borrow()
-                    && let Some(label) = r.as_deref()
+                    && let Some((name, id)) = r.as_ref()
                 {
                     eprintln!(
-                        "sidetask: task {label} panicked (its outcome is `Outcome::Panicked`):"
+                        "sidetask: task `{name}` (#{id}) panicked (its outcome is `Outcome::Panicked`):"
                     );
                 }
             });

@@ -90,10 +90,10 @@ fn run<T, E, In, Ev, F>(
         Outcome::Cancelled
     } else {
         tracing::debug!("task started");
-        let _name = shared.name.as_deref().map(|name| {
+        let _name = shared.name.as_ref().map(|name| {
             (
                 ThreadName::set(name),
-                outcome::running(format!("`{name}` ({})", shared.id)),
+                outcome::running(Arc::clone(name), shared.id.as_u64()),
             )
         });
         match outcome::catch(move || {
