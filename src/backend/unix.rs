@@ -211,16 +211,23 @@ impl Escalation {
         })
     }
 
-    /// Moves from one of `from` to `to`, sending `signal`, unless the stage
-    /// has moved on; returns whether it moved.
-    fn advance(&self, from: &[Stage], to: Stage, signal: Option<Signal>) -> bool {
+    /// Moves from one of `from` to `to`, signalling as `to` says, unless
+    /// the stage has moved on; returns whether it moved.
+    fn advance(&self, from: &[Stage], to: Stage) -> bool {
         let mut stage = lock(&self.stage);
         if !from.contains(&stage) {
             return false;
         }
         *stage = to;
-        if let Some(signal) = signal {
-            signal_group(self.pid, signal);
+        match to {
+            Stage::Terminated => signal_group(self.pid, Signal::TERM),
+            Stage::Killed => {
+                // Descendants first: once the child is gone, those it
+                // orphaned are out of its tree.
+                kill_descendants(self.pid);
+                signal_group(self.pid, Signal::KILL);
+            }
+            Stage::None | Stage::Asked | Stage::Retired => {}
         }
         true
     }
@@ -234,9 +241,9 @@ impl Escalation {
             return;
         }
         let first = if self.term_at_once {
-            self.advance(&[None], Terminated, Some(Signal::TERM))
+            self.advance(&[None], Terminated)
         } else {
-            self.advance(&[None], Asked, Option::None)
+            self.advance(&[None], Asked)
         };
         if first {
             let steps = if self.term_at_once { 1 } else { 2 };
@@ -258,14 +265,7 @@ impl Escalation {
     /// outside it, unless the child has ended.
     pub(crate) fn kill(&self) {
         use Stage::*;
-        let mut stage = lock(&self.stage);
-        if [None, Asked, Terminated].contains(&stage) {
-            *stage = Killed;
-            // Descendants first: once the child is gone, those it orphaned
-            // are out of its tree.
-            kill_descendants(self.pid);
-            signal_group(self.pid, Signal::KILL);
-        }
+        self.advance(&[None, Asked, Terminated], Killed);
     }
 
     /// How far it went so far.
@@ -284,10 +284,8 @@ impl Alarm for Escalation {
     /// A grace period passed: `SIGTERM` the first time, `SIGKILL` the next.
     fn ring(&self) {
         use Stage::*;
-        if !self.advance(&[Asked], Terminated, Some(Signal::TERM))
-            && self.stage() == Stage::Terminated
-        {
-            self.kill();
+        if !self.advance(&[Asked], Terminated) {
+            self.advance(&[Terminated], Killed);
         }
     }
 }
