@@ -104,7 +104,7 @@ pub(crate) fn status_lost() -> String {
 }
 
 /// Whether this process ignores `SIGCHLD`, read from `/proc/self/status`.
-pub(crate) fn ignores_sigchld() -> bool {
+fn ignores_sigchld() -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return false;
     };
