@@ -111,6 +111,8 @@ mod mailbox;
 mod named;
 mod outcome;
 mod pool;
+#[cfg(feature = "redis")]
+pub mod remote;
 mod sync;
 mod task;
 mod timer;

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod process_tasks;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;

@@ -1,0 +1,264 @@
+//! A connection to Redis, made from a URL, shared by every handle and
+//! feeder made from it.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::ConnectionLike;
+
+use super::RemoteError;
+use crate::sync::lock;
+
+/// The URL used when none is given and `SIDETASK_REDIS_URL` is not set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// The variable that overrides [`DEFAULT_URL`].
+pub const URL_VAR: &str = "SIDETASK_REDIS_URL";
+/// The namespace used when none is given.
+pub const DEFAULT_NAMESPACE: &str = "sidetask";
+
+/// How long making a connection may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+/// How long an ordinary (non-blocking) command may take to answer.
+pub(crate) const COMMAND_LIMIT: Duration = Duration::from_secs(10);
+/// How many idle connections a client keeps for its commands.
+const KEPT: usize = 16;
+
+/// A Redis server (or cluster) and a namespace: what remote tasks, remote
+/// workers and the feeders talk to.
+///
+/// Cloning it is cheap; clones share their connections. Connections are
+/// made on first use, so `Client::open` succeeds without a server;
+/// [`ping`](Client::ping) checks that one answers.
+///
+/// A URL is `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS,
+/// with the `redis-tls` feature) or `redis+unix:///path/to/socket`.
+///
+/// # Examples
+///
+/// ```no_run
+/// let client = sidetask::remote::Client::open("redis://127.0.0.1:6379")?;
+/// client.ping()?; // a clear error, naming the URL, if no server answers
+/// # Ok::<(), sidetask::remote::RemoteError>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    redis: redis::Client,
+    /// The URL as given, with any password hidden.
+    shown: String,
+    namespace: String,
+    idle: Mutex<Vec<redis::Connection>>,
+}
+
+impl Client {
+    /// A client for `SIDETASK_REDIS_URL`, or [`DEFAULT_URL`] if it is not
+    /// set.
+    ///
+    /// # Errors
+    ///
+    /// If the URL is malformed.
+    pub fn from_env() -> Result<Client, RemoteError> {
+        match std::env::var(URL_VAR) {
+            Ok(url) if !url.is_empty() => Client::open(&url),
+            _ => Client::open(DEFAULT_URL),
+        }
+    }
+
+    /// A client for `url`, in the default namespace.
+    ///
+    /// # Errors
+    ///
+    /// If the URL is malformed (or asks for TLS without the `redis-tls`
+    /// feature).
+    pub fn open(url: &str) -> Result<Client, RemoteError> {
+        let shown = hide_password(url);
+        let redis = redis::Client::open(url).map_err(|e| RemoteError::url(&shown, e))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                redis,
+                shown,
+                namespace: DEFAULT_NAMESPACE.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The same server under another namespace: tasks, queues and workers
+    /// of different namespaces never meet. Every key of a namespace shares
+    /// one hash tag, so that a namespace lives on one node of a cluster.
+    ///
+    /// # Panics
+    ///
+    /// If `namespace` is empty or holds `{`, `}` or `:`.
+    #[must_use]
+    pub fn namespace(&self, namespace: &str) -> Client {
+        assert!(
+            !namespace.is_empty() && !namespace.contains(['{', '}', ':']),
+            "a namespace is a non-empty name without `{{`, `}}` or `:`, not {namespace:?}"
+        );
+        Client {
+            inner: Arc::new(Inner {
+                redis: self.inner.redis.clone(),
+                shown: self.inner.shown.clone(),
+                namespace: namespace.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The URL this client connects to, with any password hidden.
+    pub fn url(&self) -> &str {
+        &self.inner.shown
+    }
+
+    /// The client's namespace.
+    pub fn namespace_name(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// Checks that the server answers.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError`] naming the URL if it does not.
+    pub fn ping(&self) -> Result<(), RemoteError> {
+        let mut con = self.connection()?;
+        redis::cmd("PING")
+            .query::<String>(&mut *con)
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// A connection for ordinary commands, given back to the client when
+    /// dropped.
+    pub(crate) fn connection(&self) -> Result<Pooled, RemoteError> {
+        let kept = lock(&self.inner.idle).pop();
+        let con = match kept {
+            Some(con) => con,
+            None => self.dedicated(Some(COMMAND_LIMIT))?,
+        };
+        Ok(Pooled {
+            con: Some(con),
+            client: self.clone(),
+        })
+    }
+
+    /// A connection of its own (for a blocking read), whose reads time out
+    /// after `limit` (never, if `None`).
+    pub(crate) fn dedicated(&self, limit: Option<Duration>) -> Result<redis::Connection, RemoteError> {
+        let con = self
+            .inner
+            .redis
+            .get_connection_with_timeout(CONNECT_LIMIT)
+            .map_err(|e| self.error(e))?;
+        con.set_read_timeout(limit).map_err(|e| self.error(e))?;
+        con.set_write_timeout(Some(COMMAND_LIMIT))
+            .map_err(|e| self.error(e))?;
+        Ok(con)
+    }
+
+    /// `e`, said of this client's server.
+    pub(crate) fn error(&self, e: redis::RedisError) -> RemoteError {
+        RemoteError::redis(&self.inner.shown, e)
+    }
+
+    /// The key `what` in this client's namespace, under its hash tag.
+    pub(crate) fn key(&self, what: fmt::Arguments<'_>) -> String {
+        format!("{{{}}}:{what}", self.inner.namespace)
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.shown)
+            .field("namespace", &self.inner.namespace)
+            .finish()
+    }
+}
+
+/// A connection borrowed from a client; a healthy one goes back when
+/// dropped.
+pub(crate) struct Pooled {
+    con: Option<redis::Connection>,
+    client: Client,
+}
+
+impl Pooled {
+    /// Forgets the connection instead of giving it back (after an error,
+    /// it may hold half an answer).
+    pub(crate) fn discard(mut self) {
+        self.con = None;
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = redis::Connection;
+    fn deref(&self) -> &redis::Connection {
+        self.con.as_ref().expect("a pooled connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut redis::Connection {
+        self.con.as_mut().expect("a pooled connection until dropped")
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(con) = self.con.take() {
+            if con.is_open() {
+                let mut idle = lock(&self.client.inner.idle);
+                if idle.len() < KEPT {
+                    idle.push(con);
+                }
+            }
+        }
+    }
+}
+
+/// `url` with the password between `:` and `@` replaced by `***`.
+fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            hide_password("redis://me:secret@host:1/0"),
+            "redis://me:***@host:1/0"
+        );
+        assert_eq!(hide_password("redis://host:1"), "redis://host:1");
+        assert_eq!(hide_password("redis://me@host"), "redis://me@host");
+    }
+
+    #[test]
+    fn a_malformed_url_is_an_error_naming_it() {
+        let err = Client::open("http://nowhere").unwrap_err();
+        assert!(err.to_string().contains("http://nowhere"), "{err}");
+    }
+
+    #[test]
+    fn keys_share_the_namespace_tag() {
+        let client = Client::open(DEFAULT_URL).unwrap().namespace("jobs");
+        assert_eq!(client.key(format_args!("q:{}", "x")), "{jobs}:q:x");
+    }
+}
