@@ -167,6 +167,7 @@ fn outcome_kind<T, E>(outcome: &Outcome<T, E>) -> &'static str {
         Outcome::Cancelled => "never began",
         Outcome::Killed(_) => "was killed",
         Outcome::Crashed(_) => "crashed",
+        Outcome::Lost(_) => "was lost with its worker",
     }
 }
 

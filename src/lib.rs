@@ -132,7 +132,7 @@ pub use error::{
 };
 pub use init::init;
 pub use named::{NamedTask, Registry, RegistryError};
-pub use outcome::{Crash, CrashCause, Killed, Location, Outcome, Panic, TaskError};
+pub use outcome::{Crash, CrashCause, Killed, Location, Lost, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
 pub use task::{Events, Status, StopHandle, Task, TaskId};
 

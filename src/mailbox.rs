@@ -576,7 +576,7 @@ impl<In, Ev> Mailbox<In, Ev> {
     }
 
     /// How many messages the inbox holds (given back ones included).
-    fn inbox_len(&self) -> usize {
+    pub(crate) fn inbox_len(&self) -> usize {
         let queued = if self.counted {
             self.inbox_len.load(Ordering::SeqCst)
         } else {

@@ -65,6 +65,9 @@ pub enum Outcome<T, E> {
     /// ended by a signal it did not get from us, ran out of memory or CPU
     /// time, or broke the protocol.
     Crashed(Crash),
+    /// The task's remote worker vanished (or the store that held the task
+    /// lost it) and no attempt is left: nobody knows how it ended.
+    Lost(Lost),
 }
 
 impl<T, E> Outcome<T, E> {
@@ -96,6 +99,11 @@ impl<T, E> Outcome<T, E> {
     /// Returns `true` if the task's process crashed.
     pub fn is_crashed(&self) -> bool {
         matches!(self, Outcome::Crashed(_))
+    }
+
+    /// Returns `true` if the task was lost with its remote worker.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Outcome::Lost(_))
     }
 
     /// The task's value, if it returned one.
@@ -147,6 +155,14 @@ impl<T, E> Outcome<T, E> {
         }
     }
 
+    /// Why the task was lost, if it was.
+    pub fn lost(self) -> Option<Lost> {
+        match self {
+            Outcome::Lost(l) => Some(l),
+            _ => None,
+        }
+    }
+
     /// The task's own error, by reference.
     pub fn as_error(&self) -> Option<&E> {
         match self {
@@ -179,6 +195,14 @@ impl<T, E> Outcome<T, E> {
         }
     }
 
+    /// Why the task was lost, by reference.
+    pub fn as_lost(&self) -> Option<&Lost> {
+        match self {
+            Outcome::Lost(l) => Some(l),
+            _ => None,
+        }
+    }
+
     /// Folds the outcome into a `Result`: the value, or a [`TaskError`] that
     /// tells which failure it was.
     ///
@@ -200,6 +224,7 @@ impl<T, E> Outcome<T, E> {
             Outcome::Cancelled => Err(TaskError::new(Failure::Cancelled)),
             Outcome::Killed(k) => Err(TaskError::new(Failure::Killed(k))),
             Outcome::Crashed(c) => Err(TaskError::new(Failure::Crashed(c))),
+            Outcome::Lost(l) => Err(TaskError::new(Failure::Lost(l))),
         }
     }
 
@@ -224,6 +249,7 @@ impl<T, E> Outcome<T, E> {
             Outcome::Cancelled => panic!("called `Outcome::unwrap()` on `Cancelled`"),
             Outcome::Killed(k) => panic!("called `Outcome::unwrap()` on `Killed`: {k}"),
             Outcome::Crashed(c) => panic!("called `Outcome::unwrap()` on `Crashed`: {c}"),
+            Outcome::Lost(l) => panic!("called `Outcome::unwrap()` on `Lost`: {l}"),
         }
     }
 }
@@ -368,6 +394,7 @@ enum Failure<E> {
     Cancelled,
     Killed(Killed),
     Crashed(Crash),
+    Lost(Lost),
 }
 
 impl<E> TaskError<E> {
@@ -406,6 +433,19 @@ impl<E> TaskError<E> {
     /// Returns `true` if the task's process crashed.
     pub fn is_crashed(&self) -> bool {
         matches!(self.failure, Failure::Crashed(_))
+    }
+
+    /// Returns `true` if the task was lost with its remote worker.
+    pub fn is_lost(&self) -> bool {
+        matches!(self.failure, Failure::Lost(_))
+    }
+
+    /// Why the task was lost, by reference.
+    pub fn as_lost(&self) -> Option<&Lost> {
+        match &self.failure {
+            Failure::Lost(l) => Some(l),
+            _ => None,
+        }
     }
 
     /// The task's own error, if it returned one.
@@ -507,6 +547,7 @@ impl<E> TaskError<E> {
             Failure::Cancelled => Outcome::Cancelled,
             Failure::Killed(k) => Outcome::Killed(k),
             Failure::Crashed(c) => Outcome::Crashed(c),
+            Failure::Lost(l) => Outcome::Lost(l),
         }
     }
 }
@@ -519,6 +560,7 @@ impl<E: fmt::Debug> fmt::Debug for TaskError<E> {
             Failure::Cancelled => f.write_str("TaskError::Cancelled"),
             Failure::Killed(k) => f.debug_tuple("TaskError::Killed").field(k).finish(),
             Failure::Crashed(c) => f.debug_tuple("TaskError::Crashed").field(c).finish(),
+            Failure::Lost(l) => f.debug_tuple("TaskError::Lost").field(l).finish(),
         }
     }
 }
@@ -531,6 +573,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             Failure::Cancelled => f.write_str("task was cancelled before it began"),
             Failure::Killed(k) => write!(f, "task {k}"),
             Failure::Crashed(c) => write!(f, "task {c}"),
+            Failure::Lost(l) => write!(f, "task {l}"),
         }
     }
 }
@@ -541,10 +584,47 @@ impl<E: Error + 'static> Error for TaskError<E> {
             Failure::Error(e) => Some(e),
             Failure::Killed(k) => Some(k),
             Failure::Crashed(c) => Some(c),
+            Failure::Lost(l) => Some(l),
             _ => None,
         }
     }
 }
+
+/// Why a remote task was lost: its worker vanished with no attempt left,
+/// or the store lost the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    reason: String,
+    attempts: u32,
+}
+
+impl Lost {
+    pub(crate) fn new(reason: impl Into<String>, attempts: u32) -> Lost {
+        Lost {
+            reason: reason.into(),
+            attempts,
+        }
+    }
+
+    /// What was seen: the worker's lease expired, or the task's record was
+    /// gone.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// How many attempts were made.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "was lost after {} attempt(s): {}", self.attempts, self.reason)
+    }
+}
+
+impl Error for Lost {}
 
 /// How a task was killed: by which signal, if its place has signals, and
 /// the tail of its stderr, if it had one.
@@ -767,6 +847,7 @@ impl<T, E> Outcome<T, E> {
             Outcome::Cancelled => "cancelled",
             Outcome::Killed(_) => "killed",
             Outcome::Crashed(_) => "crashed",
+            Outcome::Lost(_) => "lost",
         }
     }
 }

@@ -85,7 +85,7 @@ where
         begun: false,
         done: false,
     };
-    let task = Task::started(shared, settings.timeout);
+    let task = Task::started(shared, settings.timeout, false);
     // Boxed: a small task cell is cheaper to allocate than one holding the
     // whole wrapper. The wrapper records the outcome itself; the join handle
     // is not needed.

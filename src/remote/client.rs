@@ -2,12 +2,14 @@
 //! feeder made from it.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::ConnectionLike;
 
 use super::RemoteError;
+use super::reader::Reader;
+use crate::TaskId;
 use crate::sync::lock;
 
 /// The URL used when none is given and `SIDETASK_REDIS_URL` is not set.
@@ -51,7 +53,10 @@ pub(crate) struct Inner {
     /// The URL as given, with any password hidden.
     shown: String,
     namespace: String,
+    /// This client's name in Redis: its doorbell's.
+    id: String,
     idle: Mutex<Vec<redis::Connection>>,
+    reader: OnceLock<Arc<Reader>>,
 }
 
 impl Client {
@@ -82,7 +87,9 @@ impl Client {
                 redis,
                 shown,
                 namespace: DEFAULT_NAMESPACE.to_owned(),
+                id: format!("{:x}", super::fresh_id()),
                 idle: Mutex::new(Vec::new()),
+                reader: OnceLock::new(),
             }),
         })
     }
@@ -100,14 +107,53 @@ impl Client {
             !namespace.is_empty() && !namespace.contains(['{', '}', ':']),
             "a namespace is a non-empty name without `{{`, `}}` or `:`, not {namespace:?}"
         );
+        self.sibling(namespace)
+    }
+
+    /// A client of the same server and id in `namespace`, with its own
+    /// connections and reader.
+    fn sibling(&self, namespace: &str) -> Client {
         Client {
             inner: Arc::new(Inner {
                 redis: self.inner.redis.clone(),
                 shown: self.inner.shown.clone(),
                 namespace: namespace.to_owned(),
+                id: self.inner.id.clone(),
                 idle: Mutex::new(Vec::new()),
+                reader: OnceLock::new(),
             }),
         }
+    }
+
+    /// A handle on remote task `id`, submitted by this client or another
+    /// one (before a restart, say): it resumes the events where the last
+    /// handle on the task took them, with no gap and no duplicate, and
+    /// serves every verb as the first handle did.
+    ///
+    /// # Errors
+    ///
+    /// If no task has this id ([`RemoteError::is_unknown_task`]: never
+    /// submitted, or its result expired), the task is of another type or
+    /// version, or Redis cannot be reached.
+    pub fn attach<T: crate::NamedTask>(&self, id: TaskId) -> Result<super::RemoteTask<T>, RemoteError> {
+        super::handle::attach::<T>(self, id)
+    }
+
+    /// The reader that serves this client's handles, started on first use.
+    pub(crate) fn reader(&self) -> &Reader {
+        self.inner
+            .reader
+            .get_or_init(|| Reader::start(&self.sibling(&self.inner.namespace)))
+    }
+
+    /// This client's name in Redis.
+    pub(crate) fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The prefix of every key of the namespace: its hash tag.
+    pub(crate) fn prefix(&self) -> String {
+        format!("{{{}}}:", self.inner.namespace)
     }
 
     /// The URL this client connects to, with any password hidden.
@@ -193,6 +239,13 @@ impl Pooled {
     /// it may hold half an answer).
     pub(crate) fn discard(mut self) {
         self.con = None;
+    }
+
+    /// Forgets the connection if `e` says it broke.
+    pub(crate) fn discard_if(&mut self, e: &RemoteError) {
+        if e.is_connection() {
+            self.con = None;
+        }
     }
 }
 

@@ -17,6 +17,8 @@ enum Kind {
     Url(redis::RedisError),
     Redis(redis::RedisError),
     Protocol(String),
+    Invalid(String),
+    UnknownTask(u64),
 }
 
 impl RemoteError {
@@ -41,6 +43,33 @@ impl RemoteError {
             url: url.to_owned(),
             kind: Kind::Protocol(what.into()),
         }
+    }
+
+    /// A request this crate refuses before it reaches Redis (an argument
+    /// over the largest message, a task of another type).
+    pub(crate) fn invalid(what: impl Into<String>) -> RemoteError {
+        RemoteError {
+            url: String::new(),
+            kind: Kind::Invalid(what.into()),
+        }
+    }
+
+    /// No task has this id (never submitted, or its result expired).
+    pub(crate) fn unknown_task(url: &str, id: crate::TaskId) -> RemoteError {
+        RemoteError {
+            url: url.to_owned(),
+            kind: Kind::UnknownTask(id.as_u64()),
+        }
+    }
+
+    /// Returns `true` if no task has the id asked for.
+    pub fn is_unknown_task(&self) -> bool {
+        matches!(self.kind, Kind::UnknownTask(_))
+    }
+
+    /// Returns `true` if the request was refused before it reached Redis.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self.kind, Kind::Invalid(_))
     }
 
     /// The URL that was tried, with any password hidden.
@@ -79,6 +108,12 @@ impl fmt::Display for RemoteError {
             ),
             Kind::Redis(e) => write!(f, "Redis at {} refused a command: {e}", self.url),
             Kind::Protocol(what) => write!(f, "Redis at {} holds {what}", self.url),
+            Kind::Invalid(what) => f.write_str(what),
+            Kind::UnknownTask(id) => write!(
+                f,
+                "Redis at {} holds no task #{id} (never submitted, or its result expired)",
+                self.url
+            ),
         }
     }
 }
@@ -87,7 +122,7 @@ impl Error for RemoteError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.kind {
             Kind::Url(e) | Kind::Redis(e) => Some(e),
-            Kind::Protocol(_) => None,
+            Kind::Protocol(_) | Kind::Invalid(_) | Kind::UnknownTask(_) => None,
         }
     }
 }

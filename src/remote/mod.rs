@@ -2,7 +2,28 @@
 //! Redis list's or channel's items into a local task.
 
 mod client;
+mod end;
 mod error;
+mod handle;
+mod reader;
+mod scripts;
+mod stream;
 
 pub use client::{Client, DEFAULT_NAMESPACE, DEFAULT_URL, URL_VAR};
 pub use error::RemoteError;
+pub use handle::{DEFAULT_MAX_MESSAGE, Remote, RemoteTask};
+
+/// A new id, random, below 2^53 (a number every JSON reader keeps whole)
+/// and above 2^32 (far from a process's own task ids).
+pub(crate) fn fresh_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    (1 << 32) + h.finish() % ((1 << 53) - (1 << 32))
+}

@@ -317,8 +317,10 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Ev, RecvError>> {
         let got = self.shared.mailbox.poll_pop_out(cx);
-        if got.is_pending() {
-            self.shared.hurry(Side::Handle);
+        match got {
+            Poll::Pending => self.shared.hurry(Side::Handle),
+            Poll::Ready(Ok(_)) => self.shared.received(),
+            Poll::Ready(Err(_)) => {}
         }
         got.map_err(|_| RecvError)
     }

@@ -27,6 +27,12 @@ impl TaskId {
         })
     }
 
+    /// The id `n` given elsewhere (a remote task's, by its store).
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_number(n: u64) -> TaskId {
+        TaskId(n)
+    }
+
     /// The id as a number.
     pub fn as_u64(self) -> u64 {
         self.0

@@ -161,11 +161,14 @@ where
         }
     }
 
-    /// A task whose place started it already (an async body).
-    #[cfg(feature = "tokio")]
+    /// A task whose place started it already (an async body); `detached`:
+    /// whether dropping the handle leaves the task running (a remote task,
+    /// which lives in its store).
+    #[cfg(any(feature = "tokio", feature = "redis"))]
     pub(crate) fn started(
         shared: Arc<Shared<In, Ev, Slot<T, E>>>,
         timeout: Option<Duration>,
+        detached: bool,
     ) -> Self {
         outcome::install_hook();
         shared.set_started(true);
@@ -174,7 +177,7 @@ where
             pending: Mutex::new(None),
             launch: |job| Err((job, io::Error::other("started already"))),
             timeout,
-            detached: false,
+            detached,
         };
         task.schedule_timeout();
         task

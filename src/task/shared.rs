@@ -165,12 +165,26 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     /// one and nobody else reads it.
     pub(crate) fn take_event(&self, wait: Wait) -> Result<Ev, PopError> {
         match self.wire(Side::Handle) {
-            Some(wire) => super::wire::take_reading(
-                wait,
-                |w| self.mailbox.pop_out(w),
-                |until| wire.pull(until),
-            ),
+            Some(wire) => {
+                let got = super::wire::take_reading(
+                    wait,
+                    |w| self.mailbox.pop_out(w),
+                    |until| wire.pull(until),
+                );
+                if got.is_ok() {
+                    wire.received();
+                }
+                got
+            }
             None => self.mailbox.pop_out(wait),
+        }
+    }
+
+    /// Tells the handle's wire, if any, that the handle took an event.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn received(&self) {
+        if let Some(wire) = self.wire(Side::Handle) {
+            wire.received();
         }
     }
 

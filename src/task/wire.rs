@@ -50,6 +50,10 @@ pub(crate) trait Wire<Ev>: Send + Sync {
     /// Body side: the body took a message out of its inbox.
     fn taken(&self) {}
 
+    /// Handle side: the handle took an event out of its outbox (a place
+    /// that lets another handle resume where this one was records it).
+    fn received(&self) {}
+
     /// Body side: carries `event` out instead of the outbox. `wait`: whether
     /// it may wait for room. `Err(Full)` (only when it may not wait) or
     /// `Err(Gone)` give the event back.

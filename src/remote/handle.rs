@@ -1,0 +1,616 @@
+//! The client's side: submitting a named task, and the handle's session
+//! with it (messages out with credit, events and the end in, stop and
+//! kill as durable requests).
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::client::Client;
+use super::end;
+use super::error::RemoteError;
+use super::reader::Sink;
+use super::scripts;
+use super::stream::{Entry, Sid};
+use crate::mailbox::{INBOX_CLOSED, KILL, Wait};
+use crate::named::{self, NamedTask};
+use crate::outcome::{Lost, Outcome};
+use crate::sync::lock;
+use crate::task::wire::{Served, Side, Wire};
+use crate::task::{Settings, Shared, Slot, Task, TaskId};
+
+/// The handle of a remote task running the named task `T`: the same
+/// [`Task`] as every other place's.
+pub type RemoteTask<T> = Task<
+    <T as NamedTask>::Value,
+    <T as NamedTask>::Error,
+    <T as NamedTask>::In,
+    <T as NamedTask>::Event,
+>;
+
+/// What a message, an argument or an event may be at most, encoded, unless
+/// set: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 4 << 20;
+
+/// A named task to run on a remote worker, with its options; made with
+/// [`new`](Remote::new) and started with [`spawn_on`](Remote::spawn_on).
+///
+/// The options are those that make sense remotely: the handle's capacities
+/// and timeout, and how the workers treat the task (grace period, lease,
+/// attempts, how long its result is kept).
+///
+/// # Examples
+///
+/// ```no_run
+/// use sidetask::{Ctx, NamedTask, Stopped};
+/// use sidetask::remote::{Client, Remote};
+///
+/// struct Double;
+/// impl NamedTask for Double {
+///     const NAME: &'static str = "double";
+///     type Arg = u64;
+///     type In = ();
+///     type Event = ();
+///     type Value = u64;
+///     type Error = Stopped;
+///     fn run(_: &Ctx, n: u64) -> Result<u64, Stopped> {
+///         Ok(n * 2)
+///     }
+/// }
+///
+/// let client = Client::from_env()?;
+/// // A worker that registered `Double` runs it, on another machine perhaps.
+/// let task = Remote::<Double>::new(21).attempts(3).spawn_on(&client)?;
+/// assert_eq!(task.join().value(), Some(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a remote task is submitted by `spawn_on`"]
+pub struct Remote<T: NamedTask> {
+    arg: T::Arg,
+    inbox: usize,
+    outbox: usize,
+    timeout: Option<Duration>,
+    grace: Duration,
+    lease: Duration,
+    attempts: u32,
+    keep: Duration,
+    max_message: usize,
+    events_kept: usize,
+    task: PhantomData<fn() -> T>,
+}
+
+impl<T: NamedTask> Remote<T> {
+    /// A task `T` started with `arg`, with the default options.
+    pub fn new(arg: T::Arg) -> Remote<T> {
+        Remote {
+            arg,
+            inbox: crate::DEFAULT_CAPACITY,
+            outbox: crate::DEFAULT_CAPACITY,
+            timeout: None,
+            grace: Duration::from_secs(5),
+            lease: Duration::from_secs(10),
+            attempts: 1,
+            keep: Duration::from_secs(24 * 3600),
+            max_message: DEFAULT_MAX_MESSAGE,
+            events_kept: 10_000,
+            task: PhantomData,
+        }
+    }
+
+    /// How many messages may be unread by the task at once (sent to it but
+    /// not taken by its `recv`); more wait in the handle, and
+    /// [`try_send`](Task::try_send) says `Full` when the handle's own inbox
+    /// of this size is full too.
+    pub fn inbox(mut self, capacity: usize) -> Self {
+        self.inbox = capacity.max(1);
+        self
+    }
+
+    /// How many received events the handle holds before its reader
+    /// stops reading ahead.
+    pub fn outbox(mut self, capacity: usize) -> Self {
+        self.outbox = capacity.max(1);
+        self
+    }
+
+    /// Stops the task when `timeout` has passed since it was submitted.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long the worker waits after a stop before it kills the task
+    /// (default 5 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long a worker's claim on the task lasts without being renewed
+    /// (default 10 s); a worker renews it every third of it. A worker
+    /// that vanished is noticed after this long.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How many workers may try the task, one after another, when a worker
+    /// vanishes during it (default 1: the task ends as
+    /// [`Outcome::Lost`]).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// How long the ended task's outcome, events and messages stay in
+    /// Redis, for a handle to collect (default one day); then every key of
+    /// the task expires.
+    pub fn keep_result(mut self, keep: Duration) -> Self {
+        self.keep = keep.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The largest argument or message, encoded, that is sent (default
+    /// [`DEFAULT_MAX_MESSAGE`]); a larger message is refused by `send`
+    /// and given back.
+    pub fn max_message(mut self, max: usize) -> Self {
+        self.max_message = max;
+        self
+    }
+
+    /// How many of the task's events Redis keeps for a handle that has not
+    /// read them (default 10,000); a handle that falls further behind is
+    /// told how many it missed.
+    pub fn events_kept(mut self, events: usize) -> Self {
+        self.events_kept = events.max(1);
+        self
+    }
+
+    /// Submits the task to the workers that serve `T`'s name, and returns
+    /// its handle.
+    ///
+    /// The handle has every verb of [`Task`]. Dropping it does not stop the
+    /// task: it lives in Redis, and [`Client::attach`] gives a handle on it
+    /// again, by its [`id`](Task::id).
+    ///
+    /// # Errors
+    ///
+    /// If the argument is over [`max_message`](Remote::max_message) or
+    /// Redis cannot be reached.
+    pub fn spawn_on(self, client: &Client) -> Result<RemoteTask<T>, RemoteError> {
+        let arg = postcard::to_stdvec(&self.arg)
+            .map_err(|e| RemoteError::invalid(format!("could not encode the argument: {e}")))?;
+        if arg.len() > self.max_message {
+            return Err(RemoteError::invalid(format!(
+                "the argument is {} bytes encoded, over the largest message of {} bytes",
+                arg.len(),
+                self.max_message
+            )));
+        }
+        let settings = Settings {
+            name: Some(T::NAME.to_owned()),
+            inbox: self.inbox,
+            outbox: self.outbox,
+            timeout: self.timeout,
+        };
+        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        loop {
+            let id = super::fresh_id();
+            let (task, session) = handle::<T>(client, &settings, id, self.max_message);
+            let t = session.tkey.clone();
+            let mut con = client.connection()?;
+            let took: i64 = scripts::SUBMIT
+                .key(&t)
+                .arg(client.prefix())
+                .arg(T::NAME)
+                .arg(named::fingerprint::<T>().to_string())
+                .arg(&arg)
+                .arg(self.attempts)
+                .arg(ms(self.lease))
+                .arg(ms(self.keep))
+                .arg(self.inbox)
+                .arg(ms(self.grace))
+                .arg(self.timeout.map_or(0, ms))
+                .arg(client.id())
+                .arg(self.events_kept)
+                .arg(id.to_string())
+                .invoke(&mut *con)
+                .map_err(|e| {
+                    let e = client.error(e);
+                    con.discard_if(&e);
+                    e
+                })?;
+            if took == 1 {
+                tracing::debug!(task.id = id, task.name = T::NAME, "remote task submitted");
+                // Messages sent meanwhile go now.
+                session.pump();
+                return Ok(task);
+            }
+            // That id was taken (one in 2^53): another one.
+            drop(task);
+        }
+    }
+}
+
+impl<T: NamedTask> std::fmt::Debug for Remote<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("task", &T::NAME)
+            .field("inbox", &self.inbox)
+            .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
+            .field("lease", &self.lease)
+            .field("attempts", &self.attempts)
+            .field("keep_result", &self.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attaches a new handle to task `id`, already submitted.
+pub(crate) fn attach<T: NamedTask>(client: &Client, id: TaskId) -> Result<RemoteTask<T>, RemoteError> {
+    let settings = Settings {
+        name: Some(T::NAME.to_owned()),
+        inbox: crate::DEFAULT_CAPACITY,
+        outbox: crate::DEFAULT_CAPACITY,
+        timeout: None,
+    };
+    let (task, session) = handle::<T>(client, &settings, id.as_u64(), DEFAULT_MAX_MESSAGE);
+    let mut con = client.connection()?;
+    let fields: Vec<Option<String>> = scripts::ATTACH
+        .key(&session.tkey)
+        .arg(client.prefix())
+        .arg(id.as_u64().to_string())
+        .arg(client.id())
+        .invoke(&mut *con)
+        .map_err(|e| client.error(e))?;
+    let [state, name, fp, cursor, _attempts, cap, sent, nread] = &fields[..] else {
+        return Err(RemoteError::unknown_task(client.url(), id));
+    };
+    if name.as_deref() != Some(T::NAME) {
+        return Err(RemoteError::invalid(format!(
+            "task {id} is a `{}` task, not a `{}` one",
+            name.as_deref().unwrap_or("?"),
+            T::NAME
+        )));
+    }
+    if fp.as_deref() != Some(&named::fingerprint::<T>().to_string()) {
+        return Err(RemoteError::invalid(format!(
+            "task {id} was submitted by another version of the `{}` task type (its type \
+             fingerprint differs)",
+            T::NAME
+        )));
+    }
+    let number = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    {
+        let mut pump = lock(&session.pump);
+        pump.cap = number(cap).max(1);
+        pump.sent = number(sent);
+        pump.nread = number(nread);
+    }
+    let cursor = cursor.as_deref().and_then(Sid::parse).unwrap_or(Sid::ZERO);
+    lock(&session.state).cursor = cursor;
+    let _ = state;
+    let sink: Arc<dyn Sink> = session.clone();
+    client.reader().catch_up(&id.as_u64().to_string(), &*sink);
+    Ok(task)
+}
+
+/// A handle on remote task `id` and its session, registered with the
+/// client's reader.
+fn handle<T: NamedTask>(
+    client: &Client,
+    settings: &Settings,
+    id: u64,
+    max_message: usize,
+) -> (RemoteTask<T>, Arc<Session<T>>) {
+    let mut shared: Shared<T::In, T::Event, Slot<T::Value, T::Error>> = settings.shared();
+    shared.id = TaskId::from_number(id);
+    let shared = Arc::new(shared);
+    shared.set_message_limit(max_message, |m| {
+        postcard::experimental::serialized_size(m).unwrap_or(usize::MAX)
+    });
+    let session = Arc::new(Session::<T> {
+        client: client.clone(),
+        id: id.to_string(),
+        tkey: client.key(format_args!("t:{id}")),
+        shared: Arc::downgrade(&shared),
+        state: Mutex::new(Seen {
+            cursor: Sid::ZERO,
+            last_n: 0,
+            over: false,
+            taken: VecDeque::new(),
+        }),
+        pump: Mutex::new(Pump {
+            cap: settings.inbox as u64,
+            sent: 0,
+            nread: 0,
+            asked: false,
+            closed: false,
+        }),
+        task: PhantomData,
+    });
+    let wire: Arc<dyn Wire<T::Event>> = session.clone();
+    shared.set_wire(Side::Handle, Arc::downgrade(&wire));
+    let hooked = session.clone();
+    shared.set_stop_hook(Box::new(move || hooked.request_stop()));
+    let sink: Arc<dyn Sink> = session.clone();
+    client.reader().register(&session.id, &sink);
+    let task = Task::started(shared, settings.timeout, true);
+    (task, session)
+}
+
+/// One handle's session with its remote task.
+struct Session<T: NamedTask> {
+    client: Client,
+    id: String,
+    /// The task's hash.
+    tkey: String,
+    shared: Weak<Shared<T::In, T::Event, Slot<T::Value, T::Error>>>,
+    state: Mutex<Seen>,
+    pump: Mutex<Pump>,
+    task: PhantomData<fn() -> T>,
+}
+
+/// What the handle has seen of the event stream.
+struct Seen {
+    cursor: Sid,
+    /// The number of the last event seen.
+    last_n: u64,
+    over: bool,
+    /// The ids of the events in the outbox, oldest first.
+    taken: VecDeque<Sid>,
+}
+
+/// The messages on their way.
+struct Pump {
+    /// How many may be unread by the task at once.
+    cap: u64,
+    /// How many were sent, and read, as far as the handle knows.
+    sent: u64,
+    nread: u64,
+    /// Whether the handle asked to hear when the task reads more.
+    asked: bool,
+    /// Whether the closed inbox was said.
+    closed: bool,
+}
+
+impl<T: NamedTask> Session<T> {
+    /// Writes what waits in the handle's inbox while the task has room for
+    /// it, or says the inbox closed.
+    fn pump(&self) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut pump = lock(&self.pump);
+        loop {
+            let credit = pump.cap.saturating_sub(pump.sent.saturating_sub(pump.nread));
+            if credit == 0 {
+                if pump.asked || shared.mailbox.inbox_len() == 0 {
+                    return;
+                }
+                match self.ask_credit() {
+                    Some(nread) => {
+                        pump.nread = pump.nread.max(nread);
+                        pump.asked = true;
+                        if pump.cap.saturating_sub(pump.sent.saturating_sub(pump.nread)) == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                    None => return,
+                }
+            }
+            let mut batch = Vec::new();
+            while (batch.len() as u64) < credit.min(64) {
+                match shared.mailbox.pop_in(Wait::No) {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                if shared.mailbox.is(INBOX_CLOSED) && !pump.closed {
+                    pump.closed = true;
+                    self.call::<i64>(&scripts::CLOSE, &[]);
+                }
+                return;
+            }
+            let encoded: Vec<Vec<u8>> = batch
+                .iter()
+                .map(|m| postcard::to_stdvec(m).unwrap_or_default())
+                .collect();
+            match self.send(&encoded) {
+                Some(total) if total >= 0 => pump.sent = total as u64,
+                _ => {
+                    // Stopping, ended, or Redis unreachable: kept for
+                    // `take_unread`.
+                    shared.mailbox.give_back(batch);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn send(&self, messages: &[Vec<u8>]) -> Option<i64> {
+        let mut con = self.client.connection().ok()?;
+        let mut invocation = scripts::SEND.key(&self.tkey);
+        invocation.arg(self.client.prefix()).arg(&self.id);
+        for m in messages {
+            invocation.arg(m);
+        }
+        match invocation.invoke::<i64>(&mut *con) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                let e = self.client.error(e);
+                tracing::warn!(task.id = self.id, error = %e, "could not send messages");
+                con.discard_if(&e);
+                None
+            }
+        }
+    }
+
+    /// Asks to hear when the task reads more; returns how many it read.
+    fn ask_credit(&self) -> Option<u64> {
+        let mut con = self.client.connection().ok()?;
+        let n: i64 = scripts::CREDIT.key(&self.tkey).invoke(&mut *con).ok()?;
+        u64::try_from(n).ok()
+    }
+
+    /// Runs `script` on the task's hash with the prefix, the id and `args`.
+    fn call<R: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&str]) -> Option<R> {
+        let mut con = self.client.connection().ok()?;
+        let mut invocation = script.key(&self.tkey);
+        invocation.arg(self.client.prefix()).arg(&self.id);
+        for a in args {
+            invocation.arg(*a);
+        }
+        match invocation.invoke(&mut *con) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let e = self.client.error(e);
+                tracing::warn!(task.id = self.id, error = %e, "a request to a remote task failed");
+                con.discard_if(&e);
+                None
+            }
+        }
+    }
+
+    /// The handle's stop or kill, as durable state in Redis.
+    fn request_stop(&self) {
+        let kill = self
+            .shared
+            .upgrade()
+            .is_some_and(|shared| shared.mailbox.is(KILL));
+        let what = if kill { "kill" } else { "stop" };
+        if self.call::<String>(&scripts::STOP, &[what]).as_deref() == Some("gone") {
+            self.vanished();
+        }
+    }
+
+    fn finish(&self, outcome: Outcome<T::Value, T::Error>) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.finish(outcome);
+        }
+    }
+
+    /// The messages the task never read, from Redis, oldest first.
+    fn unread(&self) -> Vec<T::In> {
+        let Ok(mut con) = self.client.connection() else {
+            return Vec::new();
+        };
+        let read: Option<String> = redis::cmd("HGET")
+            .arg(&self.tkey)
+            .arg("read")
+            .query(&mut *con)
+            .unwrap_or(None);
+        let from = read.as_deref().and_then(Sid::parse).unwrap_or(Sid::ZERO);
+        let key = self.client.key(format_args!("in:{}", self.id));
+        let reply: redis::RedisResult<redis::streams::StreamRangeReply> =
+            redis::cmd("XRANGE").arg(&key).arg(from.after()).arg("+").query(&mut *con);
+        let Ok(reply) = reply else { return Vec::new() };
+        reply
+            .ids
+            .iter()
+            .filter_map(|id| super::stream::field(id, "m"))
+            .filter_map(|bytes| postcard::from_bytes(&bytes).ok())
+            .collect()
+    }
+}
+
+impl<T: NamedTask> Sink for Session<T> {
+    fn cursor(&self) -> Sid {
+        lock(&self.state).cursor
+    }
+
+    fn deliver(&self, sid: Sid, entry: Option<Entry>) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut seen = lock(&self.state);
+        if sid <= seen.cursor || seen.over {
+            return;
+        }
+        seen.cursor = sid;
+        match entry {
+            None => {}
+            Some(Entry::Event { n, bytes }) => {
+                if n > seen.last_n + 1 && seen.last_n > 0 {
+                    tracing::warn!(
+                        task.id = self.id,
+                        missed = n - seen.last_n - 1,
+                        "the handle fell behind the events Redis keeps: some were trimmed"
+                    );
+                }
+                seen.last_n = seen.last_n.max(n);
+                match postcard::from_bytes::<T::Event>(&bytes) {
+                    Ok(event) => {
+                        if shared.mailbox.push_out_over(event).is_ok() {
+                            seen.taken.push_back(sid);
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        task.id = self.id,
+                        error = %e,
+                        "an event of the task did not decode; skipped"
+                    ),
+                }
+            }
+            Some(Entry::Credit(nread)) => {
+                drop(seen);
+                {
+                    let mut pump = lock(&self.pump);
+                    pump.nread = pump.nread.max(nread);
+                    pump.asked = false;
+                }
+                self.pump();
+            }
+            Some(Entry::Requeued(attempt)) => {
+                tracing::info!(task.id = self.id, attempt, "a worker was lost; the task was queued again");
+            }
+            Some(Entry::End { kind, data }) => {
+                seen.over = true;
+                drop(seen);
+                shared.mailbox.give_back(self.unread());
+                self.finish(end::decode(&kind, &data));
+            }
+        }
+    }
+
+    fn vanished(&self) {
+        let mut seen = lock(&self.state);
+        if seen.over {
+            return;
+        }
+        seen.over = true;
+        drop(seen);
+        self.finish(Outcome::Lost(Lost::new(
+            "the task's record is gone from Redis (was it restarted without persistence, or \
+             the result's time-to-live passed?)",
+            0,
+        )));
+    }
+
+    fn is_over(&self) -> bool {
+        lock(&self.state).over || self.shared.strong_count() == 0
+    }
+}
+
+impl<T: NamedTask> Wire<T::Event> for Session<T> {
+    fn sent(&self) {
+        self.pump();
+    }
+
+    fn received(&self) {
+        let sid = lock(&self.state).taken.pop_front();
+        if let Some(sid) = sid {
+            self.call::<i64>(&scripts::CURSOR, &[&sid.to_string()]);
+        }
+    }
+
+    fn pull(&self, until: Option<Instant>) -> Served {
+        let _ = until;
+        Served::Busy
+    }
+
+    fn hurry(&self) {}
+}

@@ -1,0 +1,228 @@
+//! A client's one reader: a thread that serves every remote handle made
+//! from the client with one blocking read of the client's doorbell stream.
+//!
+//! A worker that appends to a task's event stream rings the doorbell of the
+//! task's client with a copy of the entry, its id and the id before it. The
+//! reader hands the copy to the handle when it follows what the handle has
+//! seen, and otherwise reads the task's stream from the handle's cursor, so
+//! that nothing is skipped and nothing is seen twice. A sweep every few
+//! seconds reads every handle's stream anyway (a doorbell trimmed, a
+//! reconnect) and finds tasks whose record Redis lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{Commands, Connection};
+
+use super::client::Client;
+use super::stream::{Entry, Sid, text};
+use crate::sync::lock;
+
+/// How long one blocking read waits for the doorbell.
+const BLOCK: Duration = Duration::from_secs(1);
+/// How often every handle's stream is read anyway.
+const SWEEP: Duration = Duration::from_secs(2);
+/// How many entries one read takes at most.
+const COUNT: usize = 512;
+
+/// What the reader feeds: one handle's view of a task's event stream.
+pub(crate) trait Sink: Send + Sync {
+    /// The id of the last entry applied.
+    fn cursor(&self) -> Sid;
+    /// Applies the entry `sid` (`None`: one of no interest, which only
+    /// moves the cursor), unless it is not after the cursor.
+    fn deliver(&self, sid: Sid, entry: Option<Entry>);
+    /// The task's record is gone from Redis while the handle waited for
+    /// its end.
+    fn vanished(&self);
+    /// Whether the reader can forget the handle (it ended, or was dropped).
+    fn is_over(&self) -> bool;
+}
+
+/// The reader of one client.
+pub(crate) struct Reader {
+    client: Client,
+    sinks: Mutex<HashMap<String, Vec<Weak<dyn Sink>>>>,
+}
+
+impl Reader {
+    /// Starts the reader thread of `client`.
+    pub(crate) fn start(client: &Client) -> Arc<Reader> {
+        let reader = Arc::new(Reader {
+            client: client.clone(),
+            sinks: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&reader);
+        let bell = client.key(format_args!("n:{}", client.id()));
+        thread::Builder::new()
+            .name("sidetask-redis-reader".into())
+            .spawn(move || run(&weak, &bell))
+            .expect("a thread for the Redis reader");
+        reader
+    }
+
+    /// Serves `sink` for task `id` from now on. Whatever its stream holds
+    /// after its cursor is read by the caller, so that an entry whose
+    /// doorbell rang before the registration is not missed.
+    pub(crate) fn register(&self, id: &str, sink: &Arc<dyn Sink>) {
+        lock(&self.sinks)
+            .entry(id.to_owned())
+            .or_default()
+            .push(Arc::downgrade(sink));
+    }
+
+    /// Reads task `id`'s stream after `sink`'s cursor into it, on a
+    /// connection of the client's.
+    pub(crate) fn catch_up(&self, id: &str, sink: &dyn Sink) {
+        match self.client.connection() {
+            Ok(mut con) => {
+                let key = self.client.key(format_args!("ev:{id}"));
+                if fetch(&mut con, &key, sink).is_err() {
+                    con.discard();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read a task's events at once"),
+        }
+    }
+
+    fn sinks_of(&self, id: &str) -> Vec<Arc<dyn Sink>> {
+        lock(&self.sinks)
+            .get(id)
+            .map(|v| v.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets the handles that are over.
+    fn prune(&self) {
+        lock(&self.sinks).retain(|_, v| {
+            v.retain(|w| w.upgrade().is_some_and(|s| !s.is_over()));
+            !v.is_empty()
+        });
+    }
+}
+
+/// Reads `key` after `sink`'s cursor into it, until the stream's end.
+fn fetch(con: &mut Connection, key: &str, sink: &dyn Sink) -> redis::RedisResult<()> {
+    loop {
+        let from = sink.cursor();
+        let reply: StreamRangeReply = con.xrange_count(key, from.after(), "+", COUNT)?;
+        let n = reply.ids.len();
+        for id in &reply.ids {
+            if let Some(sid) = Sid::parse(&id.id) {
+                sink.deliver(sid, Entry::read(id));
+            }
+        }
+        if n < COUNT || sink.cursor() == from {
+            return Ok(());
+        }
+    }
+}
+
+/// The reader thread: blocks on the doorbell while any handle is served,
+/// and ends when the client is dropped.
+fn run(reader: &Weak<Reader>, bell: &str) {
+    let mut con: Option<Connection> = None;
+    let mut last = "0-0".to_owned();
+    let mut swept = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(me) = reader.upgrade() else { return };
+        let c = match con.as_mut() {
+            Some(c) => c,
+            None => match me.client.dedicated(Some(BLOCK + Duration::from_secs(5))) {
+                Ok(c) => {
+                    backoff = Duration::from_millis(50);
+                    // Whatever rang while disconnected is read by a sweep.
+                    swept = Instant::now() - SWEEP;
+                    con.insert(c)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the Redis reader could not connect; retrying");
+                    drop(me);
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        if swept.elapsed() >= SWEEP {
+            swept = Instant::now();
+            me.prune();
+            if let Err(e) = sweep(&me, c) {
+                tracing::debug!(error = %e, "the Redis reader lost its connection");
+                con = None;
+                continue;
+            }
+        }
+        let opts = StreamReadOptions::default()
+            .block(BLOCK.as_millis() as usize)
+            .count(COUNT);
+        let reply: redis::RedisResult<Option<StreamReadReply>> =
+            c.xread_options(&[bell], &[&last], &opts);
+        match reply {
+            Ok(Some(reply)) => {
+                for key in reply.keys {
+                    for entry in &key.ids {
+                        last.clone_from(&entry.id);
+                        ring(&me, c, entry);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "the Redis reader lost its connection");
+                con = None;
+            }
+        }
+        drop(me);
+    }
+}
+
+/// One doorbell entry: hands its copy over, or reads the task's stream.
+fn ring(reader: &Reader, con: &mut Connection, bell: &redis::streams::StreamId) {
+    let (Some(id), Some(sid)) = (text(bell, "id"), text(bell, "sid").and_then(|s| Sid::parse(&s)))
+    else {
+        return;
+    };
+    let prev = text(bell, "prev").and_then(|s| Sid::parse(&s));
+    let key = reader.client.key(format_args!("ev:{id}"));
+    for sink in reader.sinks_of(&id) {
+        let cursor = sink.cursor();
+        if sid <= cursor {
+            continue;
+        }
+        if prev == Some(cursor) {
+            sink.deliver(sid, Entry::read(bell));
+            continue;
+        }
+        if let Err(e) = fetch(con, &key, &*sink) {
+            tracing::debug!(error = %e, task = id, "could not read a task's events");
+        }
+    }
+}
+
+/// Reads every handle's stream, and finds the tasks whose record is gone.
+fn sweep(reader: &Reader, con: &mut Connection) -> redis::RedisResult<()> {
+    let all: Vec<(String, Arc<dyn Sink>)> = lock(&reader.sinks)
+        .iter()
+        .flat_map(|(id, v)| v.iter().filter_map(|w| Some((id.clone(), w.upgrade()?))))
+        .collect();
+    for (id, sink) in all {
+        if sink.is_over() {
+            continue;
+        }
+        let ev = reader.client.key(format_args!("ev:{id}"));
+        fetch(con, &ev, &*sink)?;
+        if sink.is_over() {
+            continue;
+        }
+        let t = reader.client.key(format_args!("t:{id}"));
+        if !con.exists::<_, bool>(&t)? {
+            sink.vanished();
+        }
+    }
+    Ok(())
+}

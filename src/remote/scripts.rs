@@ -1,0 +1,379 @@
+//! The Lua scripts that change a remote task's state, each one atomic.
+//!
+//! Every key of a namespace starts with the namespace's hash tag (`{ns}:`,
+//! passed as `ARGV[1]`), so a script's keys live on one node of a cluster;
+//! `KEYS[1]` is always one of them, for routing. Times come from Redis's
+//! clock (`TIME`), never a worker's.
+//!
+//! # Keys (after the `{ns}:` prefix)
+//!
+//! - `tok`: the counter of fencing tokens.
+//! - `t:<id>`: the task's hash (see `SUBMIT` for its fields).
+//! - `q:<name>`: the ids waiting for a worker that runs `name`;
+//!   `bell:<name>`: one item per queued id, for workers to block on.
+//! - `running`: a sorted set of running ids by lease expiry.
+//! - `in:<id>`: messages in (`m`) and requests (`c`: stop, kill, close).
+//! - `ev:<id>`: events out (`e`, numbered `n`), credit returned (`a`),
+//!   requeues (`rq`) and the end (`end`, `d`).
+//! - `n:<client>`: a client's doorbell: a copy of each `ev` entry of the
+//!   tasks it watches, with the entry's id and the one before it.
+//! - `w:<worker>`: a live worker's description, expiring with its lease;
+//!   `workers`: the set of worker names seen.
+//! - `refused`: the last claims refused (forged or from other code).
+
+use std::sync::LazyLock;
+
+/// What every script begins with: the prefix, the clock, the doorbell and
+/// the end of a task.
+const COMMON: &str = r#"
+local p = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Appends an entry to the task's event stream and rings its client's
+-- doorbell with a copy.
+local function event(id, t, fields)
+  local maxev = redis.call('HGET', t, 'maxev') or '10000'
+  local args = {p .. 'ev:' .. id, 'MAXLEN', '~', maxev, '*'}
+  for _, f in ipairs(fields) do table.insert(args, f) end
+  local sid = redis.call('XADD', unpack(args))
+  local prev = redis.call('HGET', t, 'last') or '0-0'
+  redis.call('HSET', t, 'last', sid)
+  local cl = redis.call('HGET', t, 'cl')
+  if cl and cl ~= '' then
+    local bell = p .. 'n:' .. cl
+    local nargs = {bell, 'MAXLEN', '~', '100000', '*', 'id', id, 'sid', sid, 'prev', prev}
+    for _, f in ipairs(fields) do table.insert(nargs, f) end
+    redis.call('XADD', unpack(nargs))
+    redis.call('PEXPIRE', bell, 3600000)
+  end
+  return sid
+end
+-- Ends the task: its outcome in the hash and as the last event; every key
+-- of it expires after the result time-to-live.
+local function finish(id, t, kind, data)
+  redis.call('HSET', t, 'st', 'd', 'ok', kind, 'od', data)
+  event(id, t, {'end', kind, 'd', data})
+  redis.call('ZREM', p .. 'running', id)
+  local ttl = redis.call('HGET', t, 'ttl') or '86400000'
+  redis.call('PEXPIRE', t, ttl)
+  redis.call('PEXPIRE', p .. 'in:' .. id, ttl)
+  redis.call('PEXPIRE', p .. 'ev:' .. id, ttl)
+end
+-- Whether `tok` is the running attempt's token.
+local function holds(t, tok)
+  local f = redis.call('HMGET', t, 'st', 'tok')
+  return f[1] == 'r' and f[2] == tok
+end
+"#;
+
+/// A script with [`COMMON`] in front.
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{COMMON}\n{body}"))
+}
+
+/// `KEYS[1]` = the new task's hash. ARGV: prefix, name, fingerprint,
+/// argument, attempts, lease ms, ttl ms, inbox capacity, grace ms, timeout
+/// ms (0: none), client, events kept, id. Returns 1, or 0 if the id is
+/// taken.
+pub(crate) static SUBMIT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[13]
+local t = KEYS[1]
+if redis.call('EXISTS', t) == 1 then return 0 end
+redis.call('HSET', t, 'name', ARGV[2], 'fp', ARGV[3], 'arg', ARGV[4], 'max', ARGV[5],
+  'lease', ARGV[6], 'ttl', ARGV[7], 'cap', ARGV[8], 'grace', ARGV[9], 'tmo', ARGV[10],
+  'cl', ARGV[11], 'maxev', ARGV[12], 'st', 'q', 'att', 0, 'tok', 0, 'sent', 0, 'nread', 0,
+  'read', '0-0', 'cur', '0-0', 'last', '0-0', 'evn', 0, 'created', now_ms())
+redis.call('RPUSH', p .. 'q:' .. ARGV[2], id)
+redis.call('RPUSH', p .. 'bell:' .. ARGV[2], 1)
+redis.call('SADD', p .. 'queues', ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` = `running`. ARGV: prefix, worker, how many at most, then
+/// pairs of name and fingerprint. Returns `{claimed, refused}`: each
+/// claimed task as `{id, token, name, argument, inbox, grace, timeout,
+/// read, stop, kill, closed, attempt}`, each refusal as `{id, why}`.
+pub(crate) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local worker = ARGV[2]
+local k = tonumber(ARGV[3])
+local now = now_ms()
+local claimed, refused = {}, {}
+local function refuse(id, why)
+  table.insert(refused, {id, why})
+  redis.call('LPUSH', p .. 'refused', worker .. ' refused ' .. id .. ': ' .. why)
+  redis.call('LTRIM', p .. 'refused', 0, 99)
+end
+local i = 4
+while i + 1 <= #ARGV and #claimed < k do
+  local name, fp = ARGV[i], ARGV[i + 1]
+  local q = p .. 'q:' .. name
+  local n = redis.call('LLEN', q)
+  while n > 0 and #claimed < k do
+    n = n - 1
+    local id = redis.call('LPOP', q)
+    local t = p .. 't:' .. id
+    local f = redis.call('HMGET', t, 'st', 'name', 'fp')
+    if not f[1] then
+      refuse(id, 'no such task (pushed into the queue by hand?)')
+    elseif f[1] ~= 'q' then
+      -- Cancelled or claimed meanwhile: a stale entry.
+    elseif f[2] ~= name then
+      refuse(id, 'it is a `' .. tostring(f[2]) .. '` task in the queue of `' .. name .. '`')
+      finish(id, t, 'crashed', 'refused: it was found in the queue of another task type')
+    elseif f[3] ~= fp then
+      -- Code of another version: left for a worker that has it.
+      redis.call('RPUSH', q, id)
+      redis.call('HSET', t, 'refusal', worker .. ' runs another version of `' .. name ..
+        '` (type fingerprint ' .. fp .. ', the task was submitted with ' .. tostring(f[3]) .. ')')
+      refuse(id, 'another version of the task type')
+    else
+      local tok = tostring(redis.call('INCR', p .. 'tok'))
+      local att = redis.call('HINCRBY', t, 'att', 1)
+      local lease = tonumber(redis.call('HGET', t, 'lease'))
+      redis.call('HSET', t, 'st', 'r', 'tok', tok, 'wk', worker, 'exp', now + lease,
+        'started', now)
+      redis.call('ZADD', p .. 'running', now + lease, id)
+      redis.call('LPOP', p .. 'bell:' .. name)
+      local g = redis.call('HMGET', t, 'arg', 'cap', 'grace', 'tmo', 'read', 'stop', 'kill',
+        'closed')
+      table.insert(claimed, {id, tok, name, g[1], g[2], g[3], g[4], g[5], g[6] or '0',
+        g[7] or '0', g[8] or '0', tostring(att)})
+    end
+  end
+  if redis.call('LLEN', q) == 0 then
+    redis.call('DEL', p .. 'bell:' .. name)
+  end
+  i = i + 2
+end
+return {claimed, refused}
+"#,
+    )
+});
+
+/// `KEYS[1]` = `running`. ARGV: prefix, worker, the worker's description,
+/// its lease ms, then pairs of id and token. Renews each lease; returns per
+/// task 0 (no longer this attempt's), 1 (run on), 2 (stop), 3 (kill).
+pub(crate) static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now = now_ms()
+local out = {}
+local i = 5
+while i + 1 <= #ARGV do
+  local id, tok = ARGV[i], ARGV[i + 1]
+  local t = p .. 't:' .. id
+  if holds(t, tok) then
+    local lease = tonumber(redis.call('HGET', t, 'lease'))
+    redis.call('HSET', t, 'exp', now + lease)
+    redis.call('ZADD', p .. 'running', now + lease, id)
+    local f = redis.call('HMGET', t, 'stop', 'kill')
+    if f[2] == '1' then table.insert(out, 3)
+    elseif f[1] == '1' then table.insert(out, 2)
+    else table.insert(out, 1) end
+  else
+    table.insert(out, 0)
+  end
+  i = i + 2
+end
+redis.call('SET', p .. 'w:' .. ARGV[2], ARGV[3], 'PX', tonumber(ARGV[4]) * 2)
+redis.call('SADD', p .. 'workers', ARGV[2])
+return out
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token, then encoded
+/// events. Returns 1, or 0 if the token is no longer the running
+/// attempt's.
+pub(crate) static EMIT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[2]
+if not holds(KEYS[1], ARGV[3]) then return 0 end
+for i = 4, #ARGV do
+  local n = redis.call('HINCRBY', KEYS[1], 'evn', 1)
+  event(id, KEYS[1], {'e', ARGV[i], 'n', tostring(n)})
+end
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token, the id of the last
+/// message read, how many were read. Returns 1, or 0 if fenced. Gives the
+/// client its credit back (an `a` event) if it waits for it.
+pub(crate) static ACK: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[2]
+if not holds(KEYS[1], ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], 'read', ARGV[4], 'nread', ARGV[5])
+if redis.call('HGET', KEYS[1], 'cw') == '1' then
+  redis.call('HSET', KEYS[1], 'cw', 0)
+  event(id, KEYS[1], {'a', ARGV[5]})
+end
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token, outcome kind,
+/// outcome data, the id of the last message read, how many were read.
+/// Returns 1, or 0 if fenced.
+pub(crate) static FINISH: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[2]
+if not holds(KEYS[1], ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], 'read', ARGV[6], 'nread', ARGV[7])
+finish(id, KEYS[1], ARGV[4], ARGV[5])
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, `stop` or `kill`.
+/// Returns `gone`, `done`, `cancelled` (it was queued: it never runs) or
+/// `running`.
+pub(crate) static STOP: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[2]
+local t = KEYS[1]
+local f = redis.call('HMGET', t, 'st', 'name')
+if not f[1] then return 'gone' end
+if f[1] == 'd' then return 'done' end
+if f[1] == 'q' then
+  redis.call('LREM', p .. 'q:' .. f[2], 0, id)
+  finish(id, t, 'cancelled', '')
+  return 'cancelled'
+end
+redis.call('HSET', t, 'stop', 1)
+if ARGV[3] == 'kill' then redis.call('HSET', t, 'kill', 1) end
+redis.call('XADD', p .. 'in:' .. id, '*', 'c', ARGV[3])
+return 'running'
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, then encoded messages.
+/// Returns how many messages were ever sent, or -1 if the task is stopping
+/// or ended (nothing was added), -2 if it is gone.
+pub(crate) static SEND: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[2]
+local f = redis.call('HMGET', KEYS[1], 'st', 'stop')
+if not f[1] then return -2 end
+if f[1] == 'd' or f[2] == '1' then return -1 end
+for i = 3, #ARGV do
+  redis.call('XADD', p .. 'in:' .. id, '*', 'm', ARGV[i])
+end
+return redis.call('HINCRBY', KEYS[1], 'sent', #ARGV - 2)
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. Says the client waits for credit; returns
+/// how many messages were read so far, or -2 if the task is gone.
+pub(crate) static CREDIT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+redis.call('HSET', KEYS[1], 'cw', 1)
+return tonumber(redis.call('HGET', KEYS[1], 'nread'))
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id. Says no message will come
+/// any more.
+pub(crate) static CLOSE: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = ARGV[2]
+local st = redis.call('HGET', KEYS[1], 'st')
+if not st or st == 'd' then return 0 end
+redis.call('HSET', KEYS[1], 'closed', 1)
+redis.call('XADD', p .. 'in:' .. id, '*', 'c', 'close')
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, the event id a handle
+/// took last. Records it, while the task's record lasts.
+pub(crate) static CURSOR: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'cur', ARGV[3])
+end
+return 1
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, client. Makes the client
+/// the one whose doorbell rings for the task; returns `{state, name,
+/// fingerprint, cursor, attempts}`, or an empty list if there is no such
+/// task.
+pub(crate) static ATTACH: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local f = redis.call('HMGET', KEYS[1], 'st', 'name', 'fp', 'cur', 'att', 'cap', 'sent', 'nread')
+if not f[1] then return {} end
+if f[1] ~= 'd' then redis.call('HSET', KEYS[1], 'cl', ARGV[3]) end
+return f
+"#,
+    )
+});
+
+/// `KEYS[1]` = `running`. ARGV: prefix. Under a short lock, ends or
+/// requeues the tasks whose lease expired: killed if a kill was asked for,
+/// lost if a stop was or no attempt is left, else queued again in front.
+/// Returns how many it handled.
+pub(crate) static REAP: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+if not redis.call('SET', p .. 'reaping', 1, 'NX', 'PX', 100) then return 0 end
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(ids) do
+  local t = p .. 't:' .. id
+  local f = redis.call('HMGET', t, 'st', 'kill', 'stop', 'att', 'max', 'name', 'wk')
+  if f[1] ~= 'r' then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    -- Whatever the old attempt still writes is refused from now on.
+    redis.call('HSET', t, 'tok', tostring(redis.call('INCR', p .. 'tok')))
+    local att, max = tonumber(f[4]), tonumber(f[5])
+    if f[2] == '1' then
+      finish(id, t, 'killed', '')
+    elseif f[3] == '1' then
+      finish(id, t, 'lost', f[4] .. '|its worker ' .. tostring(f[7]) ..
+        ' vanished while the task was stopping')
+    elseif att < max then
+      redis.call('HSET', t, 'st', 'q', 'wk', '')
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('LPUSH', p .. 'q:' .. f[6], id)
+      redis.call('RPUSH', p .. 'bell:' .. f[6], 1)
+      event(id, t, {'rq', tostring(att)})
+    else
+      finish(id, t, 'lost', f[4] .. '|the lease of its worker ' .. tostring(f[7]) ..
+        ' expired and no attempt is left')
+    end
+  end
+end
+return #ids
+"#,
+    )
+});
