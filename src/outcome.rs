@@ -620,7 +620,11 @@ impl Lost {
 
 impl fmt::Display for Lost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "was lost after {} attempt(s): {}", self.attempts, self.reason)
+        write!(
+            f,
+            "was lost after {} attempt(s): {}",
+            self.attempts, self.reason
+        )
     }
 }
 

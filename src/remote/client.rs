@@ -135,7 +135,10 @@ impl Client {
     /// If no task has this id ([`RemoteError::is_unknown_task`]: never
     /// submitted, or its result expired), the task is of another type or
     /// version, or Redis cannot be reached.
-    pub fn attach<T: crate::NamedTask>(&self, id: TaskId) -> Result<super::RemoteTask<T>, RemoteError> {
+    pub fn attach<T: crate::NamedTask>(
+        &self,
+        id: TaskId,
+    ) -> Result<super::RemoteTask<T>, RemoteError> {
         super::handle::attach::<T>(self, id)
     }
 
@@ -195,7 +198,10 @@ impl Client {
 
     /// A connection of its own (for a blocking read), whose reads time out
     /// after `limit` (never, if `None`).
-    pub(crate) fn dedicated(&self, limit: Option<Duration>) -> Result<redis::Connection, RemoteError> {
+    pub(crate) fn dedicated(
+        &self,
+        limit: Option<Duration>,
+    ) -> Result<redis::Connection, RemoteError> {
         let con = self
             .inner
             .redis
@@ -252,13 +258,17 @@ impl Pooled {
 impl std::ops::Deref for Pooled {
     type Target = redis::Connection;
     fn deref(&self) -> &redis::Connection {
-        self.con.as_ref().expect("a pooled connection until dropped")
+        self.con
+            .as_ref()
+            .expect("a pooled connection until dropped")
     }
 }
 
 impl std::ops::DerefMut for Pooled {
     fn deref_mut(&mut self) -> &mut redis::Connection {
-        self.con.as_mut().expect("a pooled connection until dropped")
+        self.con
+            .as_mut()
+            .expect("a pooled connection until dropped")
     }
 }
 

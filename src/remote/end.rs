@@ -123,11 +123,6 @@ pub(crate) fn decode<T: DeserializeOwned, E: DeserializeOwned>(
     }
 }
 
-/// The data of a `lost` outcome decided by a client.
-pub(crate) fn lost(attempts: u32, reason: &str) -> Vec<u8> {
-    format!("{attempts}|{reason}").into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +147,7 @@ mod tests {
         let crash = decode::<u32, String>(k, &d).crash().unwrap();
         assert_eq!(crash.cause(), &CrashCause::Signal(11));
         assert_eq!(crash.stderr_tail(), b"segv");
-        let lost = decode::<u32, String>("lost", &lost(2, "gone")).lost().unwrap();
+        let lost = decode::<u32, String>("lost", b"2|gone").lost().unwrap();
         assert_eq!((lost.attempts(), lost.reason()), (2, "gone"));
         assert!(decode::<u32, String>("cancelled", b"").is_cancelled());
         assert!(decode::<u32, String>("killed", b"").is_killed());
@@ -160,7 +155,9 @@ mod tests {
 
     #[test]
     fn data_that_does_not_decode_is_a_protocol_crash() {
-        let crash = decode::<String, String>("value", &[0xff, 0xff]).crash().unwrap();
+        let crash = decode::<String, String>("value", &[0xff, 0xff])
+            .crash()
+            .unwrap();
         assert!(matches!(crash.cause(), CrashCause::Protocol(w) if w.contains("value")));
         assert!(decode::<u8, u8>("whatever", b"").is_crashed());
     }

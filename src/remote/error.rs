@@ -16,7 +16,6 @@ pub struct RemoteError {
 enum Kind {
     Url(redis::RedisError),
     Redis(redis::RedisError),
-    Protocol(String),
     Invalid(String),
     UnknownTask(u64),
 }
@@ -33,15 +32,6 @@ impl RemoteError {
         RemoteError {
             url: url.to_owned(),
             kind: Kind::Redis(e),
-        }
-    }
-
-    /// Redis answered something this crate did not write (a key changed by
-    /// hand, or another program in the namespace).
-    pub(crate) fn protocol(url: &str, what: impl Into<String>) -> RemoteError {
-        RemoteError {
-            url: url.to_owned(),
-            kind: Kind::Protocol(what.into()),
         }
     }
 
@@ -107,7 +97,6 @@ impl fmt::Display for RemoteError {
                 self.url
             ),
             Kind::Redis(e) => write!(f, "Redis at {} refused a command: {e}", self.url),
-            Kind::Protocol(what) => write!(f, "Redis at {} holds {what}", self.url),
             Kind::Invalid(what) => f.write_str(what),
             Kind::UnknownTask(id) => write!(
                 f,
@@ -122,7 +111,7 @@ impl Error for RemoteError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.kind {
             Kind::Url(e) | Kind::Redis(e) => Some(e),
-            Kind::Protocol(_) | Kind::Invalid(_) | Kind::UnknownTask(_) => None,
+            Kind::Invalid(_) | Kind::UnknownTask(_) => None,
         }
     }
 }

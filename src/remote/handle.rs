@@ -197,7 +197,7 @@ impl<T: NamedTask> Remote<T> {
         let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
         loop {
             let id = super::fresh_id();
-            let (task, session) = handle::<T>(client, &settings, id, self.max_message);
+            let (task, session) = handle::<T>(client, &settings, id, self.max_message, true);
             let t = session.tkey.clone();
             let mut con = client.connection()?;
             let took: i64 = scripts::SUBMIT
@@ -222,6 +222,7 @@ impl<T: NamedTask> Remote<T> {
                     e
                 })?;
             if took == 1 {
+                session.confirm();
                 tracing::debug!(task.id = id, task.name = T::NAME, "remote task submitted");
                 // Messages sent meanwhile go now.
                 session.pump();
@@ -248,14 +249,17 @@ impl<T: NamedTask> std::fmt::Debug for Remote<T> {
 }
 
 /// Attaches a new handle to task `id`, already submitted.
-pub(crate) fn attach<T: NamedTask>(client: &Client, id: TaskId) -> Result<RemoteTask<T>, RemoteError> {
+pub(crate) fn attach<T: NamedTask>(
+    client: &Client,
+    id: TaskId,
+) -> Result<RemoteTask<T>, RemoteError> {
     let settings = Settings {
         name: Some(T::NAME.to_owned()),
         inbox: crate::DEFAULT_CAPACITY,
         outbox: crate::DEFAULT_CAPACITY,
         timeout: None,
     };
-    let (task, session) = handle::<T>(client, &settings, id.as_u64(), DEFAULT_MAX_MESSAGE);
+    let (task, session) = handle::<T>(client, &settings, id.as_u64(), DEFAULT_MAX_MESSAGE, false);
     let mut con = client.connection()?;
     let fields: Vec<Option<String>> = scripts::ATTACH
         .key(&session.tkey)
@@ -281,7 +285,11 @@ pub(crate) fn attach<T: NamedTask>(client: &Client, id: TaskId) -> Result<Remote
             T::NAME
         )));
     }
-    let number = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let number = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     {
         let mut pump = lock(&session.pump);
         pump.cap = number(cap).max(1);
@@ -289,7 +297,12 @@ pub(crate) fn attach<T: NamedTask>(client: &Client, id: TaskId) -> Result<Remote
         pump.nread = number(nread);
     }
     let cursor = cursor.as_deref().and_then(Sid::parse).unwrap_or(Sid::ZERO);
-    lock(&session.state).cursor = cursor;
+    {
+        let mut seen = lock(&session.state);
+        seen.cursor = cursor;
+        seen.known = true;
+        seen.ready = true;
+    }
     let _ = state;
     let sink: Arc<dyn Sink> = session.clone();
     client.reader().catch_up(&id.as_u64().to_string(), &*sink);
@@ -303,9 +316,10 @@ fn handle<T: NamedTask>(
     settings: &Settings,
     id: u64,
     max_message: usize,
+    ready: bool,
 ) -> (RemoteTask<T>, Arc<Session<T>>) {
     let mut shared: Shared<T::In, T::Event, Slot<T::Value, T::Error>> = settings.shared();
-    shared.id = TaskId::from_number(id);
+    shared.id = TaskId::from(id);
     let shared = Arc::new(shared);
     shared.set_message_limit(max_message, |m| {
         postcard::experimental::serialized_size(m).unwrap_or(usize::MAX)
@@ -319,6 +333,8 @@ fn handle<T: NamedTask>(
             cursor: Sid::ZERO,
             last_n: 0,
             over: false,
+            known: false,
+            ready,
             taken: VecDeque::new(),
         }),
         pump: Mutex::new(Pump {
@@ -358,6 +374,12 @@ struct Seen {
     /// The number of the last event seen.
     last_n: u64,
     over: bool,
+    /// Whether the task is known to be in Redis (submitted, or found by
+    /// an attach): only then does its record's absence mean it was lost.
+    known: bool,
+    /// Whether entries may be applied: not before an attached handle
+    /// learnt the cursor it resumes from.
+    ready: bool,
     /// The ids of the events in the outbox, oldest first.
     taken: VecDeque<Sid>,
 }
@@ -376,6 +398,11 @@ struct Pump {
 }
 
 impl<T: NamedTask> Session<T> {
+    /// The task is in Redis.
+    fn confirm(&self) {
+        lock(&self.state).known = true;
+    }
+
     /// Writes what waits in the handle's inbox while the task has room for
     /// it, or says the inbox closed.
     fn pump(&self) {
@@ -384,7 +411,9 @@ impl<T: NamedTask> Session<T> {
         };
         let mut pump = lock(&self.pump);
         loop {
-            let credit = pump.cap.saturating_sub(pump.sent.saturating_sub(pump.nread));
+            let credit = pump
+                .cap
+                .saturating_sub(pump.sent.saturating_sub(pump.nread));
             if credit == 0 {
                 if pump.asked || shared.mailbox.inbox_len() == 0 {
                     return;
@@ -393,7 +422,11 @@ impl<T: NamedTask> Session<T> {
                     Some(nread) => {
                         pump.nread = pump.nread.max(nread);
                         pump.asked = true;
-                        if pump.cap.saturating_sub(pump.sent.saturating_sub(pump.nread)) == 0 {
+                        if pump
+                            .cap
+                            .saturating_sub(pump.sent.saturating_sub(pump.nread))
+                            == 0
+                        {
                             return;
                         }
                         continue;
@@ -505,8 +538,11 @@ impl<T: NamedTask> Session<T> {
             .unwrap_or(None);
         let from = read.as_deref().and_then(Sid::parse).unwrap_or(Sid::ZERO);
         let key = self.client.key(format_args!("in:{}", self.id));
-        let reply: redis::RedisResult<redis::streams::StreamRangeReply> =
-            redis::cmd("XRANGE").arg(&key).arg(from.after()).arg("+").query(&mut *con);
+        let reply: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(from.after())
+            .arg("+")
+            .query(&mut *con);
         let Ok(reply) = reply else { return Vec::new() };
         reply
             .ids
@@ -527,7 +563,7 @@ impl<T: NamedTask> Sink for Session<T> {
             return;
         };
         let mut seen = lock(&self.state);
-        if sid <= seen.cursor || seen.over {
+        if sid <= seen.cursor || seen.over || !seen.ready {
             return;
         }
         seen.cursor = sid;
@@ -565,7 +601,11 @@ impl<T: NamedTask> Sink for Session<T> {
                 self.pump();
             }
             Some(Entry::Requeued(attempt)) => {
-                tracing::info!(task.id = self.id, attempt, "a worker was lost; the task was queued again");
+                tracing::info!(
+                    task.id = self.id,
+                    attempt,
+                    "a worker was lost; the task was queued again"
+                );
             }
             Some(Entry::End { kind, data }) => {
                 seen.over = true;
@@ -578,7 +618,7 @@ impl<T: NamedTask> Sink for Session<T> {
 
     fn vanished(&self) {
         let mut seen = lock(&self.state);
-        if seen.over {
+        if seen.over || !seen.known {
             return;
         }
         seen.over = true;

@@ -5,13 +5,17 @@ mod client;
 mod end;
 mod error;
 mod handle;
+mod inspect;
 mod reader;
 mod scripts;
 mod stream;
+mod worker;
 
 pub use client::{Client, DEFAULT_NAMESPACE, DEFAULT_URL, URL_VAR};
 pub use error::RemoteError;
 pub use handle::{DEFAULT_MAX_MESSAGE, Remote, RemoteTask};
+pub use inspect::{Inspect, QueueInfo, TaskInfo, WorkerInfo};
+pub use worker::Worker;
 
 /// A new id, random, below 2^53 (a number every JSON reader keeps whole)
 /// and above 2^32 (far from a process's own task ids).

@@ -183,8 +183,10 @@ fn run(reader: &Weak<Reader>, bell: &str) {
 
 /// One doorbell entry: hands its copy over, or reads the task's stream.
 fn ring(reader: &Reader, con: &mut Connection, bell: &redis::streams::StreamId) {
-    let (Some(id), Some(sid)) = (text(bell, "id"), text(bell, "sid").and_then(|s| Sid::parse(&s)))
-    else {
+    let (Some(id), Some(sid)) = (
+        text(bell, "id"),
+        text(bell, "sid").and_then(|s| Sid::parse(&s)),
+    ) else {
         return;
     };
     let prev = text(bell, "prev").and_then(|s| Sid::parse(&s));

@@ -98,7 +98,7 @@ return 1
 /// `KEYS[1]` = `running`. ARGV: prefix, worker, how many at most, then
 /// pairs of name and fingerprint. Returns `{claimed, refused}`: each
 /// claimed task as `{id, token, name, argument, inbox, grace, timeout,
-/// read, stop, kill, closed, attempt}`, each refusal as `{id, why}`.
+/// read, stop, kill, closed, attempt, lease}`, each refusal as `{id, why}`.
 pub(crate) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
@@ -145,7 +145,7 @@ while i + 1 <= #ARGV and #claimed < k do
       local g = redis.call('HMGET', t, 'arg', 'cap', 'grace', 'tmo', 'read', 'stop', 'kill',
         'closed')
       table.insert(claimed, {id, tok, name, g[1], g[2], g[3], g[4], g[5], g[6] or '0',
-        g[7] or '0', g[8] or '0', tostring(att)})
+        g[7] or '0', g[8] or '0', tostring(att), tostring(lease)})
     end
   end
   if redis.call('LLEN', q) == 0 then

@@ -1,6 +1,5 @@
 //! Entries of a task's event stream, and stream ids.
 
-use std::cmp::Ordering;
 use std::fmt;
 
 use redis::Value;
@@ -85,14 +84,6 @@ impl Entry {
     }
 }
 
-/// Compares two ids as Redis does.
-pub(crate) fn cmp(a: &str, b: &str) -> Ordering {
-    match (Sid::parse(a), Sid::parse(b)) {
-        (Some(a), Some(b)) => a.cmp(&b),
-        _ => a.cmp(b),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +96,5 @@ mod tests {
         assert!(a < b && b < c && Sid::ZERO < a);
         assert_eq!(c.to_string(), "10-0");
         assert_eq!(Sid::parse("x-1"), None);
-        assert_eq!(cmp("9-0", "10-0"), Ordering::Less);
     }
 }

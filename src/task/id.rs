@@ -27,15 +27,18 @@ impl TaskId {
         })
     }
 
-    /// The id `n` given elsewhere (a remote task's, by its store).
-    #[cfg(feature = "redis")]
-    pub(crate) fn from_number(n: u64) -> TaskId {
-        TaskId(n)
-    }
-
     /// The id as a number.
     pub fn as_u64(self) -> u64 {
         self.0
+    }
+}
+
+/// A task id from its number (as [`TaskId::as_u64`] gave it): how a remote
+/// task's id, kept or passed on as a number, becomes one again for
+/// `Client::attach`.
+impl From<u64> for TaskId {
+    fn from(n: u64) -> TaskId {
+        TaskId(n)
     }
 }
 

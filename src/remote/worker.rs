@@ -1,0 +1,954 @@
+//! The worker's side: claiming named tasks, running each on the thread
+//! place, carrying its messages in and its events and outcome out under
+//! its attempt's fencing token, renewing its lease, and reaping the tasks
+//! of workers that vanished.
+//!
+//! # Threads of a worker
+//!
+//! - the claimer (the thread that calls `run`): claims while a slot is
+//!   free, else blocks on the queues' bells;
+//! - the inbox reader: one blocking read over the inboxes of the running
+//!   attempts, delivering messages, stops, kills and closes;
+//! - the keeper: renews the leases, applies the stop and kill requests it
+//!   learns of there, kills attempts past their grace period, and reaps;
+//! - the acknowledger: tells Redis how far each attempt has read;
+//! - one thread of the thread place per running attempt.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use redis::Commands;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+
+use super::client::Client;
+use super::end;
+use super::error::RemoteError;
+use super::scripts;
+use super::stream::{Sid, field, text};
+use crate::backend::thread as place;
+use crate::named::{Delivered, Full, Inlet, Line, Registry};
+use crate::outcome::CrashCause;
+use crate::sync::lock;
+use crate::task::wire::Served;
+
+/// How long the claimer and the inbox reader block at most, unless set.
+const BLOCK: Duration = Duration::from_secs(1);
+
+/// A worker process's loop: claims the named tasks it knows from Redis and
+/// runs them, at most [`concurrency`](Worker::concurrency) at once.
+///
+/// Only the names in its registry are ever claimed, and a task submitted
+/// by another version of a task type (its type fingerprint differs) is left
+/// in the queue for a worker that has that version, with the refusal
+/// recorded ([`Inspect`](super::Inspect) shows it). Each attempt holds a
+/// lease that the worker renews; a worker paused or cut off past its lease
+/// can no longer write anything of the task (every write checks the
+/// attempt's token), and it stops its own attempt when it cannot renew in
+/// time.
+///
+/// # Examples
+///
+/// A worker binary is a few lines:
+///
+/// ```no_run
+/// use sidetask::remote::{Client, Worker};
+/// # use sidetask::{Ctx, NamedTask, Stopped};
+/// # struct Double;
+/// # impl NamedTask for Double {
+/// #     const NAME: &'static str = "double";
+/// #     type Arg = u64; type In = (); type Event = (); type Value = u64; type Error = Stopped;
+/// #     fn run(_: &Ctx, n: u64) -> Result<u64, Stopped> { Ok(n * 2) }
+/// # }
+///
+/// fn registry() -> sidetask::Registry {
+///     sidetask::Registry::new().with::<Double>().unwrap()
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     sidetask::init(registry());
+///     let client = Client::from_env()?;
+///     Worker::new(&client, registry()).concurrency(8).run()?;
+///     Ok(())
+/// }
+/// ```
+#[must_use = "a worker does nothing until `run`"]
+pub struct Worker {
+    client: Client,
+    registry: Registry,
+    name: String,
+    concurrency: usize,
+    names: Option<Vec<String>>,
+    block: Duration,
+    max_message: usize,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("name", &self.name)
+            .field("concurrency", &self.concurrency)
+            .field("names", &self.served())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker for `client`'s namespace that runs the tasks of
+    /// `registry`, one at a time until [`concurrency`](Worker::concurrency)
+    /// says otherwise.
+    pub fn new(client: &Client, registry: Registry) -> Worker {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".to_owned());
+        Worker {
+            client: client.clone(),
+            registry,
+            name: format!(
+                "{host}:{}:{:x}",
+                std::process::id(),
+                super::fresh_id() & 0xffff
+            ),
+            concurrency: 1,
+            names: None,
+            block: BLOCK,
+            max_message: super::DEFAULT_MAX_MESSAGE,
+        }
+    }
+
+    /// How many tasks run at once (default 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Serves only these task names (default: every name of the
+    /// registry); a name the registry lacks is ignored.
+    pub fn names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.names = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The worker's name, as inspection shows it (default
+    /// `host:pid:random`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How long a blocking read waits at most (default 1 s): how soon the
+    /// worker notices `run_until`'s signal when idle.
+    pub fn block(mut self, block: Duration) -> Self {
+        self.block = block.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The largest message, encoded, a task is given (default
+    /// [`DEFAULT_MAX_MESSAGE`](super::DEFAULT_MAX_MESSAGE)); a larger one,
+    /// or one that does not decode, ends the task as a protocol crash.
+    pub fn max_message(mut self, max: usize) -> Self {
+        self.max_message = max;
+        self
+    }
+
+    fn served(&self) -> Vec<(&'static str, u64)> {
+        self.registry
+            .names()
+            .filter(|n| self.names.as_ref().is_none_or(|v| v.iter().any(|m| m == n)))
+            .filter_map(|n| Some((n, self.registry.fingerprint(n)?)))
+            .collect()
+    }
+
+    /// Runs until the process ends.
+    ///
+    /// # Errors
+    ///
+    /// If the worker serves no name (its registry is empty, or
+    /// [`names`](Worker::names) matched none of it). A Redis that cannot
+    /// be reached is waited for, not an error.
+    pub fn run(self) -> Result<(), RemoteError> {
+        self.run_until(|| false)
+    }
+
+    /// Runs until `done()` returns `true` (asked between claims and at
+    /// least every [`block`](Worker::block) period), then stops claiming,
+    /// asks its running tasks to stop, waits for them (at most their grace
+    /// period) and returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Worker::run).
+    pub fn run_until(self, mut done: impl FnMut() -> bool) -> Result<(), RemoteError> {
+        let served = self.served();
+        if served.is_empty() {
+            return Err(RemoteError::invalid(format!(
+                "worker {} serves no task name: its registry holds none of those asked for",
+                self.name
+            )));
+        }
+        let (acks, acked) = crossbeam_channel::unbounded();
+        let hub = Arc::new(Hub {
+            client: self.client.clone(),
+            name: self.name.clone(),
+            registry: self.registry,
+            running: Mutex::new(HashMap::new()),
+            freed: Condvar::new(),
+            acks,
+            wake: self.client.key(format_args!("ww:{}", self.name)),
+            closing: AtomicBool::new(false),
+            block: self.block,
+            max_message: self.max_message,
+        });
+        let threads = [
+            spawn("sidetask-redis-inbox", Arc::downgrade(&hub), read_inboxes),
+            spawn("sidetask-redis-keeper", Arc::downgrade(&hub), keep),
+            {
+                let weak = Arc::downgrade(&hub);
+                thread::Builder::new()
+                    .name("sidetask-redis-acks".into())
+                    .spawn(move || acknowledge(&weak, &acked))
+                    .expect("a thread for the worker")
+            },
+        ];
+        tracing::info!(worker = hub.name, names = ?served, "remote worker started");
+        let mut backoff = Duration::from_millis(50);
+        let mut bells: Option<redis::Connection> = None;
+        while !done() {
+            let free = {
+                let running = lock(&hub.running);
+                let free = self.concurrency.saturating_sub(running.len());
+                if free == 0 {
+                    let _ = hub.freed.wait_timeout(running, self.block);
+                    continue;
+                }
+                free
+            };
+            match hub.claim(free, &served) {
+                Ok(0) => {}
+                Ok(_) => {
+                    backoff = Duration::from_millis(50);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(worker = hub.name, error = %e, "could not claim; retrying");
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+            // Nothing to claim: wait for a bell.
+            if bells.is_none() {
+                bells = self
+                    .client
+                    .dedicated(Some(self.block * 2 + Duration::from_secs(5)))
+                    .ok();
+            }
+            if let Some(con) = bells.as_mut() {
+                let keys: Vec<String> = served
+                    .iter()
+                    .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
+                    .collect();
+                let waited: redis::RedisResult<Option<(String, String)>> =
+                    con.brpop(&keys, self.block.as_secs_f64());
+                if waited.is_err() {
+                    bells = None;
+                }
+            } else {
+                thread::sleep(backoff);
+            }
+        }
+        hub.close();
+        drop(hub);
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    /// Runs the worker as a task of its own: stopping the task (or dropping
+    /// its handle) ends the worker as [`run_until`](Worker::run_until)
+    /// does.
+    pub fn spawn(self) -> crate::Task<(), RemoteError> {
+        crate::spawn(move |ctx: &crate::Ctx| self.run_until(|| ctx.stopped()))
+    }
+}
+
+fn spawn(name: &str, hub: Weak<Hub>, f: fn(&Weak<Hub>)) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || f(&hub))
+        .expect("a thread for the worker")
+}
+
+/// What a worker's threads share.
+struct Hub {
+    client: Client,
+    name: String,
+    registry: Registry,
+    running: Mutex<HashMap<String, Arc<Attempt>>>,
+    /// Signalled when an attempt leaves `running`.
+    freed: Condvar,
+    acks: Sender<Arc<Attempt>>,
+    /// The inbox reader's own stream, to wake it when an attempt starts.
+    wake: String,
+    closing: AtomicBool,
+    block: Duration,
+    max_message: usize,
+}
+
+impl Hub {
+    /// Claims up to `k` tasks and starts them; returns how many.
+    fn claim(
+        self: &Arc<Self>,
+        k: usize,
+        served: &[(&'static str, u64)],
+    ) -> Result<usize, RemoteError> {
+        let mut con = self.client.connection()?;
+        let mut invocation = scripts::CLAIM.key(self.client.key(format_args!("running")));
+        invocation.arg(self.client.prefix()).arg(&self.name).arg(k);
+        for (name, fp) in served {
+            invocation.arg(*name).arg(fp.to_string());
+        }
+        type Claimed = Vec<Vec<redis::Value>>;
+        let (claimed, refused): (Claimed, Vec<(String, String)>) =
+            invocation.invoke(&mut *con).map_err(|e| {
+                let e = self.client.error(e);
+                con.discard_if(&e);
+                e
+            })?;
+        drop(con);
+        for (id, why) in refused {
+            tracing::warn!(worker = self.name, task.id = id, why, "a task was refused");
+        }
+        let n = claimed.len();
+        for fields in claimed {
+            let text: Vec<String> = fields
+                .iter()
+                .map(|v| match v {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    redis::Value::Int(n) => n.to_string(),
+                    redis::Value::SimpleString(s) => s.clone(),
+                    _ => String::new(),
+                })
+                .collect();
+            let arg = match &fields.get(3) {
+                Some(redis::Value::BulkString(b)) => b.clone(),
+                _ => Vec::new(),
+            };
+            self.start(&text, arg);
+        }
+        if n > 0 {
+            self.wake_reader();
+        }
+        Ok(n)
+    }
+
+    /// Starts a claimed task: `f` is `{id, token, name, argument, inbox,
+    /// grace, timeout, read, stop, kill, closed, attempt, lease}`.
+    fn start(self: &Arc<Self>, f: &[String], arg: Vec<u8>) {
+        let [
+            id,
+            token,
+            name,
+            _,
+            cap,
+            grace,
+            tmo,
+            read,
+            stop,
+            kill,
+            closed,
+            attempt,
+            lease,
+        ] = f
+        else {
+            tracing::warn!(worker = self.name, "a claim came back malformed");
+            return;
+        };
+        let ms = |s: &str| Duration::from_millis(s.parse().unwrap_or(0));
+        let now = Instant::now();
+        let attempt_no: u32 = attempt.parse().unwrap_or(1);
+        let entry = self.registry.get(name);
+        let prepared = match entry {
+            _ if arg.len() > self.max_message => Err(format!(
+                "the argument is {} bytes, over the largest message of {} bytes",
+                arg.len(),
+                self.max_message
+            )),
+            Some(entry) => (entry.prepare)(&arg, cap.parse().unwrap_or(1).max(1)),
+            None => Err(format!("this worker does not know the task `{name}`")),
+        };
+        let running = Arc::new(Attempt {
+            id: id.clone(),
+            token: token.clone(),
+            tkey: self.client.key(format_args!("t:{id}")),
+            hub: Arc::downgrade(self),
+            inlet: Mutex::new(None),
+            inbox: Mutex::new(Inbox {
+                cursor: Sid::parse(read).unwrap_or(Sid::ZERO),
+                read: Sid::parse(read).unwrap_or(Sid::ZERO),
+                nread: 0,
+                acked: 0,
+                delivered: VecDeque::new(),
+                waiting: VecDeque::new(),
+            }),
+            ended: AtomicBool::new(false),
+            grace: ms(grace),
+            lease: ms(lease),
+            stop_at: Mutex::new(None),
+            deadline: Some(ms(tmo)).filter(|d| !d.is_zero()).map(|d| now + d),
+        });
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(why) => {
+                running.end(end::crashed(&CrashCause::Start(why), &[]));
+                return;
+            }
+        };
+        *lock(&running.inlet) = Some(prepared.inlet.clone());
+        {
+            // The read count carries over from earlier attempts.
+            let mut con = self.client.connection().ok();
+            if let Some(con) = con.as_mut() {
+                let nread: Option<u64> = con.hget(&running.tkey, "nread").unwrap_or(None);
+                let mut inbox = lock(&running.inbox);
+                inbox.nread = nread.unwrap_or(0);
+                inbox.acked = inbox.nread;
+            }
+        }
+        lock(&self.running).insert(id.clone(), running.clone());
+        // A closed inbox is said by its entry, after the messages sent
+        // before it.
+        let _ = closed;
+        if kill == "1" {
+            running.kill();
+        } else if stop == "1" {
+            running.stop();
+        }
+        tracing::debug!(
+            worker = self.name,
+            task.id = id,
+            task.name = name,
+            attempt = attempt_no,
+            "claimed"
+        );
+        let line: Arc<dyn Line> = running.clone();
+        let run = prepared.run;
+        let job: crate::task::Job = Box::new(move || {
+            let ended = run(line);
+            running.end(end::from_ended(ended));
+            running.leave();
+        });
+        if let Err((job, e)) = place::execute(job) {
+            tracing::warn!(error = %e, "no thread for a remote task; running it on the claimer");
+            job();
+        }
+    }
+
+    fn wake_reader(&self) {
+        if let Ok(mut con) = self.client.connection() {
+            let _: redis::RedisResult<String> = redis::cmd("XADD")
+                .arg(&self.wake)
+                .arg("MAXLEN")
+                .arg(16)
+                .arg("*")
+                .arg("w")
+                .arg(1)
+                .query(&mut *con);
+        }
+    }
+
+    fn attempts(&self) -> Vec<Arc<Attempt>> {
+        lock(&self.running).values().cloned().collect()
+    }
+
+    /// Stops claiming; asks every running attempt to stop and waits for
+    /// them, at most their grace period, then leaves the rest to expire.
+    fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let attempts = self.attempts();
+        let grace = attempts.iter().map(|a| a.grace).max().unwrap_or_default();
+        for a in &attempts {
+            a.stop();
+        }
+        let deadline = Instant::now() + grace;
+        let mut running = lock(&self.running);
+        while !running.is_empty() && Instant::now() < deadline {
+            running = self
+                .freed
+                .wait_timeout(running, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        drop(running);
+        self.wake_reader();
+    }
+}
+
+/// One claimed attempt at a task, running here.
+struct Attempt {
+    id: String,
+    token: String,
+    tkey: String,
+    hub: Weak<Hub>,
+    inlet: Mutex<Option<Arc<dyn Inlet>>>,
+    inbox: Mutex<Inbox>,
+    /// Its outcome was written (or can no longer be).
+    ended: AtomicBool,
+    grace: Duration,
+    lease: Duration,
+    /// When a stop turns into a kill.
+    stop_at: Mutex<Option<Instant>>,
+    /// When the task's timeout stops it.
+    deadline: Option<Instant>,
+}
+
+/// The messages of an attempt.
+struct Inbox {
+    /// The last message entry seen.
+    cursor: Sid,
+    /// The last message the body took, and how many it took in all.
+    read: Sid,
+    nread: u64,
+    /// How many Redis has been told of.
+    acked: u64,
+    /// The ids of the messages in the body's inbox, oldest first.
+    delivered: VecDeque<Sid>,
+    /// Messages the body's inbox had no room for yet.
+    waiting: VecDeque<(Sid, Vec<u8>)>,
+}
+
+impl Attempt {
+    fn inlet(&self) -> Option<Arc<dyn Inlet>> {
+        lock(&self.inlet).clone()
+    }
+
+    /// Runs `script` on the task's hash with the prefix, id, token and
+    /// `args`; `false` if the attempt was fenced off (or Redis failed).
+    fn write(&self, script: &redis::Script, args: &[&[u8]]) -> bool {
+        let Some(hub) = self.hub.upgrade() else {
+            return false;
+        };
+        let Ok(mut con) = hub.client.connection() else {
+            return false;
+        };
+        let mut invocation = script.key(&self.tkey);
+        invocation
+            .arg(hub.client.prefix())
+            .arg(&self.id)
+            .arg(&self.token);
+        for a in args {
+            invocation.arg(*a);
+        }
+        match invocation.invoke::<i64>(&mut *con) {
+            Ok(1) => true,
+            Ok(_) => {
+                drop(con);
+                self.fenced();
+                false
+            }
+            Err(e) => {
+                let e = hub.client.error(e);
+                tracing::warn!(task.id = self.id, error = %e, "a remote task's write failed");
+                con.discard_if(&e);
+                false
+            }
+        }
+    }
+
+    /// Another attempt holds the task now (or nobody does): nothing of
+    /// this one is written any more, and its body is asked to stop.
+    fn fenced(&self) {
+        if !self.ended.swap(true, Ordering::SeqCst) {
+            tracing::warn!(task.id = self.id, "the attempt lost its lease; stopping it");
+        }
+        if let Some(inlet) = self.inlet() {
+            inlet.stop();
+        }
+    }
+
+    /// Writes the outcome, once (the script refuses it if the attempt was
+    /// fenced off meanwhile).
+    fn end(&self, (kind, data): (&'static str, Vec<u8>)) {
+        if self.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (read, nread) = {
+            let inbox = lock(&self.inbox);
+            (inbox.read.to_string(), inbox.nread.to_string())
+        };
+        let _ = self.write(
+            &scripts::FINISH,
+            &[kind.as_bytes(), &data, read.as_bytes(), nread.as_bytes()],
+        );
+        if let Some(inlet) = self.inlet() {
+            inlet.done();
+        }
+    }
+
+    /// The attempt's thread returned: its slot is free.
+    fn leave(&self) {
+        if let Some(hub) = self.hub.upgrade() {
+            lock(&hub.running).remove(&self.id);
+            hub.freed.notify_all();
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(inlet) = self.inlet() {
+            inlet.stop();
+        }
+        let mut at = lock(&self.stop_at);
+        if at.is_none() {
+            *at = Some(Instant::now() + self.grace);
+        }
+    }
+
+    /// Ends the task as killed at once. A thread cannot be killed: its
+    /// body is asked to stop, and whatever it writes later is refused.
+    fn kill(&self) {
+        if let Some(inlet) = self.inlet() {
+            inlet.stop();
+        }
+        self.end(end::killed(None, &[]));
+    }
+
+    /// A message entry of the inbox.
+    fn offer(&self, sid: Sid, bytes: Vec<u8>, max: usize) {
+        let Some(inlet) = self.inlet() else { return };
+        let mut inbox = lock(&self.inbox);
+        if sid <= inbox.cursor {
+            return;
+        }
+        inbox.cursor = sid;
+        if !inbox.waiting.is_empty() {
+            inbox.waiting.push_back((sid, bytes));
+            return;
+        }
+        self.hand(&mut inbox, &*inlet, sid, &bytes, max);
+    }
+
+    /// Hands a message to the body; `false` if its inbox had no room.
+    fn hand(
+        &self,
+        inbox: &mut Inbox,
+        inlet: &dyn Inlet,
+        sid: Sid,
+        bytes: &[u8],
+        max: usize,
+    ) -> bool {
+        if bytes.len() > max {
+            self.malformed(format!(
+                "a message of {} bytes is over the largest of {max} bytes",
+                bytes.len()
+            ));
+            return true;
+        }
+        match inlet.deliver(bytes) {
+            Ok(Delivered::Taken) => {
+                inbox.delivered.push_back(sid);
+                true
+            }
+            Ok(Delivered::Full) => {
+                inbox.waiting.push_front((sid, bytes.to_vec()));
+                false
+            }
+            Ok(Delivered::Refused) => true,
+            Err(why) => {
+                self.malformed(format!("a message did not decode: {why}"));
+                true
+            }
+        }
+    }
+
+    fn malformed(&self, why: String) {
+        tracing::warn!(
+            task.id = self.id,
+            why,
+            "a remote task was sent a bad message"
+        );
+        if let Some(inlet) = self.inlet() {
+            inlet.stop();
+        }
+        self.end(end::crashed(&CrashCause::Protocol(why), &[]));
+    }
+
+    /// Tells Redis how far the body read, if it read more.
+    fn acknowledge(&self) {
+        let (read, nread) = {
+            let inbox = lock(&self.inbox);
+            if inbox.nread == inbox.acked {
+                return;
+            }
+            (inbox.read, inbox.nread)
+        };
+        if self.ended.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.write(
+            &scripts::ACK,
+            &[read.to_string().as_bytes(), nread.to_string().as_bytes()],
+        ) {
+            let mut inbox = lock(&self.inbox);
+            inbox.acked = inbox.acked.max(nread);
+        }
+    }
+}
+
+impl Line for Attempt {
+    fn event(&self, bytes: Vec<u8>, wait: bool) -> Result<(), Full> {
+        let _ = wait;
+        if !self.ended.load(Ordering::SeqCst) {
+            self.write(&scripts::EMIT, &[&bytes]);
+        }
+        Ok(())
+    }
+
+    fn broken(&self, why: String) {
+        if let Some(inlet) = self.inlet() {
+            inlet.stop();
+        }
+        self.end(end::crashed(&CrashCause::Protocol(why), &[]));
+    }
+
+    fn taken(&self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        {
+            let mut inbox = lock(&self.inbox);
+            if let Some(sid) = inbox.delivered.pop_front() {
+                inbox.read = sid;
+                inbox.nread += 1;
+            }
+            // Room for one that waited.
+            if let Some((sid, bytes)) = inbox.waiting.pop_front()
+                && let Some(inlet) = self.inlet()
+            {
+                self.hand(&mut inbox, &*inlet, sid, &bytes, hub.max_message);
+            }
+        }
+        if let Some(me) = lock(&hub.running).get(&self.id).cloned() {
+            let _ = hub.acks.send(me);
+        }
+    }
+
+    fn pull(&self, until: Option<Instant>) -> Served {
+        let _ = until;
+        Served::Busy
+    }
+
+    fn hurry(&self) {}
+}
+
+/// The inbox reader: one blocking read over the running attempts'
+/// inboxes and the worker's wake-up stream.
+fn read_inboxes(hub: &Weak<Hub>) {
+    let mut con: Option<redis::Connection> = None;
+    let mut wake_cursor = "$".to_owned();
+    loop {
+        let Some(h) = hub.upgrade() else { return };
+        if h.closing.load(Ordering::SeqCst) && lock(&h.running).is_empty() {
+            return;
+        }
+        let c = match con.as_mut() {
+            Some(c) => c,
+            None => match h.client.dedicated(Some(h.block + Duration::from_secs(5))) {
+                Ok(c) => con.insert(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the worker's inbox reader could not connect");
+                    let block = h.block;
+                    drop(h);
+                    thread::sleep(block.min(Duration::from_millis(500)));
+                    continue;
+                }
+            },
+        };
+        let attempts = h.attempts();
+        let mut keys = vec![h.wake.clone()];
+        let mut ids = vec![wake_cursor.clone()];
+        for a in &attempts {
+            keys.push(h.client.key(format_args!("in:{}", a.id)));
+            ids.push(lock(&a.inbox).cursor.to_string());
+        }
+        let block = h.block;
+        let max = h.max_message;
+        drop(h);
+        let opts = StreamReadOptions::default()
+            .block(block.as_millis() as usize)
+            .count(256);
+        let reply: redis::RedisResult<Option<StreamReadReply>> =
+            c.xread_options(&keys, &ids, &opts);
+        let reply = match reply {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "the worker's inbox reader lost its connection");
+                con = None;
+                continue;
+            }
+        };
+        for key in reply.keys {
+            if key.key == keys[0] {
+                if let Some(last) = key.ids.last() {
+                    wake_cursor.clone_from(&last.id);
+                }
+                continue;
+            }
+            let Some(a) = attempts
+                .iter()
+                .find(|a| key.key.ends_with(&format!(":in:{}", a.id)))
+            else {
+                continue;
+            };
+            for entry in &key.ids {
+                let Some(sid) = Sid::parse(&entry.id) else {
+                    continue;
+                };
+                if let Some(bytes) = field(entry, "m") {
+                    a.offer(sid, bytes, max);
+                } else {
+                    {
+                        let mut inbox = lock(&a.inbox);
+                        if sid > inbox.cursor && inbox.waiting.is_empty() {
+                            inbox.cursor = sid;
+                        }
+                    }
+                    match text(entry, "c").as_deref() {
+                        Some("stop") => a.stop(),
+                        Some("kill") => a.kill(),
+                        Some("close") => {
+                            if let Some(inlet) = a.inlet() {
+                                inlet.close();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The keeper: renews leases, applies stops and kills, enforces grace
+/// periods and timeouts, and reaps.
+fn keep(hub: &Weak<Hub>) {
+    let mut last_renewal = Instant::now();
+    loop {
+        let Some(h) = hub.upgrade() else { return };
+        let attempts = h.attempts();
+        if h.closing.load(Ordering::SeqCst) && attempts.is_empty() {
+            return;
+        }
+        let lease = lease_of(&attempts);
+        let now = Instant::now();
+        for a in &attempts {
+            let at = *lock(&a.stop_at);
+            if at.is_some_and(|at| now >= at) {
+                a.kill();
+            } else if a.deadline.is_some_and(|d| now >= d) {
+                a.stop();
+            }
+        }
+        match renew(&h, &attempts) {
+            Ok(flags) => {
+                last_renewal = now;
+                for (a, flag) in attempts.iter().zip(flags) {
+                    match flag {
+                        0 => a.fenced(),
+                        2 => a.stop(),
+                        3 => a.kill(),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = h.name, error = %e, "could not renew the leases");
+                // Past most of the lease, another worker may take over:
+                // this one stops writing and stops its attempts first.
+                if now.duration_since(last_renewal) > lease * 4 / 5 {
+                    for a in &attempts {
+                        a.fenced();
+                    }
+                }
+            }
+        }
+        if let Ok(mut con) = h.client.connection() {
+            let reaped: redis::RedisResult<i64> = scripts::REAP
+                .key(h.client.key(format_args!("running")))
+                .arg(h.client.prefix())
+                .invoke(&mut *con);
+            if let Ok(n) = reaped
+                && n > 0
+            {
+                tracing::info!(worker = h.name, n, "reaped the tasks of vanished workers");
+            }
+        }
+        let tick = (lease / 3).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        drop(h);
+        thread::sleep(tick);
+    }
+}
+
+/// The shortest lease of the running attempts (a second if none runs).
+fn lease_of(attempts: &[Arc<Attempt>]) -> Duration {
+    attempts
+        .iter()
+        .map(|a| a.lease)
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+}
+
+fn renew(hub: &Hub, attempts: &[Arc<Attempt>]) -> Result<Vec<i64>, RemoteError> {
+    let mut con = hub.client.connection()?;
+    let running: Vec<&str> = attempts.iter().map(|a| a.id.as_str()).collect();
+    let mut invocation = scripts::RENEW.key(hub.client.key(format_args!("running")));
+    invocation
+        .arg(hub.client.prefix())
+        .arg(&hub.name)
+        .arg(format!(
+            "pid={} running={}",
+            std::process::id(),
+            running.join(",")
+        ))
+        .arg(3000);
+    for a in attempts {
+        invocation.arg(&a.id).arg(&a.token);
+    }
+    invocation.invoke(&mut *con).map_err(|e| {
+        let e = hub.client.error(e);
+        con.discard_if(&e);
+        e
+    })
+}
+
+/// The acknowledger: tells Redis how far each attempt read, coalescing.
+fn acknowledge(hub: &Weak<Hub>, acked: &Receiver<Arc<Attempt>>) {
+    loop {
+        let first = match acked.recv_timeout(Duration::from_millis(200)) {
+            Ok(a) => a,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => match hub.upgrade() {
+                Some(h) if !(h.closing.load(Ordering::SeqCst) && lock(&h.running).is_empty()) => {
+                    continue;
+                }
+                _ => return,
+            },
+            Err(_) => return,
+        };
+        let mut batch: HashMap<String, Arc<Attempt>> = HashMap::new();
+        batch.insert(first.id.clone(), first);
+        for a in acked.try_iter() {
+            batch.insert(a.id.clone(), a);
+        }
+        for a in batch.values() {
+            a.acknowledge();
+        }
+    }
+}

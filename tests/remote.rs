@@ -1,0 +1,490 @@
+//! Remote tasks through a Redis of each test's own: outcomes, messages,
+//! stop and kill, attach, limits, refusals and expiry.
+
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::{LIMIT, wait_for};
+use serde::{Deserialize, Serialize};
+use sidetask::remote::{Client, Remote, Worker};
+use sidetask::{Ctx, NamedTask, Registry, Stopped, Task};
+
+/// Doubles its argument.
+struct Double;
+impl NamedTask for Double {
+    const NAME: &'static str = "double";
+    type Arg = u64;
+    type In = ();
+    type Event = ();
+    type Value = u64;
+    type Error = Stopped;
+    fn run(_: &Ctx, n: u64) -> Result<u64, Stopped> {
+        Ok(n * 2)
+    }
+}
+
+/// Another version of `Double`: same name, another argument type.
+struct DoubleV2;
+impl NamedTask for DoubleV2 {
+    const NAME: &'static str = "double";
+    type Arg = u32;
+    type In = ();
+    type Event = ();
+    type Value = u64;
+    type Error = Stopped;
+    fn run(_: &Ctx, n: u32) -> Result<u64, Stopped> {
+        Ok(u64::from(n) * 2)
+    }
+}
+
+/// Fails or panics as asked.
+struct Fails;
+impl NamedTask for Fails {
+    const NAME: &'static str = "fails";
+    type Arg = bool;
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = String;
+    fn run(_: &Ctx, panic: bool) -> Result<(), String> {
+        if panic {
+            panic!("remote boom");
+        }
+        Err("no luck".into())
+    }
+}
+
+/// Echoes each message as an event until stopped or closed; returns how
+/// many it echoed.
+struct Echo;
+impl NamedTask for Echo {
+    const NAME: &'static str = "echo";
+    type Arg = ();
+    type In = u64;
+    type Event = u64;
+    type Value = u64;
+    type Error = Stopped;
+    fn run(ctx: &Ctx<u64, u64>, (): ()) -> Result<u64, Stopped> {
+        let mut n = 0;
+        while let Ok(m) = ctx.recv() {
+            ctx.emit(m)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Waits for a stop without reading, then returns.
+#[derive(Serialize, Deserialize)]
+struct Idle;
+impl NamedTask for Idle {
+    const NAME: &'static str = "idle";
+    type Arg = ();
+    type In = u64;
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+    fn run(ctx: &Ctx<u64>, (): ()) -> Result<(), Stopped> {
+        ctx.sleep(Duration::from_secs(600))
+    }
+}
+
+/// Ignores stops for a long while.
+struct Stubborn;
+impl NamedTask for Stubborn {
+    const NAME: &'static str = "stubborn";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+    fn run(_: &Ctx, (): ()) -> Result<(), Stopped> {
+        std::thread::sleep(Duration::from_secs(5));
+        Ok(())
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new()
+        .with::<Double>()
+        .unwrap()
+        .with::<Fails>()
+        .unwrap()
+        .with::<Echo>()
+        .unwrap()
+        .with::<Idle>()
+        .unwrap()
+        .with::<Stubborn>()
+        .unwrap()
+}
+
+/// A server, a client and a worker of this process, all the test's own.
+struct Setup {
+    _server: RedisServer,
+    client: Client,
+    worker: Option<Task<(), sidetask::remote::RemoteError>>,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup::with(|w| w)
+    }
+
+    fn with(configure: impl FnOnce(Worker) -> Worker) -> Setup {
+        let server = RedisServer::start();
+        let client = Client::open(&server.url()).unwrap();
+        let worker = configure(
+            Worker::new(&client, registry())
+                .concurrency(4)
+                .block(Duration::from_millis(100)),
+        )
+        .spawn();
+        Setup {
+            _server: server,
+            client,
+            worker: Some(worker),
+        }
+    }
+
+    fn without_worker() -> Setup {
+        let server = RedisServer::start();
+        let client = Client::open(&server.url()).unwrap();
+        Setup {
+            _server: server,
+            client,
+            worker: None,
+        }
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.stop();
+            let _ = worker.join_timeout(LIMIT);
+        }
+    }
+}
+
+fn join<T, E, In, Ev>(task: Task<T, E, In, Ev>) -> sidetask::Outcome<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    match task.join_timeout(LIMIT) {
+        Ok(outcome) => outcome,
+        Err(_) => panic!("a remote task did not end within {LIMIT:?}"),
+    }
+}
+
+#[test]
+fn value_error_and_panic_come_back() {
+    let s = Setup::new();
+    let value = Remote::<Double>::new(21).spawn_on(&s.client).unwrap();
+    let error = Remote::<Fails>::new(false).spawn_on(&s.client).unwrap();
+    let panic = Remote::<Fails>::new(true).spawn_on(&s.client).unwrap();
+    assert_eq!(join(value).value(), Some(42));
+    assert_eq!(join(error).error().as_deref(), Some("no luck"));
+    let p = join(panic).panic().expect("a panic");
+    assert_eq!(p.message(), "remote boom");
+    assert!(p.location().unwrap().file().ends_with("remote.rs"));
+}
+
+#[test]
+fn messages_and_events_cross_in_order() {
+    let s = Setup::new();
+    let task = Remote::<Echo>::new(())
+        .inbox(8)
+        .spawn_on(&s.client)
+        .unwrap();
+    let n = 500;
+    let sender = std::thread::scope(|scope| {
+        let h = scope.spawn(|| {
+            for i in 0..n {
+                task.send(i).unwrap();
+            }
+            task.close_inbox();
+        });
+        for i in 0..n {
+            assert_eq!(task.recv_timeout(LIMIT).unwrap(), i);
+        }
+        h.join()
+    });
+    sender.unwrap();
+    assert_eq!(join(task).value(), Some(n));
+}
+
+#[test]
+fn messages_sent_before_a_worker_claims_are_kept() {
+    let mut s = Setup::without_worker();
+    let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+    for i in 0..3 {
+        task.send(i).unwrap();
+    }
+    task.close_inbox();
+    s.worker = Some(Worker::new(&s.client, registry()).spawn());
+    let got: Vec<u64> = (0..3).map(|_| task.recv_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(got, [0, 1, 2]);
+    assert_eq!(join(task).value(), Some(3));
+}
+
+#[test]
+fn a_queued_task_stopped_is_cancelled_and_gives_its_messages_back() {
+    let s = Setup::without_worker();
+    let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+    task.send(1).unwrap();
+    task.send(2).unwrap();
+    task.stop();
+    assert_eq!(task.send(3).unwrap_err().into_inner(), 3);
+    wait_for("the cancellation", || task.is_finished());
+    assert_eq!(task.take_unread(), Some(vec![1, 2]));
+    assert!(join(task).is_cancelled());
+}
+
+#[test]
+fn stop_reaches_a_running_task() {
+    let s = Setup::new();
+    let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+    task.send(7).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 7);
+    task.stop();
+    // Echo returns its count when its recv is woken by the stop.
+    assert_eq!(join(task).value(), Some(1));
+}
+
+#[test]
+fn a_task_that_ignores_stop_is_killed_after_the_grace_period() {
+    let s = Setup::new();
+    let task = Remote::<Stubborn>::new(())
+        .grace_period(Duration::from_millis(200))
+        .spawn_on(&s.client)
+        .unwrap();
+    wait_for("the claim", || {
+        s.client
+            .inspect()
+            .unwrap()
+            .task(task.id())
+            .unwrap()
+            .is_some_and(|t| t.state == "running")
+    });
+    let asked = Instant::now();
+    task.stop();
+    let outcome = join(task);
+    assert!(outcome.is_killed(), "{outcome:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn kill_ends_a_running_task_as_killed() {
+    let s = Setup::new();
+    let task = Remote::<Idle>::new(()).spawn_on(&s.client).unwrap();
+    wait_for("the claim", || {
+        s.client
+            .inspect()
+            .unwrap()
+            .task(task.id())
+            .unwrap()
+            .is_some_and(|t| t.state == "running")
+    });
+    task.kill();
+    assert!(join(task).is_killed());
+}
+
+#[test]
+fn a_full_inbox_says_full_and_loses_nothing() {
+    let s = Setup::new();
+    let task = Remote::<Idle>::new(())
+        .inbox(2)
+        .spawn_on(&s.client)
+        .unwrap();
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 0..10 {
+        match task.try_send(i) {
+            Ok(()) => accepted.push(i),
+            Err(e) => {
+                assert!(e.is_full(), "{e:?}");
+                refused = Some(e.into_inner());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a full inbox");
+    assert!(accepted.len() >= 2 && accepted.len() <= 4, "{accepted:?}");
+    assert_eq!(refused, accepted.len() as u64);
+    task.stop();
+    wait_for("the end", || task.is_finished());
+    // Idle never reads: every accepted message comes back, in order.
+    assert_eq!(task.take_unread(), Some(accepted));
+    assert!(join(task).is_error());
+}
+
+#[test]
+fn a_new_client_attaches_by_id_and_resumes_without_gap_or_duplicate() {
+    let s = Setup::new();
+    let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+    let id = task.id();
+    for i in 0..10 {
+        task.send(i).unwrap();
+    }
+    for i in 0..4 {
+        assert_eq!(task.recv_timeout(LIMIT).unwrap(), i);
+    }
+    drop(task); // detaches: the task runs on
+    let other = Client::open(s.client.url()).unwrap();
+    let again = other.attach::<Echo>(id).unwrap();
+    for i in 4..10 {
+        assert_eq!(again.recv_timeout(LIMIT).unwrap(), i);
+    }
+    again.send(10).unwrap();
+    assert_eq!(again.recv_timeout(LIMIT).unwrap(), 10);
+    again.close_inbox();
+    assert_eq!(join(again).value(), Some(11));
+    // An id nobody submitted.
+    let err = other
+        .attach::<Echo>(sidetask::TaskId::from(12_345u64))
+        .unwrap_err();
+    assert!(err.is_unknown_task(), "{err}");
+    // A task of another type.
+    let err = other.attach::<Double>(id).unwrap_err();
+    assert!(err.to_string().contains("echo"), "{err}");
+}
+
+#[test]
+fn oversized_messages_and_arguments_are_refused_before_redis() {
+    let s = Setup::new();
+    let err = Remote::<Double>::new(1)
+        .max_message(0)
+        .spawn_on(&s.client)
+        .unwrap_err();
+    assert!(err.is_invalid(), "{err}");
+    let task = Remote::<Echo>::new(())
+        .max_message(2)
+        .spawn_on(&s.client)
+        .unwrap();
+    let e = task.send(u64::MAX).unwrap_err();
+    assert!(e.is_too_large(), "{e:?}");
+    assert_eq!(e.into_inner(), u64::MAX);
+    task.send(1).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
+    task.close_inbox();
+    assert_eq!(join(task).value(), Some(1));
+}
+
+#[test]
+fn a_task_of_another_version_is_left_for_a_worker_that_has_it() {
+    let s = Setup::new();
+    let task = Remote::<DoubleV2>::new(4).spawn_on(&s.client).unwrap();
+    // The worker has `Double` of another version: it refuses, and says so.
+    wait_for("the refusal", || {
+        s.client
+            .inspect()
+            .unwrap()
+            .task(task.id())
+            .unwrap()
+            .is_some_and(|t| t.refusal.is_some())
+    });
+    let info = s
+        .client
+        .inspect()
+        .unwrap()
+        .task(task.id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.state, "queued");
+    assert!(info.refusal.unwrap().contains("another version"));
+    // A worker with that version runs it.
+    let v2 = Worker::new(&s.client, Registry::new().with::<DoubleV2>().unwrap()).spawn();
+    assert_eq!(join(task).value(), Some(8));
+    v2.stop();
+    let _ = v2.join_timeout(LIMIT);
+}
+
+#[test]
+fn forged_claims_and_unknown_names_never_run() {
+    let s = Setup::new();
+    // An id pushed into a queue by hand.
+    let mut con = redis::Client::open(s.client.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("{sidetask}:q:double")
+        .arg("999")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("{sidetask}:bell:double")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    wait_for("the refusal", || {
+        let refused: Vec<String> = redis::cmd("LRANGE")
+            .arg("{sidetask}:refused")
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .unwrap();
+        refused.iter().any(|r| r.contains("999"))
+    });
+    // A task the worker does not know stays queued while others run.
+    struct Unknown;
+    impl NamedTask for Unknown {
+        const NAME: &'static str = "unknown";
+        type Arg = ();
+        type In = ();
+        type Event = ();
+        type Value = ();
+        type Error = Stopped;
+        fn run(_: &Ctx, (): ()) -> Result<(), Stopped> {
+            Ok(())
+        }
+    }
+    let unknown = Remote::<Unknown>::new(()).spawn_on(&s.client).unwrap();
+    for n in 0..20 {
+        assert_eq!(
+            join(Remote::<Double>::new(n).spawn_on(&s.client).unwrap()).value(),
+            Some(2 * n)
+        );
+    }
+    let info = s
+        .client
+        .inspect()
+        .unwrap()
+        .task(unknown.id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.state, "queued");
+    assert_eq!(info.attempts, 0);
+}
+
+#[test]
+fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
+    let s = Setup::new();
+    let task = Remote::<Echo>::new(())
+        .keep_result(Duration::from_millis(300))
+        .spawn_on(&s.client)
+        .unwrap();
+    let id = task.id().as_u64().to_string();
+    task.send(1).unwrap();
+    task.close_inbox();
+    assert_eq!(join(task).value(), Some(1));
+    let mut con = redis::Client::open(s.client.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    wait_for("the keys to expire", || {
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+        !keys.iter().any(|k| k.ends_with(&format!(":{id}")))
+    });
+}
