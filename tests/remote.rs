@@ -108,8 +108,33 @@ impl NamedTask for Stubborn {
     }
 }
 
+/// Emits `(its process id, a count)` every 20 ms for `ms` milliseconds,
+/// then returns its process id.
+struct Slow;
+impl NamedTask for Slow {
+    const NAME: &'static str = "slow";
+    type Arg = u64;
+    type In = ();
+    type Event = (u32, u64);
+    type Value = u32;
+    type Error = Stopped;
+    fn run(ctx: &Ctx<(), (u32, u64)>, ms: u64) -> Result<u32, Stopped> {
+        let pid = std::process::id();
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < Duration::from_millis(ms) {
+            ctx.emit((pid, n))?;
+            n += 1;
+            ctx.sleep(Duration::from_millis(20))?;
+        }
+        Ok(pid)
+    }
+}
+
 fn registry() -> Registry {
     Registry::new()
+        .with::<Slow>()
+        .unwrap()
         .with::<Double>()
         .unwrap()
         .with::<Fails>()
@@ -487,4 +512,257 @@ fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
         let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
         !keys.iter().any(|k| k.ends_with(&format!(":{id}")))
     });
+}
+
+/// A worker in a process of its own (this test binary, running the ignored
+/// test `worker_process`), killed by pid when dropped.
+struct WorkerProcess {
+    child: std::process::Child,
+}
+
+impl WorkerProcess {
+    fn start(url: &str) -> WorkerProcess {
+        let child = common::this_test_alone("worker_process", "REMOTE_WORKER")
+            .env("REMOTE_WORKER_URL", url)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        WorkerProcess { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        common::kill_pid(self.pid());
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "the worker of the fault tests, in a process of its own"]
+fn worker_process() {
+    let Ok(url) = std::env::var("REMOTE_WORKER_URL") else {
+        return;
+    };
+    let client = Client::open(&url).unwrap();
+    Worker::new(&client, registry())
+        .concurrency(2)
+        .block(Duration::from_millis(100))
+        .run()
+        .unwrap();
+}
+
+/// The first event of `task`, which names the process that runs it.
+fn runner(task: &sidetask::remote::RemoteTask<Slow>) -> u32 {
+    task.recv_timeout(LIMIT).expect("a first event").0
+}
+
+#[test]
+fn a_worker_killed_mid_task_is_replaced_within_its_lease() {
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let lost_one = WorkerProcess::start(&server.url());
+    let task = Remote::<Slow>::new(600)
+        .attempts(2)
+        .lease(Duration::from_secs(1))
+        .spawn_on(&client)
+        .unwrap();
+    assert_eq!(runner(&task), lost_one.pid());
+    lost_one.signal(rustix::process::Signal::KILL);
+    let killed = Instant::now();
+    let here = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    let me = std::process::id();
+    // Events of the first attempt may still be in the handle; then the
+    // second attempt's come.
+    while task
+        .recv_timeout(LIMIT)
+        .expect("the second attempt's events")
+        .0
+        != me
+    {}
+    let requeued = killed.elapsed();
+    assert!(
+        requeued < Duration::from_secs(3),
+        "requeued after {requeued:?}"
+    );
+    assert_eq!(join(task).value(), Some(me));
+    here.stop();
+    let _ = here.join_timeout(LIMIT);
+}
+
+#[test]
+fn a_worker_killed_with_no_attempt_left_loses_the_task() {
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let lost_one = WorkerProcess::start(&server.url());
+    let task = Remote::<Slow>::new(60_000)
+        .lease(Duration::from_secs(1))
+        .spawn_on(&client)
+        .unwrap();
+    assert_eq!(runner(&task), lost_one.pid());
+    lost_one.signal(rustix::process::Signal::KILL);
+    // Another worker's keeper reaps it.
+    let here = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    let lost = join(task).lost().expect("lost");
+    assert_eq!(lost.attempts(), 1);
+    assert!(lost.reason().contains("lease"), "{lost}");
+    here.stop();
+    let _ = here.join_timeout(LIMIT);
+}
+
+#[test]
+fn a_kill_for_a_task_whose_worker_died_ends_it_killed_not_requeued() {
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let lost_one = WorkerProcess::start(&server.url());
+    let task = Remote::<Slow>::new(60_000)
+        .attempts(3)
+        .lease(Duration::from_secs(1))
+        .spawn_on(&client)
+        .unwrap();
+    assert_eq!(runner(&task), lost_one.pid());
+    lost_one.signal(rustix::process::Signal::KILL);
+    task.kill();
+    let here = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    assert!(join(task).is_killed());
+    here.stop();
+    let _ = here.join_timeout(LIMIT);
+}
+
+#[test]
+fn a_worker_paused_past_its_lease_can_no_longer_write() {
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let paused = WorkerProcess::start(&server.url());
+    let task = Remote::<Slow>::new(1_500)
+        .attempts(2)
+        .lease(Duration::from_secs(1))
+        .spawn_on(&client)
+        .unwrap();
+    let id = task.id();
+    assert_eq!(runner(&task), paused.pid());
+    paused.signal(rustix::process::Signal::STOP);
+    let here = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    let me = std::process::id();
+    let mut events = Vec::new();
+    while let Ok(event) = task.recv_timeout(LIMIT) {
+        events.push(event);
+    }
+    assert_eq!(join(task).value(), Some(me));
+    paused.signal(rustix::process::Signal::CONT);
+    // The paused worker wakes, finds its lease gone, and stops its attempt:
+    // wait until it says it runs nothing.
+    wait_for("the paused worker to give up its attempt", || {
+        client
+            .inspect()
+            .unwrap()
+            .workers()
+            .unwrap()
+            .iter()
+            .any(|w| w.pid == Some(paused.pid()) && w.running.is_empty())
+    });
+    // Exactly one outcome, the second attempt's, and no event of the first
+    // attempt after the second one began.
+    let info = client.inspect().unwrap().task(id).unwrap().unwrap();
+    assert_eq!(info.outcome.as_deref(), Some("value"));
+    assert_eq!(info.attempts, 2);
+    let first_of_mine = events
+        .iter()
+        .position(|e| e.0 == me)
+        .expect("events of mine");
+    assert!(
+        events[first_of_mine..].iter().all(|e| e.0 == me),
+        "{events:?}"
+    );
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ends: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(format!("{{sidetask}}:ev:{}", id.as_u64()))
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let ends = format!("{ends:?}").matches("end").count();
+    assert_eq!(ends, 1);
+    here.stop();
+    let _ = here.join_timeout(LIMIT);
+}
+
+#[test]
+fn a_redis_restarted_with_its_data_loses_nothing() {
+    let mut server = RedisServer::start_persistent();
+    let client = Client::open(&server.url()).unwrap();
+    let worker = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    let task = Remote::<Echo>::new(()).spawn_on(&client).unwrap();
+    task.send(1).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
+    server.restart();
+    task.send(2).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 2);
+    task.close_inbox();
+    assert_eq!(join(task).value(), Some(2));
+    // Scripts are loaded again: a new task runs.
+    assert_eq!(
+        join(Remote::<Double>::new(5).spawn_on(&client).unwrap()).value(),
+        Some(10)
+    );
+    worker.stop();
+    let _ = worker.join_timeout(LIMIT);
+}
+
+#[test]
+fn a_redis_restarted_without_its_data_resolves_every_handle_as_lost() {
+    let mut server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let worker = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    let running = Remote::<Idle>::new(()).spawn_on(&client).unwrap();
+    struct Unknown;
+    impl NamedTask for Unknown {
+        const NAME: &'static str = "nobody-runs-this";
+        type Arg = ();
+        type In = ();
+        type Event = ();
+        type Value = ();
+        type Error = Stopped;
+        fn run(_: &Ctx, (): ()) -> Result<(), Stopped> {
+            Ok(())
+        }
+    }
+    let queued = Remote::<Unknown>::new(()).spawn_on(&client).unwrap();
+    wait_for("the claim", || {
+        client
+            .inspect()
+            .unwrap()
+            .task(running.id())
+            .unwrap()
+            .is_some_and(|t| t.state == "running")
+    });
+    server.restart();
+    assert!(join(running).is_lost());
+    assert!(join(queued).is_lost());
+    worker.stop();
+    let _ = worker.join_timeout(LIMIT);
 }

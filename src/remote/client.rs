@@ -196,6 +196,34 @@ impl Client {
         })
     }
 
+    /// Runs `f` on a connection of the client's; once more on a new
+    /// connection if the first one had broken (a server restarted since it
+    /// was made).
+    pub(crate) fn run<R>(
+        &self,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<R>,
+    ) -> Result<R, RemoteError> {
+        let mut con = self.connection()?;
+        match f(&mut con) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let e = self.error(e);
+                if !e.is_connection() {
+                    return Err(e);
+                }
+                // The others kept were made before the same break.
+                con.discard();
+                lock(&self.inner.idle).clear();
+                let mut con = self.connection()?;
+                f(&mut con).map_err(|e| {
+                    let e = self.error(e);
+                    con.discard_if(&e);
+                    e
+                })
+            }
+        }
+    }
+
     /// A connection of its own (for a blocking read), whose reads time out
     /// after `limit` (never, if `None`).
     pub(crate) fn dedicated(

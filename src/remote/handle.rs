@@ -465,47 +465,41 @@ impl<T: NamedTask> Session<T> {
     }
 
     fn send(&self, messages: &[Vec<u8>]) -> Option<i64> {
-        let mut con = self.client.connection().ok()?;
-        let mut invocation = scripts::SEND.key(&self.tkey);
-        invocation.arg(self.client.prefix()).arg(&self.id);
-        for m in messages {
-            invocation.arg(m);
-        }
-        match invocation.invoke::<i64>(&mut *con) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                let e = self.client.error(e);
-                tracing::warn!(task.id = self.id, error = %e, "could not send messages");
-                con.discard_if(&e);
-                None
+        let sent = self.client.run(|con| {
+            let mut invocation = scripts::SEND.key(&self.tkey);
+            invocation.arg(self.client.prefix()).arg(&self.id);
+            for m in messages {
+                invocation.arg(m);
             }
-        }
+            invocation.invoke::<i64>(con)
+        });
+        sent.map_err(|e| tracing::warn!(task.id = self.id, error = %e, "could not send messages"))
+            .ok()
     }
 
     /// Asks to hear when the task reads more; returns how many it read.
     fn ask_credit(&self) -> Option<u64> {
-        let mut con = self.client.connection().ok()?;
-        let n: i64 = scripts::CREDIT.key(&self.tkey).invoke(&mut *con).ok()?;
+        let n: i64 = self
+            .client
+            .run(|con| scripts::CREDIT.key(&self.tkey).invoke(con))
+            .ok()?;
         u64::try_from(n).ok()
     }
 
     /// Runs `script` on the task's hash with the prefix, the id and `args`.
     fn call<R: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&str]) -> Option<R> {
-        let mut con = self.client.connection().ok()?;
-        let mut invocation = script.key(&self.tkey);
-        invocation.arg(self.client.prefix()).arg(&self.id);
-        for a in args {
-            invocation.arg(*a);
-        }
-        match invocation.invoke(&mut *con) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let e = self.client.error(e);
-                tracing::warn!(task.id = self.id, error = %e, "a request to a remote task failed");
-                con.discard_if(&e);
-                None
+        let done = self.client.run(|con| {
+            let mut invocation = script.key(&self.tkey);
+            invocation.arg(self.client.prefix()).arg(&self.id);
+            for a in args {
+                invocation.arg(*a);
             }
-        }
+            invocation.invoke(con)
+        });
+        done.map_err(|e| {
+            tracing::warn!(task.id = self.id, error = %e, "a request to a remote task failed");
+        })
+        .ok()
     }
 
     /// The handle's stop or kill, as durable state in Redis.
@@ -632,6 +626,10 @@ impl<T: NamedTask> Sink for Session<T> {
 
     fn is_over(&self) -> bool {
         lock(&self.state).over || self.shared.strong_count() == 0
+    }
+
+    fn retry(&self) {
+        self.pump();
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) trait Sink: Send + Sync {
     fn vanished(&self);
     /// Whether the reader can forget the handle (it ended, or was dropped).
     fn is_over(&self) -> bool;
+    /// Called at each sweep: writes what a failed write left waiting.
+    fn retry(&self);
 }
 
 /// The reader of one client.
@@ -216,6 +218,7 @@ fn sweep(reader: &Reader, con: &mut Connection) -> redis::RedisResult<()> {
         if sink.is_over() {
             continue;
         }
+        sink.retry();
         let ev = reader.client.key(format_args!("ev:{id}"));
         fetch(con, &ev, &*sink)?;
         if sink.is_over() {

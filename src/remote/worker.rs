@@ -536,28 +536,25 @@ impl Attempt {
         let Some(hub) = self.hub.upgrade() else {
             return false;
         };
-        let Ok(mut con) = hub.client.connection() else {
-            return false;
-        };
-        let mut invocation = script.key(&self.tkey);
-        invocation
-            .arg(hub.client.prefix())
-            .arg(&self.id)
-            .arg(&self.token);
-        for a in args {
-            invocation.arg(*a);
-        }
-        match invocation.invoke::<i64>(&mut *con) {
+        let written = hub.client.run(|con| {
+            let mut invocation = script.key(&self.tkey);
+            invocation
+                .arg(hub.client.prefix())
+                .arg(&self.id)
+                .arg(&self.token);
+            for a in args {
+                invocation.arg(*a);
+            }
+            invocation.invoke::<i64>(con)
+        });
+        match written {
             Ok(1) => true,
             Ok(_) => {
-                drop(con);
                 self.fenced();
                 false
             }
             Err(e) => {
-                let e = hub.client.error(e);
                 tracing::warn!(task.id = self.id, error = %e, "a remote task's write failed");
-                con.discard_if(&e);
                 false
             }
         }
