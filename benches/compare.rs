@@ -22,6 +22,9 @@ const ROUNDS: usize = 15;
 
 #[path = "compare/process.rs"]
 mod process;
+#[cfg(feature = "redis")]
+#[path = "compare/remote.rs"]
+mod remote;
 
 /// A figure's name and the function that measures and prints it.
 type Figure = (&'static str, fn());
@@ -64,6 +67,12 @@ fn main() {
     }
     #[cfg(feature = "tokio")]
     for (name, figure) in asynk::FIGURES {
+        if wanted(name) {
+            figure();
+        }
+    }
+    #[cfg(feature = "redis")]
+    for (name, figure) in remote::FIGURES {
         if wanted(name) {
             figure();
         }

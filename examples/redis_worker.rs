@@ -1,0 +1,32 @@
+//! A remote worker: runs the example tasks that clients submit through
+//! Redis, four at a time, until Ctrl-C (or for `--for-seconds N`).
+//!
+//! ```text
+//! redis-server &
+//! cargo run --features redis --example redis_worker
+//! cargo run --features redis --example celery_task      # in another terminal
+//! ```
+
+#[path = "common/remote_tasks.rs"]
+mod remote_tasks;
+
+use std::time::{Duration, Instant};
+
+use sidetask::remote::Worker;
+
+fn main() {
+    sidetask::init(remote_tasks::registry());
+    let client = remote_tasks::client_or_exit();
+    let limit = std::env::args()
+        .skip_while(|a| a != "--for-seconds")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs);
+    let started = Instant::now();
+    println!("worker serving {} at {}", "summer, countdown", client.url());
+    let worker = Worker::new(&client, remote_tasks::registry()).concurrency(4);
+    if let Err(e) = worker.run_until(|| limit.is_some_and(|l| started.elapsed() > l)) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
