@@ -207,10 +207,12 @@ impl<In> ListFeeder<In> {
     /// ```no_run
     /// use sidetask::remote::{Client, ListFeeder};
     ///
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    ///
     /// let client = Client::from_env()?;
     /// // Items are decimal numbers.
-    /// let feeder = ListFeeder::new(&client, "numbers", |raw: Vec<u8>| {
-    ///     String::from_utf8(raw)?.trim().parse::<u64>().map_err(Box::from)
+    /// let feeder = ListFeeder::new(&client, "numbers", |raw: Vec<u8>| -> Result<u64, BoxError> {
+    ///     Ok(String::from_utf8(raw)?.trim().parse()?)
     /// });
     /// # drop(feeder);
     /// # Ok::<(), sidetask::remote::RemoteError>(())
@@ -866,10 +868,12 @@ impl<In> PubSubFeeder<In> {
     /// ```no_run
     /// use sidetask::remote::{Client, PubSubFeeder};
     ///
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    ///
     /// let client = Client::from_env()?;
     /// // Messages are decimal numbers.
-    /// let feeder = PubSubFeeder::new(&client, "readings", |raw: Vec<u8>| {
-    ///     String::from_utf8(raw)?.trim().parse::<f64>().map_err(Box::from)
+    /// let feeder = PubSubFeeder::new(&client, "readings", |raw: Vec<u8>| -> Result<f64, BoxError> {
+    ///     Ok(String::from_utf8(raw)?.trim().parse()?)
     /// });
     /// # drop(feeder);
     /// # Ok::<(), sidetask::remote::RemoteError>(())
