@@ -158,16 +158,40 @@ fn the_list_feeder_keeps_order_and_every_item_reaches_the_task() {
 fn items_the_task_refused_or_never_read_go_back_to_the_list_in_order() {
     let server = RedisServer::start();
     let all = items(0..50);
-    // With an inbox of one, the feeder is most likely refused mid-send; with
-    // the default, items are left unread in the inbox.
     for capacity in [1, DEFAULT_CAPACITY] {
         push(&server, "jobs", &all);
-        let task = reader_with(Builder::new().inbox_capacity(capacity), 5, None);
+        // Reads five items, then returns when told, leaving its inbox full.
+        let (go_tx, go) = mpsc::channel::<()>();
+        let task = Builder::new()
+            .inbox_capacity(capacity)
+            .spawn(move |ctx: &Ctx<String>| {
+                let mut read = Vec::new();
+                while read.len() < 5 {
+                    read.push(ctx.recv().map_err(Stopped::from)?);
+                }
+                let _ = go.recv();
+                Ok(read)
+            })
+            .unwrap();
         let feeder = ListFeeder::strings(&client(&server), "jobs").block(BLOCK);
-        let read = finished(&run_aside(feeder, task)).unwrap();
+        let done = run_aside(feeder, task);
+        // The inbox is full and the feeder waits to send one more item:
+        // the items in flight (at most `in_flight`) and that one are in the
+        // processing list.
+        let in_processing = (5 + capacity).min(DEFAULT_CAPACITY) + 1;
+        let mut redis = con(&server);
+        wait_for("a full inbox", || {
+            redis::cmd("LLEN")
+                .arg("jobs:processing")
+                .query::<usize>(&mut redis)
+                .unwrap()
+                == in_processing
+        });
+        go_tx.send(()).unwrap();
+        let read = finished(&done).unwrap();
         assert_eq!(read, all[..5]);
-        // Nothing lost: what was pushed was read or is back in the list,
-        // in order, next in line.
+        // Nothing lost: the item refused and those never read are back in
+        // the list, in order, next in line.
         assert_eq!(queue(&server, "jobs"), all[5..], "inbox of {capacity}");
         assert_empty(&server, &["jobs:processing", "jobs:dead"]);
 
@@ -216,18 +240,31 @@ fn feeder_in_a_child_process() {
     let _ = run(&mut ListFeeder::strings(&client, "jobs").block(BLOCK), task);
 }
 
+/// A child process, SIGKILLed and reaped when dropped, whatever the test's
+/// outcome.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_killed_feeder_process_loses_nothing_and_the_next_feeder_recovers() {
     let server = RedisServer::start();
     let all = items(0..100);
     push(&server, "jobs", &all);
 
-    let mut child = common::this_test_alone("feeder_in_a_child_process", CHILD)
-        .env(CHILD_URL, server.url())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = Killed(
+        common::this_test_alone("feeder_in_a_child_process", CHILD)
+            .env(CHILD_URL, server.url())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let (lines_tx, lines) = mpsc::channel();
     let reader_thread = thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
@@ -243,24 +280,21 @@ fn a_killed_feeder_process_loses_nothing_and_the_next_feeder_recovers() {
         match line.as_deref() {
             Ok("PAUSED") => break,
             Ok(line) => read_before.extend(line.strip_prefix("READ=").map(str::to_owned)),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the child feeder did not pause");
-            }
+            Err(_) => panic!("the child feeder did not pause"),
         }
     }
-    // Mid-way: the task's inbox is full and its items are in flight.
+    // Mid-way: the task's inbox is full, and the feeder holds one more
+    // item it waits to send.
     let mut redis = con(&server);
-    wait_for("items in flight in the processing list", || {
+    let taken = CHILD_READS + DEFAULT_CAPACITY + 1;
+    wait_for("the task's inbox to fill", || {
         redis::cmd("LLEN")
-            .arg("jobs:processing")
+            .arg("jobs")
             .query::<usize>(&mut redis)
             .unwrap()
-            > CHILD_READS
+            == all.len() - taken
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     reader_thread.join().unwrap();
     read_before.extend(
         lines
