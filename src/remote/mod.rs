@@ -4,6 +4,7 @@
 mod client;
 mod end;
 mod error;
+mod feed;
 mod handle;
 mod inspect;
 mod reader;
@@ -13,6 +14,7 @@ mod worker;
 
 pub use client::{Client, DEFAULT_NAMESPACE, DEFAULT_URL, URL_VAR};
 pub use error::RemoteError;
+pub use feed::{DEFAULT_BLOCK, DEFAULT_RECONNECT_FOR, ListFeeder, PubSubFeeder};
 pub use handle::{DEFAULT_MAX_MESSAGE, Remote, RemoteTask};
 pub use inspect::{Inspect, QueueInfo, TaskInfo, WorkerInfo};
 pub use worker::Worker;
