@@ -23,7 +23,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs);
     let started = Instant::now();
-    println!("worker serving {} at {}", "summer, countdown", client.url());
+    println!("worker serving summer and countdown at {}", client.url());
     let worker = Worker::new(&client, remote_tasks::registry()).concurrency(4);
     if let Err(e) = worker.run_until(|| limit.is_some_and(|l| started.elapsed() > l)) {
         eprintln!("error: {e}");

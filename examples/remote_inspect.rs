@@ -29,7 +29,10 @@ fn main() {
             println!("  {} (pid {:?}) runs {:?}", w.name, w.pid, w.running);
         }
         for q in inspect.queues()? {
-            println!("queue {:<12} {:>6} queued {:>6} running", q.name, q.queued, q.running);
+            println!(
+                "queue {:<12} {:>6} queued {:>6} running",
+                q.name, q.queued, q.running
+            );
         }
         Ok(())
     };

@@ -14,6 +14,7 @@ use sidetask::{Ctx, NamedTask, Registry, Stopped, Task};
 
 use super::{Figure, compare, median};
 
+#[allow(dead_code)]
 #[path = "../../tests/common/redis.rs"]
 mod server;
 
@@ -64,11 +65,21 @@ fn epoch() -> Instant {
 }
 
 fn registry() -> Registry {
-    Registry::new().with::<Echo>().unwrap().with::<Noop>().unwrap()
+    Registry::new()
+        .with::<Echo>()
+        .unwrap()
+        .with::<Noop>()
+        .unwrap()
 }
 
 /// A server, a client, and a worker of `concurrency` in this process.
-fn setup(concurrency: usize) -> (server::RedisServer, Client, Task<(), sidetask::remote::RemoteError>) {
+fn setup(
+    concurrency: usize,
+) -> (
+    server::RedisServer,
+    Client,
+    Task<(), sidetask::remote::RemoteError>,
+) {
     let server = server::RedisServer::start();
     let client = Client::open(&server.url()).unwrap();
     let worker = Worker::new(&client, registry())
@@ -78,7 +89,10 @@ fn setup(concurrency: usize) -> (server::RedisServer, Client, Task<(), sidetask:
 }
 
 fn connection(server: &server::RedisServer) -> redis::Connection {
-    redis::Client::open(server.url()).unwrap().get_connection().unwrap()
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
 }
 
 fn remote_round_trip() {
@@ -145,7 +159,7 @@ fn remote_spawn_join() {
         50,
         || {
             let task = Remote::<Noop>::new(()).spawn_on(&client).unwrap();
-            black_box(task.join());
+            assert!(black_box(task.join()).is_value());
         },
         || {
             next += 1;

@@ -302,12 +302,12 @@ impl std::ops::DerefMut for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Some(con) = self.con.take() {
-            if con.is_open() {
-                let mut idle = lock(&self.client.inner.idle);
-                if idle.len() < KEPT {
-                    idle.push(con);
-                }
+        if let Some(con) = self.con.take()
+            && con.is_open()
+        {
+            let mut idle = lock(&self.client.inner.idle);
+            if idle.len() < KEPT {
+                idle.push(con);
             }
         }
     }

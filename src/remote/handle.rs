@@ -318,7 +318,7 @@ fn handle<T: NamedTask>(
     max_message: usize,
     ready: bool,
 ) -> (RemoteTask<T>, Arc<Session<T>>) {
-    let mut shared: Shared<T::In, T::Event, Slot<T::Value, T::Error>> = settings.shared();
+    let mut shared: TypedShared<T> = settings.shared();
     shared.id = TaskId::from(id);
     let shared = Arc::new(shared);
     shared.set_message_limit(max_message, |m| {
@@ -356,13 +356,20 @@ fn handle<T: NamedTask>(
     (task, session)
 }
 
+/// A remote task's shared state, with its outcome's types.
+type TypedShared<T> = Shared<
+    <T as NamedTask>::In,
+    <T as NamedTask>::Event,
+    Slot<<T as NamedTask>::Value, <T as NamedTask>::Error>,
+>;
+
 /// One handle's session with its remote task.
 struct Session<T: NamedTask> {
     client: Client,
     id: String,
     /// The task's hash.
     tkey: String,
-    shared: Weak<Shared<T::In, T::Event, Slot<T::Value, T::Error>>>,
+    shared: Weak<TypedShared<T>>,
     state: Mutex<Seen>,
     pump: Mutex<Pump>,
     task: PhantomData<fn() -> T>,
