@@ -351,7 +351,9 @@ fn a_full_inbox_says_full_and_loses_nothing() {
     wait_for("the end", || task.is_finished());
     // Idle never reads: every accepted message comes back, in order.
     assert_eq!(task.take_unread(), Some(accepted));
-    assert!(join(task).is_error());
+    // Stopped while it ran, or before a worker claimed it.
+    let outcome = join(task);
+    assert!(outcome.is_error() || outcome.is_cancelled(), "{outcome:?}");
 }
 
 #[test]
