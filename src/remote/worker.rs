@@ -611,10 +611,12 @@ impl Attempt {
     /// Ends the task as killed at once. A thread cannot be killed: its
     /// body is asked to stop, and whatever it writes later is refused.
     fn kill(&self) {
+        // The outcome first: the body, woken by the stop, must not record
+        // its own.
+        self.end(end::killed(None, &[]));
         if let Some(inlet) = self.inlet() {
             inlet.stop();
         }
-        self.end(end::killed(None, &[]));
     }
 
     /// A message entry of the inbox.
