@@ -599,6 +599,7 @@ pub struct Lost {
 }
 
 impl Lost {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn new(reason: impl Into<String>, attempts: u32) -> Lost {
         Lost {
             reason: reason.into(),
