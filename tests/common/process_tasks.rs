@@ -35,6 +35,7 @@ pub fn registry() -> Registry {
     r.register::<Counter>().unwrap();
     r.register::<Family>().unwrap();
     r.register::<LeaveACopy>().unwrap();
+    r.register::<Checker>().unwrap();
     r
 }
 
@@ -611,5 +612,36 @@ impl NamedTask for LeaveACopy {
         drop(copy);
         ctx.emit(away.id()).map_err(|e| e.to_string())?;
         std::process::abort()
+    }
+}
+
+/// Emits its pid, then reads blobs `(id, bytes)` and emits the id of each
+/// that is whole (as [`blob`] made it); a blob that is not ends the task
+/// with an error. Returns how many it read when its inbox closes or it is
+/// stopped.
+pub struct Checker;
+
+impl NamedTask for Checker {
+    const NAME: &'static str = "checker";
+    type Arg = ();
+    type In = (u64, Vec<u8>);
+    type Event = u64;
+    type Value = u64;
+    type Error = String;
+
+    fn run(ctx: &Ctx<(u64, Vec<u8>), u64>, (): ()) -> Result<u64, String> {
+        ctx.emit(u64::from(std::process::id()))
+            .map_err(|e| e.to_string())?;
+        let mut n = 0;
+        while let Ok((id, bytes)) = ctx.recv() {
+            if bytes != blob(id, bytes.len() as u32) {
+                return Err(format!("blob {id} is not whole"));
+            }
+            n += 1;
+            if ctx.emit(id).is_err() {
+                break;
+            }
+        }
+        Ok(n)
     }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rustix::process::{Pid, Resource, Rlimit, setrlimit};
 
-use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
+use super::protocol::{Down, FrameError, FrameReader, Hello, Offered, Up, VERSION, Writer};
 use super::relay::{Dispatch, Flow, Relay};
 use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
 use crate::backend::thread as place;
@@ -226,7 +226,7 @@ impl ChildTask {
 }
 
 impl Dispatch for ChildTask {
-    fn frame(&self, payload: &[u8], _may_wait: bool) -> Flow {
+    fn frame(&self, payload: &[u8]) -> Flow {
         match postcard::from_bytes::<Down>(payload) {
             Ok(Down::Message(bytes)) => match self.inlet.deliver(&bytes) {
                 Ok(Delivered::Taken) => Flow::Wake,
@@ -292,12 +292,51 @@ impl Line for ChildTask {
                 bytes.len()
             ));
         }
-        // Without waiting: only when the connection takes a frame now.
-        if !wait && !self.writer.writable_now() {
-            return Err(Full);
+        if wait {
+            self.flush(Some(Up::Event(bytes)));
+            return Ok(());
         }
-        self.flush(Some(Up::Event(bytes)));
-        Ok(())
+        // Without waiting: only when the connection can begin the frame
+        // now, nobody else writing and nothing else waiting to be written.
+        let Some(mut writing) = self.writer.try_lock() else {
+            return Err(Full);
+        };
+        match writing.flush_now() {
+            Ok(true) => {}
+            Ok(false) => return Err(Full),
+            Err(_) => leave(EXIT_PARENT_GONE),
+        }
+        let acks = self.unacked.swap(0, Ordering::SeqCst);
+        let event = Up::Event(bytes);
+        let offered = if acks == 0 {
+            writing.offer(std::slice::from_ref(&event))
+        } else {
+            writing.offer(&[Up::Ack(acks), event])
+        };
+        match offered {
+            Ok(Offered::Whole) => Ok(()),
+            Ok(Offered::Begun) => {
+                // The rest of the frame goes on a worker thread, which waits
+                // for the parent to read.
+                drop(writing);
+                let writer = Arc::clone(&self.writer);
+                let drain = Box::new(move || {
+                    if writer.lock().drain().is_err() {
+                        leave(EXIT_PARENT_GONE);
+                    }
+                });
+                if let Err((drain, _)) = place::execute(drain) {
+                    drain();
+                }
+                Ok(())
+            }
+            // Not after a backlog written out under the same lock.
+            Ok(Offered::Busy) => {
+                self.unacked.fetch_add(acks, Ordering::SeqCst);
+                Err(Full)
+            }
+            Err(_) => leave(EXIT_PARENT_GONE),
+        }
     }
 
     fn broken(&self, why: String) {

@@ -7,6 +7,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use rustix::event::EventfdFlags;
 use rustix::process::Signal;
 
 use super::Config;
@@ -40,8 +41,9 @@ pub(super) fn drive<T: NamedTask>(
         .take()
         .ok_or_else(|| io::Error::other("the connection's reader is gone"))
         .and_then(|reader| Relay::new(reader, config.max_frame));
-    let relay = match relay {
-        Ok(relay) => relay,
+    let wake = rustix::event::eventfd(0, EventfdFlags::CLOEXEC).map_err(io::Error::from);
+    let (relay, wake) = match relay.and_then(|relay| Ok((relay, wake?))) {
+        Ok(both) => both,
         Err(e) => {
             mailbox.set(INBOX_CLOSED);
             let tail = worker.kill_and_reap();
@@ -57,6 +59,7 @@ pub(super) fn drive<T: NamedTask>(
         me: me.clone(),
         ctx: ctx.share(),
         writer: Arc::clone(&worker.writer),
+        wake,
         relay,
         flight: Mutex::new(FlightState {
             credits: mailbox.inbox_capacity(),
@@ -103,13 +106,16 @@ pub(super) fn drive<T: NamedTask>(
     // The task is over: no signal goes out from now on.
     let escalated = link.escalation.retire();
     // Messages the child never took come back first, then the handle's
-    // inbox. A write in progress ends first (it gives back what it holds).
+    // inbox. A write in progress ends first (it gives back what it holds),
+    // and a frame waiting for room is left.
     let unacked = {
         let mut flight = lock(&link.flight);
         flight.ended = true;
         std::mem::take(&mut flight.unacked)
     };
-    drop(lock(&link.pump));
+    if link.abandon_writes() {
+        link.write_failed.store(true, Ordering::SeqCst);
+    }
     mailbox.set(INBOX_CLOSED);
     let mut back: Vec<T::In> = unacked
         .into_iter()

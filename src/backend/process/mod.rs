@@ -212,11 +212,13 @@ pub type ProcessTask<T> = Task<
 /// destructor that never returns) is killed after the grace period; the
 /// outcome stands.
 ///
-/// **Sending waits** at most for the child's socket to take a message's
-/// bytes (a large message may make it wait until the child has read part
-/// of it), and never longer than the grace period (at least a second): then
-/// the child is no longer reused. A message and its answer cost about as
-/// much as over a bare socketpair.
+/// **Sending never waits on the child.** A message goes into the handle's
+/// inbox (where [`Task::send`] waits for room and [`Task::try_send`] does
+/// not), and from there to the child as far as its socket takes it; a
+/// child that stops reading (busy, or frozen by `SIGSTOP`) holds up no
+/// send, no stop and no kill. Every message reaches the child whole, in
+/// order, once it reads again, or comes back unread at the end. A message
+/// and its answer cost about as much as over a bare socketpair.
 ///
 /// # Examples
 ///
@@ -359,9 +361,9 @@ impl<T: NamedTask> Process<T> {
 
     /// How many events can wait in the handle to be received. In the child,
     /// [`Ctx::emit`] and [`Ctx::try_emit`] write straight to the parent: once
-    /// these and the socket's buffer are full, both wait (neither reports
-    /// `Full`), and the wait ends when the handle reads, or when a stop lets
-    /// the parent drop what does not fit.
+    /// these and the socket's buffer are full, `emit` waits (until the
+    /// handle reads, or a stop lets the parent keep what does not fit) and
+    /// `try_emit` reports `Full`.
     pub fn outbox_capacity(mut self, capacity: usize) -> Self {
         self.settings.outbox = capacity;
         self

@@ -51,8 +51,8 @@ impl Worker {
     pub(super) fn start(config: &Config) -> io::Result<Worker> {
         let (ours, theirs) = UnixStream::pair()?;
         let reader = FrameReader::new(ours.try_clone()?);
-        // A child that stops reading (frozen) cannot block the writers, nor
-        // the stop's escalation, for longer than this.
+        // The frames written waiting (the task's own, before its session)
+        // wait no longer than this for a child that stops reading.
         ours.set_write_timeout(Some(config.grace.max(Duration::from_secs(1))))?;
         let mut command = std::process::Command::new(&config.program);
         // A test binary runs only the hidden test that enters the task (an
