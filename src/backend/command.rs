@@ -25,7 +25,9 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::Signal;
 
 use crate::backend::thread as place;
-use crate::backend::unix::{Escalation, Stage, Tail, die_with_parent, signal_group, spawn};
+use crate::backend::unix::{
+    Escalation, Stage, Tail, Terminate, die_with_parent, signal_group, spawn,
+};
 use crate::ctx::Ctx;
 use crate::error::{StartError, TryEmitError};
 use crate::mailbox::{INBOX_CLOSED, KILL};
@@ -214,7 +216,7 @@ impl Command {
         die_with_parent(&mut self.command);
         let child = spawn(self.command).map_err(|e| StartError::program(&program, e))?;
         let pid = child.id();
-        let escalation = Escalation::new(pid, self.grace, true);
+        let escalation = Escalation::new(pid, pid, self.grace, true, Terminate::Group);
         let guard = ChildGuard(Some(child), Arc::clone(&escalation));
         let ours = Arc::clone(&escalation);
         let task = place::task(self.settings, move |ctx: &Ctx<In, Ev>| {

@@ -4,13 +4,18 @@
 //! # Escalation
 //!
 //! A stop asks first; a place that can kill then escalates on the timer:
-//! `SIGTERM` to the child's process group once the first grace period has
-//! passed (at once for a command, whose program hears of a stop through
-//! `SIGTERM` alone), `SIGKILL` after the next one. A kill sends `SIGKILL` at
-//! once. Every signal goes out under the escalation's lock, and the place
-//! *retires* the escalation when its child has ended, so that no late
-//! signal reaches a group whose pid may be reused (or a reused child that
-//! runs another task).
+//! *terminate* once the first grace period has passed (at once for a
+//! command, whose program hears of a stop through `SIGTERM` alone),
+//! `SIGKILL` after the next one. A command's program is terminated by
+//! `SIGTERM` to its process group; a process task's child is told through
+//! its connection (a [`Terminate`](Escalation::new) hook), so that it can
+//! end what it started, wherever that went, before it goes. A kill sends
+//! `SIGKILL` at once, to every descendant of the *root* (the child, or the
+//! launcher a command's program runs under) and to the group. Every signal
+//! goes out under the escalation's lock, and the place *retires* the
+//! escalation when its child has ended, so that no late signal reaches a
+//! group whose pid may be reused (or a reused child that runs another
+//! task).
 
 use std::collections::VecDeque;
 use std::io;
@@ -189,24 +194,45 @@ pub(crate) enum Stage {
     Retired,
 }
 
+/// How a stop's escalation terminates: `SIGTERM` to the group, or a hook
+/// that tells the child (called outside the escalation's lock).
+pub(crate) enum Terminate {
+    Group,
+    Ask(Box<dyn Fn() + Send + Sync>),
+}
+
 /// A child's stop escalation (see the module's docs).
 pub(crate) struct Escalation {
     me: Weak<Escalation>,
-    pid: u32,
+    // The process group signalled.
+    group: u32,
+    // Whose every descendant a kill reaches.
+    root: u32,
     grace: Duration,
     // `SIGTERM` at once on a stop (a command), rather than after a grace
     // period (a process task, which is asked through its connection first).
     term_at_once: bool,
+    terminate: Terminate,
     stage: Mutex<Stage>,
 }
 
 impl Escalation {
-    pub(crate) fn new(pid: u32, grace: Duration, term_at_once: bool) -> Arc<Escalation> {
+    /// The escalation of the process group `group`, whose kill reaches
+    /// every descendant of `root` too.
+    pub(crate) fn new(
+        group: u32,
+        root: u32,
+        grace: Duration,
+        term_at_once: bool,
+        terminate: Terminate,
+    ) -> Arc<Escalation> {
         Arc::new_cyclic(|me| Escalation {
             me: me.clone(),
-            pid,
+            group,
+            root,
             grace,
             term_at_once,
+            terminate,
             stage: Mutex::new(Stage::None),
         })
     }
@@ -220,12 +246,18 @@ impl Escalation {
         }
         *stage = to;
         match to {
-            Stage::Terminated => signal_group(self.pid, Signal::TERM),
+            Stage::Terminated => match &self.terminate {
+                Terminate::Group => signal_group(self.group, Signal::TERM),
+                Terminate::Ask(ask) => {
+                    drop(stage);
+                    ask();
+                }
+            },
             Stage::Killed => {
-                // Descendants first: once the child is gone, those it
+                // Descendants first: once the root is gone, those it
                 // orphaned are out of its tree.
-                kill_descendants(self.pid);
-                signal_group(self.pid, Signal::KILL);
+                kill_descendants(self.root);
+                signal_group(self.group, Signal::KILL);
             }
             Stage::None | Stage::Asked | Stage::Retired => {}
         }
@@ -261,7 +293,7 @@ impl Escalation {
         }
     }
 
-    /// `SIGKILL` to the group now, and to every descendant of the child
+    /// `SIGKILL` to the group now, and to every descendant of the root
     /// outside it, unless the child has ended.
     pub(crate) fn kill(&self) {
         use Stage::*;

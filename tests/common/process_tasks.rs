@@ -36,6 +36,7 @@ pub fn registry() -> Registry {
     r.register::<Family>().unwrap();
     r.register::<LeaveACopy>().unwrap();
     r.register::<Checker>().unwrap();
+    r.register::<Escapees>().unwrap();
     r
 }
 
@@ -643,5 +644,59 @@ impl NamedTask for Checker {
             }
         }
         Ok(n)
+    }
+}
+
+/// Starts programs that leave its process group or its tree: a plain
+/// `sleep` (in the child's group), one in a session of its own (`setsid`),
+/// and one whose parent exits at once (a double fork into a new session),
+/// then emits its own pid and theirs. With `true` it waits for a stop and
+/// returns; with `false` it ignores stops and waits to be killed.
+pub struct Escapees;
+
+impl NamedTask for Escapees {
+    const NAME: &'static str = "escapees";
+    type Arg = bool;
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = String;
+
+    fn run(ctx: &Ctx<(), u32>, cooperative: bool) -> Result<(), String> {
+        let fail = |e: std::io::Error| e.to_string();
+        ctx.emit(std::process::id()).map_err(|e| e.to_string())?;
+        let plain = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .map_err(fail)?;
+        ctx.emit(plain.id()).map_err(|e| e.to_string())?;
+        let away = std::process::Command::new("setsid")
+            .args(["sleep", "1000"])
+            .spawn()
+            .map_err(fail)?;
+        ctx.emit(away.id()).map_err(|e| e.to_string())?;
+        // The shell prints its background job's pid and exits: the job is
+        // orphaned, in a session of its own.
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo $!",
+            ])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(fail)?;
+        let orphan: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|e| format!("no pid from the shell: {e}"))?;
+        ctx.emit(orphan).map_err(|e| e.to_string())?;
+        if cooperative {
+            while ctx.sleep(Duration::from_secs(60)).is_ok() {}
+            Ok(())
+        } else {
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
     }
 }

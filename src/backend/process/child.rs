@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rustix::process::{Pid, Resource, Rlimit, setrlimit};
+use rustix::process::{Pid, Resource, Rlimit, Signal, setrlimit};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Offered, Up, VERSION, Writer};
 use super::relay::{Dispatch, Flow, Relay};
-use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
+use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL, EXIT_TERMINATED};
 use crate::backend::thread as place;
-use crate::backend::unix::kill_descendants;
+use crate::backend::unix::{descendants, kill_descendants};
 use crate::named::{Delivered, Ended, Entry, Full, Inlet, Line, Registry};
 use crate::sync::lock;
 use crate::task::wire::Served;
@@ -178,6 +178,25 @@ fn end_descendants() {
     while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
 }
 
+/// The task did not stop within the grace period: sends `SIGTERM` to
+/// everything it started (in this child's group or not: it is all in this
+/// subreaper's tree), waits for it to go, then ends this child by
+/// `SIGTERM`. What ignores `SIGTERM` keeps this child waiting until the
+/// parent's `SIGKILL`, which reaches the whole tree.
+fn terminate() -> ! {
+    for pid in descendants(std::process::id()) {
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
+        }
+    }
+    // Until no child is left: a child's own children come back here as it
+    // goes.
+    while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::empty()) {}
+    let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::TERM);
+    // A handler of the task's own may have caught it.
+    leave(EXIT_TERMINATED)
+}
+
 /// Ends this child: first everything the task started.
 fn leave(code: i32) -> ! {
     end_descendants();
@@ -246,6 +265,7 @@ impl Dispatch for ChildTask {
                 self.inlet.stop();
                 Flow::Wake
             }
+            Ok(Down::Terminate) => terminate(),
             Ok(Down::Start(next)) => {
                 // The parent asks for the next task only once it has this
                 // one's outcome.

@@ -17,7 +17,7 @@ use super::relay::Relay;
 use super::session::{Ended, FlightState, Pumped, Session};
 use super::worker::Worker;
 use crate::backend::thread as place;
-use crate::backend::unix::{Escalation, Stage, signal_group};
+use crate::backend::unix::{Escalation, Stage, Terminate, signal_group};
 use crate::ctx::Ctx;
 use crate::mailbox::{INBOX_CLOSED, KILL, STOP};
 use crate::named::NamedTask;
@@ -54,8 +54,8 @@ pub(super) fn drive<T: NamedTask>(
             );
         }
     };
-    let escalation = Escalation::new(worker.pid(), config.grace, false);
-    let link = Arc::new_cyclic(|me| Session::<T> {
+    let pid = worker.pid();
+    let link = Arc::new_cyclic(|me: &Weak<Session<T>>| Session::<T> {
         me: me.clone(),
         ctx: ctx.share(),
         writer: Arc::clone(&worker.writer),
@@ -70,7 +70,18 @@ pub(super) fn drive<T: NamedTask>(
         pending: AtomicBool::new(false),
         max_frame: config.max_frame,
         awaiting_ready: AtomicBool::new(awaiting_ready),
-        escalation,
+        // The child is told to terminate, so that it ends what it started
+        // before it goes: `SIGTERM` would end it first, and whatever left
+        // its group would outlive it.
+        escalation: {
+            let me = me.clone();
+            let ask = move || {
+                if let Some(link) = me.upgrade() {
+                    link.pump();
+                }
+            };
+            Escalation::new(pid, pid, config.grace, false, Terminate::Ask(Box::new(ask)))
+        },
         write_failed: AtomicBool::new(false),
         refused: Mutex::new(None),
         rejected: Mutex::new(Vec::new()),

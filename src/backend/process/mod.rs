@@ -80,6 +80,8 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 /// Exit codes of a child that could not run its task.
 const EXIT_PARENT_GONE: i32 = 70;
 const EXIT_PROTOCOL: i32 = 71;
+/// A child told to terminate whose task caught its `SIGTERM`.
+const EXIT_TERMINATED: i32 = 72;
 
 /// How children are started and driven.
 #[derive(Debug, Clone)]
@@ -187,12 +189,20 @@ pub type ProcessTask<T> = Task<
 ///
 /// **Stop escalates**: a stop (or the handle's drop) first asks the task to
 /// stop, as on a thread (its context sees [`Ctx::stopped`] and its blocking
-/// calls wake); if the child still runs after the grace period, its process
-/// group gets `SIGTERM`, and after another grace period `SIGKILL`.
-/// [`Task::kill`] sends `SIGKILL` to the group at once, so grandchildren die
-/// too. A child also dies when this process dies (parent-death signal) and
-/// when its connection closes. Anything left in the child's process group
-/// when it exits is killed.
+/// calls wake); if the child still runs after the grace period, it is told
+/// to terminate: everything its task started gets `SIGTERM`, and once that
+/// is gone the child ends by `SIGTERM` itself; after another grace period,
+/// `SIGKILL` reaches the child and everything it started. [`Task::kill`]
+/// sends that `SIGKILL` at once.
+///
+/// **No process outlives the task**: the child is a subreaper, so what its
+/// task starts stays in its process tree even when it leaves the child's
+/// group or session (`setsid`, a double fork); the child kills that tree
+/// when its task ends, when it leaves, and when this process dies (its
+/// connection closes, even after a `SIGKILL`), and a kill reaches all of
+/// it. Only a child that dies by a signal it was not sent by this crate (a
+/// crash, a `SIGKILL` from elsewhere) leaves behind what its task had moved
+/// out of its process group; what stayed in the group is killed.
 ///
 /// **How it ended** is the outcome: the value, the task's own error, its
 /// panic (message and location carried across), [`Outcome::Killed`](crate::Outcome::Killed) when we

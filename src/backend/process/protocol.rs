@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::sync::lock;
 
 /// The protocol's version; both sides check it at the handshake.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 /// What the parent asks a child to run (the first frame of each task on a
 /// child; a warm child of a pool gets one per task).
@@ -46,6 +46,10 @@ pub(crate) enum Down {
     Message(Vec<u8>),
     Close,
     Stop,
+    /// The task did not stop within the grace period: the child ends what
+    /// it started (`SIGTERM`, then waits for it to go), then itself, by
+    /// `SIGTERM`.
+    Terminate,
 }
 
 /// Frames from the child.

@@ -54,6 +54,7 @@ pub(super) struct FlightState {
 #[derive(Default)]
 pub(super) struct Pumped {
     stop_sent: bool,
+    terminate_sent: bool,
     close_sent: bool,
     // A frame waits in the backlog for room in the socket, and a flusher
     // waits for that room: nothing more is written until it has pumped.
@@ -190,11 +191,19 @@ impl<T: NamedTask> Session<T> {
                 flight.credits
             };
             if mailbox.is(STOP) {
+                // Not to a child being killed, or whose task is over.
+                let stage = self.escalation.stage();
+                let killing = mailbox.is(KILL) || stage >= Stage::Killed;
                 if !pumped.stop_sent {
                     pumped.stop_sent = true;
-                    // Not to a child being killed, or whose task is over.
-                    if !mailbox.is(KILL) && self.escalation.stage() != Stage::Retired {
+                    if !killing {
                         self.send(&Down::Stop, pumped);
+                    }
+                }
+                if stage == Stage::Terminated && !pumped.terminate_sent && !pumped.done {
+                    pumped.terminate_sent = true;
+                    if !killing {
+                        self.send(&Down::Terminate, pumped);
                     }
                 }
                 return;

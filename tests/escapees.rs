@@ -1,0 +1,107 @@
+//! Descendants that leave their task's process group or tree (`setsid`, a
+//! double fork): 200 process tasks that start them are stopped, killed or
+//! dropped, and no descendant is left, as counted from `/proc` by the pids
+//! the tasks reported.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::process_tasks::*;
+use common::{LIMIT, gone, kill_pid};
+use sidetask::Process;
+
+sidetask::test_support!(registry());
+
+/// Tasks started at a time, and rounds of them.
+const BATCH: usize = 20;
+const ROUNDS: usize = 10;
+const GRACE: Duration = Duration::from_millis(50);
+
+/// The pids the tasks reported: whatever is still alive of them when this
+/// is dropped is killed by pid, whatever the test found.
+#[derive(Default)]
+struct Reported(Vec<u32>);
+
+impl Reported {
+    /// Waits (within [`LIMIT`]) for every pid to be gone; returns those
+    /// that are not.
+    fn survivors(&self) -> Vec<u32> {
+        let deadline = Instant::now() + LIMIT;
+        while self.0.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.0.iter().copied().filter(|&p| !gone(p)).collect()
+    }
+}
+
+impl Drop for Reported {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if !gone(pid) {
+                kill_pid(pid);
+            }
+        }
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        println!("seed {seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn process_tasks_leave_no_descendant_that_left_their_group_or_tree() {
+    sidetask::init(registry());
+    let mut rng = Rng::seeded();
+    let mut reported = Reported::default();
+    for _ in 0..ROUNDS {
+        let mut tasks = Vec::new();
+        for _ in 0..BATCH {
+            // Half of them ignore a stop, so that it escalates to signals.
+            let task = Process::<Escapees>::new(rng.below(2) == 0)
+                .grace_period(GRACE)
+                .spawn()
+                .unwrap();
+            for _ in 0..4 {
+                reported.0.push(task.recv_timeout(LIMIT).unwrap());
+            }
+            tasks.push(task);
+        }
+        for task in tasks {
+            match rng.below(3) {
+                0 => task.stop(),
+                1 => task.kill(),
+                _ => {
+                    drop(task);
+                    continue;
+                }
+            }
+            assert!(task.wait_timeout(LIMIT), "a task did not end");
+        }
+    }
+    let survivors = reported.survivors();
+    assert!(
+        survivors.is_empty(),
+        "{} of {} processes left behind: {survivors:?}",
+        survivors.len(),
+        reported.0.len()
+    );
+}
