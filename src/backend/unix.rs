@@ -149,24 +149,43 @@ pub(crate) fn descendants(pid: u32) -> Vec<u32> {
 /// (another process group, another session): each is stopped as it is
 /// found, so that none forks away while the tree is walked, then all are
 /// killed. A descendant that was orphaned out of the tree (to `init`) is
-/// out of reach; a process task's child is a subreaper, so its own
-/// descendants stay in its tree while it lives.
+/// out of reach; a process task's child and a command's launcher are
+/// subreapers, so their own descendants stay in their trees while they
+/// live.
+///
+/// Those in the caller's own process group are killed as they are found
+/// instead: a stopped member would let the kernel hang up the whole group
+/// (`SIGHUP`, the caller with it, halfway through) should the group become
+/// orphaned meanwhile, as a child's group does when its parent dies. What
+/// such a member forks before it dies comes back to the subreaper, and the
+/// next walk finds it.
 pub(crate) fn kill_descendants(pid: u32) {
+    let ours = rustix::process::getpgrp();
+    let mut found: Vec<u32> = Vec::new();
     let mut stopped: Vec<u32> = Vec::new();
     // Bounded: a tree that keeps growing faster than it is walked is
     // killed as far as it was found.
     for _ in 0..16 {
         let fresh: Vec<u32> = descendants(pid)
             .into_iter()
-            .filter(|d| !stopped.contains(d))
+            .filter(|d| !found.contains(d))
             .collect();
         if fresh.is_empty() {
             break;
         }
         for &d in &fresh {
-            signal(d, Signal::STOP);
+            let group = i32::try_from(d)
+                .ok()
+                .and_then(Pid::from_raw)
+                .and_then(|d| rustix::process::getpgid(Some(d)).ok());
+            if group == Some(ours) {
+                signal(d, Signal::KILL);
+            } else {
+                signal(d, Signal::STOP);
+                stopped.push(d);
+            }
         }
-        stopped.extend(fresh);
+        found.extend(fresh);
     }
     for &d in &stopped {
         signal(d, Signal::KILL);
