@@ -1,7 +1,7 @@
 //! Descendants that leave their task's process group or tree (`setsid`, a
-//! double fork): 200 process tasks that start them are stopped, killed or
-//! dropped, and no descendant is left, as counted from `/proc` by the pids
-//! the tasks reported.
+//! double fork): 200 process tasks and 200 commands that start them are
+//! stopped, killed, dropped or left to end, and no descendant is left, as
+//! counted from `/proc` by the pids the tasks reported.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::process_tasks::*;
 use common::{LIMIT, gone, kill_pid};
-use sidetask::Process;
+use sidetask::{Command, Process};
 
 sidetask::test_support!(registry());
 
@@ -95,6 +95,58 @@ fn process_tasks_leave_no_descendant_that_left_their_group_or_tree() {
                 }
             }
             assert!(task.wait_timeout(LIMIT), "a task did not end");
+        }
+    }
+    let survivors = reported.survivors();
+    assert!(
+        survivors.is_empty(),
+        "{} of {} processes left behind: {survivors:?}",
+        survivors.len(),
+        reported.0.len()
+    );
+}
+
+/// A program that reports its pid and those of the programs it starts: one
+/// in a session of its own holding its pipes, one orphaned into a session
+/// of its own (a double fork), and a plain one in its group; then it exits
+/// when its stdin ends.
+const SCRIPT: &str = "echo $$; \
+    setsid sleep 1000 & echo $!; \
+    (setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!); \
+    sleep 1000 </dev/null >/dev/null 2>&1 & echo $!; \
+    read line; exit 0";
+
+#[test]
+fn commands_leave_no_descendant_that_left_their_group_or_tree() {
+    sidetask::init(registry());
+    let mut rng = Rng::seeded();
+    let mut reported = Reported::default();
+    for _ in 0..ROUNDS {
+        let mut tasks = Vec::new();
+        for _ in 0..BATCH {
+            let task = Command::new("sh")
+                .args(["-c", SCRIPT])
+                .grace_period(GRACE)
+                .spawn()
+                .unwrap();
+            for _ in 0..4 {
+                let line = task.recv_timeout(LIMIT).unwrap();
+                reported.0.push(line.trim().parse().unwrap());
+            }
+            tasks.push(task);
+        }
+        for task in tasks {
+            match rng.below(4) {
+                0 => task.stop(),
+                1 => task.kill(),
+                // The program exits by itself.
+                2 => task.close_inbox(),
+                _ => {
+                    drop(task);
+                    continue;
+                }
+            }
+            assert!(task.wait_timeout(LIMIT), "a command did not end");
         }
     }
     let survivors = reported.survivors();

@@ -8,7 +8,7 @@
 //! command, whose program hears of a stop through `SIGTERM` alone),
 //! `SIGKILL` after the next one. A command's program is terminated by
 //! `SIGTERM` to its process group; a process task's child is told through
-//! its connection (a [`Terminate`](Escalation::new) hook), so that it can
+//! its connection (a `Terminate::Ask` hook), so that it can
 //! end what it started, wherever that went, before it goes. A kill sends
 //! `SIGKILL` at once, to every descendant of the *root* (the child, or the
 //! launcher a command's program runs under) and to the group. Every signal
@@ -109,7 +109,7 @@ pub(crate) fn status_lost() -> String {
 }
 
 /// Whether this process ignores `SIGCHLD`, read from `/proc/self/status`.
-fn ignores_sigchld() -> bool {
+pub(crate) fn ignores_sigchld() -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return false;
     };
@@ -120,25 +120,37 @@ fn ignores_sigchld() -> bool {
         .is_some_and(|mask| mask & (1 << (Signal::CHILD.as_raw() - 1)) != 0)
 }
 
+/// The pids of `pid`'s children (of any of its threads), read from
+/// `/proc`; empty where `/proc` says nothing.
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
+    for thread in threads.flatten() {
+        let path = thread.path().join("children");
+        let Ok(children) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            if !found.contains(&child) {
+                found.push(child);
+            }
+        }
+    }
+    found
+}
+
 /// The pids of `pid`'s descendants (children, their children, …), read
 /// from `/proc`; empty where `/proc` says nothing.
 pub(crate) fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut next = vec![pid];
     while let Some(parent) = next.pop() {
-        let Ok(threads) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-            continue;
-        };
-        for thread in threads.flatten() {
-            let path = thread.path().join("children");
-            let Ok(children) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-                if !found.contains(&child) {
-                    found.push(child);
-                    next.push(child);
-                }
+        for child in children(parent) {
+            if !found.contains(&child) {
+                found.push(child);
+                next.push(child);
             }
         }
     }

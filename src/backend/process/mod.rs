@@ -72,8 +72,6 @@ use crate::task::{Settings, Task};
 
 /// Set in the child's environment: the parent's pid.
 const ENV: &str = "SIDETASK_CHILD_OF";
-/// The test that [`test_support!`](crate::test_support) defines.
-const CHILD_TEST: &str = "__sidetask_child_entry";
 /// What a frame's payload may be at most unless set: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
