@@ -5,9 +5,8 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use rustix::event::EventfdFlags;
 use rustix::process::Signal;
 
 use super::Config;
@@ -41,9 +40,8 @@ pub(super) fn drive<T: NamedTask>(
         .take()
         .ok_or_else(|| io::Error::other("the connection's reader is gone"))
         .and_then(|reader| Relay::new(reader, config.max_frame));
-    let wake = rustix::event::eventfd(0, EventfdFlags::CLOEXEC).map_err(io::Error::from);
-    let (relay, wake) = match relay.and_then(|relay| Ok((relay, wake?))) {
-        Ok(both) => both,
+    let relay = match relay {
+        Ok(relay) => relay,
         Err(e) => {
             mailbox.set(INBOX_CLOSED);
             let tail = worker.kill_and_reap();
@@ -59,7 +57,7 @@ pub(super) fn drive<T: NamedTask>(
         me: me.clone(),
         ctx: ctx.share(),
         writer: Arc::clone(&worker.writer),
-        wake,
+        wake: OnceLock::new(),
         relay,
         flight: Mutex::new(FlightState {
             credits: mailbox.inbox_capacity(),

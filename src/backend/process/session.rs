@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use super::protocol::{Down, FrameError, Up, VERSION, Writer, decode, encode};
@@ -91,8 +91,9 @@ pub(super) struct Session<T: NamedTask> {
     pub(super) me: Weak<Session<T>>,
     pub(super) ctx: Ctx<T::In, T::Event>,
     pub(super) writer: Arc<Writer>,
-    // Readable once the session has ended: the flusher leaves.
-    pub(super) wake: OwnedFd,
+    // Readable once the session has ended: the flusher leaves. Made with
+    // the first flusher.
+    pub(super) wake: OnceLock<OwnedFd>,
     pub(super) relay: Relay,
     pub(super) flight: Mutex<FlightState>,
     // Held by the thread that writes messages; `pending` asks it for
@@ -266,6 +267,21 @@ impl<T: NamedTask> Session<T> {
         let Some(link) = self.me.upgrade() else {
             return;
         };
+        if self.wake.get().is_none() {
+            match rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC) {
+                Ok(wake) => {
+                    let _ = self.wake.set(wake);
+                }
+                Err(e) => {
+                    // Nothing could end the flusher's wait: nothing more is
+                    // written (what was not comes back at the end).
+                    tracing::warn!("no eventfd to wait for room in a child's socket: {e}");
+                    self.write_failed.store(true, Ordering::SeqCst);
+                    pumped.done = true;
+                    return;
+                }
+            }
+        }
         pumped.stalled = true;
         let flush = Box::new(move || link.flush_when_writable());
         if let Err((flush, _)) = place::execute(flush) {
@@ -276,8 +292,11 @@ impl<T: NamedTask> Session<T> {
     /// The flusher: waits for room in the socket, writes the backlog, and
     /// pumps what waited behind it; leaves when the session ends.
     fn flush_when_writable(&self) {
+        let Some(wake) = self.wake.get() else {
+            return;
+        };
         loop {
-            if !self.writer.wait_writable(&self.wake) {
+            if !self.writer.wait_writable(wake) {
                 return;
             }
             let mut pumped = lock(&self.pump);
@@ -302,9 +321,13 @@ impl<T: NamedTask> Session<T> {
     /// whether part of a frame was left unwritten (the child is not fit for
     /// another task then).
     pub(super) fn abandon_writes(&self) -> bool {
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
-        // Pumping waits for nothing, so the lock comes at once.
-        let _pumped = lock(&self.pump);
+        // Pumping waits for nothing (a flusher waits without the lock), so
+        // the lock comes at once; no flusher starts after it.
+        let mut pumped = lock(&self.pump);
+        pumped.done = true;
+        if let Some(wake) = self.wake.get() {
+            let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
+        }
         let mut writing = self.writer.lock();
         let cut = writing.has_backlog();
         writing.discard_backlog();
