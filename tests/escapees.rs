@@ -1,7 +1,8 @@
 //! Descendants that leave their task's process group or tree (`setsid`, a
-//! double fork): 200 process tasks and 200 commands that start them are
-//! stopped, killed, dropped or left to end, and no descendant is left, as
-//! counted from `/proc` by the pids the tasks reported.
+//! double fork, a command started by a process task): 200 process tasks and
+//! 200 commands that start them are stopped, killed, dropped or left to
+//! end, and no descendant is left, as counted from `/proc` by the pids the
+//! tasks reported.
 
 mod common;
 
@@ -80,7 +81,7 @@ fn process_tasks_leave_no_descendant_that_left_their_group_or_tree() {
                 .grace_period(GRACE)
                 .spawn()
                 .unwrap();
-            for _ in 0..4 {
+            for _ in 0..6 {
                 reported.0.push(task.recv_timeout(LIMIT).unwrap());
             }
             tasks.push(task);

@@ -39,7 +39,7 @@ fn tasks_then_wait() {
     let mut commands = Vec::new();
     for i in 0..TASKS {
         let task = Process::<Escapees>::new(i % 2 == 0).spawn().unwrap();
-        for _ in 0..4 {
+        for _ in 0..6 {
             pids.push(task.recv_timeout(LIMIT).unwrap().to_string());
         }
         processes.push(task);
@@ -59,7 +59,7 @@ fn tasks_then_wait() {
 fn a_sigkilled_parent_leaves_nothing_of_its_process_tasks_and_commands() {
     let (printed, survivors) =
         common::survivors_of_a_killed_parent(common::this_test_alone("tasks_then_wait", FAMILIES));
-    assert_eq!(printed, 2 * TASKS * 4);
+    assert_eq!(printed, TASKS * (6 + 4));
     assert!(
         survivors.is_empty(),
         "{} of {printed} survivors: {survivors:?}",

@@ -649,9 +649,11 @@ impl NamedTask for Checker {
 
 /// Starts programs that leave its process group or its tree: a plain
 /// `sleep` (in the child's group), one in a session of its own (`setsid`),
-/// and one whose parent exits at once (a double fork into a new session),
-/// then emits its own pid and theirs. With `true` it waits for a stop and
-/// returns; with `false` it ignores stops and waits to be killed.
+/// one whose parent exits at once (a double fork into a new session), and
+/// a command (a `sidetask::Command`, in a group of its own) that leaves one
+/// in a session of its own; emits its own pid and theirs (six in all).
+/// With `true` it waits for a stop and returns; with `false` it ignores
+/// stops and waits to be killed.
 pub struct Escapees;
 
 impl NamedTask for Escapees {
@@ -690,6 +692,18 @@ impl NamedTask for Escapees {
             .parse()
             .map_err(|e| format!("no pid from the shell: {e}"))?;
         ctx.emit(orphan).map_err(|e| e.to_string())?;
+        let command = sidetask::Command::new("sh")
+            .args([
+                "-c",
+                "echo $$; setsid sleep 1000 & echo $!; exec sleep 1000",
+            ])
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        for _ in 0..2 {
+            let line = command.recv().map_err(|e| e.to_string())?;
+            ctx.emit(line.trim().parse().map_err(|e| format!("{line}: {e}"))?)
+                .map_err(|e| e.to_string())?;
+        }
         if cooperative {
             while ctx.sleep(Duration::from_secs(60)).is_ok() {}
             Ok(())
