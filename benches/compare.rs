@@ -5,8 +5,10 @@
 //!
 //! Run all with `cargo bench --bench compare --features tokio` (without the
 //! feature, the async figures are left out), or some with
-//! `cargo bench --bench compare -- <substring>`. The machines are shared and
-//! noisy: absolute times vary from run to run, ratios within one run hold.
+//! `cargo bench --bench compare -- <substring>`; `-- --without-init
+//! command` measures commands as a binary that never calls `init` starts
+//! them (without a launcher). The machines are shared and noisy: absolute
+//! times vary from run to run, ratios within one run hold.
 
 use std::hint::black_box;
 use std::process::Command;
@@ -30,9 +32,14 @@ mod remote;
 type Figure = (&'static str, fn());
 
 fn main() {
+    // `--without-init`: as a binary that never calls `init` (commands
+    // start without a launcher; process figures cannot run).
+    let without_init = std::env::args().any(|a| a == "--without-init");
     // First: in a child process started for a process task (ours, or
-    // procspawn's), run it and exit.
-    sidetask::init(process::registry());
+    // procspawn's), or as a command's launcher, run it and exit.
+    if !without_init {
+        sidetask::init(process::registry());
+    }
     procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--raw-pong-child") {
@@ -59,6 +66,7 @@ fn main() {
         ("process_spawn_join", process::process_spawn_join),
         ("process_round_trip", process::process_round_trip),
         ("process_pool_1000", process::process_pool_1000),
+        ("command_spawn_join", process::command_spawn_join),
     ];
     for (name, figure) in figures {
         if wanted(name) {

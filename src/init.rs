@@ -4,14 +4,39 @@
 //! lets each place that runs tasks by name find out whether this process
 //! was started to run one.
 
-use crate::backend::process;
+use std::path::Path;
+
+use crate::backend::{command, process};
 use crate::named::{self, Registry};
+
+/// The test that [`test_support!`](crate::test_support) defines.
+const CHILD_TEST: &str = "__sidetask_child_entry";
+
+/// `program` (this binary, or one built from the same crate) executed
+/// again so that it enters [`init`] first: a test binary runs only the
+/// hidden test that calls it (an ignored test whose name contains
+/// `CHILD_TEST`, at any module path); a program whose `main` calls `init`
+/// first never reads these arguments.
+pub(crate) fn this_binary(program: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command.args([
+        CHILD_TEST,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ]);
+    command
+}
 
 /// The entry hook: call it first thing in `main`.
 ///
 /// In a child process started for a process task, it runs the task and
-/// exits the process; it never returns there. In any other process it
-/// keeps the registry and returns: process tasks can then be spawned.
+/// exits the process; it never returns there (nor in a command's launcher,
+/// the process of ours that a [`Command`](crate::Command)'s program runs
+/// under once `init` was called). In any other process it keeps the
+/// registry and returns: process tasks can then be spawned, and commands
+/// run under a launcher.
 ///
 /// Calling it again is harmless when the registry holds the same task
 /// types (each test of a test binary may call it); a registry with other
@@ -55,8 +80,12 @@ use crate::named::{self, Registry};
 /// }
 /// ```
 pub fn init(registry: Registry) {
+    command::enter_if_launcher();
     // Kept in the child too, so that its task can start process tasks.
     let registry = named::install(registry);
+    // A launcher started from here (or from a child's task) finds its way
+    // back to this call.
+    command::enable_launcher();
     process::enter_if_child(registry);
 }
 

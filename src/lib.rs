@@ -44,14 +44,19 @@
 //! binary, executed again, whose `main` calls [`init`] first (in a test
 //! binary: [`test_support!`]). Messages, events and the outcome cross as
 //! serde values; stop escalates from the cooperative request to `SIGTERM`
-//! and `SIGKILL` on the child's process group; a child never outlives its
-//! parent; and how it ended is classified ([`Outcome::Killed`],
-//! [`Outcome::Crashed`] with a [`CrashCause`] and the stderr tail).
+//! and `SIGKILL` on the child and everything it started; the child holds
+//! everything its task starts (it is a subreaper), so nothing of it
+//! outlives the task or the parent, even `SIGKILL`ed; and how it ended is
+//! classified ([`Outcome::Killed`], [`Outcome::Crashed`] with a
+//! [`CrashCause`] and the stderr tail).
 //! [`Pool::run_process`] runs many on warm children that are reused.
 //!
 //! An external program runs as a task through [`Command`]: its stdin lines
 //! are the messages, its stdout lines the events, its exit the outcome, and
-//! stop escalates from `SIGTERM` to `SIGKILL` on its whole process group.
+//! stop escalates from `SIGTERM` to `SIGKILL` on its whole process group. In
+//! a program that calls [`init`], the program runs under a launcher of
+//! ours that holds everything it starts, so nothing of it outlives the task
+//! or this process (the README says what is guaranteed where).
 //!
 //! With the `tokio` feature, a task body may be async
 //! (`spawn_async`, `AsyncCtx`) and every blocking

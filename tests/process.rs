@@ -387,8 +387,8 @@ fn env_and_working_directory_reach_the_child() {
 // Broken protocol: a stand-in child, a shell script, writes bytes into the
 // socket (its stdin).
 
-/// A `Ready` frame of protocol version 2: a length of 2, the tag, the version.
-const READY: &str = r"\002\000\000\000\000\002";
+/// A `Ready` frame of protocol version 3: a length of 2, the tag, the version.
+const READY: &str = r"\002\000\000\000\000\003";
 
 fn script(name: &str, body: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("sidetask-test-{}-{name}.sh", std::process::id()));

@@ -1,5 +1,5 @@
 //! The process figures: named tasks in child processes against procspawn,
-//! `/bin/true` and a raw socketpair.
+//! `/bin/true` and a raw socketpair; a command against std's spawn.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -102,6 +102,25 @@ pub fn process_spawn_join() {
     );
     compare(
         "process_spawn_join",
+        "Command::new(\"/bin/true\") status",
+        20,
+        ours,
+        bin_true,
+    );
+}
+
+/// A command's program started and joined (under its launcher: this
+/// binary calls `init`), against std's own spawn and wait of it.
+pub fn command_spawn_join() {
+    let ours = || {
+        let task = sidetask::Command::new("/bin/true").spawn().unwrap();
+        assert!(task.join().value().unwrap().success());
+    };
+    let bin_true = || {
+        assert!(Command::new("/bin/true").status().unwrap().success());
+    };
+    compare(
+        "command_spawn_join",
         "Command::new(\"/bin/true\") status",
         20,
         ours,

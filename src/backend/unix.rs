@@ -4,13 +4,18 @@
 //! # Escalation
 //!
 //! A stop asks first; a place that can kill then escalates on the timer:
-//! `SIGTERM` to the child's process group once the first grace period has
-//! passed (at once for a command, whose program hears of a stop through
-//! `SIGTERM` alone), `SIGKILL` after the next one. A kill sends `SIGKILL` at
-//! once. Every signal goes out under the escalation's lock, and the place
-//! *retires* the escalation when its child has ended, so that no late
-//! signal reaches a group whose pid may be reused (or a reused child that
-//! runs another task).
+//! *terminate* once the first grace period has passed (at once for a
+//! command, whose program hears of a stop through `SIGTERM` alone),
+//! `SIGKILL` after the next one. A command's program is terminated by
+//! `SIGTERM` to its process group; a process task's child is told through
+//! its connection (a `Terminate::Ask` hook), so that it can
+//! end what it started, wherever that went, before it goes. A kill sends
+//! `SIGKILL` at once, to every descendant of the *root* (the child, or the
+//! launcher a command's program runs under) and to the group. Every signal
+//! goes out under the escalation's lock, and the place *retires* the
+//! escalation when its child has ended, so that no late signal reaches a
+//! group whose pid may be reused (or a reused child that runs another
+//! task).
 
 use std::collections::VecDeque;
 use std::io;
@@ -104,7 +109,7 @@ pub(crate) fn status_lost() -> String {
 }
 
 /// Whether this process ignores `SIGCHLD`, read from `/proc/self/status`.
-fn ignores_sigchld() -> bool {
+pub(crate) fn ignores_sigchld() -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return false;
     };
@@ -115,25 +120,37 @@ fn ignores_sigchld() -> bool {
         .is_some_and(|mask| mask & (1 << (Signal::CHILD.as_raw() - 1)) != 0)
 }
 
+/// The pids of `pid`'s children (of any of its threads), read from
+/// `/proc`; empty where `/proc` says nothing.
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
+    for thread in threads.flatten() {
+        let path = thread.path().join("children");
+        let Ok(children) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            if !found.contains(&child) {
+                found.push(child);
+            }
+        }
+    }
+    found
+}
+
 /// The pids of `pid`'s descendants (children, their children, …), read
 /// from `/proc`; empty where `/proc` says nothing.
 pub(crate) fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut next = vec![pid];
     while let Some(parent) = next.pop() {
-        let Ok(threads) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-            continue;
-        };
-        for thread in threads.flatten() {
-            let path = thread.path().join("children");
-            let Ok(children) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-                if !found.contains(&child) {
-                    found.push(child);
-                    next.push(child);
-                }
+        for child in children(parent) {
+            if !found.contains(&child) {
+                found.push(child);
+                next.push(child);
             }
         }
     }
@@ -144,24 +161,43 @@ pub(crate) fn descendants(pid: u32) -> Vec<u32> {
 /// (another process group, another session): each is stopped as it is
 /// found, so that none forks away while the tree is walked, then all are
 /// killed. A descendant that was orphaned out of the tree (to `init`) is
-/// out of reach; a process task's child is a subreaper, so its own
-/// descendants stay in its tree while it lives.
+/// out of reach; a process task's child and a command's launcher are
+/// subreapers, so their own descendants stay in their trees while they
+/// live.
+///
+/// Those in the caller's own process group are killed as they are found
+/// instead: a stopped member would let the kernel hang up the whole group
+/// (`SIGHUP`, the caller with it, halfway through) should the group become
+/// orphaned meanwhile, as a child's group does when its parent dies. What
+/// such a member forks before it dies comes back to the subreaper, and the
+/// next walk finds it.
 pub(crate) fn kill_descendants(pid: u32) {
+    let ours = rustix::process::getpgrp();
+    let mut found: Vec<u32> = Vec::new();
     let mut stopped: Vec<u32> = Vec::new();
     // Bounded: a tree that keeps growing faster than it is walked is
     // killed as far as it was found.
     for _ in 0..16 {
         let fresh: Vec<u32> = descendants(pid)
             .into_iter()
-            .filter(|d| !stopped.contains(d))
+            .filter(|d| !found.contains(d))
             .collect();
         if fresh.is_empty() {
             break;
         }
         for &d in &fresh {
-            signal(d, Signal::STOP);
+            let group = i32::try_from(d)
+                .ok()
+                .and_then(Pid::from_raw)
+                .and_then(|d| rustix::process::getpgid(Some(d)).ok());
+            if group == Some(ours) {
+                signal(d, Signal::KILL);
+            } else {
+                signal(d, Signal::STOP);
+                stopped.push(d);
+            }
         }
-        stopped.extend(fresh);
+        found.extend(fresh);
     }
     for &d in &stopped {
         signal(d, Signal::KILL);
@@ -189,24 +225,45 @@ pub(crate) enum Stage {
     Retired,
 }
 
+/// How a stop's escalation terminates: `SIGTERM` to the group, or a hook
+/// that tells the child (called outside the escalation's lock).
+pub(crate) enum Terminate {
+    Group,
+    Ask(Box<dyn Fn() + Send + Sync>),
+}
+
 /// A child's stop escalation (see the module's docs).
 pub(crate) struct Escalation {
     me: Weak<Escalation>,
-    pid: u32,
+    // The process group signalled.
+    group: u32,
+    // Whose every descendant a kill reaches.
+    root: u32,
     grace: Duration,
     // `SIGTERM` at once on a stop (a command), rather than after a grace
     // period (a process task, which is asked through its connection first).
     term_at_once: bool,
+    terminate: Terminate,
     stage: Mutex<Stage>,
 }
 
 impl Escalation {
-    pub(crate) fn new(pid: u32, grace: Duration, term_at_once: bool) -> Arc<Escalation> {
+    /// The escalation of the process group `group`, whose kill reaches
+    /// every descendant of `root` too.
+    pub(crate) fn new(
+        group: u32,
+        root: u32,
+        grace: Duration,
+        term_at_once: bool,
+        terminate: Terminate,
+    ) -> Arc<Escalation> {
         Arc::new_cyclic(|me| Escalation {
             me: me.clone(),
-            pid,
+            group,
+            root,
             grace,
             term_at_once,
+            terminate,
             stage: Mutex::new(Stage::None),
         })
     }
@@ -220,12 +277,18 @@ impl Escalation {
         }
         *stage = to;
         match to {
-            Stage::Terminated => signal_group(self.pid, Signal::TERM),
+            Stage::Terminated => match &self.terminate {
+                Terminate::Group => signal_group(self.group, Signal::TERM),
+                Terminate::Ask(ask) => {
+                    drop(stage);
+                    ask();
+                }
+            },
             Stage::Killed => {
-                // Descendants first: once the child is gone, those it
+                // Descendants first: once the root is gone, those it
                 // orphaned are out of its tree.
-                kill_descendants(self.pid);
-                signal_group(self.pid, Signal::KILL);
+                kill_descendants(self.root);
+                signal_group(self.group, Signal::KILL);
             }
             Stage::None | Stage::Asked | Stage::Retired => {}
         }
@@ -261,7 +324,7 @@ impl Escalation {
         }
     }
 
-    /// `SIGKILL` to the group now, and to every descendant of the child
+    /// `SIGKILL` to the group now, and to every descendant of the root
     /// outside it, unless the child has ended.
     pub(crate) fn kill(&self) {
         use Stage::*;

@@ -35,6 +35,8 @@ pub fn registry() -> Registry {
     r.register::<Counter>().unwrap();
     r.register::<Family>().unwrap();
     r.register::<LeaveACopy>().unwrap();
+    r.register::<Checker>().unwrap();
+    r.register::<Escapees>().unwrap();
     r
 }
 
@@ -611,5 +613,104 @@ impl NamedTask for LeaveACopy {
         drop(copy);
         ctx.emit(away.id()).map_err(|e| e.to_string())?;
         std::process::abort()
+    }
+}
+
+/// Emits its pid, then reads blobs `(id, bytes)` and emits the id of each
+/// that is whole (as [`blob`] made it); a blob that is not ends the task
+/// with an error. Returns how many it read when its inbox closes or it is
+/// stopped.
+pub struct Checker;
+
+impl NamedTask for Checker {
+    const NAME: &'static str = "checker";
+    type Arg = ();
+    type In = (u64, Vec<u8>);
+    type Event = u64;
+    type Value = u64;
+    type Error = String;
+
+    fn run(ctx: &Ctx<(u64, Vec<u8>), u64>, (): ()) -> Result<u64, String> {
+        ctx.emit(u64::from(std::process::id()))
+            .map_err(|e| e.to_string())?;
+        let mut n = 0;
+        while let Ok((id, bytes)) = ctx.recv() {
+            if bytes != blob(id, bytes.len() as u32) {
+                return Err(format!("blob {id} is not whole"));
+            }
+            n += 1;
+            if ctx.emit(id).is_err() {
+                break;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Starts programs that leave its process group or its tree: a plain
+/// `sleep` (in the child's group), one in a session of its own (`setsid`),
+/// one whose parent exits at once (a double fork into a new session), and
+/// a command (a `sidetask::Command`, in a group of its own) that leaves one
+/// in a session of its own; emits its own pid and theirs (six in all).
+/// With `true` it waits for a stop and returns; with `false` it ignores
+/// stops and waits to be killed.
+pub struct Escapees;
+
+impl NamedTask for Escapees {
+    const NAME: &'static str = "escapees";
+    type Arg = bool;
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = String;
+
+    fn run(ctx: &Ctx<(), u32>, cooperative: bool) -> Result<(), String> {
+        let fail = |e: std::io::Error| e.to_string();
+        ctx.emit(std::process::id()).map_err(|e| e.to_string())?;
+        let plain = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .map_err(fail)?;
+        ctx.emit(plain.id()).map_err(|e| e.to_string())?;
+        let away = std::process::Command::new("setsid")
+            .args(["sleep", "1000"])
+            .spawn()
+            .map_err(fail)?;
+        ctx.emit(away.id()).map_err(|e| e.to_string())?;
+        // The shell prints its background job's pid and exits: the job is
+        // orphaned, in a session of its own.
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo $!",
+            ])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(fail)?;
+        let orphan: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|e| format!("no pid from the shell: {e}"))?;
+        ctx.emit(orphan).map_err(|e| e.to_string())?;
+        let command = sidetask::Command::new("sh")
+            .args([
+                "-c",
+                "echo $$; setsid sleep 1000 & echo $!; exec sleep 1000",
+            ])
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        for _ in 0..2 {
+            let line = command.recv().map_err(|e| e.to_string())?;
+            ctx.emit(line.trim().parse().map_err(|e| format!("{line}: {e}"))?)
+                .map_err(|e| e.to_string())?;
+        }
+        if cooperative {
+            while ctx.sleep(Duration::from_secs(60)).is_ok() {}
+            Ok(())
+        } else {
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
     }
 }

@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rustix::process::{Pid, Resource, Rlimit, setrlimit};
+use rustix::process::{Pid, Resource, Rlimit, Signal, setrlimit};
 
-use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
+use super::protocol::{Down, FrameError, FrameReader, Hello, Offered, Up, VERSION, Writer};
 use super::relay::{Dispatch, Flow, Relay};
-use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL};
+use super::{ENV, EXIT_PARENT_GONE, EXIT_PROTOCOL, EXIT_TERMINATED};
 use crate::backend::thread as place;
-use crate::backend::unix::kill_descendants;
+use crate::backend::unix::{descendants, kill_descendants};
 use crate::named::{Delivered, Ended, Entry, Full, Inlet, Line, Registry};
 use crate::sync::lock;
 use crate::task::wire::Served;
@@ -178,6 +178,25 @@ fn end_descendants() {
     while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
 }
 
+/// The task did not stop within the grace period: sends `SIGTERM` to
+/// everything it started (in this child's group or not: it is all in this
+/// subreaper's tree), waits for it to go, then ends this child by
+/// `SIGTERM`. What ignores `SIGTERM` keeps this child waiting until the
+/// parent's `SIGKILL`, which reaches the whole tree.
+fn terminate() -> ! {
+    for pid in descendants(std::process::id()) {
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
+        }
+    }
+    // Until no child is left: a child's own children come back here as it
+    // goes.
+    while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::empty()) {}
+    let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::TERM);
+    // A handler of the task's own may have caught it.
+    leave(EXIT_TERMINATED)
+}
+
 /// Ends this child: first everything the task started.
 fn leave(code: i32) -> ! {
     end_descendants();
@@ -226,7 +245,7 @@ impl ChildTask {
 }
 
 impl Dispatch for ChildTask {
-    fn frame(&self, payload: &[u8], _may_wait: bool) -> Flow {
+    fn frame(&self, payload: &[u8]) -> Flow {
         match postcard::from_bytes::<Down>(payload) {
             Ok(Down::Message(bytes)) => match self.inlet.deliver(&bytes) {
                 Ok(Delivered::Taken) => Flow::Wake,
@@ -246,6 +265,7 @@ impl Dispatch for ChildTask {
                 self.inlet.stop();
                 Flow::Wake
             }
+            Ok(Down::Terminate) => terminate(),
             Ok(Down::Start(next)) => {
                 // The parent asks for the next task only once it has this
                 // one's outcome.
@@ -292,12 +312,51 @@ impl Line for ChildTask {
                 bytes.len()
             ));
         }
-        // Without waiting: only when the connection takes a frame now.
-        if !wait && !self.writer.writable_now() {
-            return Err(Full);
+        if wait {
+            self.flush(Some(Up::Event(bytes)));
+            return Ok(());
         }
-        self.flush(Some(Up::Event(bytes)));
-        Ok(())
+        // Without waiting: only when the connection can begin the frame
+        // now, nobody else writing and nothing else waiting to be written.
+        let Some(mut writing) = self.writer.try_lock() else {
+            return Err(Full);
+        };
+        match writing.flush_now() {
+            Ok(true) => {}
+            Ok(false) => return Err(Full),
+            Err(_) => leave(EXIT_PARENT_GONE),
+        }
+        let acks = self.unacked.swap(0, Ordering::SeqCst);
+        let event = Up::Event(bytes);
+        let offered = if acks == 0 {
+            writing.offer(std::slice::from_ref(&event))
+        } else {
+            writing.offer(&[Up::Ack(acks), event])
+        };
+        match offered {
+            Ok(Offered::Whole) => Ok(()),
+            Ok(Offered::Begun) => {
+                // The rest of the frame goes on a worker thread, which waits
+                // for the parent to read.
+                drop(writing);
+                let writer = Arc::clone(&self.writer);
+                let drain = Box::new(move || {
+                    if writer.lock().drain().is_err() {
+                        leave(EXIT_PARENT_GONE);
+                    }
+                });
+                if let Err((drain, _)) = place::execute(drain) {
+                    drain();
+                }
+                Ok(())
+            }
+            // Not after a backlog written out under the same lock.
+            Ok(Offered::Busy) => {
+                self.unacked.fetch_add(acks, Ordering::SeqCst);
+                Err(Full)
+            }
+            Err(_) => leave(EXIT_PARENT_GONE),
+        }
     }
 
     fn broken(&self, why: String) {

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rustix::process::Signal;
 
@@ -16,7 +16,7 @@ use super::relay::Relay;
 use super::session::{Ended, FlightState, Pumped, Session};
 use super::worker::Worker;
 use crate::backend::thread as place;
-use crate::backend::unix::{Escalation, Stage, signal_group};
+use crate::backend::unix::{Escalation, Stage, Terminate, signal_group};
 use crate::ctx::Ctx;
 use crate::mailbox::{INBOX_CLOSED, KILL, STOP};
 use crate::named::NamedTask;
@@ -52,11 +52,12 @@ pub(super) fn drive<T: NamedTask>(
             );
         }
     };
-    let escalation = Escalation::new(worker.pid(), config.grace, false);
-    let link = Arc::new_cyclic(|me| Session::<T> {
+    let pid = worker.pid();
+    let link = Arc::new_cyclic(|me: &Weak<Session<T>>| Session::<T> {
         me: me.clone(),
         ctx: ctx.share(),
         writer: Arc::clone(&worker.writer),
+        wake: OnceLock::new(),
         relay,
         flight: Mutex::new(FlightState {
             credits: mailbox.inbox_capacity(),
@@ -67,7 +68,18 @@ pub(super) fn drive<T: NamedTask>(
         pending: AtomicBool::new(false),
         max_frame: config.max_frame,
         awaiting_ready: AtomicBool::new(awaiting_ready),
-        escalation,
+        // The child is told to terminate, so that it ends what it started
+        // before it goes: `SIGTERM` would end it first, and whatever left
+        // its group would outlive it.
+        escalation: {
+            let me = me.clone();
+            let ask = move || {
+                if let Some(link) = me.upgrade() {
+                    link.pump();
+                }
+            };
+            Escalation::new(pid, pid, config.grace, false, Terminate::Ask(Box::new(ask)))
+        },
         write_failed: AtomicBool::new(false),
         refused: Mutex::new(None),
         rejected: Mutex::new(Vec::new()),
@@ -103,13 +115,16 @@ pub(super) fn drive<T: NamedTask>(
     // The task is over: no signal goes out from now on.
     let escalated = link.escalation.retire();
     // Messages the child never took come back first, then the handle's
-    // inbox. A write in progress ends first (it gives back what it holds).
+    // inbox. A write in progress ends first (it gives back what it holds),
+    // and a frame waiting for room is left.
     let unacked = {
         let mut flight = lock(&link.flight);
         flight.ended = true;
         std::mem::take(&mut flight.unacked)
     };
-    drop(lock(&link.pump));
+    if link.abandon_writes() {
+        link.write_failed.store(true, Ordering::SeqCst);
+    }
     mailbox.set(INBOX_CLOSED);
     let mut back: Vec<T::In> = unacked
         .into_iter()

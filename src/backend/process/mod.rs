@@ -72,14 +72,14 @@ use crate::task::{Settings, Task};
 
 /// Set in the child's environment: the parent's pid.
 const ENV: &str = "SIDETASK_CHILD_OF";
-/// The test that [`test_support!`](crate::test_support) defines.
-const CHILD_TEST: &str = "__sidetask_child_entry";
 /// What a frame's payload may be at most unless set: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
 /// Exit codes of a child that could not run its task.
 const EXIT_PARENT_GONE: i32 = 70;
 const EXIT_PROTOCOL: i32 = 71;
+/// A child told to terminate whose task caught its `SIGTERM`.
+const EXIT_TERMINATED: i32 = 72;
 
 /// How children are started and driven.
 #[derive(Debug, Clone)]
@@ -187,12 +187,20 @@ pub type ProcessTask<T> = Task<
 ///
 /// **Stop escalates**: a stop (or the handle's drop) first asks the task to
 /// stop, as on a thread (its context sees [`Ctx::stopped`] and its blocking
-/// calls wake); if the child still runs after the grace period, its process
-/// group gets `SIGTERM`, and after another grace period `SIGKILL`.
-/// [`Task::kill`] sends `SIGKILL` to the group at once, so grandchildren die
-/// too. A child also dies when this process dies (parent-death signal) and
-/// when its connection closes. Anything left in the child's process group
-/// when it exits is killed.
+/// calls wake); if the child still runs after the grace period, it is told
+/// to terminate: everything its task started gets `SIGTERM`, and once that
+/// is gone the child ends by `SIGTERM` itself; after another grace period,
+/// `SIGKILL` reaches the child and everything it started. [`Task::kill`]
+/// sends that `SIGKILL` at once.
+///
+/// **No process outlives the task**: the child is a subreaper, so what its
+/// task starts stays in its process tree even when it leaves the child's
+/// group or session (`setsid`, a double fork); the child kills that tree
+/// when its task ends, when it leaves, and when this process dies (its
+/// connection closes, even after a `SIGKILL`), and a kill reaches all of
+/// it. Only a child that dies by a signal it was not sent by this crate (a
+/// crash, a `SIGKILL` from elsewhere) leaves behind what its task had moved
+/// out of its process group; what stayed in the group is killed.
 ///
 /// **How it ended** is the outcome: the value, the task's own error, its
 /// panic (message and location carried across), [`Outcome::Killed`](crate::Outcome::Killed) when we
@@ -212,11 +220,13 @@ pub type ProcessTask<T> = Task<
 /// destructor that never returns) is killed after the grace period; the
 /// outcome stands.
 ///
-/// **Sending waits** at most for the child's socket to take a message's
-/// bytes (a large message may make it wait until the child has read part
-/// of it), and never longer than the grace period (at least a second): then
-/// the child is no longer reused. A message and its answer cost about as
-/// much as over a bare socketpair.
+/// **Sending never waits on the child.** A message goes into the handle's
+/// inbox (where [`Task::send`] waits for room and [`Task::try_send`] does
+/// not), and from there to the child as far as its socket takes it; a
+/// child that stops reading (busy, or frozen by `SIGSTOP`) holds up no
+/// send, no stop and no kill. Every message reaches the child whole, in
+/// order, once it reads again, or comes back unread at the end. A message
+/// and its answer cost about as much as over a bare socketpair.
 ///
 /// # Examples
 ///
@@ -359,9 +369,9 @@ impl<T: NamedTask> Process<T> {
 
     /// How many events can wait in the handle to be received. In the child,
     /// [`Ctx::emit`] and [`Ctx::try_emit`] write straight to the parent: once
-    /// these and the socket's buffer are full, both wait (neither reports
-    /// `Full`), and the wait ends when the handle reads, or when a stop lets
-    /// the parent drop what does not fit.
+    /// these and the socket's buffer are full, `emit` waits (until the
+    /// handle reads, or a stop lets the parent keep what does not fit) and
+    /// `try_emit` reports `Full`.
     pub fn outbox_capacity(mut self, capacity: usize) -> Self {
         self.settings.outbox = capacity;
         self

@@ -6,16 +6,19 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
 
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::SendFlags;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::sync::lock;
 
 /// The protocol's version; both sides check it at the handshake.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 /// What the parent asks a child to run (the first frame of each task on a
 /// child; a warm child of a pool gets one per task).
@@ -43,6 +46,10 @@ pub(crate) enum Down {
     Message(Vec<u8>),
     Close,
     Stop,
+    /// The task did not stop within the grace period: the child ends what
+    /// it started (`SIGTERM`, then waits for it to go), then itself, by
+    /// `SIGTERM`.
+    Terminate,
 }
 
 /// Frames from the child.
@@ -223,62 +230,213 @@ impl FrameReader {
     }
 }
 
-/// The writing half of a connection, shared by the threads that write, and
-/// a buffer that each write reuses.
-pub(crate) struct Writer(Mutex<(UnixStream, Vec<u8>)>);
+/// The writing half of a connection, shared by the threads that write.
+///
+/// Bytes go out in frame order and a frame is never cut: a write that
+/// finds the socket full ([`Writing::offer`]) keeps the rest of its frame
+/// in a *backlog*, which every later write sends first, so the peer always
+/// gets whole frames, however long it stops reading.
+pub(crate) struct Writer {
+    stream: UnixStream,
+    out: Mutex<Out>,
+}
+
+/// What the writers share under the lock.
+#[derive(Default)]
+struct Out {
+    // Reused for encoding.
+    buf: Vec<u8>,
+    // The part of a frame (or of several) not written yet: `backlog[at..]`.
+    backlog: Vec<u8>,
+    at: usize,
+}
+
+/// How an offered frame went.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// All written.
+    Whole,
+    /// Begun: the rest waits in the backlog for room in the socket.
+    Begun,
+    /// Not taken: the backlog of an earlier frame still waits for room.
+    Busy,
+}
 
 impl Writer {
     pub(crate) fn new(stream: UnixStream) -> Writer {
-        Writer(Mutex::new((stream, Vec::new())))
+        Writer {
+            stream,
+            out: Mutex::new(Out::default()),
+        }
     }
 
+    /// Writes `frame`, waiting as the socket does (after the backlog).
     pub(crate) fn send<T: Serialize>(&self, frame: &T) -> io::Result<()> {
         self.lock().send_all(std::slice::from_ref(frame))
     }
 
-    /// Whether a frame can be written now without waiting: nobody else is
-    /// writing, and the socket has room (a stream socket that polls
-    /// writable has a quarter of its buffer or more free).
-    pub(crate) fn writable_now(&self) -> bool {
-        let Ok(guard) = self.0.try_lock() else {
-            return false;
-        };
-        let mut fds = [rustix::event::PollFd::new(
-            &guard.0,
-            rustix::event::PollFlags::OUT,
-        )];
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    /// Waits until the socket has room (or has failed: the next write says
+    /// how), or until `wake` is readable: `false` then.
+    pub(crate) fn wait_writable(&self, wake: &OwnedFd) -> bool {
+        loop {
+            let mut fds = [
+                PollFd::new(&self.stream, PollFlags::OUT),
+                PollFd::new(wake, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) if fds[0].revents().is_empty() => return false,
+                // Room, a failure, or a poll that failed: the next write
+                // reports it.
+                _ => return true,
+            }
+        }
     }
 
     /// Locks the connection for writing (what to write may be decided
     /// under the lock).
     pub(crate) fn lock(&self) -> Writing<'_> {
-        Writing(lock(&self.0))
+        Writing {
+            stream: &self.stream,
+            out: lock(&self.out),
+        }
+    }
+
+    /// Locks the connection for writing if nobody else writes.
+    pub(crate) fn try_lock(&self) -> Option<Writing<'_>> {
+        let out = match self.out.try_lock() {
+            Ok(out) => out,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Writing {
+            stream: &self.stream,
+            out,
+        })
     }
 }
 
 /// A locked connection's writing half.
-pub(crate) struct Writing<'a>(MutexGuard<'a, (UnixStream, Vec<u8>)>);
+pub(crate) struct Writing<'a> {
+    stream: &'a UnixStream,
+    out: MutexGuard<'a, Out>,
+}
 
 impl Writing<'_> {
-    /// Writes `frames` in one `write_all`.
+    /// Writes the backlog, then `frames`, waiting as the socket does.
     pub(crate) fn send_all<T: Serialize>(&mut self, frames: &[T]) -> io::Result<()> {
-        let (stream, buf) = &mut *self.0;
-        let mut bytes = std::mem::take(buf);
+        self.drain()?;
+        let bytes = self.encode(frames)?;
+        let written = (&mut &*self.stream).write_all(&bytes);
+        self.keep(bytes);
+        written
+    }
+
+    /// Writes the backlog, waiting as the socket does.
+    pub(crate) fn drain(&mut self) -> io::Result<()> {
+        let out = &mut *self.out;
+        if out.at < out.backlog.len() {
+            let written = (&mut &*self.stream).write_all(&out.backlog[out.at..]);
+            out.backlog.clear();
+            out.at = 0;
+            written?;
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes now of the backlog, without waiting;
+    /// returns whether all of it is written.
+    pub(crate) fn flush_now(&mut self) -> io::Result<bool> {
+        let out = &mut *self.out;
+        while out.at < out.backlog.len() {
+            match send_now(self.stream, &out.backlog[out.at..])? {
+                0 => return Ok(false),
+                n => out.at += n,
+            }
+        }
+        out.backlog.clear();
+        out.at = 0;
+        if out.backlog.capacity() > READ_CHUNK {
+            out.backlog.shrink_to(READ_CHUNK);
+        }
+        Ok(true)
+    }
+
+    /// Writes `frames` as far as the socket takes them now, without
+    /// waiting: the rest goes to the backlog (they are taken whole, and will
+    /// reach the peer whole). Takes nothing while a backlog waits and
+    /// cannot be written now.
+    pub(crate) fn offer<T: Serialize>(&mut self, frames: &[T]) -> io::Result<Offered> {
+        if !self.flush_now()? {
+            return Ok(Offered::Busy);
+        }
+        let bytes = self.encode(frames)?;
+        let mut at = 0;
+        while at < bytes.len() {
+            match send_now(self.stream, &bytes[at..]) {
+                Ok(0) => break,
+                Ok(n) => at += n,
+                Err(e) => {
+                    self.keep(bytes);
+                    return Err(e);
+                }
+            }
+        }
+        if at == bytes.len() {
+            self.keep(bytes);
+            return Ok(Offered::Whole);
+        }
+        let out = &mut *self.out;
+        if at == 0 {
+            // The whole buffer becomes the backlog.
+            out.backlog = bytes;
+        } else {
+            out.backlog.extend_from_slice(&bytes[at..]);
+            self.keep(bytes);
+        }
+        Ok(Offered::Begun)
+    }
+
+    /// Drops the backlog (the peer is not written to any more).
+    pub(crate) fn discard_backlog(&mut self) {
+        self.out.backlog = Vec::new();
+        self.out.at = 0;
+    }
+
+    /// Whether a frame waits, begun, in the backlog.
+    pub(crate) fn has_backlog(&self) -> bool {
+        self.out.at < self.out.backlog.len()
+    }
+
+    /// Encodes `frames` into the reused buffer, which the caller hands back
+    /// with [`keep`](Writing::keep).
+    fn encode<T: Serialize>(&mut self, frames: &[T]) -> io::Result<Vec<u8>> {
+        let mut bytes = std::mem::take(&mut self.out.buf);
         bytes.clear();
         for frame in frames {
             bytes = put_frame(bytes, frame)?;
         }
-        let written = stream.write_all(&bytes);
-        // A large frame's buffer is not kept.
+        Ok(bytes)
+    }
+
+    /// Keeps a buffer for the next frame, unless it grew large.
+    fn keep(&mut self, bytes: Vec<u8>) {
         if bytes.capacity() <= READ_CHUNK {
-            *buf = bytes;
+            self.out.buf = bytes;
         }
-        written
+    }
+}
+
+/// Writes what the socket takes of `bytes` now: 0 if it has no room.
+fn send_now(stream: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    loop {
+        match rustix::net::send(stream, bytes, flags) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -462,6 +620,42 @@ mod tests {
         assert_eq!(got, writing.join().unwrap());
         // A large frame's buffer is not kept.
         assert!(reader.buf.len() <= READ_CHUNK);
+    }
+
+    #[test]
+    fn offered_frames_never_wait_and_arrive_whole_and_in_order() {
+        use super::{Offered, Writer};
+        let (reader, theirs) = pair();
+        let writer = Writer::new(theirs);
+        let blob = |id: u8| vec![id; 100 << 10];
+        // Nobody reads: the socket fills, a frame is begun, then refused.
+        let mut taken = 0u8;
+        loop {
+            let offered = writer.lock().offer(&[blob(taken)]).unwrap();
+            match offered {
+                Offered::Whole => taken += 1,
+                Offered::Begun => {
+                    taken += 1;
+                    assert!(writer.lock().has_backlog());
+                }
+                Offered::Busy => break,
+            }
+            assert!(taken < 100, "the socket never filled");
+        }
+        assert!(writer.lock().has_backlog(), "refused with no frame begun");
+        // Once the reader reads, the backlog goes first, then more frames.
+        let reading = std::thread::spawn(move || {
+            let mut reader = reader;
+            (0..=taken)
+                .map(|_| reader.read_frame::<Vec<u8>>(1 << 20).unwrap())
+                .collect::<Vec<_>>()
+        });
+        writer.lock().drain().unwrap();
+        assert!(!writer.lock().has_backlog());
+        writer.send(&blob(taken)).unwrap();
+        let got = reading.join().unwrap();
+        let expected: Vec<Vec<u8>> = (0..=taken).map(blob).collect();
+        assert!(got == expected, "frames lost, cut or out of order");
     }
 
     /// How a stream of frames ended.

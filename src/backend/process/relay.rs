@@ -44,10 +44,9 @@ pub(crate) enum Flow {
 
 /// What the reader does with frames and with the connection's end.
 pub(crate) trait Dispatch {
-    /// Handles one frame; `may_wait` says whether the thread that read it
-    /// may wait on other work (the fallback, or a caller without a
-    /// deadline).
-    fn frame(&self, payload: &[u8], may_wait: bool) -> Flow;
+    /// Handles one frame (without waiting on other work: the reader may
+    /// be a caller with a deadline).
+    fn frame(&self, payload: &[u8]) -> Flow;
     /// The connection ended or broke: always the end.
     fn failed(&self, error: FrameError);
     /// Whether what a caller waits for is there already (another reader
@@ -291,7 +290,7 @@ impl Relay {
         };
         loop {
             match reader.next(self.max_frame) {
-                Ok(Some(payload)) => match dispatch.frame(&payload, until.is_none()) {
+                Ok(Some(payload)) => match dispatch.frame(&payload) {
                     Flow::More => continue,
                     Flow::Wake => return Served::Wake,
                     Flow::End => return Served::Ended,
@@ -351,7 +350,7 @@ impl Relay {
         loop {
             loop {
                 match reader.next(self.max_frame) {
-                    Ok(Some(payload)) => match dispatch.frame(&payload, true) {
+                    Ok(Some(payload)) => match dispatch.frame(&payload) {
                         Flow::End => return true,
                         Flow::More => {}
                         Flow::Wake => {

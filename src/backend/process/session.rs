@@ -9,13 +9,24 @@
 //! thread that reads an acknowledgement writes what waited for the credit),
 //! and reads the child's frames itself while it waits for an event; the
 //! body, on a worker thread, reads them when no caller does (see the
-//! `relay` module) and ends the task. A stop is written to the child from
-//! a worker thread, so the request returns at once; the escalation's
-//! signals go out on the requesting thread or the timer's.
+//! `relay` module) and ends the task. A stop is written by the thread that
+//! asks for it; the escalation's signals go out on the requesting thread or
+//! the timer's.
+//!
+//! # Nobody waits on the socket
+//!
+//! Writes never wait: a frame goes out as far as the socket takes it now,
+//! and the rest waits in the writer's backlog (see `Writer`), so a child
+//! that stops reading (frozen, or busy) holds up no sender, no stop and no
+//! reader. While a backlog waits, the pump is *stalled*: nothing more is
+//! written, and one worker thread (the *flusher*) waits for room, writes the
+//! backlog and pumps again. The session's end wakes the flusher, which then
+//! leaves; a child left with part of a frame is not reused.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use super::protocol::{Down, FrameError, Up, VERSION, Writer, decode, encode};
@@ -43,7 +54,11 @@ pub(super) struct FlightState {
 #[derive(Default)]
 pub(super) struct Pumped {
     stop_sent: bool,
+    terminate_sent: bool,
     close_sent: bool,
+    // A frame waits in the backlog for room in the socket, and a flusher
+    // waits for that room: nothing more is written until it has pumped.
+    stalled: bool,
     // A write failed or the task was ended for a message: nothing more is
     // written.
     done: bool,
@@ -76,6 +91,9 @@ pub(super) struct Session<T: NamedTask> {
     pub(super) me: Weak<Session<T>>,
     pub(super) ctx: Ctx<T::In, T::Event>,
     pub(super) writer: Arc<Writer>,
+    // Readable once the session has ended: the flusher leaves. Made with
+    // the first flusher.
+    pub(super) wake: OnceLock<OwnedFd>,
     pub(super) relay: Relay,
     pub(super) flight: Mutex<FlightState>,
     // Held by the thread that writes messages; `pending` asks it for
@@ -100,39 +118,32 @@ pub(super) struct Session<T: NamedTask> {
 }
 
 impl<T: NamedTask> Session<T> {
+    /// Writes `frame` as far as the socket takes it now (the rest goes in
+    /// the backlog); `false` if the connection failed.
     fn send(&self, frame: &Down, pumped: &mut Pumped) -> bool {
-        let sent = self.writer.send(frame).is_ok();
-        if !sent {
+        let sent = self.writer.lock().offer(std::slice::from_ref(frame));
+        if sent.is_err() {
             self.write_failed.store(true, Ordering::SeqCst);
             pumped.done = true;
         }
-        sent
+        // `Busy` cannot be: the backlog was written out first, under the
+        // pump's lock (see `pump_once`).
+        sent.is_ok()
     }
 
     /// A stop or kill was requested (on the requesting thread: returns at
-    /// once). A worker thread writes the stop frame; the escalation sends
-    /// `SIGTERM` after the grace period and `SIGKILL` after another; a kill
-    /// sends `SIGKILL` now.
+    /// once). The stop frame is written as far as the socket takes it now;
+    /// the escalation sends `SIGTERM` after the grace period and `SIGKILL`
+    /// after another; a kill sends `SIGKILL` now.
     pub(super) fn stop_requested(&self) {
         self.escalation.request(self.ctx.mailbox().is(KILL));
-        // The write may wait for the child to read: not on this thread.
-        self.pump_elsewhere();
-    }
-
-    /// Writes what waits to be written on a worker thread (on this one if
-    /// none can be had).
-    fn pump_elsewhere(&self) {
-        let Some(link) = self.me.upgrade() else {
-            return;
-        };
-        if let Err((pump, _)) = place::execute(Box::new(move || link.pump())) {
-            pump();
-        }
+        self.pump();
     }
 
     /// Writes what waits to be written (messages while there is credit, a
-    /// closed inbox, a stop), on the calling thread; if another thread is
-    /// writing, it does it instead.
+    /// closed inbox, a stop), on the calling thread, as far as the socket
+    /// takes it now; if another thread is writing, it does it instead.
+    /// Never waits on the socket.
     pub(super) fn pump(&self) {
         self.pending.store(true, Ordering::SeqCst);
         loop {
@@ -155,6 +166,24 @@ impl<T: NamedTask> Session<T> {
     fn pump_once(&self, pumped: &mut Pumped) {
         let mailbox = self.ctx.mailbox();
         while !pumped.done {
+            // A frame begun goes first; while it waits for room, the
+            // flusher pumps once it is out.
+            if pumped.stalled {
+                return;
+            }
+            let flushed = self.writer.lock().flush_now();
+            match flushed {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.stall(pumped);
+                    return;
+                }
+                Err(_) => {
+                    self.write_failed.store(true, Ordering::SeqCst);
+                    pumped.done = true;
+                    return;
+                }
+            }
             let credits = {
                 let flight = lock(&self.flight);
                 if flight.ended {
@@ -163,11 +192,19 @@ impl<T: NamedTask> Session<T> {
                 flight.credits
             };
             if mailbox.is(STOP) {
+                // Not to a child being killed, or whose task is over.
+                let stage = self.escalation.stage();
+                let killing = mailbox.is(KILL) || stage >= Stage::Killed;
                 if !pumped.stop_sent {
                     pumped.stop_sent = true;
-                    // Not to a child being killed, or whose task is over.
-                    if !mailbox.is(KILL) && self.escalation.stage() != Stage::Retired {
+                    if !killing {
                         self.send(&Down::Stop, pumped);
+                    }
+                }
+                if stage == Stage::Terminated && !pumped.terminate_sent && !pumped.done {
+                    pumped.terminate_sent = true;
+                    if !killing {
+                        self.send(&Down::Terminate, pumped);
                     }
                 }
                 return;
@@ -224,6 +261,79 @@ impl<T: NamedTask> Session<T> {
         }
     }
 
+    /// A frame waits for room: a flusher waits for it on a worker thread
+    /// (on this one if none can be had), until the session ends.
+    fn stall(&self, pumped: &mut Pumped) {
+        let Some(link) = self.me.upgrade() else {
+            return;
+        };
+        if self.wake.get().is_none() {
+            match rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC) {
+                Ok(wake) => {
+                    let _ = self.wake.set(wake);
+                }
+                Err(e) => {
+                    // Nothing could end the flusher's wait: nothing more is
+                    // written (what was not comes back at the end).
+                    tracing::warn!("no eventfd to wait for room in a child's socket: {e}");
+                    self.write_failed.store(true, Ordering::SeqCst);
+                    pumped.done = true;
+                    return;
+                }
+            }
+        }
+        pumped.stalled = true;
+        let flush = Box::new(move || link.flush_when_writable());
+        if let Err((flush, _)) = place::execute(flush) {
+            flush();
+        }
+    }
+
+    /// The flusher: waits for room in the socket, writes the backlog, and
+    /// pumps what waited behind it; leaves when the session ends.
+    fn flush_when_writable(&self) {
+        let Some(wake) = self.wake.get() else {
+            return;
+        };
+        loop {
+            if !self.writer.wait_writable(wake) {
+                return;
+            }
+            let mut pumped = lock(&self.pump);
+            let flushed = self.writer.lock().flush_now();
+            match flushed {
+                // Room for part of it only: wait again.
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(_) => {
+                    self.write_failed.store(true, Ordering::SeqCst);
+                    pumped.done = true;
+                }
+            }
+            pumped.stalled = false;
+            drop(pumped);
+            self.pump();
+            return;
+        }
+    }
+
+    /// The session has ended: a flusher waiting for room leaves. Returns
+    /// whether part of a frame was left unwritten (the child is not fit for
+    /// another task then).
+    pub(super) fn abandon_writes(&self) -> bool {
+        // Pumping waits for nothing (a flusher waits without the lock), so
+        // the lock comes at once; no flusher starts after it.
+        let mut pumped = lock(&self.pump);
+        pumped.done = true;
+        if let Some(wake) = self.wake.get() {
+            let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
+        }
+        let mut writing = self.writer.lock();
+        let cut = writing.has_backlog();
+        writing.discard_backlog();
+        cut
+    }
+
     /// Records how the task ended.
     fn end_with(&self, f: impl FnOnce(&mut Ended<T::Value, T::Error>)) -> Flow {
         f(&mut lock(&self.ended));
@@ -236,7 +346,7 @@ impl<T: NamedTask> Session<T> {
 }
 
 impl<T: NamedTask> Dispatch for Session<T> {
-    fn frame(&self, payload: &[u8], may_wait: bool) -> Flow {
+    fn frame(&self, payload: &[u8]) -> Flow {
         let frame = match postcard::from_bytes::<Up>(payload) {
             Ok(frame) => frame,
             Err(e) => return self.broken(FrameError::Malformed(e).to_string()),
@@ -276,14 +386,9 @@ impl<T: NamedTask> Dispatch for Session<T> {
                         .broken("the child acknowledged more messages than were sent".to_owned());
                 }
                 // What waited for the credit goes now (a message sent
-                // later is written by its sender); not on the thread of a
-                // caller with a deadline, which a write could hold up.
+                // later is written by its sender); pumping never waits.
                 if self.ctx.mailbox().has_message() {
-                    if may_wait {
-                        self.pump();
-                    } else {
-                        self.pump_elsewhere();
-                    }
+                    self.pump();
                 }
                 Flow::More
             }

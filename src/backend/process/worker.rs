@@ -20,7 +20,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
-use super::{CHILD_TEST, Config, ENV};
+use super::{Config, ENV};
 use crate::backend::thread as place;
 use crate::backend::unix::{Tail, signal_group, spawn};
 
@@ -51,21 +51,11 @@ impl Worker {
     pub(super) fn start(config: &Config) -> io::Result<Worker> {
         let (ours, theirs) = UnixStream::pair()?;
         let reader = FrameReader::new(ours.try_clone()?);
-        // A child that stops reading (frozen) cannot block the writers, nor
-        // the stop's escalation, for longer than this.
+        // The frames written waiting (the task's own, before its session)
+        // wait no longer than this for a child that stops reading.
         ours.set_write_timeout(Some(config.grace.max(Duration::from_secs(1))))?;
-        let mut command = std::process::Command::new(&config.program);
-        // A test binary runs only the hidden test that enters the task (an
-        // ignored test whose name contains `CHILD_TEST`, at any module
-        // path); a program whose `main` calls `init` first never reads these.
+        let mut command = crate::init::this_binary(&config.program);
         command
-            .args([
-                CHILD_TEST,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ])
             .env(ENV, std::process::id().to_string())
             .envs(config.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::from(OwnedFd::from(theirs)))

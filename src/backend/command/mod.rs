@@ -1,6 +1,8 @@
 //! The command place: an external program as a task.
 //!
-//! The program runs in a process group of its own. A task body on a worker
+//! The program runs in a process group of its own, under a launcher (the
+//! `launcher` module) once this process has called `init`, or as this
+//! process's own child otherwise. A task body on a worker
 //! thread owns it and runs two scoped helpers: one writes the messages
 //! (lines) to its stdin, one turns its stdout lines into events; a worker
 //! thread keeps the tail of its stderr. A stop or kill signals the program
@@ -10,13 +12,15 @@
 //! once the program has exited, a pipe that something outside its group
 //! still holds open is drained for [`DRAIN`] and then left.
 
+mod launcher;
+
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,13 +29,17 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::Signal;
 
 use crate::backend::thread as place;
-use crate::backend::unix::{Escalation, Stage, Tail, die_with_parent, signal_group, spawn};
+use crate::backend::unix::{
+    Escalation, Stage, Tail, Terminate, die_with_parent, kill_descendants, signal_group, spawn,
+};
 use crate::ctx::Ctx;
 use crate::error::{StartError, TryEmitError};
 use crate::mailbox::{INBOX_CLOSED, KILL};
 use crate::outcome::{Killed, Outcome};
 use crate::sync::lock;
 use crate::task::{Settings, Task};
+use launcher::Launched;
+pub(crate) use launcher::{enable as enable_launcher, enter_if_launcher};
 
 /// How much of a program's stderr a command task keeps: the last 64 KiB.
 pub const STDERR_TAIL: usize = 64 * 1024;
@@ -42,11 +50,23 @@ pub const STDERR_TAIL: usize = 64 * 1024;
 /// **Stop escalates**: the task's stop (or its handle's drop) sends
 /// `SIGTERM` to the program's process group and closes its stdin; whatever
 /// still runs after the grace period gets `SIGKILL`. [`Task::kill`] sends
-/// `SIGKILL` at once. When the program exits, anything it left running in
-/// its process group is killed, so no process outlives its task; and the
-/// program gets `SIGKILL` when this process ends, however it ends. A task
-/// stopped before its body began kills the program at once; its outcome is
-/// then [`Outcome::Cancelled`](crate::Outcome::Cancelled).
+/// `SIGKILL` at once. A task stopped before its body began kills the
+/// program at once; its outcome is then
+/// [`Outcome::Cancelled`](crate::Outcome::Cancelled).
+///
+/// **No process outlives the task** where this process has called
+/// [`init`](crate::init): the program then runs under a *launcher*, a small
+/// process of ours (this binary, executed again) that holds everything the
+/// program starts, even what leaves its group or session (`setsid`, a
+/// double fork). When the program exits, the launcher kills all of that;
+/// a kill reaches all of it; and when this process ends, however it ends
+/// (even `SIGKILL`ed), the launcher kills the program and all of it. Without
+/// `init`, the program is this process's child: what it leaves in its
+/// process group is killed when it exits, a kill reaches what it started
+/// wherever that went while it runs, and the program itself dies with this
+/// process; but what it moved out of its group outlives a stop, and what
+/// it started outlives this process. The launcher costs about a
+/// millisecond more per spawn (see the README's benchmarks).
 ///
 /// **Pipes are always drained.** Events beyond the outbox capacity are
 /// dropped and counted ([`Exit::dropped_lines`]) rather than blocking the
@@ -205,17 +225,25 @@ impl Command {
         C: LineCodec<In, Ev> + Send + 'static,
     {
         let program = self.command.get_program().to_owned();
-        self.command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // The program dies with this process, even SIGKILLed.
-        die_with_parent(&mut self.command);
-        let child = spawn(self.command).map_err(|e| StartError::program(&program, e))?;
-        let pid = child.id();
-        let escalation = Escalation::new(pid, self.grace, true);
-        let guard = ChildGuard(Some(child), Arc::clone(&escalation));
+        let started = match launcher::launch(&self.command) {
+            Ok(Some(launched)) => Started::Launched(launched),
+            Ok(None) => {
+                self.command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .process_group(0);
+                // The program dies with this process, even SIGKILLed.
+                die_with_parent(&mut self.command);
+                Started::Direct(spawn(self.command).map_err(|e| StartError::program(&program, e))?)
+            }
+            Err(e) => return Err(StartError::program(&program, e)),
+        };
+        // The program's group gets the signals; a kill reaches every
+        // descendant of the launcher (or of the program).
+        let (group, root) = started.pids();
+        let escalation = Escalation::new(group, root, self.grace, true, Terminate::Group);
+        let guard = ChildGuard(Some(started), Arc::clone(&escalation));
         let ours = Arc::clone(&escalation);
         let task = place::task(self.settings, move |ctx: &Ctx<In, Ev>| {
             match drive(ctx, guard, &ours, &codec) {
@@ -235,10 +263,8 @@ impl Command {
             }
         }));
         drop(shared);
-        if let Err(err) = task.start() {
-            signal_group(pid, Signal::KILL);
-            return Err(err);
-        }
+        // Should it fail, the guard kills and reaps the program.
+        task.start()?;
         Ok(task)
     }
 }
@@ -302,17 +328,81 @@ impl fmt::Debug for Exit {
     }
 }
 
+/// A command's program: started directly, or under a launcher that holds
+/// every descendant of it.
+enum Started {
+    Direct(Child),
+    Launched(Launched),
+}
+
+impl Started {
+    /// The program's process group, and the root of the tree a kill
+    /// reaches.
+    fn pids(&self) -> (u32, u32) {
+        match self {
+            Started::Direct(child) => (child.id(), child.id()),
+            Started::Launched(launched) => (launched.program(), launched.launcher()),
+        }
+    }
+
+    /// The program's stdin and stdout, and the stderr of the process this
+    /// one started.
+    fn take_pipes(&mut self) -> (Option<OwnedFd>, Option<OwnedFd>, Option<ChildStderr>) {
+        match self {
+            Started::Direct(child) => (
+                child.stdin.take().map(OwnedFd::from),
+                child.stdout.take().map(OwnedFd::from),
+                child.stderr.take(),
+            ),
+            Started::Launched(launched) => (
+                launched.stdin.take(),
+                launched.stdout.take(),
+                launched.stderr.take(),
+            ),
+        }
+    }
+
+    /// Waits for the program's exit.
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Started::Direct(child) => child.wait(),
+            Started::Launched(launched) => launched.wait(),
+        }
+    }
+
+    /// Once the program has exited (and the escalation is retired): kills
+    /// what it left (in its group, or, under a launcher, anywhere: the
+    /// launcher has killed it before it reported the exit, and reaps the
+    /// program once let go).
+    fn after_exit(&mut self) {
+        match self {
+            Started::Direct(child) => signal_group(child.id(), Signal::KILL),
+            Started::Launched(launched) => launched.release(),
+        }
+    }
+
+    /// Kills the program and whatever it started, and reaps it.
+    fn kill_and_reap(&mut self) {
+        let (group, root) = self.pids();
+        if root != group {
+            kill_descendants(root);
+        }
+        signal_group(group, Signal::KILL);
+        let _ = self.wait();
+        self.after_exit();
+    }
+}
+
 /// Owns the program until its task's body takes it; if the body never runs
 /// (the task was stopped before it began), the program and its group are
 /// killed and reaped.
-struct ChildGuard(Option<Child>, Arc<Escalation>);
+struct ChildGuard(Option<Started>, Arc<Escalation>);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut started) = self.0.take() {
             self.1.retire();
-            signal_group(child.id(), Signal::KILL);
-            let _ = child.wait();
+            started.kill_and_reap();
         }
     }
 }
@@ -369,11 +459,10 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     // program.
     let exited = Exited::new()?;
     let mut child = guard.0.take().expect("the guard holds the program");
-    let pid = child.id();
     let mailbox = ctx.mailbox();
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
+    let (stdin, stdout, stderr) = child.take_pipes();
+    let stdout = stdout.expect("stdout is piped");
+    let stderr = stderr.expect("stderr is piped");
     thread::scope(|s| {
         let events = s.spawn(|| forward_lines(ctx, stdout, codec, &exited));
         let tail = Tail::start(stderr);
@@ -383,9 +472,9 @@ fn drive<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
         });
         let status = child.wait();
         let escalated = escalation.retire();
-        // Whatever the program left in its group goes with it, so that the
-        // pipes reach their end and no process outlives the task.
-        signal_group(pid, Signal::KILL);
+        // Whatever the program left goes with it, so that the pipes reach
+        // their end and no process outlives the task.
+        child.after_exit();
         // The stdin writer ends; a pipe that something outside the group
         // still holds open is drained a moment longer, then left.
         mailbox.set(INBOX_CLOSED);
@@ -479,11 +568,10 @@ impl Exited {
 /// reading is left after the drain period. Dropping `stdin` closes it.
 fn write_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     ctx: &Ctx<In, Ev>,
-    stdin: ChildStdin,
+    fd: OwnedFd,
     codec: &C,
     exited: &Exited,
 ) {
-    let fd = OwnedFd::from(stdin);
     if rustix::io::ioctl_fionbio(&fd, true).is_err() {
         return;
     }
@@ -516,11 +604,10 @@ fn write_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
 /// full outbox and how many did not decode.
 fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
     ctx: &Ctx<In, Ev>,
-    stdout: ChildStdout,
+    fd: OwnedFd,
     codec: &C,
     exited: &Exited,
 ) -> (u64, u64) {
-    let fd = OwnedFd::from(stdout);
     let blocking = rustix::io::ioctl_fionbio(&fd, true).is_err();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 8192];
