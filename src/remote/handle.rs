@@ -617,9 +617,13 @@ impl<T: NamedTask> Sink for Session<T> {
         }
     }
 
+    fn is_known(&self) -> bool {
+        lock(&self.state).known
+    }
+
     fn vanished(&self) {
         let mut seen = lock(&self.state);
-        if seen.over || !seen.known {
+        if seen.over {
             return;
         }
         seen.over = true;

@@ -35,8 +35,11 @@ pub(crate) trait Sink: Send + Sync {
     /// Applies the entry `sid` (`None`: one of no interest, which only
     /// moves the cursor), unless it is not after the cursor.
     fn deliver(&self, sid: Sid, entry: Option<Entry>);
+    /// Whether the task is known to be in Redis (submitted, or found by an
+    /// attach); it never becomes unknown again.
+    fn is_known(&self) -> bool;
     /// The task's record is gone from Redis while the handle waited for
-    /// its end.
+    /// its end (asked only of a task known to be there before the look).
     fn vanished(&self);
     /// Whether the reader can forget the handle (it ended, or was dropped).
     fn is_over(&self) -> bool;
@@ -221,7 +224,9 @@ fn sweep(reader: &Reader, con: &mut Connection) -> redis::RedisResult<()> {
         sink.retry();
         let ev = reader.client.key(format_args!("ev:{id}"));
         fetch(con, &ev, &*sink)?;
-        if sink.is_over() {
+        // Known before the look, so that a record written meanwhile is not
+        // taken for one lost.
+        if sink.is_over() || !sink.is_known() {
             continue;
         }
         let t = reader.client.key(format_args!("t:{id}"));

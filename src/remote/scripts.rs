@@ -13,6 +13,8 @@
 //!   `bell:<name>`: one item per queued id, for workers to block on.
 //! - `running`: a sorted set of running ids by lease expiry.
 //! - `in:<id>`: messages in (`m`) and requests (`c`: stop, kill, close).
+//! - `ww:<worker>`: a worker's doorbell: a copy of each `in` entry of the
+//!   tasks it runs, with the entry's id and the one before it.
 //! - `ev:<id>`: events out (`e`, numbered `n`), credit returned (`a`),
 //!   requeues (`rq`) and the end (`end`, `d`).
 //! - `n:<client>`: a client's doorbell: a copy of each `ev` entry of the
@@ -61,6 +63,34 @@ local function finish(id, t, kind, data)
   redis.call('PEXPIRE', p .. 'in:' .. id, ttl)
   redis.call('PEXPIRE', p .. 'ev:' .. id, ttl)
 end
+-- Appends an entry to the task's inbox stream and, while a worker runs
+-- the task, rings that worker's doorbell with a copy.
+local function inbox(id, t, fields)
+  local args = {p .. 'in:' .. id, '*'}
+  for _, f in ipairs(fields) do table.insert(args, f) end
+  local sid = redis.call('XADD', unpack(args))
+  local g = redis.call('HMGET', t, 'inlast', 'st', 'wk')
+  redis.call('HSET', t, 'inlast', sid)
+  if g[2] == 'r' and g[3] and g[3] ~= '' then
+    local bell = p .. 'ww:' .. g[3]
+    local nargs = {bell, 'MAXLEN', '~', '10000', '*', 'id', id, 'sid', sid, 'prev', g[1] or '0-0'}
+    for _, f in ipairs(fields) do table.insert(nargs, f) end
+    redis.call('XADD', unpack(nargs))
+    redis.call('PEXPIRE', bell, 3600000)
+  end
+  return sid
+end
+-- Records how far the body read; gives the client its credit back (an `a`
+-- event) if it waits for it.
+local function advance(id, t, read, nread)
+  local was = tonumber(redis.call('HGET', t, 'nread') or '0')
+  if tonumber(nread) <= was then return end
+  redis.call('HSET', t, 'read', read, 'nread', nread)
+  if redis.call('HGET', t, 'cw') == '1' then
+    redis.call('HSET', t, 'cw', 0)
+    event(id, t, {'a', nread})
+  end
+end
 -- Whether `tok` is the running attempt's token.
 local function holds(t, tok)
   local f = redis.call('HMGET', t, 'st', 'tok')
@@ -86,7 +116,7 @@ if redis.call('EXISTS', t) == 1 then return 0 end
 redis.call('HSET', t, 'name', ARGV[2], 'fp', ARGV[3], 'arg', ARGV[4], 'max', ARGV[5],
   'lease', ARGV[6], 'ttl', ARGV[7], 'cap', ARGV[8], 'grace', ARGV[9], 'tmo', ARGV[10],
   'cl', ARGV[11], 'maxev', ARGV[12], 'st', 'q', 'att', 0, 'tok', 0, 'sent', 0, 'nread', 0,
-  'read', '0-0', 'cur', '0-0', 'last', '0-0', 'evn', 0, 'created', now_ms())
+  'read', '0-0', 'inlast', '0-0', 'cur', '0-0', 'last', '0-0', 'evn', 0, 'created', now_ms())
 redis.call('RPUSH', p .. 'q:' .. ARGV[2], id)
 redis.call('RPUSH', p .. 'bell:' .. ARGV[2], 1)
 redis.call('SADD', p .. 'queues', ARGV[2])
@@ -98,7 +128,8 @@ return 1
 /// `KEYS[1]` = `running`. ARGV: prefix, worker, how many at most, then
 /// pairs of name and fingerprint. Returns `{claimed, refused}`: each
 /// claimed task as `{id, token, name, argument, inbox, grace, timeout,
-/// read, stop, kill, closed, attempt, lease}`, each refusal as `{id, why}`.
+/// read, stop, kill, closed, attempt, lease, messages read, last inbox
+/// entry}`, each refusal as `{id, why}`.
 pub(crate) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
@@ -143,9 +174,9 @@ while i + 1 <= #ARGV and #claimed < k do
       redis.call('ZADD', p .. 'running', now + lease, id)
       redis.call('LPOP', p .. 'bell:' .. name)
       local g = redis.call('HMGET', t, 'arg', 'cap', 'grace', 'tmo', 'read', 'stop', 'kill',
-        'closed')
+        'closed', 'nread', 'inlast')
       table.insert(claimed, {id, tok, name, g[1], g[2], g[3], g[4], g[5], g[6] or '0',
-        g[7] or '0', g[8] or '0', tostring(att), tostring(lease)})
+        g[7] or '0', g[8] or '0', tostring(att), tostring(lease), g[9] or '0', g[10] or '0-0'})
     end
   end
   if redis.call('LLEN', q) == 0 then
@@ -190,15 +221,16 @@ return out
     )
 });
 
-/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token, then encoded
-/// events. Returns 1, or 0 if the token is no longer the running
-/// attempt's.
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token, the id of the last
+/// message read, how many were read, then encoded events. Returns 1, or 0
+/// if the token is no longer the running attempt's.
 pub(crate) static EMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
 local id = ARGV[2]
 if not holds(KEYS[1], ARGV[3]) then return 0 end
-for i = 4, #ARGV do
+advance(id, KEYS[1], ARGV[4], ARGV[5])
+for i = 6, #ARGV do
   local n = redis.call('HINCRBY', KEYS[1], 'evn', 1)
   event(id, KEYS[1], {'e', ARGV[i], 'n', tostring(n)})
 end
@@ -215,11 +247,7 @@ pub(crate) static ACK: LazyLock<redis::Script> = LazyLock::new(|| {
         r#"
 local id = ARGV[2]
 if not holds(KEYS[1], ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'read', ARGV[4], 'nread', ARGV[5])
-if redis.call('HGET', KEYS[1], 'cw') == '1' then
-  redis.call('HSET', KEYS[1], 'cw', 0)
-  event(id, KEYS[1], {'a', ARGV[5]})
-end
+advance(id, KEYS[1], ARGV[4], ARGV[5])
 return 1
 "#,
     )
@@ -258,7 +286,7 @@ if f[1] == 'q' then
 end
 redis.call('HSET', t, 'stop', 1)
 if ARGV[3] == 'kill' then redis.call('HSET', t, 'kill', 1) end
-redis.call('XADD', p .. 'in:' .. id, '*', 'c', ARGV[3])
+inbox(id, t, {'c', ARGV[3]})
 return 'running'
 "#,
     )
@@ -275,7 +303,7 @@ local f = redis.call('HMGET', KEYS[1], 'st', 'stop')
 if not f[1] then return -2 end
 if f[1] == 'd' or f[2] == '1' then return -1 end
 for i = 3, #ARGV do
-  redis.call('XADD', p .. 'in:' .. id, '*', 'm', ARGV[i])
+  inbox(id, KEYS[1], {'m', ARGV[i]})
 end
 return redis.call('HINCRBY', KEYS[1], 'sent', #ARGV - 2)
 "#,
@@ -303,7 +331,7 @@ local id = ARGV[2]
 local st = redis.call('HGET', KEYS[1], 'st')
 if not st or st == 'd' then return 0 end
 redis.call('HSET', KEYS[1], 'closed', 1)
-redis.call('XADD', p .. 'in:' .. id, '*', 'c', 'close')
+inbox(id, KEYS[1], {'c', 'close'})
 return 1
 "#,
     )

@@ -35,6 +35,10 @@ use crate::outcome::CrashCause;
 use crate::sync::lock;
 use crate::task::wire::Served;
 
+/// How long the acknowledger waits for a read to be acknowledged with an
+/// event before it writes the acknowledgement itself.
+const ACK_DELAY: Duration = Duration::from_millis(5);
+
 /// How long the claimer and the inbox reader block at most, unless set.
 const BLOCK: Duration = Duration::from_secs(1);
 
@@ -202,6 +206,7 @@ impl Worker {
             freed: Condvar::new(),
             acks,
             wake: self.client.key(format_args!("ww:{}", self.name)),
+            claiming: Mutex::new(()),
             closing: AtomicBool::new(false),
             block: self.block,
             max_message: self.max_message,
@@ -296,8 +301,10 @@ struct Hub {
     /// Signalled when an attempt leaves `running`.
     freed: Condvar,
     acks: Sender<Arc<Attempt>>,
-    /// The inbox reader's own stream, to wake it when an attempt starts.
+    /// The worker's doorbell: copies of its tasks' inbox entries.
     wake: String,
+    /// Held while a claim is made and its attempts registered.
+    claiming: Mutex<()>,
     closing: AtomicBool,
     block: Duration,
     max_message: usize,
@@ -310,6 +317,7 @@ impl Hub {
         k: usize,
         served: &[(&'static str, u64)],
     ) -> Result<usize, RemoteError> {
+        let _claiming = lock(&self.claiming);
         let mut con = self.client.connection()?;
         let mut invocation = scripts::CLAIM.key(self.client.key(format_args!("running")));
         invocation.arg(self.client.prefix()).arg(&self.name).arg(k);
@@ -344,14 +352,12 @@ impl Hub {
             };
             self.start(&text, arg);
         }
-        if n > 0 {
-            self.wake_reader();
-        }
         Ok(n)
     }
 
     /// Starts a claimed task: `f` is `{id, token, name, argument, inbox,
-    /// grace, timeout, read, stop, kill, closed, attempt, lease}`.
+    /// grace, timeout, read, stop, kill, closed, attempt, lease, messages
+    /// read, last inbox entry}`.
     fn start(self: &Arc<Self>, f: &[String], arg: Vec<u8>) {
         let [
             id,
@@ -367,6 +373,8 @@ impl Hub {
             closed,
             attempt,
             lease,
+            nread,
+            inlast,
         ] = f
         else {
             tracing::warn!(worker = self.name, "a claim came back malformed");
@@ -394,8 +402,9 @@ impl Hub {
             inbox: Mutex::new(Inbox {
                 cursor: Sid::parse(read).unwrap_or(Sid::ZERO),
                 read: Sid::parse(read).unwrap_or(Sid::ZERO),
-                nread: 0,
-                acked: 0,
+                // The read count carries over from earlier attempts.
+                nread: nread.parse().unwrap_or(0),
+                acked: nread.parse().unwrap_or(0),
                 delivered: VecDeque::new(),
                 waiting: VecDeque::new(),
             }),
@@ -413,17 +422,15 @@ impl Hub {
             }
         };
         *lock(&running.inlet) = Some(prepared.inlet.clone());
-        {
-            // The read count carries over from earlier attempts.
-            let mut con = self.client.connection().ok();
-            if let Some(con) = con.as_mut() {
-                let nread: Option<u64> = con.hget(&running.tkey, "nread").unwrap_or(None);
-                let mut inbox = lock(&running.inbox);
-                inbox.nread = nread.unwrap_or(0);
-                inbox.acked = inbox.nread;
-            }
-        }
         lock(&self.running).insert(id.clone(), running.clone());
+        // What was sent before this claim (or not read by an earlier
+        // attempt) is read from the inbox stream; what is sent from now on
+        // rings this worker's doorbell.
+        let unread =
+            Sid::parse(inlast).unwrap_or(Sid::ZERO) > Sid::parse(read).unwrap_or(Sid::ZERO);
+        if unread {
+            self.catch_up(&running);
+        }
         // A closed inbox is said by its entry, after the messages sent
         // before it.
         let _ = closed;
@@ -452,17 +459,29 @@ impl Hub {
         }
     }
 
-    fn wake_reader(&self) {
-        if let Ok(mut con) = self.client.connection() {
-            let _: redis::RedisResult<String> = redis::cmd("XADD")
-                .arg(&self.wake)
-                .arg("MAXLEN")
-                .arg(16)
-                .arg("*")
-                .arg("w")
-                .arg(1)
-                .query(&mut *con);
+    /// Reads `attempt`'s inbox stream after its cursor, on a connection of
+    /// the client's.
+    fn catch_up(&self, attempt: &Attempt) {
+        let key = self.client.key(format_args!("in:{}", attempt.id));
+        let from = lock(&attempt.inbox).cursor;
+        let read: Result<redis::streams::StreamRangeReply, _> =
+            self.client.run(|con| con.xrange(&key, from.after(), "+"));
+        match read {
+            Ok(reply) => {
+                for entry in &reply.ids {
+                    if let Some(sid) = Sid::parse(&entry.id) {
+                        attempt.apply(sid, entry, self.max_message);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(task.id = attempt.id, error = %e, "could not read a task's inbox")
+            }
         }
+    }
+
+    fn attempt(&self, id: &str) -> Option<Arc<Attempt>> {
+        lock(&self.running).get(id).cloned()
     }
 
     fn attempts(&self) -> Vec<Arc<Attempt>> {
@@ -487,8 +506,6 @@ impl Hub {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        drop(running);
-        self.wake_reader();
     }
 }
 
@@ -521,8 +538,9 @@ struct Inbox {
     acked: u64,
     /// The ids of the messages in the body's inbox, oldest first.
     delivered: VecDeque<Sid>,
-    /// Messages the body's inbox had no room for yet.
-    waiting: VecDeque<(Sid, Vec<u8>)>,
+    /// Messages the body's inbox had no room for yet, and a close that
+    /// came after them (`None`).
+    waiting: VecDeque<(Sid, Option<Vec<u8>>)>,
 }
 
 impl Attempt {
@@ -628,10 +646,40 @@ impl Attempt {
         }
         inbox.cursor = sid;
         if !inbox.waiting.is_empty() {
-            inbox.waiting.push_back((sid, bytes));
+            inbox.waiting.push_back((sid, Some(bytes)));
             return;
         }
         self.hand(&mut inbox, &*inlet, sid, &bytes, max);
+    }
+
+    /// An inbox entry (or its copy): a message, or a stop, kill or close.
+    fn apply(&self, sid: Sid, entry: &redis::streams::StreamId, max: usize) {
+        if let Some(bytes) = field(entry, "m") {
+            self.offer(sid, bytes, max);
+            return;
+        }
+        let request = text(entry, "c");
+        {
+            let mut inbox = lock(&self.inbox);
+            if sid <= inbox.cursor {
+                return;
+            }
+            inbox.cursor = sid;
+            if request.as_deref() == Some("close") && !inbox.waiting.is_empty() {
+                inbox.waiting.push_back((sid, None));
+                return;
+            }
+        }
+        match request.as_deref() {
+            Some("stop") => self.stop(),
+            Some("kill") => self.kill(),
+            Some("close") => {
+                if let Some(inlet) = self.inlet() {
+                    inlet.close();
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Hands a message to the body; `false` if its inbox had no room.
@@ -656,7 +704,7 @@ impl Attempt {
                 true
             }
             Ok(Delivered::Full) => {
-                inbox.waiting.push_front((sid, bytes.to_vec()));
+                inbox.waiting.push_front((sid, Some(bytes.to_vec())));
                 false
             }
             Ok(Delivered::Refused) => true,
@@ -705,7 +753,23 @@ impl Line for Attempt {
     fn event(&self, bytes: Vec<u8>, wait: bool) -> Result<(), Full> {
         let _ = wait;
         if !self.ended.load(Ordering::SeqCst) {
-            self.write(&scripts::EMIT, &[&bytes]);
+            // How far the body read goes with the event: an answer to a
+            // message acknowledges it at no extra cost.
+            let (read, nread) = {
+                let inbox = lock(&self.inbox);
+                (inbox.read, inbox.nread)
+            };
+            if self.write(
+                &scripts::EMIT,
+                &[
+                    read.to_string().as_bytes(),
+                    nread.to_string().as_bytes(),
+                    &bytes,
+                ],
+            ) {
+                let mut inbox = lock(&self.inbox);
+                inbox.acked = inbox.acked.max(nread);
+            }
         }
         Ok(())
     }
@@ -727,11 +791,16 @@ impl Line for Attempt {
                 inbox.read = sid;
                 inbox.nread += 1;
             }
-            // Room for one that waited.
-            if let Some((sid, bytes)) = inbox.waiting.pop_front()
-                && let Some(inlet) = self.inlet()
-            {
-                self.hand(&mut inbox, &*inlet, sid, &bytes, hub.max_message);
+            // Room for one that waited (and the close after the last).
+            while let Some((sid, bytes)) = inbox.waiting.pop_front() {
+                let Some(inlet) = self.inlet() else { break };
+                match bytes {
+                    Some(bytes) => {
+                        self.hand(&mut inbox, &*inlet, sid, &bytes, hub.max_message);
+                        break;
+                    }
+                    None => inlet.close(),
+                }
             }
         }
         if let Some(me) = lock(&hub.running).get(&self.id).cloned() {
@@ -747,11 +816,15 @@ impl Line for Attempt {
     fn hurry(&self) {}
 }
 
-/// The inbox reader: one blocking read over the running attempts'
-/// inboxes and the worker's wake-up stream.
+/// The inbox reader: one blocking read of the worker's doorbell, whose
+/// entries are copies of the inbox entries of the tasks it runs. A copy
+/// that follows an attempt's cursor is applied; otherwise the attempt's
+/// inbox stream is read from its cursor, so that nothing is skipped and
+/// nothing is applied twice.
 fn read_inboxes(hub: &Weak<Hub>) {
     let mut con: Option<redis::Connection> = None;
-    let mut wake_cursor = "$".to_owned();
+    // The worker's name is its own: whatever its doorbell holds is for it.
+    let mut last = "0-0".to_owned();
     loop {
         let Some(h) = hub.upgrade() else { return };
         if h.closing.load(Ordering::SeqCst) && lock(&h.running).is_empty() {
@@ -760,7 +833,13 @@ fn read_inboxes(hub: &Weak<Hub>) {
         let c = match con.as_mut() {
             Some(c) => c,
             None => match h.client.dedicated(Some(h.block + Duration::from_secs(5))) {
-                Ok(c) => con.insert(c),
+                Ok(c) => {
+                    // What rang while disconnected is read from the inboxes.
+                    for a in h.attempts() {
+                        h.catch_up(&a);
+                    }
+                    con.insert(c)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the worker's inbox reader could not connect");
                     let block = h.block;
@@ -770,21 +849,13 @@ fn read_inboxes(hub: &Weak<Hub>) {
                 }
             },
         };
-        let attempts = h.attempts();
-        let mut keys = vec![h.wake.clone()];
-        let mut ids = vec![wake_cursor.clone()];
-        for a in &attempts {
-            keys.push(h.client.key(format_args!("in:{}", a.id)));
-            ids.push(lock(&a.inbox).cursor.to_string());
-        }
         let block = h.block;
         let max = h.max_message;
-        drop(h);
         let opts = StreamReadOptions::default()
             .block(block.as_millis() as usize)
             .count(256);
         let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&keys, &ids, &opts);
+            c.xread_options(&[&h.wake], &[&last], &opts);
         let reply = match reply {
             Ok(Some(r)) => r,
             Ok(None) => continue,
@@ -794,48 +865,33 @@ fn read_inboxes(hub: &Weak<Hub>) {
                 continue;
             }
         };
-        for key in reply.keys {
-            if key.key == keys[0] {
-                if let Some(last) = key.ids.last() {
-                    wake_cursor.clone_from(&last.id);
-                }
-                continue;
-            }
-            let Some(a) = attempts
-                .iter()
-                .find(|a| key.key.ends_with(&format!(":in:{}", a.id)))
-            else {
+        for entry in reply.keys.iter().flat_map(|k| &k.ids) {
+            last.clone_from(&entry.id);
+            let (Some(id), Some(sid)) = (
+                text(entry, "id"),
+                text(entry, "sid").and_then(|s| Sid::parse(&s)),
+            ) else {
                 continue;
             };
-            for entry in &key.ids {
-                let Some(sid) = Sid::parse(&entry.id) else {
-                    continue;
-                };
-                if let Some(bytes) = field(entry, "m") {
-                    a.offer(sid, bytes, max);
-                } else {
-                    {
-                        let mut inbox = lock(&a.inbox);
-                        if sid > inbox.cursor && inbox.waiting.is_empty() {
-                            inbox.cursor = sid;
-                        }
-                    }
-                    match text(entry, "c").as_deref() {
-                        Some("stop") => a.stop(),
-                        Some("kill") => a.kill(),
-                        Some("close") => {
-                            if let Some(inlet) = a.inlet() {
-                                inlet.close();
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+            let prev = text(entry, "prev").and_then(|s| Sid::parse(&s));
+            let found = h.attempt(&id).or_else(|| {
+                // Rung for a claim not registered yet: wait for it.
+                let _claiming = lock(&h.claiming);
+                h.attempt(&id)
+            });
+            let Some(a) = found else { continue };
+            let cursor = lock(&a.inbox).cursor;
+            if sid <= cursor {
+                continue;
+            }
+            if prev == Some(cursor) {
+                a.apply(sid, entry, max);
+            } else {
+                h.catch_up(&a);
             }
         }
     }
 }
-
 /// The keeper: renews leases, applies stops and kills, enforces grace
 /// periods and timeouts, and reaps.
 fn keep(hub: &Weak<Hub>) {
@@ -941,6 +997,9 @@ fn acknowledge(hub: &Weak<Hub>, acked: &Receiver<Arc<Attempt>>) {
             },
             Err(_) => return,
         };
+        // A body that answers what it reads acknowledges it with the
+        // answer: give it a moment to.
+        thread::sleep(ACK_DELAY);
         let mut batch: HashMap<String, Arc<Attempt>> = HashMap::new();
         batch.insert(first.id.clone(), first);
         for a in acked.try_iter() {

@@ -79,7 +79,8 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if ping(self.port) {
+            // Another test's server may hold the port: only ours counts.
+            if server_pid(self.port) == Some(child.id()) {
                 self.child = Some(child);
                 return true;
             }
@@ -157,16 +158,30 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Whether a server answers PING on `port`.
-fn ping(port: u16) -> bool {
+/// The pid of the server that answers on `port`, if one does.
+fn server_pid(port: u16) -> Option<u32> {
     use std::io::{Read, Write};
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(rest) = text.split("process_id:").nth(1)
+            && let Some(pid) = rest.split_whitespace().next()
+            && rest.contains('\n')
+        {
+            return pid.parse().ok();
+        }
     }
-    let mut buf = [0u8; 7];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    None
 }
