@@ -421,8 +421,16 @@ impl<T: NamedTask> Session<T> {
             let credit = pump
                 .cap
                 .saturating_sub(pump.sent.saturating_sub(pump.nread));
+            // A close needs no credit, only that what came before it went.
+            if shared.mailbox.inbox_len() == 0 {
+                if shared.mailbox.is(INBOX_CLOSED) && !pump.closed {
+                    pump.closed = true;
+                    self.call::<i64>(&scripts::CLOSE, &[]);
+                }
+                return;
+            }
             if credit == 0 {
-                if pump.asked || shared.mailbox.inbox_len() == 0 {
+                if pump.asked {
                     return;
                 }
                 match self.ask_credit() {
