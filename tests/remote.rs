@@ -131,9 +131,52 @@ impl NamedTask for Slow {
     }
 }
 
+/// Reads messages until its inbox closes, taking 20 ms over each and
+/// emitting it; returns how many it read.
+struct Chew;
+impl NamedTask for Chew {
+    const NAME: &'static str = "chew";
+    type Arg = ();
+    type In = u64;
+    type Event = u64;
+    type Value = u64;
+    type Error = Stopped;
+    fn run(ctx: &Ctx<u64, u64>, (): ()) -> Result<u64, Stopped> {
+        let mut n = 0;
+        while let Ok(m) = ctx.recv() {
+            ctx.sleep(Duration::from_millis(20))?;
+            ctx.emit(m)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Emits 0, 1, … up to its argument, one every 5 ms.
+struct Ticker;
+impl NamedTask for Ticker {
+    const NAME: &'static str = "ticker";
+    type Arg = u64;
+    type In = ();
+    type Event = u64;
+    type Value = ();
+    type Error = Stopped;
+    fn run(ctx: &Ctx<(), u64>, n: u64) -> Result<(), Stopped> {
+        for i in 0..n {
+            ctx.emit(i)?;
+            ctx.sleep(Duration::from_millis(5))?;
+        }
+        Ok(())
+    }
+}
+
 fn registry() -> Registry {
     Registry::new()
         .with::<Slow>()
+        .unwrap()
+        .with::<Chew>()
+        .unwrap()
+        .with::<Ticker>()
         .unwrap()
         .with::<Double>()
         .unwrap()
@@ -784,4 +827,149 @@ fn a_redis_restarted_without_its_data_resolves_every_handle_as_lost() {
     assert!(join(queued).is_lost());
     worker.stop();
     let _ = worker.join_timeout(LIMIT);
+}
+
+#[test]
+#[ignore = "a client in a process of its own, SIGKILLed by the test that starts it"]
+fn client_process() {
+    use std::io::Write;
+    let Ok(url) = std::env::var("REMOTE_CLIENT_URL") else {
+        return;
+    };
+    let client = Client::open(&url).unwrap();
+    let task = Remote::<Ticker>::new(400).spawn_on(&client).unwrap();
+    let mut out = std::io::stdout();
+    writeln!(out, "ID={}", task.id().as_u64()).unwrap();
+    while let Ok(n) = task.recv() {
+        writeln!(out, "EV={n}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_client_killed_mid_run_is_resumed_by_attach_without_duplicates() {
+    use std::io::BufRead;
+    let s = Setup::new();
+    let mut child = common::this_test_alone("client_process", "REMOTE_CLIENT")
+        .env("REMOTE_CLIENT_URL", s.client.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut id = None;
+    let mut seen = Vec::new();
+    for line in lines.lines().map_while(Result::ok) {
+        if let Some(n) = line.strip_prefix("ID=") {
+            id = Some(n.parse::<u64>().unwrap());
+        } else if let Some(n) = line.strip_prefix("EV=") {
+            seen.push(n.parse::<u64>().unwrap());
+            if seen.len() == 50 {
+                common::kill_pid(pid);
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    let id = id.expect("the child's task id");
+    let again = s
+        .client
+        .attach::<Ticker>(sidetask::TaskId::from(id))
+        .unwrap();
+    let rest: Vec<u64> = std::iter::from_fn(|| again.recv_timeout(LIMIT).ok()).collect();
+    assert!(join(again).is_value());
+    // The killed handle took events up to its cursor; the new one resumes
+    // after it: no event twice, none skipped but the one the child may
+    // have taken and not yet printed when it was killed.
+    let last_seen = *seen.last().unwrap();
+    let first_after = rest[0];
+    assert!(
+        first_after == last_seen + 1 || first_after == last_seen + 2,
+        "resumed at {first_after} after {last_seen}"
+    );
+    assert!(
+        rest.windows(2).all(|w| w[1] == w[0] + 1),
+        "a gap or a duplicate"
+    );
+    assert_eq!(*rest.last().unwrap(), 399);
+}
+
+#[test]
+fn chaos_every_task_has_one_outcome_and_loses_no_message() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let workers = std::sync::Mutex::new(
+        (0..3)
+            .map(|_| WorkerProcess::start(&server.url()))
+            .collect::<Vec<_>>(),
+    );
+    const TASKS: usize = 24;
+    const MESSAGES: u64 = 10;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let task = Remote::<Chew>::new(())
+                .attempts(4)
+                .lease(Duration::from_millis(600))
+                .spawn_on(&client)
+                .unwrap();
+            for m in 0..MESSAGES {
+                task.send(m).unwrap();
+            }
+            task.close_inbox();
+            task
+        })
+        .collect();
+    let done = AtomicBool::new(false);
+    let outcomes = std::thread::scope(|scope| {
+        // Kill a worker every 300 ms and start another in its place.
+        scope.spawn(|| {
+            let mut round = 0usize;
+            while !done.load(Ordering::SeqCst) && round < 100 {
+                std::thread::sleep(Duration::from_millis(300));
+                let mut w = workers.lock().unwrap();
+                let victim = round % w.len();
+                w[victim].signal(rustix::process::Signal::KILL);
+                w[victim] = WorkerProcess::start(&server.url());
+                round += 1;
+            }
+        });
+        let outcomes: Vec<_> = tasks
+            .into_iter()
+            .map(|task| {
+                while task.recv_timeout(LIMIT * 2).is_ok() {}
+                let id = task.id();
+                assert!(task.wait_timeout(LIMIT * 2), "{id} did not end");
+                let unread = task.take_unread().expect("ended").len() as u64;
+                let outcome = task.join_timeout(LIMIT).ok().expect("an outcome");
+                (id, outcome, unread)
+            })
+            .collect();
+        done.store(true, Ordering::SeqCst);
+        outcomes
+    });
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut requeued = 0;
+    for (id, outcome, unread) in &outcomes {
+        assert!(outcome.is_value() || outcome.is_lost(), "{id}: {outcome:?}");
+        let info = client.inspect().unwrap().task(*id).unwrap().unwrap();
+        assert!((1..=4).contains(&info.attempts), "{id}: {info:?}");
+        requeued += usize::from(info.attempts > 1);
+        // Sent = read + given back.
+        assert_eq!(info.messages_sent, MESSAGES);
+        assert_eq!(info.messages_read + unread, MESSAGES, "{id}: {info:?}");
+        let ends: Vec<redis::Value> = redis::cmd("XRANGE")
+            .arg(format!("{{sidetask}}:ev:{}", id.as_u64()))
+            .arg("-")
+            .arg("+")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(format!("{ends:?}").matches("\"end\"").count(), 1, "{id}");
+    }
+    let values = outcomes.iter().filter(|(_, o, _)| o.is_value()).count();
+    assert!(values > 0, "no task got through");
+    assert!(requeued > 0, "no worker was killed during a task");
 }

@@ -71,6 +71,10 @@ pub struct TaskInfo {
     /// Why a worker refused it, if one did (another version of the task
     /// type).
     pub refusal: Option<String>,
+    /// How many messages were sent to it.
+    pub messages_sent: u64,
+    /// How many messages it read, as its worker last said.
+    pub messages_read: u64,
 }
 
 impl Client {
@@ -175,10 +179,10 @@ impl Inspect {
         let mut con = self.con()?;
         let fields: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.client.key(format_args!("t:{}", id.as_u64())))
-            .arg(&["name", "st", "att", "wk", "ok", "refusal"])
+            .arg(&["name", "st", "att", "wk", "ok", "refusal", "sent", "nread"])
             .query(&mut *con)
             .map_err(|e| self.client.error(e))?;
-        let [name, st, att, wk, ok, refusal] = &fields[..] else {
+        let [name, st, att, wk, ok, refusal, sent, nread] = &fields[..] else {
             return Ok(None);
         };
         let (Some(name), Some(st)) = (name, st) else {
@@ -196,6 +200,8 @@ impl Inspect {
             worker: wk.clone().filter(|w| !w.is_empty()),
             outcome: ok.clone(),
             refusal: refusal.clone(),
+            messages_sent: sent.as_deref().and_then(|n| n.parse().ok()).unwrap_or(0),
+            messages_read: nread.as_deref().and_then(|n| n.parse().ok()).unwrap_or(0),
         }))
     }
 }
