@@ -615,7 +615,11 @@ fn worker_process() {
     let Ok(url) = std::env::var("REMOTE_WORKER_URL") else {
         return;
     };
-    let client = Client::open(&url).unwrap();
+    let client = if url.contains(',') {
+        open_cluster(&url)
+    } else {
+        Client::open(&url).unwrap()
+    };
     Worker::new(&client, registry())
         .concurrency(2)
         .block(Duration::from_millis(100))
@@ -972,4 +976,58 @@ fn chaos_every_task_has_one_outcome_and_loses_no_message() {
     let values = outcomes.iter().filter(|(_, o, _)| o.is_value()).count();
     assert!(values > 0, "no task got through");
     assert!(requeued > 0, "no worker was killed during a task");
+}
+
+/// A client of the cluster whose node URLs `urls` lists, comma-separated.
+#[cfg(feature = "redis-cluster")]
+fn open_cluster(urls: &str) -> Client {
+    let urls: Vec<&str> = urls.split(',').collect();
+    Client::open_cluster(&urls).unwrap()
+}
+
+#[cfg(not(feature = "redis-cluster"))]
+fn open_cluster(_: &str) -> Client {
+    panic!("a cluster's URLs without the redis-cluster feature")
+}
+
+#[cfg(feature = "redis-cluster")]
+#[test]
+fn tasks_messages_and_a_worker_kill_through_a_cluster() {
+    let cluster = common::redis::RedisCluster::start();
+    let urls = cluster.urls();
+    let joined = urls.join(",");
+    let client = open_cluster(&joined);
+    let here = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    assert_eq!(
+        join(Remote::<Double>::new(4).spawn_on(&client).unwrap()).value(),
+        Some(8)
+    );
+    let echo = Remote::<Echo>::new(()).spawn_on(&client).unwrap();
+    for i in 0..20 {
+        echo.send(i).unwrap();
+    }
+    echo.close_inbox();
+    let got: Vec<u64> = (0..20).map(|_| echo.recv_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+    assert_eq!(join(echo).value(), Some(20));
+    // Only the process worker runs `slow` at first: stop this one.
+    here.stop();
+    let _ = here.join_timeout(LIMIT);
+    let lost_one = WorkerProcess::start(&joined);
+    let task = Remote::<Slow>::new(400)
+        .attempts(2)
+        .lease(Duration::from_secs(1))
+        .spawn_on(&client)
+        .unwrap();
+    assert_eq!(runner(&task), lost_one.pid());
+    lost_one.signal(rustix::process::Signal::KILL);
+    let here = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    let me = std::process::id();
+    assert_eq!(join(task).value(), Some(me));
+    here.stop();
+    let _ = here.join_timeout(LIMIT);
 }

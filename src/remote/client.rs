@@ -49,13 +49,13 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
-    redis: redis::Client,
+    redis: Source,
     /// The URL as given, with any password hidden.
     shown: String,
     namespace: String,
     /// This client's name in Redis: its doorbell's.
     id: String,
-    idle: Mutex<Vec<redis::Connection>>,
+    idle: Mutex<Vec<Conn>>,
     reader: OnceLock<Arc<Reader>>,
 }
 
@@ -82,7 +82,33 @@ impl Client {
     pub fn open(url: &str) -> Result<Client, RemoteError> {
         let shown = hide_password(url);
         let redis = redis::Client::open(url).map_err(|e| RemoteError::url(&shown, e))?;
-        Ok(Client {
+        Ok(Client::from_source(Source::Single(redis), shown))
+    }
+
+    /// A client for a Redis Cluster, given the URLs of some of its nodes.
+    /// Every key of a namespace shares one hash tag, so a namespace lives
+    /// on one node and every script runs there. The feeders need a single
+    /// server's URL.
+    ///
+    /// # Errors
+    ///
+    /// If a URL is malformed.
+    #[cfg(feature = "redis-cluster")]
+    pub fn open_cluster(urls: &[&str]) -> Result<Client, RemoteError> {
+        let shown = urls
+            .iter()
+            .map(|u| hide_password(u))
+            .collect::<Vec<_>>()
+            .join(",");
+        let redis = redis::cluster::ClusterClient::builder(urls.iter().copied())
+            .connection_timeout(CONNECT_LIMIT)
+            .build()
+            .map_err(|e| RemoteError::url(&shown, e))?;
+        Ok(Client::from_source(Source::Cluster(redis), shown))
+    }
+
+    fn from_source(redis: Source, shown: String) -> Client {
+        Client {
             inner: Arc::new(Inner {
                 redis,
                 shown,
@@ -91,7 +117,7 @@ impl Client {
                 idle: Mutex::new(Vec::new()),
                 reader: OnceLock::new(),
             }),
-        })
+        }
     }
 
     /// The same server under another namespace: tasks, queues and workers
@@ -188,7 +214,7 @@ impl Client {
         let kept = lock(&self.inner.idle).pop();
         let con = match kept {
             Some(con) => con,
-            None => self.dedicated(Some(COMMAND_LIMIT))?,
+            None => self.blocking(Some(COMMAND_LIMIT))?,
         };
         Ok(Pooled {
             con: Some(con),
@@ -201,7 +227,7 @@ impl Client {
     /// was made).
     pub(crate) fn run<R>(
         &self,
-        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<R>,
+        f: impl Fn(&mut Conn) -> redis::RedisResult<R>,
     ) -> Result<R, RemoteError> {
         let mut con = self.connection()?;
         match f(&mut con) {
@@ -226,13 +252,38 @@ impl Client {
 
     /// A connection of its own (for a blocking read), whose reads time out
     /// after `limit` (never, if `None`).
+    pub(crate) fn blocking(&self, limit: Option<Duration>) -> Result<Conn, RemoteError> {
+        match &self.inner.redis {
+            Source::Single(_) => self.dedicated(limit).map(Conn::Single),
+            #[cfg(feature = "redis-cluster")]
+            Source::Cluster(cluster) => {
+                let con = cluster.get_connection().map_err(|e| self.error(e))?;
+                con.set_read_timeout(limit).map_err(|e| self.error(e))?;
+                con.set_write_timeout(Some(COMMAND_LIMIT))
+                    .map_err(|e| self.error(e))?;
+                Ok(Conn::Cluster(Box::new(con)))
+            }
+        }
+    }
+
+    /// A connection of its own to a single server (for a feeder's blocking
+    /// read or subscription), whose reads time out after `limit` (never, if
+    /// `None`).
     pub(crate) fn dedicated(
         &self,
         limit: Option<Duration>,
     ) -> Result<redis::Connection, RemoteError> {
-        let con = self
-            .inner
-            .redis
+        let redis = match &self.inner.redis {
+            Source::Single(redis) => redis,
+            #[cfg(feature = "redis-cluster")]
+            Source::Cluster(_) => {
+                return Err(RemoteError::invalid(format!(
+                    "the feeders need a single server's URL, not a cluster's ({})",
+                    self.inner.shown
+                )));
+            }
+        };
+        let con = redis
             .get_connection_with_timeout(CONNECT_LIMIT)
             .map_err(|e| self.error(e))?;
         con.set_read_timeout(limit).map_err(|e| self.error(e))?;
@@ -264,7 +315,7 @@ impl fmt::Debug for Client {
 /// A connection borrowed from a client; a healthy one goes back when
 /// dropped.
 pub(crate) struct Pooled {
-    con: Option<redis::Connection>,
+    con: Option<Conn>,
     client: Client,
 }
 
@@ -284,8 +335,8 @@ impl Pooled {
 }
 
 impl std::ops::Deref for Pooled {
-    type Target = redis::Connection;
-    fn deref(&self) -> &redis::Connection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         self.con
             .as_ref()
             .expect("a pooled connection until dropped")
@@ -293,7 +344,7 @@ impl std::ops::Deref for Pooled {
 }
 
 impl std::ops::DerefMut for Pooled {
-    fn deref_mut(&mut self) -> &mut redis::Connection {
+    fn deref_mut(&mut self) -> &mut Conn {
         self.con
             .as_mut()
             .expect("a pooled connection until dropped")
@@ -351,5 +402,66 @@ mod tests {
     fn keys_share_the_namespace_tag() {
         let client = Client::open(DEFAULT_URL).unwrap().namespace("jobs");
         assert_eq!(client.key(format_args!("q:{}", "x")), "{jobs}:q:x");
+    }
+}
+
+/// Where a client's connections go.
+#[derive(Clone)]
+enum Source {
+    Single(redis::Client),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection to a single server, or to a cluster (routed by key).
+pub(crate) enum Conn {
+    Single(redis::Connection),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+/// Calls `$f` on whichever connection `$self` holds.
+macro_rules! either {
+    ($self:expr, $con:ident => $f:expr) => {
+        match $self {
+            Conn::Single($con) => $f,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster($con) => $f,
+        }
+    };
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        either!(self, c => c.req_packed_command(cmd))
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        either!(self, c => c.req_packed_commands(cmd, offset, count))
+    }
+
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        either!(self, c => c.req_command(cmd))
+    }
+
+    fn get_db(&self) -> i64 {
+        either!(self, c => c.get_db())
+    }
+
+    fn supports_pipelining(&self) -> bool {
+        either!(self, c => c.supports_pipelining())
+    }
+
+    fn check_connection(&mut self) -> bool {
+        either!(self, c => c.check_connection())
+    }
+
+    fn is_open(&self) -> bool {
+        either!(self, c => c.is_open())
     }
 }

@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use redis::Commands;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
-use redis::{Commands, Connection};
+
+use super::client::Conn;
 
 use super::client::Client;
 use super::stream::{Entry, Sid, text};
@@ -110,7 +112,7 @@ impl Reader {
 }
 
 /// Reads `key` after `sink`'s cursor into it, until the stream's end.
-fn fetch(con: &mut Connection, key: &str, sink: &dyn Sink) -> redis::RedisResult<()> {
+fn fetch(con: &mut Conn, key: &str, sink: &dyn Sink) -> redis::RedisResult<()> {
     loop {
         let from = sink.cursor();
         let reply: StreamRangeReply = con.xrange_count(key, from.after(), "+", COUNT)?;
@@ -129,7 +131,7 @@ fn fetch(con: &mut Connection, key: &str, sink: &dyn Sink) -> redis::RedisResult
 /// The reader thread: blocks on the doorbell while any handle is served,
 /// and ends when the client is dropped.
 fn run(reader: &Weak<Reader>, bell: &str) {
-    let mut con: Option<Connection> = None;
+    let mut con: Option<Conn> = None;
     let mut last = "0-0".to_owned();
     let mut swept = Instant::now();
     let mut backoff = Duration::from_millis(50);
@@ -137,7 +139,7 @@ fn run(reader: &Weak<Reader>, bell: &str) {
         let Some(me) = reader.upgrade() else { return };
         let c = match con.as_mut() {
             Some(c) => c,
-            None => match me.client.dedicated(Some(BLOCK + Duration::from_secs(5))) {
+            None => match me.client.blocking(Some(BLOCK + Duration::from_secs(5))) {
                 Ok(c) => {
                     backoff = Duration::from_millis(50);
                     // Whatever rang while disconnected is read by a sweep.
@@ -187,7 +189,7 @@ fn run(reader: &Weak<Reader>, bell: &str) {
 }
 
 /// One doorbell entry: hands its copy over, or reads the task's stream.
-fn ring(reader: &Reader, con: &mut Connection, bell: &redis::streams::StreamId) {
+fn ring(reader: &Reader, con: &mut Conn, bell: &redis::streams::StreamId) {
     let (Some(id), Some(sid)) = (
         text(bell, "id"),
         text(bell, "sid").and_then(|s| Sid::parse(&s)),
@@ -212,7 +214,7 @@ fn ring(reader: &Reader, con: &mut Connection, bell: &redis::streams::StreamId) 
 }
 
 /// Reads every handle's stream, and finds the tasks whose record is gone.
-fn sweep(reader: &Reader, con: &mut Connection) -> redis::RedisResult<()> {
+fn sweep(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
     let all: Vec<(String, Arc<dyn Sink>)> = lock(&reader.sinks)
         .iter()
         .flat_map(|(id, v)| v.iter().filter_map(|w| Some((id.clone(), w.upgrade()?))))

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 use redis::Commands;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
-use super::client::Client;
+use super::client::{Client, Conn};
 use super::end;
 use super::error::RemoteError;
 use super::scripts;
@@ -224,7 +224,7 @@ impl Worker {
         ];
         tracing::info!(worker = hub.name, names = ?served, "remote worker started");
         let mut backoff = Duration::from_millis(50);
-        let mut bells: Option<redis::Connection> = None;
+        let mut bells: Option<Conn> = None;
         while !done() {
             let free = {
                 let running = lock(&hub.running);
@@ -252,7 +252,7 @@ impl Worker {
             if bells.is_none() {
                 bells = self
                     .client
-                    .dedicated(Some(self.block * 2 + Duration::from_secs(5)))
+                    .blocking(Some(self.block * 2 + Duration::from_secs(5)))
                     .ok();
             }
             if let Some(con) = bells.as_mut() {
@@ -822,7 +822,7 @@ impl Line for Attempt {
 /// inbox stream is read from its cursor, so that nothing is skipped and
 /// nothing is applied twice.
 fn read_inboxes(hub: &Weak<Hub>) {
-    let mut con: Option<redis::Connection> = None;
+    let mut con: Option<Conn> = None;
     // The worker's name is its own: whatever its doorbell holds is for it.
     let mut last = "0-0".to_owned();
     loop {
@@ -832,7 +832,7 @@ fn read_inboxes(hub: &Weak<Hub>) {
         }
         let c = match con.as_mut() {
             Some(c) => c,
-            None => match h.client.dedicated(Some(h.block + Duration::from_secs(5))) {
+            None => match h.client.blocking(Some(h.block + Duration::from_secs(5))) {
                 Ok(c) => {
                     // What rang while disconnected is read from the inboxes.
                     for a in h.attempts() {

@@ -17,6 +17,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     persistent: bool,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -32,6 +33,10 @@ impl RedisServer {
     }
 
     fn launch(persistent: bool) -> RedisServer {
+        RedisServer::launch_with(persistent, Vec::new())
+    }
+
+    fn launch_with(persistent: bool, extra: Vec<String>) -> RedisServer {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "sidetask-redis-{}-{}",
@@ -46,6 +51,7 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 persistent,
+                extra: extra.clone(),
             };
             if server.run() {
                 return server;
@@ -73,6 +79,7 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        cmd.args(&self.extra);
         let mut child = cmd.spawn().expect("redis-server runs");
         let deadline = Instant::now() + START_LIMIT;
         loop {
@@ -184,4 +191,59 @@ fn server_pid(port: u16) -> Option<u32> {
         }
     }
     None
+}
+
+/// A Redis Cluster of three masters, each a [`RedisServer`] of the test's
+/// own, its slots assigned by `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::launch_with(
+                    false,
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                )
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + START_LIMIT;
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            thread::sleep(Duration::from_millis(50));
+        }
+        RedisCluster { nodes }
+    }
+
+    /// Every node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
 }
