@@ -269,6 +269,10 @@ impl Client {
     /// A connection of its own to a single server (for a feeder's blocking
     /// read or subscription), whose reads time out after `limit` (never, if
     /// `None`).
+    #[cfg_attr(
+        not(feature = "redis-cluster"),
+        allow(clippy::infallible_destructuring_match)
+    )]
     pub(crate) fn dedicated(
         &self,
         limit: Option<Duration>,
