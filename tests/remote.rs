@@ -170,8 +170,24 @@ impl NamedTask for Ticker {
     }
 }
 
+/// Does nothing.
+struct Nothing;
+impl NamedTask for Nothing {
+    const NAME: &'static str = "nothing";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+    fn run(_: &Ctx, (): ()) -> Result<(), Stopped> {
+        Ok(())
+    }
+}
+
 fn registry() -> Registry {
     Registry::new()
+        .with::<Nothing>()
+        .unwrap()
         .with::<Slow>()
         .unwrap()
         .with::<Chew>()
@@ -1030,4 +1046,56 @@ fn tasks_messages_and_a_worker_kill_through_a_cluster() {
     assert_eq!(join(task).value(), Some(me));
     here.stop();
     let _ = here.join_timeout(LIMIT);
+}
+
+/// Queues `n` tasks at once, then drains them with one worker of
+/// `concurrency`, within `limit`; returns how long the drain took.
+fn drain(n: usize, concurrency: usize, limit: Duration) -> Duration {
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let ids = Remote::<Nothing>::new(())
+        .keep_result(Duration::from_secs(5))
+        .submit_each(&client, std::iter::repeat_n((), n - 1))
+        .unwrap();
+    assert_eq!(ids.len(), n);
+    let queued = |c: &Client| {
+        let q = c.inspect().unwrap().queues().unwrap();
+        let q = q.iter().find(|q| q.name == "nothing").cloned().unwrap();
+        (q.queued, q.running, q.done)
+    };
+    assert_eq!(queued(&client).0, n);
+    let start = Instant::now();
+    let worker = Worker::new(&client, registry())
+        .concurrency(concurrency)
+        .block(Duration::from_millis(100))
+        .spawn();
+    loop {
+        let (left, running, done) = queued(&client);
+        if done == n as u64 {
+            assert_eq!((left, running), (0, 0));
+            break;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{done} of {n} done after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = start.elapsed();
+    worker.stop();
+    let _ = worker.join_timeout(LIMIT);
+    took
+}
+
+#[test]
+fn more_tasks_queued_at_once_than_a_lua_call_can_unpack_are_drained() {
+    // 20,000: more than the 7,999 values one Lua call can unpack.
+    drain(20_000, 16, Duration::from_secs(120));
+}
+
+#[test]
+#[ignore = "a million tasks: run by CI as a step of its own"]
+fn a_million_tasks_queued_at_once_are_drained() {
+    let took = drain(1_000_000, 64, Duration::from_secs(1200));
+    println!("drained 1,000,000 tasks in {took:?}");
 }

@@ -179,48 +179,22 @@ impl<T: NamedTask> Remote<T> {
     /// If the argument is over [`max_message`](Remote::max_message) or
     /// Redis cannot be reached.
     pub fn spawn_on(self, client: &Client) -> Result<RemoteTask<T>, RemoteError> {
-        let arg = postcard::to_stdvec(&self.arg)
-            .map_err(|e| RemoteError::invalid(format!("could not encode the argument: {e}")))?;
-        if arg.len() > self.max_message {
-            return Err(RemoteError::invalid(format!(
-                "the argument is {} bytes encoded, over the largest message of {} bytes",
-                arg.len(),
-                self.max_message
-            )));
-        }
+        let arg = self.encode(&self.arg)?;
         let settings = Settings {
             name: Some(T::NAME.to_owned()),
             inbox: self.inbox,
             outbox: self.outbox,
             timeout: self.timeout,
         };
-        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
         loop {
             let id = super::fresh_id();
             let (task, session) = handle::<T>(client, &settings, id, self.max_message, true);
-            let t = session.tkey.clone();
-            let mut con = client.connection()?;
-            let took: i64 = scripts::SUBMIT
-                .key(&t)
-                .arg(client.prefix())
-                .arg(T::NAME)
-                .arg(named::fingerprint::<T>().to_string())
-                .arg(&arg)
-                .arg(self.attempts)
-                .arg(ms(self.lease))
-                .arg(ms(self.keep))
-                .arg(self.inbox)
-                .arg(ms(self.grace))
-                .arg(self.timeout.map_or(0, ms))
-                .arg(client.id())
-                .arg(self.events_kept)
-                .arg(id.to_string())
-                .invoke(&mut *con)
-                .map_err(|e| {
-                    let e = client.error(e);
-                    con.discard_if(&e);
-                    e
-                })?;
+            let (key, args) = self.submission(client, id, &arg, client.id());
+            let took: i64 = client.run(|con| {
+                let mut invocation = scripts::SUBMIT.key(&key);
+                invocation.arg(&args);
+                invocation.invoke(con)
+            })?;
             if took == 1 {
                 session.confirm();
                 tracing::debug!(task.id = id, task.name = T::NAME, "remote task submitted");
@@ -231,6 +205,132 @@ impl<T: NamedTask> Remote<T> {
             // That id was taken (one in 2^53): another one.
             drop(task);
         }
+    }
+}
+
+impl<T: NamedTask> Remote<T> {
+    /// Submits this builder's task, then one more for each of `args`, all
+    /// with this builder's options, and returns their ids without handles
+    /// (in the order of the arguments): many tasks go in a few round trips.
+    /// [`Client::attach`] gives a handle on any of them.
+    ///
+    /// # Errors
+    ///
+    /// If an argument is over [`max_message`](Remote::max_message) (then
+    /// nothing was submitted), or Redis cannot be reached (then the batches
+    /// before the failure were submitted, and their ids are lost to the
+    /// caller: [`Client::inspect`] shows them queued).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use sidetask::{Ctx, NamedTask, Stopped};
+    /// # struct Double;
+    /// # impl NamedTask for Double {
+    /// #     const NAME: &'static str = "double";
+    /// #     type Arg = u64; type In = (); type Event = (); type Value = u64; type Error = Stopped;
+    /// #     fn run(_: &Ctx, n: u64) -> Result<u64, Stopped> { Ok(n * 2) }
+    /// # }
+    /// use sidetask::remote::{Client, Remote};
+    ///
+    /// let client = Client::from_env()?;
+    /// let ids = Remote::<Double>::new(0).submit_each(&client, 1..10_000)?;
+    /// let last = client.attach::<Double>(ids[9_999])?;
+    /// assert_eq!(last.join().value(), Some(2 * 9_999));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_each(
+        self,
+        client: &Client,
+        args: impl IntoIterator<Item = T::Arg>,
+    ) -> Result<Vec<TaskId>, RemoteError> {
+        const BATCH: usize = 1000;
+        let mut encoded = vec![self.encode(&self.arg)?];
+        for arg in args {
+            encoded.push(self.encode(&arg)?);
+        }
+        let mut ids = Vec::with_capacity(encoded.len());
+        for chunk in encoded.chunks(BATCH) {
+            let mut pending: Vec<&Vec<u8>> = chunk.iter().collect();
+            while !pending.is_empty() {
+                let batch: Vec<(u64, &Vec<u8>)> = pending
+                    .iter()
+                    .map(|arg| (super::fresh_id(), *arg))
+                    .collect();
+                let took: Vec<i64> = client.run(|con| {
+                    // Loaded first, so that the pipeline's EVALSHAs find it.
+                    scripts::SUBMIT.prepare_invoke().load(con)?;
+                    let mut pipe = redis::pipe();
+                    for (id, arg) in &batch {
+                        let (key, args) = self.submission(client, *id, arg, "");
+                        pipe.cmd("EVALSHA")
+                            .arg(scripts::SUBMIT.get_hash())
+                            .arg(1)
+                            .arg(key)
+                            .arg(args);
+                    }
+                    pipe.query(con)
+                })?;
+                // An id already taken (one in 2^53) is tried again.
+                pending = batch
+                    .iter()
+                    .zip(&took)
+                    .filter(|(_, took)| **took != 1)
+                    .map(|((_, arg), _)| *arg)
+                    .collect();
+                ids.extend(
+                    batch
+                        .iter()
+                        .zip(&took)
+                        .filter(|(_, took)| **took == 1)
+                        .map(|((id, _), _)| TaskId::from(*id)),
+                );
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The argument, encoded and checked against the largest message.
+    fn encode(&self, arg: &T::Arg) -> Result<Vec<u8>, RemoteError> {
+        let arg = postcard::to_stdvec(arg)
+            .map_err(|e| RemoteError::invalid(format!("could not encode the argument: {e}")))?;
+        if arg.len() > self.max_message {
+            return Err(RemoteError::invalid(format!(
+                "the argument is {} bytes encoded, over the largest message of {} bytes",
+                arg.len(),
+                self.max_message
+            )));
+        }
+        Ok(arg)
+    }
+
+    /// The key and arguments of the submission of task `id` with the
+    /// encoded `arg`, whose events ring the doorbell of client `doorbell`
+    /// (none if empty).
+    fn submission(
+        &self,
+        client: &Client,
+        id: u64,
+        arg: &[u8],
+        doorbell: &str,
+    ) -> (String, Vec<Vec<u8>>) {
+        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128).to_string();
+        let args = vec![
+            client.prefix().into_bytes(),
+            T::NAME.as_bytes().to_vec(),
+            named::fingerprint::<T>().to_string().into_bytes(),
+            arg.to_vec(),
+            self.attempts.to_string().into_bytes(),
+            ms(self.lease).into_bytes(),
+            ms(self.keep).into_bytes(),
+            self.inbox.to_string().into_bytes(),
+            ms(self.grace).into_bytes(),
+            self.timeout.map_or_else(|| "0".to_owned(), ms).into_bytes(),
+            doorbell.as_bytes().to_vec(),
+            self.events_kept.to_string().into_bytes(),
+            id.to_string().into_bytes(),
+        ];
+        (client.key(format_args!("t:{id}")), args)
     }
 }
 

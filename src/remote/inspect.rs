@@ -19,7 +19,7 @@ use crate::TaskId;
 ///     println!("{} runs {:?}", worker.name, worker.running);
 /// }
 /// for queue in inspect.queues()? {
-///     println!("{}: {} queued, {} running", queue.name, queue.queued, queue.running);
+///     println!("{}: {} queued, {} running, {} done", queue.name, queue.queued, queue.running, queue.done);
 /// }
 /// # Ok::<(), sidetask::remote::RemoteError>(())
 /// ```
@@ -49,6 +49,8 @@ pub struct QueueInfo {
     pub queued: usize,
     /// How many run.
     pub running: usize,
+    /// How many ended (their results kept or expired).
+    pub done: u64,
 }
 
 /// One task's state.
@@ -159,10 +161,14 @@ impl Inspect {
                 .llen(self.client.key(format_args!("q:{name}")))
                 .map_err(err)?;
             let running = of_running.iter().filter(|n| **n == name).count();
+            let done: Option<u64> = con
+                .hget(self.client.key(format_args!("done")), &name)
+                .map_err(err)?;
             queues.push(QueueInfo {
                 name,
                 queued,
                 running,
+                done: done.unwrap_or(0),
             });
         }
         queues.sort_by(|a, b| a.name.cmp(&b.name));

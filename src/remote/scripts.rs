@@ -22,6 +22,7 @@
 //! - `w:<worker>`: a live worker's description, expiring with its lease;
 //!   `workers`: the set of worker names seen.
 //! - `refused`: the last claims refused (forged or from other code).
+//! - `done`: how many tasks of each name ended.
 
 use std::sync::LazyLock;
 
@@ -56,6 +57,7 @@ end
 -- of it expires after the result time-to-live.
 local function finish(id, t, kind, data)
   redis.call('HSET', t, 'st', 'd', 'ok', kind, 'od', data)
+  redis.call('HINCRBY', p .. 'done', redis.call('HGET', t, 'name') or '?', 1)
   event(id, t, {'end', kind, 'd', data})
   redis.call('ZREM', p .. 'running', id)
   local ttl = redis.call('HGET', t, 'ttl') or '86400000'
