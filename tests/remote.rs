@@ -1101,3 +1101,33 @@ fn a_million_tasks_queued_at_once_are_drained() {
     let took = drain(1_000_000, 64, Duration::from_secs(1200));
     println!("drained 1,000,000 tasks in {took:?}");
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_remote_handle_serves_async_callers_too() {
+    let s = Setup::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = runtime.block_on(async {
+        let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+        let id = task.id();
+        for i in 0..10 {
+            task.send_async(i).await.unwrap();
+            let echoed = task.recv_timeout_async(LIMIT).await.unwrap();
+            assert_eq!(echoed, i);
+        }
+        task.close_inbox();
+        let outcome = tokio::time::timeout(LIMIT, task)
+            .await
+            .expect("an outcome in time");
+        assert_eq!(outcome.value(), Some(10));
+        id
+    });
+    // The async recv moved the durable cursor as the blocking one does: a
+    // handle attached now finds no event left, only the outcome.
+    let again = s.client.attach::<Echo>(id).unwrap();
+    assert!(again.recv_timeout(LIMIT).is_err());
+    assert_eq!(join(again).value(), Some(10));
+}
