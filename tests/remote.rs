@@ -1131,3 +1131,31 @@ fn a_remote_handle_serves_async_callers_too() {
     assert!(again.recv_timeout(LIMIT).is_err());
     assert_eq!(join(again).value(), Some(10));
 }
+
+#[test]
+fn a_handle_behind_the_events_redis_keeps_is_told_how_many_it_missed() {
+    let s = Setup::new();
+    let task = Remote::<Ticker>::new(100)
+        .events_kept(10)
+        .spawn_on(&s.client)
+        .unwrap();
+    let id = task.id();
+    drop(task); // nobody reads while it runs
+    wait_for("the end", || {
+        s.client
+            .inspect()
+            .unwrap()
+            .task(id)
+            .unwrap()
+            .is_some_and(|t| t.state == "done")
+    });
+    let again = s.client.attach::<Ticker>(id).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| again.recv_timeout(LIMIT).ok()).collect();
+    // Redis kept the last entries (the end among them): the handle sees
+    // the last events, and is told of every one before them.
+    let first = got[0];
+    assert!((89..=91).contains(&first), "{got:?}");
+    assert_eq!(got, (first..100).collect::<Vec<_>>());
+    assert_eq!(again.missed_events(), first);
+    assert!(join(again).is_value());
+}

@@ -107,8 +107,9 @@ impl<T: NamedTask> Remote<T> {
         self
     }
 
-    /// How many received events the handle holds before its reader
-    /// stops reading ahead.
+    /// The handle's outbox capacity, as for other places. A remote
+    /// handle's reader takes every event Redis holds for it as soon as it
+    /// comes; what bounds them is [`events_kept`](Remote::events_kept).
     pub fn outbox(mut self, capacity: usize) -> Self {
         self.outbox = capacity.max(1);
         self
@@ -368,7 +369,18 @@ pub(crate) fn attach<T: NamedTask>(
         .arg(client.id())
         .invoke(&mut *con)
         .map_err(|e| client.error(e))?;
-    let [state, name, fp, cursor, _attempts, cap, sent, nread] = &fields[..] else {
+    let [
+        state,
+        name,
+        fp,
+        cursor,
+        _attempts,
+        cap,
+        sent,
+        nread,
+        cursor_n,
+    ] = &fields[..]
+    else {
         return Err(RemoteError::unknown_task(client.url(), id));
     };
     if name.as_deref() != Some(T::NAME) {
@@ -400,6 +412,7 @@ pub(crate) fn attach<T: NamedTask>(
     {
         let mut seen = lock(&session.state);
         seen.cursor = cursor;
+        seen.last_n = number(cursor_n);
         seen.known = true;
         seen.ready = true;
     }
@@ -436,6 +449,7 @@ fn handle<T: NamedTask>(
             known: false,
             ready,
             taken: VecDeque::new(),
+            missed: 0,
         }),
         pump: Mutex::new(Pump {
             cap: settings.inbox as u64,
@@ -487,8 +501,10 @@ struct Seen {
     /// Whether entries may be applied: not before an attached handle
     /// learnt the cursor it resumes from.
     ready: bool,
-    /// The ids of the events in the outbox, oldest first.
-    taken: VecDeque<Sid>,
+    /// The ids and numbers of the events in the outbox, oldest first.
+    taken: VecDeque<(Sid, u64)>,
+    /// How many events were trimmed before the handle read them.
+    missed: u64,
 }
 
 /// The messages on their way.
@@ -679,10 +695,12 @@ impl<T: NamedTask> Sink for Session<T> {
         match entry {
             None => {}
             Some(Entry::Event { n, bytes }) => {
-                if n > seen.last_n + 1 && seen.last_n > 0 {
+                if n > seen.last_n + 1 {
+                    let missed = n - seen.last_n - 1;
+                    seen.missed += missed;
                     tracing::warn!(
                         task.id = self.id,
-                        missed = n - seen.last_n - 1,
+                        missed,
                         "the handle fell behind the events Redis keeps: some were trimmed"
                     );
                 }
@@ -690,7 +708,7 @@ impl<T: NamedTask> Sink for Session<T> {
                 match postcard::from_bytes::<T::Event>(&bytes) {
                     Ok(event) => {
                         if shared.mailbox.push_out_over(event).is_ok() {
-                            seen.taken.push_back(sid);
+                            seen.taken.push_back((sid, n));
                         }
                     }
                     Err(e) => tracing::warn!(
@@ -758,9 +776,9 @@ impl<T: NamedTask> Wire<T::Event> for Session<T> {
     }
 
     fn received(&self) {
-        let sid = lock(&self.state).taken.pop_front();
-        if let Some(sid) = sid {
-            self.call::<i64>(&scripts::CURSOR, &[&sid.to_string()]);
+        let taken = lock(&self.state).taken.pop_front();
+        if let Some((sid, n)) = taken {
+            self.call::<i64>(&scripts::CURSOR, &[&sid.to_string(), &n.to_string()]);
         }
     }
 
@@ -770,4 +788,8 @@ impl<T: NamedTask> Wire<T::Event> for Session<T> {
     }
 
     fn hurry(&self) {}
+
+    fn missed(&self) -> u64 {
+        lock(&self.state).missed
+    }
 }

@@ -38,7 +38,7 @@ end
 -- doorbell with a copy.
 local function event(id, t, fields)
   local maxev = redis.call('HGET', t, 'maxev') or '10000'
-  local args = {p .. 'ev:' .. id, 'MAXLEN', '~', maxev, '*'}
+  local args = {p .. 'ev:' .. id, 'MAXLEN', maxev, '*'}
   for _, f in ipairs(fields) do table.insert(args, f) end
   local sid = redis.call('XADD', unpack(args))
   local prev = redis.call('HGET', t, 'last') or '0-0'
@@ -339,13 +339,14 @@ return 1
     )
 });
 
-/// `KEYS[1]` = the task's hash. ARGV: prefix, id, the event id a handle
-/// took last. Records it, while the task's record lasts.
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, the id of the event a
+/// handle took last, and its number. Records them, while the task's record
+/// lasts.
 pub(crate) static CURSOR: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'cur', ARGV[3])
+  redis.call('HSET', KEYS[1], 'cur', ARGV[3], 'curn', ARGV[4])
 end
 return 1
 "#,
@@ -354,12 +355,13 @@ return 1
 
 /// `KEYS[1]` = the task's hash. ARGV: prefix, id, client. Makes the client
 /// the one whose doorbell rings for the task; returns `{state, name,
-/// fingerprint, cursor, attempts}`, or an empty list if there is no such
-/// task.
+/// fingerprint, cursor, attempts, inbox, sent, read, the cursor's event
+/// number}`, or an empty list if there is no such task.
 pub(crate) static ATTACH: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
-local f = redis.call('HMGET', KEYS[1], 'st', 'name', 'fp', 'cur', 'att', 'cap', 'sent', 'nread')
+local f = redis.call('HMGET', KEYS[1], 'st', 'name', 'fp', 'cur', 'att', 'cap', 'sent', 'nread',
+  'curn')
 if not f[1] then return {} end
 if f[1] ~= 'd' then redis.call('HSET', KEYS[1], 'cl', ARGV[3]) end
 return f

@@ -690,6 +690,16 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.shared.close_inbox();
     }
 
+    /// How many of the task's events this handle will never see, because
+    /// its place dropped them before the handle read them: a remote task's
+    /// events trimmed from Redis (past its `events_kept`) while no handle
+    /// read them. Always 0 on the other places, which lose no event.
+    pub fn missed_events(&self) -> u64 {
+        self.shared
+            .wire(Side::Handle)
+            .map_or(0, |wire| wire.missed())
+    }
+
     /// Takes back the messages the task never read, once it has ended.
     ///
     /// Returns `None` while the task may still read them. Messages come back

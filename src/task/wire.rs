@@ -54,6 +54,12 @@ pub(crate) trait Wire<Ev>: Send + Sync {
     /// that lets another handle resume where this one was records it).
     fn received(&self) {}
 
+    /// Handle side: how many events the place dropped before the handle
+    /// could read them.
+    fn missed(&self) -> u64 {
+        0
+    }
+
     /// Body side: carries `event` out instead of the outbox. `wait`: whether
     /// it may wait for room. `Err(Full)` (only when it may not wait) or
     /// `Err(Gone)` give the event back.
