@@ -1159,3 +1159,41 @@ fn a_handle_behind_the_events_redis_keeps_is_told_how_many_it_missed() {
     assert_eq!(again.missed_events(), first);
     assert!(join(again).is_value());
 }
+
+#[test]
+fn a_client_and_a_worker_reach_redis_through_a_unix_socket() {
+    let server = RedisServer::start();
+    let client = Client::open(&server.unix_url()).unwrap();
+    client.ping().unwrap();
+    let worker = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    assert_eq!(
+        join(Remote::<Double>::new(8).spawn_on(&client).unwrap()).value(),
+        Some(16)
+    );
+    worker.stop();
+    let _ = worker.join_timeout(LIMIT);
+}
+
+#[test]
+fn an_acl_user_in_the_url_is_used_and_its_password_never_shown() {
+    let server =
+        RedisServer::start_with(&["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all"]);
+    let port = server.port();
+    let client = Client::open(&format!("redis://alice:s3cret@127.0.0.1:{port}")).unwrap();
+    assert_eq!(client.url(), format!("redis://alice:***@127.0.0.1:{port}"));
+    let worker = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    assert_eq!(
+        join(Remote::<Double>::new(2).spawn_on(&client).unwrap()).value(),
+        Some(4)
+    );
+    worker.stop();
+    let _ = worker.join_timeout(LIMIT);
+    let wrong = Client::open(&format!("redis://alice:nope@127.0.0.1:{port}")).unwrap();
+    let err = wrong.ping().unwrap_err().to_string();
+    assert!(!err.contains("nope"), "{err}");
+    assert!(err.contains("alice:***"), "{err}");
+}

@@ -32,6 +32,11 @@ impl RedisServer {
         RedisServer::launch(true)
     }
 
+    /// A server that keeps nothing on disk, started with `args` too.
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        RedisServer::launch_with(false, args.iter().map(|a| (*a).to_owned()).collect())
+    }
+
     fn launch(persistent: bool) -> RedisServer {
         RedisServer::launch_with(persistent, Vec::new())
     }
@@ -71,6 +76,8 @@ impl RedisServer {
             .arg(&self.dir)
             .args(["--save", ""])
             .args(["--logfile", "redis.log"])
+            .arg("--unixsocket")
+            .arg(self.dir.join("redis.sock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -103,6 +110,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis+unix://` and the path of the server's Unix socket.
+    pub fn unix_url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
     }
 
     /// The server's port.
