@@ -1197,3 +1197,58 @@ fn an_acl_user_in_the_url_is_used_and_its_password_never_shown() {
     assert!(!err.contains("nope"), "{err}");
     assert!(err.contains("alice:***"), "{err}");
 }
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn a_rediss_url_reaches_a_tls_server() {
+    // A self-signed certificate of the test's own.
+    let dir = std::env::temp_dir().join(format!("sidetask-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl made no certificate");
+    let tls_port = common::redis::free_port().to_string();
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert_s,
+        "--tls-key-file",
+        &key_s,
+        "--tls-ca-cert-file",
+        &cert_s,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    // `#insecure`: the certificate is the test's own, not a known CA's.
+    let client = Client::open(&format!("rediss://127.0.0.1:{tls_port}/#insecure")).unwrap();
+    client.ping().unwrap();
+    let worker = Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .spawn();
+    assert_eq!(
+        join(Remote::<Double>::new(3).spawn_on(&client).unwrap()).value(),
+        Some(6)
+    );
+    worker.stop();
+    let _ = worker.join_timeout(LIMIT);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
