@@ -46,6 +46,11 @@ fn main() {
         process::raw_pong_child(args.get(1).and_then(|cpu| cpu.parse().ok()));
         return;
     }
+    #[cfg(feature = "redis")]
+    if args.first().map(String::as_str) == Some("--remote-worker") {
+        remote::worker_process(&args[1]);
+        return;
+    }
     if args.first().map(String::as_str) == Some("--memory-child") {
         memory_child(&args[1], args[2].parse().expect("a task count"));
         return;

@@ -23,7 +23,73 @@ pub const FIGURES: &[Figure] = &[
     ("remote_spawn_join", remote_spawn_join),
     ("remote_idle_latency", remote_idle_latency),
     ("remote_throughput", remote_throughput),
+    ("remote_requeue", remote_requeue),
 ];
+
+/// Emits its runner's pid, then waits to be stopped.
+struct Hold;
+impl NamedTask for Hold {
+    const NAME: &'static str = "bench_hold";
+    type Arg = ();
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = Stopped;
+    fn run(ctx: &Ctx<(), u32>, (): ()) -> Result<(), Stopped> {
+        ctx.emit(std::process::id())?;
+        ctx.sleep(Duration::from_secs(600))
+    }
+}
+
+/// A worker of this bench's tasks, in a process of its own.
+pub fn worker_process(url: &str) {
+    let client = Client::open(url).unwrap();
+    Worker::new(&client, registry())
+        .block(Duration::from_millis(100))
+        .run()
+        .unwrap();
+}
+
+/// From `kill -9` of the worker that runs a task (1 s lease) to its next
+/// attempt's start on another worker.
+fn remote_requeue() {
+    let server = server::RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let mut lost = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--remote-worker", &server.url()])
+            .spawn()
+            .unwrap();
+        let task = Remote::<Hold>::new(())
+            .attempts(2)
+            .lease(Duration::from_secs(1))
+            .spawn_on(&client)
+            .unwrap();
+        assert_eq!(task.recv().unwrap(), lost.id());
+        // The next attempt runs on a worker of this process, idle until
+        // the reaper queues the task again.
+        let taker = Worker::new(&client, registry())
+            .names(["bench_hold"])
+            .block(Duration::from_millis(100))
+            .spawn();
+        let _ = lost.kill();
+        let killed = Instant::now();
+        let _ = lost.wait();
+        assert_eq!(task.recv().unwrap(), std::process::id());
+        samples.push(killed.elapsed().as_secs_f64() * 1e3);
+        task.kill();
+        let _ = task.join();
+        taker.stop();
+        let _ = taker.join();
+    }
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "remote_requeue: median={:.0}ms max={:.0}ms (kill -9 of the worker -> the next attempt starts, lease 1 s)",
+        median(samples.clone()),
+        samples[samples.len() - 1]
+    );
+}
 
 /// Echoes each message.
 struct Echo;
@@ -69,6 +135,8 @@ fn registry() -> Registry {
         .with::<Echo>()
         .unwrap()
         .with::<Noop>()
+        .unwrap()
+        .with::<Hold>()
         .unwrap()
 }
 
