@@ -6,9 +6,9 @@ horizontal bar per figure line
 
     <figure>: sidetask=<t> baseline[<what>]=<t> ratio=<sidetask/baseline>
 
-on a logarithmic axis centred on 1.0: a bar goes left of the line at 1.0
-when sidetask took less time (or memory) than its baseline, right when it
-took more. Lines without a ratio (`remote_idle_latency`, a skipped
+on a logarithmic axis, each bar running from the line at 1.0: to the left
+when sidetask took less time (or memory) than its baseline, to the right
+when it took more. Lines without a ratio (`remote_idle_latency`, a skipped
 baseline) are listed under the chart instead. Only Python's standard
 library is used.
 
@@ -27,8 +27,9 @@ FIGURE = re.compile(
     r"^(?P<figure>[A-Za-z0-9_]+): sidetask=(?P<ours>\S+) "
     r"baseline\[(?P<what>.*)\]=(?P<theirs>\S+) ratio=(?P<ratio>[0-9.eE+-]+)\s*$"
 )
-# Any other line of a figure: `<figure>: <text>`.
-OTHER = re.compile(r"^(?P<figure>[a-z][a-z0-9_]*): (?P<text>.*\S)\s*$")
+# A figure measured without a ratio (`remote_idle_latency`), or a baseline
+# the bench skipped; the bench's other notes on standard error are left out.
+OTHER = re.compile(r"^(?P<figure>[a-z][a-z0-9_]*): (?P<text>(median=|skipped\b).*\S)\s*$")
 
 FASTER = "#2b8a6e"
 SLOWER = "#d0603a"
@@ -51,6 +52,9 @@ def parse(lines):
     for line in lines:
         line = line.rstrip("\n")
         m = FIGURE.match(line)
+        if m and float(m["ratio"]) <= 0:
+            others.append((m["figure"], f"ratio={m['ratio']} (cannot be drawn on a log scale)"))
+            continue
         if m:
             bars.append(
                 {
@@ -63,14 +67,14 @@ def parse(lines):
             )
             continue
         m = OTHER.match(line)
-        if m and not m["text"].startswith("building "):
+        if m:
             others.append((m["figure"], m["text"]))
     return bars, others
 
 
-def text_width(s, size):
+def text_width(s, size, bold=False):
     """A rough width of `s` in a sans-serif font of `size` pixels."""
-    return len(s) * size * 0.56
+    return len(s) * size * (0.62 if bold else 0.56)
 
 
 def clip(s, size, width):
@@ -110,15 +114,29 @@ def verdict(ratio):
     return f"{shown}× {'faster' if ratio < 1 else 'slower'}"
 
 
+def label(ratio):
+    """The text at the end of a bar."""
+    return f"{ratio:.3g}  ({verdict(ratio)})"
+
+
 def chart(bars, others, command, date):
+    """The SVG text: `bars` as bars, `others` as notes under them."""
     plot_w = WIDTH - LEFT - RIGHT
     lo = min([b["ratio"] for b in bars] + [1.0])
     hi = max([b["ratio"] for b in bars] + [1.0])
-    # Room for the labels at the bars' ends, and a decade at least.
-    lo_e = math.log10(lo) - 0.45
-    hi_e = math.log10(hi) + 0.45
-    if hi_e - lo_e < 1:
-        lo_e, hi_e = lo_e - 0.5, hi_e + 0.5
+
+    # The widest label on each side fits beyond its bar's end, however
+    # long the bar; a decade at least is shown.
+    def widest(side):
+        widths = [text_width(label(b["ratio"]), 12.5, bold=True) for b in bars]
+        return max([w for b, w in zip(bars, widths) if side(b["ratio"])] + [0])
+
+    need_l = widest(lambda r: r <= 1) + 16
+    need_r = widest(lambda r: r > 1) + 16
+    span = math.log10(hi) - math.log10(lo)
+    per_decade = (plot_w - need_l - need_r) / max(span, 1.0)
+    lo_e = math.log10(lo) - need_l / per_decade - (max(span, 1.0) - span) / 2
+    hi_e = lo_e + plot_w / per_decade
 
     def x(v):
         return LEFT + (math.log10(v) - lo_e) / (hi_e - lo_e) * plot_w
@@ -138,12 +156,12 @@ def chart(bars, others, command, date):
     ]
     # The legend.
     lx = LEFT
-    for colour, label in ((FASTER, "sidetask faster"), (SLOWER, "sidetask slower")):
+    for colour, name in ((FASTER, "sidetask faster"), (SLOWER, "sidetask slower")):
         out.append(f'<rect x="{lx}" y="64" width="12" height="12" fill="{colour}"/>')
         out.append(
-            f'<text x="{lx + 17}" y="74.5" font-size="12.5" fill="{INK}">{label}</text>'
+            f'<text x="{lx + 17}" y="74.5" font-size="12.5" fill="{INK}">{name}</text>'
         )
-        lx += 17 + text_width(label, 12.5) + 22
+        lx += 17 + text_width(name, 12.5) + 22
 
     # The rows' shading, under everything else.
     for i in range(len(bars)):
@@ -191,14 +209,14 @@ def chart(bars, others, command, date):
             f'<rect x="{left:.1f}" y="{top + 4}" width="{max(right - left, 1.5):.1f}" '
             f'height="{BAR}" fill="{colour}"/>'
         )
-        label = f"{r:.3g}  ({verdict(r)})"
+        text = label(r)
         if r <= 1:
             lx, anchor = left - 6, "end"
         else:
             lx, anchor = right + 6, "start"
         out.append(
             f'<text x="{lx:.1f}" y="{mid + 4.5:.1f}" font-size="12.5" font-weight="bold" '
-            f'fill="{INK}" text-anchor="{anchor}" {halo}>{escape(label)}</text>'
+            f'fill="{INK}" text-anchor="{anchor}" {halo}>{escape(text)}</text>'
         )
         out.append(
             f'<text x="{LEFT - 10}" y="{mid + 4.5:.1f}" font-size="13" fill="{INK}" '
