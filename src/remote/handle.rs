@@ -734,10 +734,14 @@ impl<T: NamedTask> Sink for Session<T> {
                     "a worker was lost; the task was queued again"
                 );
             }
-            Some(Entry::End { kind, data }) => {
+            Some(Entry::End { kind, data, read }) => {
                 seen.over = true;
                 drop(seen);
-                shared.mailbox.give_back(self.unread());
+                // Only if the task may have left some unread.
+                let sent = lock(&self.pump).sent;
+                if read.is_none_or(|read| read < sent) {
+                    shared.mailbox.give_back(self.unread());
+                }
                 self.finish(end::decode(&kind, &data));
             }
         }

@@ -58,7 +58,7 @@ end
 local function finish(id, t, kind, data)
   redis.call('HSET', t, 'st', 'd', 'ok', kind, 'od', data)
   redis.call('HINCRBY', p .. 'done', redis.call('HGET', t, 'name') or '?', 1)
-  event(id, t, {'end', kind, 'd', data})
+  event(id, t, {'end', kind, 'd', data, 'nr', redis.call('HGET', t, 'nread') or '0'})
   redis.call('ZREM', p .. 'running', id)
   local ttl = redis.call('HGET', t, 'ttl') or '86400000'
   redis.call('PEXPIRE', t, ttl)

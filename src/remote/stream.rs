@@ -39,8 +39,12 @@ pub(crate) enum Entry {
     Credit(u64),
     /// An attempt was lost and the task was queued again.
     Requeued(u32),
-    /// The task ended.
-    End { kind: String, data: Vec<u8> },
+    /// The task ended, having read `read` messages.
+    End {
+        kind: String,
+        data: Vec<u8>,
+        read: Option<u64>,
+    },
 }
 
 /// The bytes of field `name`, if it is there.
@@ -75,6 +79,7 @@ impl Entry {
             return Some(Entry::End {
                 kind,
                 data: field(id, "d").unwrap_or_default(),
+                read: number(id, "nr"),
             });
         }
         if let Some(n) = number(id, "a") {
