@@ -1254,3 +1254,14 @@ fn a_rediss_url_reaches_a_tls_server() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn spawn_each_submits_many_in_a_few_round_trips_and_keeps_their_order() {
+    let s = Setup::new();
+    let tasks = Remote::<Double>::new(0)
+        .spawn_each(&s.client, 1..1500)
+        .unwrap();
+    assert_eq!(tasks.len(), 1500);
+    let values: Vec<u64> = tasks.into_iter().filter_map(|t| join(t).value()).collect();
+    assert_eq!(values, (0..1500).map(|n| 2 * n).collect::<Vec<_>>());
+}

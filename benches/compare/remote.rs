@@ -340,13 +340,13 @@ fn remote_throughput() {
 }
 
 /// Seconds for `n` no-op tasks through a worker of concurrency 8, submitted
-/// all, then joined all.
+/// all (in pipelined batches, `spawn_each`), then joined all.
 fn throughput_ours(n: u64) -> f64 {
     let (_server, client, worker) = setup(8);
     let start = Instant::now();
-    let tasks: Vec<_> = (0..n)
-        .map(|_| Remote::<Noop>::new(()).spawn_on(&client).unwrap())
-        .collect();
+    let tasks = Remote::<Noop>::new(())
+        .spawn_each(&client, std::iter::repeat_n((), n as usize - 1))
+        .unwrap();
     for t in tasks {
         let outcome = t.join();
         assert!(outcome.is_value(), "a no-op task ended {outcome:?}");

@@ -181,12 +181,7 @@ impl<T: NamedTask> Remote<T> {
     /// Redis cannot be reached.
     pub fn spawn_on(self, client: &Client) -> Result<RemoteTask<T>, RemoteError> {
         let arg = self.encode(&self.arg)?;
-        let settings = Settings {
-            name: Some(T::NAME.to_owned()),
-            inbox: self.inbox,
-            outbox: self.outbox,
-            timeout: self.timeout,
-        };
+        let settings = self.settings();
         loop {
             let id = super::fresh_id();
             let (task, session) = handle::<T>(client, &settings, id, self.max_message, true);
@@ -245,25 +240,96 @@ impl<T: NamedTask> Remote<T> {
         client: &Client,
         args: impl IntoIterator<Item = T::Arg>,
     ) -> Result<Vec<TaskId>, RemoteError> {
-        const BATCH: usize = 1000;
+        let encoded = self.encode_all(args)?;
+        self.pipelined(client, &encoded, "", TaskId::from)
+    }
+
+    /// Submits this builder's task, then one more for each of `args`, all
+    /// with this builder's options, in a few round trips, and returns their
+    /// handles in the order of the arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_each`](Remote::submit_each).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use sidetask::{Ctx, NamedTask, Stopped};
+    /// # struct Double;
+    /// # impl NamedTask for Double {
+    /// #     const NAME: &'static str = "double";
+    /// #     type Arg = u64; type In = (); type Event = (); type Value = u64; type Error = Stopped;
+    /// #     fn run(_: &Ctx, n: u64) -> Result<u64, Stopped> { Ok(n * 2) }
+    /// # }
+    /// use sidetask::remote::{Client, Remote};
+    ///
+    /// let client = Client::from_env()?;
+    /// let tasks = Remote::<Double>::new(0).spawn_each(&client, 1..100)?;
+    /// let sum: u64 = tasks.into_iter().filter_map(|t| t.join().value()).sum();
+    /// assert_eq!(sum, 2 * (0..100).sum::<u64>());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_each(
+        self,
+        client: &Client,
+        args: impl IntoIterator<Item = T::Arg>,
+    ) -> Result<Vec<RemoteTask<T>>, RemoteError> {
+        let encoded = self.encode_all(args)?;
+        let settings = self.settings();
+        let made = self.pipelined(client, &encoded, client.id(), |id| {
+            handle::<T>(client, &settings, id, self.max_message, true)
+        })?;
+        Ok(made
+            .into_iter()
+            .map(|(task, session)| {
+                session.confirm();
+                task
+            })
+            .collect())
+    }
+
+    /// This builder's argument, then each of `args`, encoded.
+    fn encode_all(
+        &self,
+        args: impl IntoIterator<Item = T::Arg>,
+    ) -> Result<Vec<Vec<u8>>, RemoteError> {
         let mut encoded = vec![self.encode(&self.arg)?];
         for arg in args {
             encoded.push(self.encode(&arg)?);
         }
-        let mut ids = Vec::with_capacity(encoded.len());
+        Ok(encoded)
+    }
+
+    /// Submits a task for each of the `encoded` arguments, pipelined, each
+    /// under a fresh id for which `make` is called first (what it makes is
+    /// dropped if the id was taken, and another id tried); returns what
+    /// `make` made for the tasks submitted, in order.
+    fn pipelined<H>(
+        &self,
+        client: &Client,
+        encoded: &[Vec<u8>],
+        doorbell: &str,
+        mut make: impl FnMut(u64) -> H,
+    ) -> Result<Vec<H>, RemoteError> {
+        const BATCH: usize = 1000;
+        let mut made = Vec::with_capacity(encoded.len());
         for chunk in encoded.chunks(BATCH) {
             let mut pending: Vec<&Vec<u8>> = chunk.iter().collect();
             while !pending.is_empty() {
-                let batch: Vec<(u64, &Vec<u8>)> = pending
+                let batch: Vec<(u64, &Vec<u8>, H)> = pending
                     .iter()
-                    .map(|arg| (super::fresh_id(), *arg))
+                    .map(|arg| {
+                        let id = super::fresh_id();
+                        (id, *arg, make(id))
+                    })
                     .collect();
                 let took: Vec<i64> = client.run(|con| {
                     // Loaded first, so that the pipeline's EVALSHAs find it.
                     scripts::SUBMIT.prepare_invoke().load(con)?;
                     let mut pipe = redis::pipe();
-                    for (id, arg) in &batch {
-                        let (key, args) = self.submission(client, *id, arg, "");
+                    for (id, arg, _) in &batch {
+                        let (key, args) = self.submission(client, *id, arg, doorbell);
                         pipe.cmd("EVALSHA")
                             .arg(scripts::SUBMIT.get_hash())
                             .arg(1)
@@ -273,22 +339,26 @@ impl<T: NamedTask> Remote<T> {
                     pipe.query(con)
                 })?;
                 // An id already taken (one in 2^53) is tried again.
-                pending = batch
-                    .iter()
-                    .zip(&took)
-                    .filter(|(_, took)| **took != 1)
-                    .map(|((_, arg), _)| *arg)
-                    .collect();
-                ids.extend(
-                    batch
-                        .iter()
-                        .zip(&took)
-                        .filter(|(_, took)| **took == 1)
-                        .map(|((id, _), _)| TaskId::from(*id)),
-                );
+                pending.clear();
+                for ((_, arg, thing), took) in batch.into_iter().zip(took) {
+                    if took == 1 {
+                        made.push(thing);
+                    } else {
+                        pending.push(arg);
+                    }
+                }
             }
         }
-        Ok(ids)
+        Ok(made)
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            name: Some(T::NAME.to_owned()),
+            inbox: self.inbox,
+            outbox: self.outbox,
+            timeout: self.timeout,
+        }
     }
 
     /// The argument, encoded and checked against the largest message.
