@@ -9,6 +9,28 @@ use rustix::process::Signal;
 use crate::backend::unix::Stage;
 use crate::outcome::{Crash, CrashCause, Killed, Outcome};
 
+/// How a task ended without an outcome of its own: killed, or crashed.
+pub(super) enum Failure {
+    Killed(Killed),
+    Crashed(Crash),
+}
+
+impl Failure {
+    /// A crash before the task could run.
+    pub(super) fn start(why: String, stderr_tail: Vec<u8>) -> Failure {
+        Failure::Crashed(Crash::new(CrashCause::Start(why), stderr_tail))
+    }
+}
+
+impl<V, E> From<Failure> for Outcome<V, E> {
+    fn from(failure: Failure) -> Outcome<V, E> {
+        match failure {
+            Failure::Killed(killed) => Outcome::Killed(killed),
+            Failure::Crashed(crash) => Outcome::Crashed(crash),
+        }
+    }
+}
+
 /// What is known of a task that ended without an outcome.
 pub(super) struct Ending {
     pub(super) broken: Option<String>,
@@ -22,7 +44,7 @@ pub(super) struct Ending {
     pub(super) stderr_tail: Vec<u8>,
 }
 
-pub(super) fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
+pub(super) fn classify(ending: Ending) -> Failure {
     let Ending {
         broken,
         cut,
@@ -34,10 +56,10 @@ pub(super) fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
         stderr_tail,
     } = ending;
     if let Some(why) = broken {
-        return Outcome::Crashed(Crash::new(CrashCause::Protocol(why), stderr_tail));
+        return Failure::Crashed(Crash::new(CrashCause::Protocol(why), stderr_tail));
     }
     let Some(status) = status else {
-        return Outcome::Crashed(Crash::new(
+        return Failure::Crashed(Crash::new(
             CrashCause::Protocol(crate::backend::unix::status_lost()),
             stderr_tail,
         ));
@@ -47,7 +69,7 @@ pub(super) fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
             && (escalated == Stage::Killed || kill_asked || killed_late))
             || (signal == Signal::TERM.as_raw() && escalated >= Stage::Terminated);
         if ours {
-            return Outcome::Killed(Killed::new(Some(signal), stderr_tail));
+            return Failure::Killed(Killed::new(Some(signal), stderr_tail));
         }
         // From evidence only, never from what the child wrote: under a
         // memory limit an allocation that fails aborts the child (Rust's
@@ -65,12 +87,12 @@ pub(super) fn classify<V, E>(ending: Ending) -> Outcome<V, E> {
         } else {
             CrashCause::Signal(signal)
         };
-        return Outcome::Crashed(Crash::new(cause, stderr_tail));
+        return Failure::Crashed(Crash::new(cause, stderr_tail));
     }
     let cause = if let Some(why) = cut {
         CrashCause::Protocol(why)
     } else {
         CrashCause::Exited(status.code().unwrap_or(-1))
     };
-    Outcome::Crashed(Crash::new(cause, stderr_tail))
+    Failure::Crashed(Crash::new(cause, stderr_tail))
 }

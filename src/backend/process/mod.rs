@@ -39,7 +39,10 @@
 //! - `protocol`: the frames.
 //! - `relay`: the reading role.
 //! - `worker`: a child process: start, handshake, reaping.
-//! - `session` and `drive`: the parent's side of a task.
+//! - `session` and `drive`: the parent's side of a task, in bytes; the
+//!   session's *front* is where its messages come from and what the child
+//!   sends goes.
+//! - `typed`: a process task's handle as the front.
 //! - `classify`: how a task ended without an outcome.
 //! - `warm`: a pool's idle children.
 //! - `child`: the child's side.
@@ -50,6 +53,7 @@ mod drive;
 mod protocol;
 mod relay;
 mod session;
+mod typed;
 mod warm;
 mod worker;
 
@@ -136,10 +140,26 @@ fn hello<T: NamedTask>(arg: &T::Arg, config: &Config, reuse: bool) -> Result<Hel
         return Err(StartError::argument_too_large(arg_len, config.max_frame));
     }
     let arg = encode(arg).map_err(StartError::encode)?;
+    hello_of(T::NAME, named::fingerprint::<T>(), arg, config, reuse)
+}
+
+/// What to send a child for the task named `name`, its argument encoded;
+/// fails if the argument is over the maximum frame.
+fn hello_of(
+    name: &str,
+    fingerprint: u64,
+    arg: Vec<u8>,
+    config: &Config,
+    reuse: bool,
+) -> Result<Hello, StartError> {
+    let arg_len = arg.len();
+    if arg_len > config.max_frame {
+        return Err(StartError::argument_too_large(arg_len, config.max_frame));
+    }
     let hello = Hello {
         version: VERSION,
-        name: T::NAME.to_owned(),
-        fingerprint: named::fingerprint::<T>(),
+        name: name.to_owned(),
+        fingerprint,
         arg,
         max_frame: config.max_frame as u64,
         inbox: clamp(config.inbox),
@@ -414,7 +434,7 @@ impl<T: NamedTask> Process<T> {
         let max_message = self.config.max_frame.saturating_sub(FRAMING);
         let config = self.config;
         let task = place::driver(self.settings, move |ctx: &Ctx<T::In, T::Event>| {
-            drive::drive::<T>(ctx, worker, &config, false, false).0
+            typed::run::<T>(ctx, worker, &config, false, false).0
         });
         // A message the child would refuse is refused by the send itself.
         task.shared()

@@ -3,6 +3,11 @@
 //! frames do, and the wire through which the handle's callers write and
 //! read the connection themselves.
 //!
+//! The session speaks bytes. What it writes comes from its *front*, and
+//! what the child sends goes there: a process task's handle (`typed`, which
+//! encodes its messages and decodes its events and outcome), or a place
+//! that speaks bytes itself (`erased`).
+//!
 //! The handle's caller writes the messages it sends to the socket itself,
 //! at most the inbox capacity on their way (the child acknowledges the
 //! messages its task read with its next event, or every half inbox; the
@@ -24,22 +29,63 @@
 //! leaves; a child left with part of a frame is not reused.
 
 use std::collections::VecDeque;
+use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
-use super::protocol::{Down, FrameError, Up, VERSION, Writer, decode, encode};
+use super::Config;
+use super::protocol::{Down, FrameError, Up, VERSION, Writer};
 use super::relay::{Dispatch, Flow, Relay};
+use super::worker::Worker;
 use crate::backend::thread as place;
-use crate::backend::unix::{Escalation, Stage};
-use crate::ctx::Ctx;
-use crate::error::EmitError;
-use crate::mailbox::{KILL, PopError, STOP, Wait};
-use crate::named::NamedTask;
-use crate::outcome::{Location, Outcome, Panic};
+use crate::backend::unix::{Escalation, Stage, Terminate};
+use crate::named::Ended;
 use crate::sync::lock;
 use crate::task::wire::{Served, Wire};
+
+/// The parent's end of a session: where the messages for the child come
+/// from, and where what the child sends goes. Every method returns at once,
+/// unless it says otherwise.
+pub(super) trait Front: Send + Sync {
+    /// Whether a stop was asked for (a kill asks for one too).
+    fn stop_asked(&self) -> bool;
+    /// Whether a kill was asked for.
+    fn kill_asked(&self) -> bool;
+    /// Whether a message waits to be written, or the inbox was closed (its
+    /// end waits to be written).
+    fn has_message(&self) -> bool;
+    /// Takes the next message to write, encoded.
+    fn next_message(&self) -> Next;
+    /// An event from the child, encoded: carries it on, waiting for room
+    /// if it must; `Err` if it does not decode.
+    fn event(&self, bytes: Vec<u8>) -> Result<(), String>;
+    /// The child's task read `n` more messages.
+    fn taken(&self, n: usize);
+    /// The outcome the child sent (a value, an error or a panic); `Err` if
+    /// it does not decode.
+    fn outcome(&self, ended: Ended) -> Result<(), String>;
+    /// Whether what a caller reading the connection waits for is there.
+    fn ready(&self) -> bool;
+    /// The session is over: nothing more is written. `unacked`: the
+    /// messages the child did not acknowledge, oldest first.
+    fn ended(&self, unacked: VecDeque<Vec<u8>>);
+}
+
+/// The next message a front has for the child.
+pub(super) enum Next {
+    Message(Vec<u8>),
+    /// None waits now.
+    Empty,
+    /// None waits, and none will: the inbox is closed.
+    Closed,
+    /// The front changed meanwhile (a stop came): look at it again.
+    Again,
+    /// A message of this many bytes, encoded, is over the maximum frame:
+    /// the front keeps it, and the task ends.
+    TooLarge(usize),
+}
 
 /// Messages on their way to the child: how many more may go, and copies of
 /// those the child has not acknowledged (they come back if the task ends
@@ -65,8 +111,10 @@ pub(super) struct Pumped {
 }
 
 /// How the task ended, as read from the connection.
-pub(super) struct Ended<V, E> {
-    pub(super) outcome: Option<Outcome<V, E>>,
+#[derive(Default)]
+pub(super) struct Seen {
+    // The child sent its outcome, and the front took it.
+    pub(super) reported: bool,
     // A frame that breaks the protocol: the child is killed.
     pub(super) broken: Option<String>,
     // The connection ended in the middle of a frame, or failed: the exit
@@ -74,50 +122,88 @@ pub(super) struct Ended<V, E> {
     pub(super) cut: Option<String>,
 }
 
-impl<V, E> Default for Ended<V, E> {
-    fn default() -> Self {
-        Ended {
-            outcome: None,
-            broken: None,
-            cut: None,
-        }
-    }
-}
-
-/// What a task's body in the parent shares with its handle's callers and
+/// What a task's driver in the parent shares with its front's callers and
 /// its stop hook.
-pub(super) struct Session<T: NamedTask> {
+pub(super) struct Session {
     // Itself, for work handed to a worker thread.
-    pub(super) me: Weak<Session<T>>,
-    pub(super) ctx: Ctx<T::In, T::Event>,
-    pub(super) writer: Arc<Writer>,
+    me: Weak<Session>,
+    pub(super) front: Arc<dyn Front>,
+    writer: Arc<Writer>,
     // Readable once the session has ended: the flusher leaves. Made with
     // the first flusher.
-    pub(super) wake: OnceLock<OwnedFd>,
+    wake: OnceLock<OwnedFd>,
     pub(super) relay: Relay,
     pub(super) flight: Mutex<FlightState>,
     // Held by the thread that writes messages; `pending` asks it for
     // another pass.
-    pub(super) pump: Mutex<Pumped>,
-    pub(super) pending: AtomicBool,
-    pub(super) max_frame: usize,
+    pump: Mutex<Pumped>,
+    pending: AtomicBool,
+    max_frame: usize,
     // A warm child answers the handshake with the task's first frame.
-    pub(super) awaiting_ready: AtomicBool,
+    awaiting_ready: AtomicBool,
     // The stop's escalation; every signal is sent under its lock, so that
-    // none goes out once the body has retired it (the child may be running
-    // the next task of a pool, or be reaped).
+    // none goes out once the driver has retired it (the child may be
+    // running the next task of a pool, or be reaped).
     pub(super) escalation: Arc<Escalation>,
     // A write to the child failed (it may hold half a frame): not reusable.
     pub(super) write_failed: AtomicBool,
     // Why the parent ended the task, if it did (a message over the maximum
     // frame).
     pub(super) refused: Mutex<Option<String>>,
-    // Messages that could not be sent: given back at the end.
-    pub(super) rejected: Mutex<Vec<T::In>>,
-    pub(super) ended: Mutex<Ended<T::Value, T::Error>>,
+    pub(super) seen: Mutex<Seen>,
 }
 
-impl<T: NamedTask> Session<T> {
+impl Session {
+    /// A session for the task `worker`'s child took (it has answered the
+    /// handshake, or answers it with its first frame if `awaiting_ready`),
+    /// with `credits` messages allowed on their way. Takes the worker's
+    /// reader; fails if the connection cannot be read.
+    pub(super) fn open(
+        worker: &mut Worker,
+        config: &Config,
+        front: Arc<dyn Front>,
+        credits: usize,
+        awaiting_ready: bool,
+    ) -> io::Result<Arc<Session>> {
+        let reader = worker
+            .reader
+            .take()
+            .ok_or_else(|| io::Error::other("the connection's reader is gone"))?;
+        let relay = Relay::new(reader, config.max_frame)?;
+        let pid = worker.pid();
+        Ok(Arc::new_cyclic(|me: &Weak<Session>| Session {
+            me: me.clone(),
+            front,
+            writer: Arc::clone(&worker.writer),
+            wake: OnceLock::new(),
+            relay,
+            flight: Mutex::new(FlightState {
+                credits,
+                unacked: VecDeque::new(),
+                ended: false,
+            }),
+            pump: Mutex::new(Pumped::default()),
+            pending: AtomicBool::new(false),
+            max_frame: config.max_frame,
+            awaiting_ready: AtomicBool::new(awaiting_ready),
+            // The child is told to terminate, so that it ends what it
+            // started before it goes: `SIGTERM` would end it first, and
+            // whatever left its group would outlive it.
+            escalation: {
+                let me = me.clone();
+                let ask = move || {
+                    if let Some(session) = me.upgrade() {
+                        session.pump();
+                    }
+                };
+                Escalation::new(pid, pid, config.grace, false, Terminate::Ask(Box::new(ask)))
+            },
+            write_failed: AtomicBool::new(false),
+            refused: Mutex::new(None),
+            seen: Mutex::new(Seen::default()),
+        }))
+    }
+
     /// Writes `frame` as far as the socket takes it now (the rest goes in
     /// the backlog); `false` if the connection failed.
     fn send(&self, frame: &Down, pumped: &mut Pumped) -> bool {
@@ -136,7 +222,7 @@ impl<T: NamedTask> Session<T> {
     /// the escalation sends `SIGTERM` after the grace period and `SIGKILL`
     /// after another; a kill sends `SIGKILL` now.
     pub(super) fn stop_requested(&self) {
-        self.escalation.request(self.ctx.mailbox().is(KILL));
+        self.escalation.request(self.front.kill_asked());
         self.pump();
     }
 
@@ -164,7 +250,6 @@ impl<T: NamedTask> Session<T> {
     }
 
     fn pump_once(&self, pumped: &mut Pumped) {
-        let mailbox = self.ctx.mailbox();
         while !pumped.done {
             // A frame begun goes first; while it waits for room, the
             // flusher pumps once it is out.
@@ -184,17 +269,13 @@ impl<T: NamedTask> Session<T> {
                     return;
                 }
             }
-            let credits = {
-                let flight = lock(&self.flight);
-                if flight.ended {
-                    return;
-                }
-                flight.credits
-            };
-            if mailbox.is(STOP) {
+            if lock(&self.flight).ended {
+                return;
+            }
+            if self.front.stop_asked() {
                 // Not to a child being killed, or whose task is over.
                 let stage = self.escalation.stage();
-                let killing = mailbox.is(KILL) || stage >= Stage::Killed;
+                let killing = self.front.kill_asked() || stage >= Stage::Killed;
                 if !pumped.stop_sent {
                     pumped.stop_sent = true;
                     if !killing {
@@ -209,55 +290,47 @@ impl<T: NamedTask> Session<T> {
                 }
                 return;
             }
-            // Nothing to write, or no credit to write it with.
-            if credits == 0 || !mailbox.has_message() {
+            if !self.front.has_message() {
                 return;
             }
-            let message = match mailbox.pop_in(Wait::No) {
-                Ok(message) => message,
-                Err(PopError::Empty) => return,
-                Err(PopError::Stopped) => continue,
-                Err(PopError::Disconnected) => {
+            // Taken under the flight's lock, so that a message is taken
+            // only with a credit, and never once the session has ended.
+            let next = {
+                let mut flight = lock(&self.flight);
+                if flight.ended || flight.credits == 0 {
+                    return;
+                }
+                let next = self.front.next_message();
+                if let Next::Message(bytes) = &next {
+                    flight.credits -= 1;
+                    flight.unacked.push_back(bytes.clone());
+                }
+                next
+            };
+            match next {
+                Next::Message(bytes) => {
+                    self.send(&Down::Message(bytes), pumped);
+                }
+                Next::Empty => return,
+                Next::Again => {}
+                Next::Closed => {
                     if !pumped.close_sent {
                         pumped.close_sent = true;
                         self.send(&Down::Close, pumped);
                     }
                     return;
                 }
-            };
-            let bytes = match encode(&message) {
-                Ok(bytes) if bytes.len() + 6 <= self.max_frame => bytes,
-                Ok(bytes) => {
-                    // The child would refuse it: the task ends here, and the
-                    // message comes back.
+                Next::TooLarge(len) => {
+                    // The child would refuse it: the task ends here.
                     *lock(&self.refused) = Some(format!(
-                        "a message of {} bytes is over the maximum frame of {}",
-                        bytes.len(),
+                        "a message of {len} bytes is over the maximum frame of {}",
                         self.max_frame
                     ));
-                    lock(&self.rejected).push(message);
                     pumped.done = true;
                     self.escalation.kill();
                     return;
                 }
-                Err(e) => {
-                    // It can never reach the child: it comes back at the end.
-                    tracing::warn!("a message to a process task could not be encoded: {e}");
-                    lock(&self.rejected).push(message);
-                    continue;
-                }
-            };
-            {
-                let mut flight = lock(&self.flight);
-                if flight.ended {
-                    drop(flight);
-                    mailbox.give_back(vec![message]);
-                    return;
-                }
-                flight.credits -= 1;
-                flight.unacked.push_back(bytes.clone());
             }
-            self.send(&Down::Message(bytes), pumped);
         }
     }
 
@@ -335,44 +408,39 @@ impl<T: NamedTask> Session<T> {
     }
 
     /// Records how the task ended.
-    fn end_with(&self, f: impl FnOnce(&mut Ended<T::Value, T::Error>)) -> Flow {
-        f(&mut lock(&self.ended));
+    fn end_with(&self, f: impl FnOnce(&mut Seen)) -> Flow {
+        f(&mut lock(&self.seen));
         Flow::End
     }
 
     fn broken(&self, why: String) -> Flow {
         self.end_with(|e| e.broken = Some(why))
     }
+
+    /// The child sent its outcome: the front takes it.
+    fn reported(&self, ended: Ended) -> Flow {
+        match self.front.outcome(ended) {
+            Ok(()) => self.end_with(|e| e.reported = true),
+            Err(why) => self.broken(why),
+        }
+    }
 }
 
-impl<T: NamedTask> Dispatch for Session<T> {
+impl Dispatch for Session {
     fn frame(&self, payload: &[u8]) -> Flow {
         let frame = match postcard::from_bytes::<Up>(payload) {
             Ok(frame) => frame,
             Err(e) => return self.broken(FrameError::Malformed(e).to_string()),
         };
         match frame {
-            Up::Event(bytes) => match decode::<T::Event>(&bytes) {
-                Ok(event) => {
-                    // Wait for room (backpressure reaches the child through
-                    // the socket; a caller reads only into an empty outbox).
-                    // After a stop the wait ends, and the event is kept over
-                    // the capacity: the child was told it was sent, and the
-                    // reader must go on to the task's end. Only what the
-                    // child emits before it sees the stop can come this way.
-                    // (A pool's task, whose outbox nobody reads while it
-                    // runs, keeps what fits; see `Finished::events`.)
-                    if let Err(EmitError::Stopped(event)) = self.ctx.emit(event) {
-                        let _ = self.ctx.mailbox().push_out_over(event);
-                    }
-                    Flow::Wake
-                }
+            Up::Event(bytes) => match self.front.event(bytes) {
+                Ok(()) => Flow::Wake,
                 Err(why) => self.broken(why),
             },
             Up::Ack(n) => {
+                let n = n as usize;
                 let acked = {
                     let mut flight = lock(&self.flight);
-                    let n = n as usize;
                     if n > flight.unacked.len() {
                         false
                     } else {
@@ -385,25 +453,18 @@ impl<T: NamedTask> Dispatch for Session<T> {
                     return self
                         .broken("the child acknowledged more messages than were sent".to_owned());
                 }
+                self.front.taken(n);
                 // What waited for the credit goes now (a message sent
                 // later is written by its sender); pumping never waits.
-                if self.ctx.mailbox().has_message() {
+                if self.front.has_message() {
                     self.pump();
                 }
                 Flow::More
             }
-            Up::Value(bytes) => match decode(&bytes) {
-                Ok(v) => self.end_with(|e| e.outcome = Some(Outcome::Value(v))),
-                Err(why) => self.broken(why),
-            },
-            Up::Error(bytes) => match decode(&bytes) {
-                Ok(v) => self.end_with(|e| e.outcome = Some(Outcome::Error(v))),
-                Err(why) => self.broken(why),
-            },
+            Up::Value(bytes) => self.reported(Ended::Value(bytes)),
+            Up::Error(bytes) => self.reported(Ended::Error(bytes)),
             Up::Panicked { message, location } => {
-                let location = location.map(|(file, line, col)| Location::new(file, line, col));
-                let panic = Panic::new(Box::new(message), location);
-                self.end_with(|e| e.outcome = Some(Outcome::Panicked(panic)))
+                self.reported(Ended::Panicked { message, location })
             }
             Up::Broken(why) => self.broken(format!("the child could not send its outcome: {why}")),
             Up::Ready { version }
@@ -421,20 +482,22 @@ impl<T: NamedTask> Dispatch for Session<T> {
     }
 
     fn failed(&self, error: FrameError) {
-        let mut ended = lock(&self.ended);
+        let mut seen = lock(&self.seen);
         match error {
             FrameError::Closed => {}
-            e @ (FrameError::Truncated | FrameError::Io(_)) => ended.cut = Some(e.to_string()),
-            e => ended.broken = Some(e.to_string()),
+            e @ (FrameError::Truncated | FrameError::Io(_)) => seen.cut = Some(e.to_string()),
+            e => seen.broken = Some(e.to_string()),
         }
     }
 
     fn ready(&self) -> bool {
-        self.ctx.mailbox().has_event()
+        self.front.ready()
     }
 }
 
-impl<T: NamedTask> Wire<T::Event> for Session<T> {
+/// The wire of a process task's handle (whatever its event type: the
+/// session carries bytes).
+impl<Ev> Wire<Ev> for Session {
     fn sent(&self) {
         self.pump();
     }

@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 
 use super::Config;
-use super::drive::drive;
 use super::protocol::Down;
 use super::worker::{Refusal, Worker};
 use crate::ctx::Ctx;
@@ -77,7 +76,7 @@ impl Warm {
             };
             return Outcome::Crashed(Crash::new(CrashCause::Start(why), tail));
         }
-        let (outcome, worker) = drive::<T>(ctx, worker, &self.config, true, warm);
+        let (outcome, worker) = super::typed::run::<T>(ctx, worker, &self.config, true, warm);
         if let Some(worker) = worker {
             lock(&self.idle).push(worker);
         }
