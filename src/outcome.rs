@@ -718,8 +718,9 @@ pub enum CrashCause {
     /// It used up its CPU-time limit (`SIGXCPU`).
     CpuLimit,
     /// It could not be started, or did not take its task: a pool's new
-    /// child that failed to start or to answer the handshake, an argument
-    /// over the maximum frame, or no thread for the task's helper.
+    /// child (or an isolated remote task's child) that failed to start or
+    /// to answer the handshake, an argument over the maximum frame, or no
+    /// thread for the task's helper.
     /// ([`Process::spawn`](crate::Process::spawn) reports a child that fails
     /// to start or to answer as its error instead.)
     Start(String),

@@ -1,5 +1,5 @@
 //! A registered task type, its types erased: what a place that runs named
-//! tasks by name (a process child today, a remote worker next) needs.
+//! tasks by name (a process child, a remote worker) needs.
 //!
 //! The place speaks bytes: it hands over the encoded argument and each
 //! encoded message, and carries encoded events and the encoded outcome. The
@@ -12,7 +12,12 @@
 //! - *line*: the place's byte-level way out of the body ([`Line`]): it
 //!   carries encoded events and serves the body's waits, as a wire does.
 //! - *inlet*: the typed task's way in for the place ([`Inlet`]): encoded
-//!   messages and the flags (stop, closed inbox, done).
+//!   messages and the flags (stop, kill, closed inbox, done).
+//!
+//! A body prepared here runs on the calling thread. The process place
+//! prepares another kind, with the same shape, whose body runs in a child
+//! process (`backend::process::prepare_isolated`): its inlet writes to the
+//! child, and it can end [`Ended::Killed`] or [`Ended::Crashed`].
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use serde::de::DeserializeOwned;
 use super::NamedTask;
 use crate::ctx::Ctx;
 use crate::mailbox::{DONE, INBOX_CLOSED, PushError, STOP, Wait};
-use crate::outcome;
+use crate::outcome::{self, Crash, Killed};
 use crate::task::Shared;
 use crate::task::wire::{Carry, Served, Side, Wire};
 
@@ -60,6 +65,14 @@ pub(crate) trait Inlet: Send + Sync {
     fn deliver(&self, bytes: &[u8]) -> Result<Delivered, String>;
     /// Asks the body to stop.
     fn stop(&self);
+    /// Ends the body at once where the place can (a child process gets
+    /// `SIGKILL`, and its body ends [`Ended::Killed`]); elsewhere, as here,
+    /// asks it to stop: a thread cannot be killed, and the place records
+    /// the kill itself.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn kill(&self) {
+        self.stop();
+    }
     /// Says no message will come any more.
     fn close(&self);
     /// The place is done with the task (the next one was asked for).
@@ -105,6 +118,10 @@ pub(crate) enum Ended {
     },
     /// The value or error could not be encoded.
     Unencodable(String),
+    /// The body's process was killed (a kill, or a stop that escalated).
+    Killed(Killed),
+    /// The body's process ended without an outcome.
+    Crashed(Crash),
 }
 
 /// A task made from its encoded argument, ready to run.

@@ -14,6 +14,8 @@ use crate::ctx::Ctx;
 
 mod erased;
 
+#[cfg(feature = "redis")]
+pub(crate) use erased::Prepared;
 pub(crate) use erased::{Delivered, Ended, Entry, Full, Inlet, Line};
 
 /// A task type that can run in another process: a stable name, and serde

@@ -37,6 +37,8 @@ pub(crate) fn from_ended(ended: Ended) -> (&'static str, Vec<u8>) {
             postcard::to_stdvec(&PanicData { message, location }).unwrap_or_default(),
         ),
         Ended::Unencodable(why) => crashed(&CrashCause::Protocol(why), &[]),
+        Ended::Killed(k) => killed(k.signal(), k.stderr_tail()),
+        Ended::Crashed(c) => crashed(c.cause(), c.stderr_tail()),
     }
 }
 
@@ -147,6 +149,20 @@ mod tests {
         let crash = decode::<u32, String>(k, &d).crash().unwrap();
         assert_eq!(crash.cause(), &CrashCause::Signal(11));
         assert_eq!(crash.stderr_tail(), b"segv");
+        // A child process's end, as the process place tells it.
+        let (k, d) = from_ended(Ended::Killed(Killed::new(Some(9), b"k".to_vec())));
+        let killed = decode::<u32, String>(k, &d).killed().unwrap();
+        assert_eq!(
+            (killed.signal(), killed.stderr_tail()),
+            (Some(9), &b"k"[..])
+        );
+        let (k, d) = from_ended(Ended::Crashed(Crash::new(
+            CrashCause::Signal(6),
+            b"abort".to_vec(),
+        )));
+        let crash = decode::<u32, String>(k, &d).crash().unwrap();
+        assert_eq!(crash.cause(), &CrashCause::Signal(6));
+        assert_eq!(crash.stderr_tail(), b"abort");
         let lost = decode::<u32, String>("lost", b"2|gone").lost().unwrap();
         assert_eq!((lost.attempts(), lost.reason()), (2, "gone"));
         assert!(decode::<u32, String>("cancelled", b"").is_cancelled());

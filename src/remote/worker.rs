@@ -1,7 +1,8 @@
 //! The worker's side: claiming named tasks, running each on the thread
-//! place, carrying its messages in and its events and outcome out under
-//! its attempt's fencing token, renewing its lease, and reaping the tasks
-//! of workers that vanished.
+//! place (or, isolated, in a child process through the process place),
+//! carrying its messages in and its events and outcome out under its
+//! attempt's fencing token, renewing its lease, and reaping the tasks of
+//! workers that vanished.
 //!
 //! # Threads of a worker
 //!
@@ -88,6 +89,7 @@ pub struct Worker {
     names: Option<Vec<String>>,
     block: Duration,
     max_message: usize,
+    isolate: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -96,6 +98,7 @@ impl std::fmt::Debug for Worker {
             .field("name", &self.name)
             .field("concurrency", &self.concurrency)
             .field("names", &self.served())
+            .field("isolate", &self.isolate)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +123,7 @@ impl Worker {
             names: None,
             block: BLOCK,
             max_message: super::DEFAULT_MAX_MESSAGE,
+            isolate: false,
         }
     }
 
@@ -159,6 +163,25 @@ impl Worker {
     /// or one that does not decode, ends the task as a protocol crash.
     pub fn max_message(mut self, max: usize) -> Self {
         self.max_message = max;
+        self
+    }
+
+    /// Runs each task in a child process of its own (default: on a thread
+    /// of the worker), as a [`Process`](crate::Process) task runs: a kill is
+    /// `SIGKILL` to the child and everything it started, and ends the task
+    /// as [`Outcome::Killed`](crate::Outcome::Killed) with the signal; a
+    /// stop escalates after the task's grace period (the child is told to
+    /// terminate, then killed); a child that crashes (a signal such as
+    /// `SIGSEGV` or `SIGABRT`, an exit without a result) ends its task as
+    /// [`Outcome::Crashed`](crate::Outcome::Crashed), with the cause and
+    /// its stderr tail, and the worker goes on.
+    ///
+    /// The child is this binary, executed again: its `main` must call
+    /// [`init`](crate::init) with the registry first thing (a test binary:
+    /// [`test_support!`](crate::test_support)). Until `init` was called in
+    /// this process, each task ends as a start crash that says so.
+    pub fn isolate(mut self, isolate: bool) -> Self {
+        self.isolate = isolate;
         self
     }
 
@@ -210,6 +233,7 @@ impl Worker {
             closing: AtomicBool::new(false),
             block: self.block,
             max_message: self.max_message,
+            isolate: self.isolate,
         });
         let threads = [
             spawn("sidetask-redis-inbox", Arc::downgrade(&hub), read_inboxes),
@@ -308,6 +332,8 @@ struct Hub {
     closing: AtomicBool,
     block: Duration,
     max_message: usize,
+    /// Each task in a child process.
+    isolate: bool,
 }
 
 impl Hub {
@@ -390,6 +416,14 @@ impl Hub {
                 arg.len(),
                 self.max_message
             )),
+            Some(_) if self.isolate => crate::backend::process::prepare_isolated(
+                name,
+                self.registry.fingerprint(name).unwrap_or_default(),
+                &arg,
+                cap.parse().unwrap_or(1).max(1),
+                ms(grace),
+                self.max_message,
+            ),
             Some(entry) => (entry.prepare)(&arg, cap.parse().unwrap_or(1).max(1)),
             None => Err(format!("this worker does not know the task `{name}`")),
         };
@@ -399,6 +433,7 @@ impl Hub {
             tkey: self.client.key(format_args!("t:{id}")),
             hub: Arc::downgrade(self),
             inlet: Mutex::new(None),
+            isolated: self.isolate,
             inbox: Mutex::new(Inbox {
                 cursor: Sid::parse(read).unwrap_or(Sid::ZERO),
                 read: Sid::parse(read).unwrap_or(Sid::ZERO),
@@ -516,6 +551,8 @@ struct Attempt {
     tkey: String,
     hub: Weak<Hub>,
     inlet: Mutex<Option<Arc<dyn Inlet>>>,
+    /// It runs in a child process.
+    isolated: bool,
     inbox: Mutex<Inbox>,
     /// Its outcome was written (or can no longer be).
     ended: AtomicBool,
@@ -620,20 +657,31 @@ impl Attempt {
         if let Some(inlet) = self.inlet() {
             inlet.stop();
         }
+        // A child's own escalation tells it to terminate after the grace
+        // period and kills it after another: the keeper's kill waits for
+        // that.
+        let grace = if self.isolated {
+            self.grace * 2
+        } else {
+            self.grace
+        };
         let mut at = lock(&self.stop_at);
         if at.is_none() {
-            *at = Some(Instant::now() + self.grace);
+            *at = Some(Instant::now() + grace);
         }
     }
 
     /// Ends the task as killed at once. A thread cannot be killed: its
-    /// body is asked to stop, and whatever it writes later is refused.
+    /// body is asked to stop, and whatever it writes later is refused. A
+    /// child process is killed, and its end is the outcome.
     fn kill(&self) {
-        // The outcome first: the body, woken by the stop, must not record
-        // its own.
-        self.end(end::killed(None, &[]));
+        if !self.isolated {
+            // The outcome first: the body, woken by the stop, must not
+            // record its own.
+            self.end(end::killed(None, &[]));
+        }
         if let Some(inlet) = self.inlet() {
-            inlet.stop();
+            inlet.kill();
         }
     }
 

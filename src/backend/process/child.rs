@@ -418,6 +418,10 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
                 Ended::Error(bytes) => Up::Error(bytes),
                 Ended::Panicked { message, location } => Up::Panicked { message, location },
                 Ended::Unencodable(why) => Up::Broken(why),
+                // A body prepared to run on this thread never ends so.
+                Ended::Killed(_) | Ended::Crashed(_) => {
+                    Up::Broken("the task ended without an outcome".to_owned())
+                }
             };
             task.finished.store(true, Ordering::SeqCst);
             task.flush(Some(last));

@@ -7,6 +7,7 @@ use std::process::ExitStatus;
 use rustix::process::Signal;
 
 use crate::backend::unix::Stage;
+use crate::named;
 use crate::outcome::{Crash, CrashCause, Killed, Outcome};
 
 /// How a task ended without an outcome of its own: killed, or crashed.
@@ -27,6 +28,15 @@ impl<V, E> From<Failure> for Outcome<V, E> {
         match failure {
             Failure::Killed(killed) => Outcome::Killed(killed),
             Failure::Crashed(crash) => Outcome::Crashed(crash),
+        }
+    }
+}
+
+impl From<Failure> for named::Ended {
+    fn from(failure: Failure) -> named::Ended {
+        match failure {
+            Failure::Killed(killed) => named::Ended::Killed(killed),
+            Failure::Crashed(crash) => named::Ended::Crashed(crash),
         }
     }
 }

@@ -43,6 +43,8 @@
 //!   session's *front* is where its messages come from and what the child
 //!   sends goes.
 //! - `typed`: a process task's handle as the front.
+//! - `erased`: a registered task run by its name alone, for a place that
+//!   speaks bytes (a remote worker's isolated tasks).
 //! - `classify`: how a task ended without an outcome.
 //! - `warm`: a pool's idle children.
 //! - `child`: the child's side.
@@ -50,6 +52,8 @@
 mod child;
 mod classify;
 mod drive;
+#[cfg(feature = "redis")]
+mod erased;
 mod protocol;
 mod relay;
 mod session;
@@ -64,6 +68,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) use child::enter_if_child;
+#[cfg(feature = "redis")]
+pub(crate) use erased::prepare_isolated;
 use protocol::{Hello, VERSION, encode};
 pub(crate) use warm::Warm;
 use worker::{Refusal, Worker};

@@ -142,6 +142,8 @@ impl<T: NamedTask> Front for Typed<T> {
                 Outcome::Panicked(Panic::new(Box::new(message), location))
             }
             Ended::Unencodable(why) => return Err(why),
+            Ended::Killed(killed) => Outcome::Killed(killed),
+            Ended::Crashed(crash) => Outcome::Crashed(crash),
         };
         *lock(&self.outcome) = Some(outcome);
         Ok(())
