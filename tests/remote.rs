@@ -8,10 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
+use common::remote::{LocalWorker, join};
 use common::{LIMIT, wait_for};
 use serde::{Deserialize, Serialize};
 use sidetask::remote::{Client, Remote, Worker};
-use sidetask::{Ctx, NamedTask, Registry, Stopped, Task};
+use sidetask::{Ctx, NamedTask, Registry, Stopped};
 
 /// Doubles its argument.
 struct Double;
@@ -206,64 +207,31 @@ fn registry() -> Registry {
         .unwrap()
 }
 
-/// A server, a client and a worker of this process, all the test's own.
+/// A server, a client and a worker of this process, all the test's own
+/// (the worker stopped before the server).
 struct Setup {
-    _server: RedisServer,
+    worker: Option<LocalWorker>,
     client: Client,
-    worker: Option<Task<(), sidetask::remote::RemoteError>>,
+    _server: RedisServer,
 }
 
 impl Setup {
     fn new() -> Setup {
-        Setup::with(|w| w)
-    }
-
-    fn with(configure: impl FnOnce(Worker) -> Worker) -> Setup {
-        let server = RedisServer::start();
-        let client = Client::open(&server.url()).unwrap();
-        let worker = configure(
-            Worker::new(&client, registry())
-                .concurrency(4)
-                .block(Duration::from_millis(100)),
-        )
-        .spawn();
-        Setup {
-            _server: server,
-            client,
-            worker: Some(worker),
-        }
+        let mut s = Setup::without_worker();
+        s.worker = Some(LocalWorker::start(
+            Worker::new(&s.client, registry()).concurrency(4),
+        ));
+        s
     }
 
     fn without_worker() -> Setup {
         let server = RedisServer::start();
         let client = Client::open(&server.url()).unwrap();
         Setup {
-            _server: server,
-            client,
             worker: None,
+            client,
+            _server: server,
         }
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            worker.stop();
-            let _ = worker.join_timeout(LIMIT);
-        }
-    }
-}
-
-fn join<T, E, In, Ev>(task: Task<T, E, In, Ev>) -> sidetask::Outcome<T, E>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-    In: Send + 'static,
-    Ev: Send + 'static,
-{
-    match task.join_timeout(LIMIT) {
-        Ok(outcome) => outcome,
-        Err(_) => panic!("a remote task did not end within {LIMIT:?}"),
     }
 }
 
@@ -329,7 +297,7 @@ fn messages_sent_before_a_worker_claims_are_kept() {
         task.send(i).unwrap();
     }
     task.close_inbox();
-    s.worker = Some(Worker::new(&s.client, registry()).spawn());
+    s.worker = Some(LocalWorker::start(Worker::new(&s.client, registry())));
     let got: Vec<u64> = (0..3).map(|_| task.recv_timeout(LIMIT).unwrap()).collect();
     assert_eq!(got, [0, 1, 2]);
     assert_eq!(join(task).value(), Some(3));
@@ -507,10 +475,11 @@ fn a_task_of_another_version_is_left_for_a_worker_that_has_it() {
     assert_eq!(info.state, "queued");
     assert!(info.refusal.unwrap().contains("another version"));
     // A worker with that version runs it.
-    let v2 = Worker::new(&s.client, Registry::new().with::<DoubleV2>().unwrap()).spawn();
+    let _v2 = LocalWorker::start(Worker::new(
+        &s.client,
+        Registry::new().with::<DoubleV2>().unwrap(),
+    ));
     assert_eq!(join(task).value(), Some(8));
-    v2.stop();
-    let _ = v2.join_timeout(LIMIT);
 }
 
 #[test]
@@ -661,9 +630,7 @@ fn a_worker_killed_mid_task_is_replaced_within_its_lease() {
     assert_eq!(runner(&task), lost_one.pid());
     lost_one.signal(rustix::process::Signal::KILL);
     let killed = Instant::now();
-    let here = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _here = LocalWorker::start(Worker::new(&client, registry()));
     let me = std::process::id();
     // Events of the first attempt may still be in the handle; then the
     // second attempt's come.
@@ -679,8 +646,6 @@ fn a_worker_killed_mid_task_is_replaced_within_its_lease() {
         "requeued after {requeued:?}"
     );
     assert_eq!(join(task).value(), Some(me));
-    here.stop();
-    let _ = here.join_timeout(LIMIT);
 }
 
 #[test]
@@ -695,14 +660,10 @@ fn a_worker_killed_with_no_attempt_left_loses_the_task() {
     assert_eq!(runner(&task), lost_one.pid());
     lost_one.signal(rustix::process::Signal::KILL);
     // Another worker's keeper reaps it.
-    let here = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _here = LocalWorker::start(Worker::new(&client, registry()));
     let lost = join(task).lost().expect("lost");
     assert_eq!(lost.attempts(), 1);
     assert!(lost.reason().contains("lease"), "{lost}");
-    here.stop();
-    let _ = here.join_timeout(LIMIT);
 }
 
 #[test]
@@ -718,12 +679,8 @@ fn a_kill_for_a_task_whose_worker_died_ends_it_killed_not_requeued() {
     assert_eq!(runner(&task), lost_one.pid());
     lost_one.signal(rustix::process::Signal::KILL);
     task.kill();
-    let here = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _here = LocalWorker::start(Worker::new(&client, registry()));
     assert!(join(task).is_killed());
-    here.stop();
-    let _ = here.join_timeout(LIMIT);
 }
 
 #[test]
@@ -739,9 +696,7 @@ fn a_worker_paused_past_its_lease_can_no_longer_write() {
     let id = task.id();
     assert_eq!(runner(&task), paused.pid());
     paused.signal(rustix::process::Signal::STOP);
-    let here = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _here = LocalWorker::start(Worker::new(&client, registry()));
     let me = std::process::id();
     let mut events = Vec::new();
     while let Ok(event) = task.recv_timeout(LIMIT) {
@@ -785,17 +740,13 @@ fn a_worker_paused_past_its_lease_can_no_longer_write() {
         .unwrap();
     let ends = format!("{ends:?}").matches("end").count();
     assert_eq!(ends, 1);
-    here.stop();
-    let _ = here.join_timeout(LIMIT);
 }
 
 #[test]
 fn a_redis_restarted_with_its_data_loses_nothing() {
     let mut server = RedisServer::start_persistent();
     let client = Client::open(&server.url()).unwrap();
-    let worker = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _worker = LocalWorker::start(Worker::new(&client, registry()));
     let task = Remote::<Echo>::new(()).spawn_on(&client).unwrap();
     task.send(1).unwrap();
     assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
@@ -809,17 +760,13 @@ fn a_redis_restarted_with_its_data_loses_nothing() {
         join(Remote::<Double>::new(5).spawn_on(&client).unwrap()).value(),
         Some(10)
     );
-    worker.stop();
-    let _ = worker.join_timeout(LIMIT);
 }
 
 #[test]
 fn a_redis_restarted_without_its_data_resolves_every_handle_as_lost() {
     let mut server = RedisServer::start();
     let client = Client::open(&server.url()).unwrap();
-    let worker = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _worker = LocalWorker::start(Worker::new(&client, registry()));
     let running = Remote::<Idle>::new(()).spawn_on(&client).unwrap();
     struct Unknown;
     impl NamedTask for Unknown {
@@ -845,8 +792,6 @@ fn a_redis_restarted_without_its_data_resolves_every_handle_as_lost() {
     server.restart();
     assert!(join(running).is_lost());
     assert!(join(queued).is_lost());
-    worker.stop();
-    let _ = worker.join_timeout(LIMIT);
 }
 
 #[test]
@@ -1013,9 +958,7 @@ fn tasks_messages_and_a_worker_kill_through_a_cluster() {
     let urls = cluster.urls();
     let joined = urls.join(",");
     let client = open_cluster(&joined);
-    let here = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let here = LocalWorker::start(Worker::new(&client, registry()));
     assert_eq!(
         join(Remote::<Double>::new(4).spawn_on(&client).unwrap()).value(),
         Some(8)
@@ -1029,8 +972,7 @@ fn tasks_messages_and_a_worker_kill_through_a_cluster() {
     assert_eq!(got, (0..20).collect::<Vec<_>>());
     assert_eq!(join(echo).value(), Some(20));
     // Only the process worker runs `slow` at first: stop this one.
-    here.stop();
-    let _ = here.join_timeout(LIMIT);
+    drop(here);
     let lost_one = WorkerProcess::start(&joined);
     let task = Remote::<Slow>::new(400)
         .attempts(2)
@@ -1039,13 +981,9 @@ fn tasks_messages_and_a_worker_kill_through_a_cluster() {
         .unwrap();
     assert_eq!(runner(&task), lost_one.pid());
     lost_one.signal(rustix::process::Signal::KILL);
-    let here = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _here = LocalWorker::start(Worker::new(&client, registry()));
     let me = std::process::id();
     assert_eq!(join(task).value(), Some(me));
-    here.stop();
-    let _ = here.join_timeout(LIMIT);
 }
 
 /// Queues `n` tasks at once, then drains them with one worker of
@@ -1065,10 +1003,7 @@ fn drain(n: usize, concurrency: usize, limit: Duration) -> Duration {
     };
     assert_eq!(queued(&client).0, n);
     let start = Instant::now();
-    let worker = Worker::new(&client, registry())
-        .concurrency(concurrency)
-        .block(Duration::from_millis(100))
-        .spawn();
+    let worker = LocalWorker::start(Worker::new(&client, registry()).concurrency(concurrency));
     loop {
         // One look reads the running set before the count of ended tasks:
         // a task may end in between.
@@ -1084,8 +1019,7 @@ fn drain(n: usize, concurrency: usize, limit: Duration) -> Duration {
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = start.elapsed();
-    worker.stop();
-    let _ = worker.join_timeout(LIMIT);
+    drop(worker);
     took
 }
 
@@ -1167,15 +1101,11 @@ fn a_client_and_a_worker_reach_redis_through_a_unix_socket() {
     let server = RedisServer::start();
     let client = Client::open(&server.unix_url()).unwrap();
     client.ping().unwrap();
-    let worker = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let _worker = LocalWorker::start(Worker::new(&client, registry()));
     assert_eq!(
         join(Remote::<Double>::new(8).spawn_on(&client).unwrap()).value(),
         Some(16)
     );
-    worker.stop();
-    let _ = worker.join_timeout(LIMIT);
 }
 
 #[test]
@@ -1185,15 +1115,12 @@ fn an_acl_user_in_the_url_is_used_and_its_password_never_shown() {
     let port = server.port();
     let client = Client::open(&format!("redis://alice:s3cret@127.0.0.1:{port}")).unwrap();
     assert_eq!(client.url(), format!("redis://alice:***@127.0.0.1:{port}"));
-    let worker = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let worker = LocalWorker::start(Worker::new(&client, registry()));
     assert_eq!(
         join(Remote::<Double>::new(2).spawn_on(&client).unwrap()).value(),
         Some(4)
     );
-    worker.stop();
-    let _ = worker.join_timeout(LIMIT);
+    drop(worker);
     let wrong = Client::open(&format!("redis://alice:nope@127.0.0.1:{port}")).unwrap();
     let err = wrong.ping().unwrap_err().to_string();
     assert!(!err.contains("nope"), "{err}");
@@ -1242,15 +1169,12 @@ fn a_rediss_url_reaches_a_tls_server() {
     // `#insecure`: the certificate is the test's own, not a known CA's.
     let client = Client::open(&format!("rediss://127.0.0.1:{tls_port}/#insecure")).unwrap();
     client.ping().unwrap();
-    let worker = Worker::new(&client, registry())
-        .block(Duration::from_millis(100))
-        .spawn();
+    let worker = LocalWorker::start(Worker::new(&client, registry()));
     assert_eq!(
         join(Remote::<Double>::new(3).spawn_on(&client).unwrap()).value(),
         Some(6)
     );
-    worker.stop();
-    let _ = worker.join_timeout(LIMIT);
+    drop(worker);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

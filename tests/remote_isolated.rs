@@ -11,10 +11,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
+use common::remote::{LocalWorker, join};
 use common::{LIMIT, gone, kill_pid, wait_for};
 use serde::{Deserialize, Serialize};
-use sidetask::remote::{Client, Remote, RemoteError, Worker};
-use sidetask::{CrashCause, Ctx, NamedTask, Outcome, Registry, Stopped, Task};
+use sidetask::remote::{Client, Remote, Worker};
+use sidetask::{CrashCause, Ctx, NamedTask, Outcome, Registry, Stopped};
 
 /// Doubles its argument; says which process it ran in.
 struct Double;
@@ -140,11 +141,14 @@ sidetask::test_support!(registry());
 /// A server, a client and an isolating worker of this process, all the
 /// test's own; the pids it saw are killed when it ends, whatever the
 /// outcome.
+/// A server, a client and an isolating worker of the test's own; the
+/// processes the test saw are killed, and the worker stopped, before the
+/// server goes.
 struct Setup {
-    _server: RedisServer,
-    client: Client,
-    worker: Option<Task<(), RemoteError>>,
     pids: Vec<u32>,
+    _worker: LocalWorker,
+    client: Client,
+    _server: RedisServer,
 }
 
 impl Setup {
@@ -152,16 +156,16 @@ impl Setup {
         sidetask::init(registry());
         let server = RedisServer::start();
         let client = Client::open(&server.url()).unwrap();
-        let worker = Worker::new(&client, registry())
-            .isolate(true)
-            .concurrency(4)
-            .block(Duration::from_millis(100))
-            .spawn();
+        let worker = LocalWorker::start(
+            Worker::new(&client, registry())
+                .isolate(true)
+                .concurrency(4),
+        );
         Setup {
-            _server: server,
-            client,
-            worker: Some(worker),
             pids: Vec::new(),
+            _worker: worker,
+            client,
+            _server: server,
         }
     }
 
@@ -179,23 +183,6 @@ impl Drop for Setup {
                 kill_pid(pid);
             }
         }
-        if let Some(worker) = self.worker.take() {
-            worker.stop();
-            let _ = worker.join_timeout(LIMIT);
-        }
-    }
-}
-
-fn join<T, E, In, Ev>(task: Task<T, E, In, Ev>) -> Outcome<T, E>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-    In: Send + 'static,
-    Ev: Send + 'static,
-{
-    match task.join_timeout(LIMIT) {
-        Ok(outcome) => outcome,
-        Err(_) => panic!("a remote task did not end within {LIMIT:?}"),
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod process_tasks;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod remote;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
