@@ -440,7 +440,7 @@ pub(crate) fn attach<T: NamedTask>(
         .invoke(&mut *con)
         .map_err(|e| client.error(e))?;
     let [
-        state,
+        _state,
         name,
         fp,
         cursor,
@@ -486,7 +486,6 @@ pub(crate) fn attach<T: NamedTask>(
         seen.known = true;
         seen.ready = true;
     }
-    let _ = state;
     let sink: Arc<dyn Sink> = session.clone();
     client.reader().catch_up(&id.as_u64().to_string(), &*sink);
     Ok(task)

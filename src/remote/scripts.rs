@@ -130,7 +130,7 @@ return 1
 /// `KEYS[1]` = `running`. ARGV: prefix, worker, how many at most, then
 /// pairs of name and fingerprint. Returns `{claimed, refused}`: each
 /// claimed task as `{id, token, name, argument, inbox, grace, timeout,
-/// read, stop, kill, closed, attempt, lease, messages read, last inbox
+/// read, stop, kill, attempt, lease, messages read, last inbox
 /// entry}`, each refusal as `{id, why}`.
 pub(crate) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
@@ -176,9 +176,9 @@ while i + 1 <= #ARGV and #claimed < k do
       redis.call('ZADD', p .. 'running', now + lease, id)
       redis.call('LPOP', p .. 'bell:' .. name)
       local g = redis.call('HMGET', t, 'arg', 'cap', 'grace', 'tmo', 'read', 'stop', 'kill',
-        'closed', 'nread', 'inlast')
+        'nread', 'inlast')
       table.insert(claimed, {id, tok, name, g[1], g[2], g[3], g[4], g[5], g[6] or '0',
-        g[7] or '0', g[8] or '0', tostring(att), tostring(lease), g[9] or '0', g[10] or '0-0'})
+        g[7] or '0', tostring(att), tostring(lease), g[8] or '0', g[9] or '0-0'})
     end
   end
   if redis.call('LLEN', q) == 0 then
@@ -332,7 +332,7 @@ pub(crate) static CLOSE: LazyLock<redis::Script> = LazyLock::new(|| {
 local id = ARGV[2]
 local st = redis.call('HGET', KEYS[1], 'st')
 if not st or st == 'd' then return 0 end
-redis.call('HSET', KEYS[1], 'closed', 1)
+-- Said by its entry, after the messages sent before it.
 inbox(id, KEYS[1], {'c', 'close'})
 return 1
 "#,

@@ -382,8 +382,9 @@ impl Hub {
     }
 
     /// Starts a claimed task: `f` is `{id, token, name, argument, inbox,
-    /// grace, timeout, read, stop, kill, closed, attempt, lease, messages
-    /// read, last inbox entry}`.
+    /// grace, timeout, read, stop, kill, attempt, lease, messages read,
+    /// last inbox entry}`. A closed inbox is said by its entry, after the
+    /// messages sent before it.
     fn start(self: &Arc<Self>, f: &[String], arg: Vec<u8>) {
         let [
             id,
@@ -396,7 +397,6 @@ impl Hub {
             read,
             stop,
             kill,
-            closed,
             attempt,
             lease,
             nread,
@@ -466,9 +466,6 @@ impl Hub {
         if unread {
             self.catch_up(&running);
         }
-        // A closed inbox is said by its entry, after the messages sent
-        // before it.
-        let _ = closed;
         if kill == "1" {
             running.kill();
         } else if stop == "1" {
