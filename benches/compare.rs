@@ -591,12 +591,13 @@ mod asynk {
     use tokio::runtime::Runtime;
     use tokio_util::sync::CancellationToken;
 
-    use super::{Figure, ROUNDS, Unit, median, report};
+    use super::{Figure, ROUNDS, Unit, alternate, median, report};
 
     pub(super) const FIGURES: &[Figure] = &[
         ("async_spawn_join", async_spawn_join),
         ("async_round_trip", async_round_trip),
         ("async_stop", async_stop),
+        ("group_join_10k", group_join_10k),
     ];
 
     fn runtime() -> Runtime {
@@ -781,6 +782,53 @@ mod asynk {
         report(
             "async_stop",
             "CancellationToken + select! on mpsc recv, await JoinHandle",
+            median(a),
+            median(b),
+            Unit::Time,
+        );
+    }
+
+    /// 10,000 tiny thread tasks spawned into a group and joined through it
+    /// in completion order, against tokio's `JoinSet` of `spawn_blocking`
+    /// closures joined with `join_next` (on a runtime made once).
+    fn group_join_10k() {
+        const N: u64 = 10_000;
+        let rt = runtime();
+        let ours = || {
+            let start = Instant::now();
+            let mut group = sidetask::Group::new();
+            for n in 0..N {
+                group.spawn(move |_: &sidetask::Ctx| Ok::<_, Stopped>(black_box(n)));
+            }
+            let mut sum = 0;
+            while let Some((_, outcome)) = group.join_next() {
+                sum += outcome.value().expect("a value");
+            }
+            assert_eq!(sum, N * (N - 1) / 2);
+            start.elapsed().as_secs_f64()
+        };
+        let theirs = || {
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut set = tokio::task::JoinSet::new();
+                for n in 0..N {
+                    set.spawn_blocking(move || black_box(n));
+                }
+                let mut sum = 0;
+                while let Some(joined) = set.join_next().await {
+                    sum += joined.expect("a value");
+                }
+                assert_eq!(sum, N * (N - 1) / 2);
+                start.elapsed().as_secs_f64()
+            })
+        };
+        // Warm both: worker threads, the blocking pool.
+        ours();
+        theirs();
+        let (a, b) = alternate(ROUNDS, ours, theirs);
+        report(
+            "group_join_10k",
+            "tokio JoinSet of spawn_blocking, 10,000 tasks",
             median(a),
             median(b),
             Unit::Time,

@@ -111,6 +111,7 @@ mod chain;
 mod controller;
 mod ctx;
 mod error;
+mod group;
 mod init;
 mod mailbox;
 mod named;
@@ -118,6 +119,7 @@ mod outcome;
 mod pool;
 #[cfg(feature = "redis")]
 pub mod remote;
+mod scope;
 mod sync;
 mod task;
 mod timer;
@@ -135,10 +137,12 @@ pub use error::{
     CtxRecvError, CtxRecvTimeoutError, CtxTryRecvError, EmitError, RecvError, RecvTimeoutError,
     SendError, SendTimeoutError, StartError, Stopped, TryEmitError, TryRecvError, TrySendError,
 };
+pub use group::{Group, JoinNextError, Joined};
 pub use init::init;
 pub use named::{NamedTask, Registry, RegistryError};
 pub use outcome::{Crash, CrashCause, Killed, Location, Lost, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
+pub use scope::{Scope, ScopedTask, scope};
 pub use task::{Events, Status, StopHandle, Task, TaskId};
 
 #[cfg(feature = "tokio")]

@@ -106,6 +106,13 @@ impl<T, E> Outcome<T, E> {
         matches!(self, Outcome::Lost(_))
     }
 
+    /// Returns `true` if the task failed: it returned its own error,
+    /// panicked, was killed, crashed or was lost; not when it returned a
+    /// value or never ran.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Outcome::Value(_) | Outcome::Cancelled)
+    }
+
     /// The task's value, if it returned one.
     pub fn value(self) -> Option<T> {
         match self {
@@ -200,6 +207,55 @@ impl<T, E> Outcome<T, E> {
         match self {
             Outcome::Lost(l) => Some(l),
             _ => None,
+        }
+    }
+
+    /// The outcome with its value turned by `f`; every other case as it
+    /// is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::Outcome;
+    ///
+    /// let outcome: Outcome<u32, String> = Outcome::Value(7);
+    /// assert_eq!(outcome.map(|n| n * 6).value(), Some(42));
+    /// ```
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U, E> {
+        match self {
+            Outcome::Value(v) => Outcome::Value(f(v)),
+            Outcome::Error(e) => Outcome::Error(e),
+            Outcome::Panicked(p) => Outcome::Panicked(p),
+            Outcome::Cancelled => Outcome::Cancelled,
+            Outcome::Killed(k) => Outcome::Killed(k),
+            Outcome::Crashed(c) => Outcome::Crashed(c),
+            Outcome::Lost(l) => Outcome::Lost(l),
+        }
+    }
+
+    /// The outcome with the task's own error turned by `f`; every other
+    /// case as it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::Outcome;
+    ///
+    /// let outcome: Outcome<u32, std::num::ParseIntError> =
+    ///     Outcome::Error("x".parse::<u32>().unwrap_err());
+    /// let outcome = outcome.map_error(|e| e.to_string());
+    /// assert_eq!(outcome.error().as_deref(), Some("invalid digit found in string"));
+    /// ```
+    #[doc(alias = "map_err")]
+    pub fn map_error<F>(self, f: impl FnOnce(E) -> F) -> Outcome<T, F> {
+        match self {
+            Outcome::Value(v) => Outcome::Value(v),
+            Outcome::Error(e) => Outcome::Error(f(e)),
+            Outcome::Panicked(p) => Outcome::Panicked(p),
+            Outcome::Cancelled => Outcome::Cancelled,
+            Outcome::Killed(k) => Outcome::Killed(k),
+            Outcome::Crashed(c) => Outcome::Crashed(c),
+            Outcome::Lost(l) => Outcome::Lost(l),
         }
     }
 

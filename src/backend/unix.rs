@@ -71,7 +71,8 @@ pub(crate) fn spawn(command: std::process::Command) -> io::Result<Child> {
 /// Makes `command`'s program get `SIGKILL` when this process ends, however
 /// it ends (start it with [`spawn`], from the thread that never ends).
 ///
-/// This is the crate's one `unsafe`: a hook that runs in the forked child
+/// One of the crate's two `unsafe` blocks (the other widens a scoped
+/// task's body to `'static`): a hook that runs in the forked child
 /// before it executes the program.
 #[allow(unsafe_code)]
 pub(crate) fn die_with_parent(command: &mut std::process::Command) {

@@ -490,6 +490,12 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         self.shared.take_outcome()
     }
 
+    /// Drops the handle of a started task without stopping the task (as
+    /// `detach` does, for callers without its bounds).
+    pub(crate) fn release(mut self) {
+        self.detached = true;
+    }
+
     /// Sends a message into the task's inbox, waiting while it is full.
     ///
     /// On a task built but not started, a full inbox waits until another

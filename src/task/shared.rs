@@ -8,7 +8,7 @@
 //! reaches the untyped part directly, without a trait object in between.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::TaskId;
@@ -28,6 +28,11 @@ pub(crate) type StopHook = Box<dyn Fn() + Send + Sync>;
 /// that the wait would never end.
 pub(crate) type HangCheck = fn() -> bool;
 
+/// What runs once when the task ends (a group learning that one of its
+/// tasks did), on the thread that recorded the outcome, told whether the
+/// task failed (see [`Outcome::is_failure`]); it must return at once.
+pub(crate) type EndHook = Box<dyn Fn(bool) + Send + Sync>;
+
 /// A typed outcome's slot: empty until the task ends, then until joined.
 pub(crate) type Slot<T, E> = Mutex<Option<Outcome<T, E>>>;
 
@@ -46,6 +51,9 @@ pub(crate) struct Shared<In, Ev, O: ?Sized = dyn Any + Send + Sync> {
     hang_check: Option<HangCheck>,
     wire: OnceLock<(Side, Weak<dyn Wire<Ev>>)>,
     limit: OnceLock<Limit<In>>,
+    end_hook: OnceLock<EndHook>,
+    /// The end hook ran (or is running): it runs once.
+    end_told: AtomicBool,
     pub(crate) outcome: O,
 }
 
@@ -70,6 +78,8 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             hang_check: None,
             wire: OnceLock::new(),
             limit: OnceLock::new(),
+            end_hook: OnceLock::new(),
+            end_told: AtomicBool::new(false),
             outcome,
         }
     }
@@ -224,6 +234,15 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     pub(crate) fn is_finished(&self) -> bool {
         self.mailbox.is(DONE)
     }
+
+    /// Runs the end hook, if one is set and it has not run yet.
+    fn tell_end(&self, failed: impl FnOnce() -> bool) {
+        if let Some(hook) = self.end_hook.get()
+            && !self.end_told.swap(true, Ordering::AcqRel)
+        {
+            hook(failed());
+        }
+    }
 }
 
 impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
@@ -235,8 +254,29 @@ impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
             outcome = outcome.kind(),
             "task ended"
         );
+        let failed = outcome.is_failure();
         *lock(&self.outcome) = Some(outcome);
         self.mailbox.set(DONE);
+        // Either this thread sees the hook or `set_end_hook`'s sees `DONE`
+        // (both store, then fence, then load): the hook runs exactly once.
+        fence(Ordering::SeqCst);
+        self.tell_end(|| failed);
+    }
+
+    /// Sets what runs once when the task ends (at once, here, if it has
+    /// ended already). Only the first hook set is kept; `Err` gives back
+    /// one that was not.
+    pub(crate) fn set_end_hook(&self, hook: EndHook) -> Result<(), EndHook> {
+        self.end_hook.set(hook)?;
+        fence(Ordering::SeqCst);
+        if self.mailbox.is(DONE) {
+            self.tell_end(|| {
+                lock(&self.outcome)
+                    .as_ref()
+                    .is_some_and(Outcome::is_failure)
+            });
+        }
+        Ok(())
     }
 
     /// Takes the outcome of a finished task.
