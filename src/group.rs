@@ -355,9 +355,8 @@ impl<T, E> Group<T, E> {
     /// let mut group: Group<String, String> = Group::new();
     /// group.spawn(|_: &Ctx| Ok("seven".to_string()));
     /// let count = sidetask::spawn(|_: &Ctx| Ok::<u64, std::io::Error>(7));
-    /// group.insert_with(count, |outcome| match outcome {
-    ///     Outcome::Value(n) => Outcome::Value(n.to_string()),
-    ///     other => other.map_error(|e| e.to_string()),
+    /// group.insert_with(count, |outcome: Outcome<u64, std::io::Error>| {
+    ///     outcome.map(|n| n.to_string()).map_error(|e| e.to_string())
     /// });
     /// let mut values: Vec<String> =
     ///     group.join_all().into_values().unwrap();

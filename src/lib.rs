@@ -94,6 +94,16 @@
 //! ([`WaitUntilDone`], [`FeedFrom`], [`Deadline`]), and [`controlled`] turns a
 //! task body into a plain call that returns its value or a [`RunError`].
 //!
+//! # Many tasks as one
+//!
+//! A [`Group`] holds tasks of any place and joins them in the order they
+//! end ([`join_next`](Group::join_next)); it stops or kills them together,
+//! and stops every task still in it when dropped. A
+//! [`fail_fast`](Group::fail_fast) group stops the others at the first
+//! failure and still reports each outcome ([`Joined`]). [`scope`] runs
+//! thread tasks that borrow from the caller's stack and returns once each
+//! has ended.
+//!
 //! # Tracing
 //!
 //! Each task runs inside a `task` span (its id and name) of the [`tracing`]

@@ -182,7 +182,6 @@ impl fmt::Debug for Scope<'_, '_> {
 ///
 /// **Dropping it does not stop the task**: the scope waits for the task at
 /// its end.
-#[must_use = "the scope waits for the task at its end; join it to see its outcome"]
 pub struct ScopedTask<'scope, T, E, In = (), Ev = ()> {
     task: Option<Task<T, E, In, Ev>>,
     scope: PhantomData<&'scope ()>,

@@ -1189,3 +1189,41 @@ fn spawn_each_submits_many_in_a_few_round_trips_and_keeps_their_order() {
     let values: Vec<u64> = tasks.into_iter().filter_map(|t| join(t).value()).collect();
     assert_eq!(values, (0..1500).map(|n| 2 * n).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_group_joins_remote_tasks_as_they_end_and_fail_fast_stops_the_rest() {
+    let s = Setup::new();
+    let mut group: sidetask::Group<u64, String> = sidetask::Group::new();
+    let mut want = Vec::new();
+    for n in 0..10 {
+        want.push(group.insert_with(
+            Remote::<Double>::new(n).spawn_on(&s.client).unwrap(),
+            |o| o.map_error(|e| e.to_string()),
+        ));
+    }
+    let mut sum = 0;
+    let mut seen = Vec::new();
+    while let Ok((id, outcome)) = group.join_next_timeout(LIMIT) {
+        seen.push(id);
+        sum += outcome.value().unwrap();
+    }
+    assert_eq!(sum, 90);
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
+
+    // A failing remote task stops the running ones.
+    let mut group: sidetask::Group<(), String> = sidetask::Group::fail_fast();
+    let idle = group.insert_with(
+        Remote::<Idle>::new(()).spawn_on(&s.client).unwrap(),
+        |o| o.map(|_| ()).map_error(|e| e.to_string()),
+    );
+    let failing = group.insert(Remote::<Fails>::new(false).spawn_on(&s.client).unwrap());
+    let joined = common::within(LIMIT, move || group.join_all());
+    assert_eq!(joined.first_failure().map(|(id, _)| id), Some(failing));
+    let (_, idle_outcome) = joined.outcomes().iter().find(|(id, _)| *id == idle).unwrap();
+    assert!(
+        idle_outcome.is_error() || idle_outcome.is_cancelled(),
+        "{idle_outcome:?}"
+    );
+}
