@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     /// This client's name in Redis: its doorbell's.
     id: String,
     idle: Mutex<Vec<Conn>>,
+    /// A connection that reads no answers (`CLIENT REPLY OFF`), for
+    /// writes that must reach the server without a round trip.
+    quiet: Mutex<Option<redis::Connection>>,
     reader: OnceLock<Arc<Reader>>,
 }
 
@@ -115,6 +118,7 @@ impl Client {
                 namespace: DEFAULT_NAMESPACE.to_owned(),
                 id: format!("{:x}", super::fresh_id()),
                 idle: Mutex::new(Vec::new()),
+                quiet: Mutex::new(None),
                 reader: OnceLock::new(),
             }),
         }
@@ -146,6 +150,7 @@ impl Client {
                 namespace: namespace.to_owned(),
                 id: self.inner.id.clone(),
                 idle: Mutex::new(Vec::new()),
+                quiet: Mutex::new(None),
                 reader: OnceLock::new(),
             }),
         }
@@ -165,6 +170,8 @@ impl Client {
         &self,
         id: TaskId,
     ) -> Result<super::RemoteTask<T>, RemoteError> {
+        // What this client's handles took shows in the cursor read next.
+        self.sync_durable();
         super::handle::attach::<T>(self, id)
     }
 
@@ -247,6 +254,57 @@ impl Client {
                     e
                 })
             }
+        }
+    }
+
+    /// Sends `cmd`, whose answer nobody needs, so that it reaches the
+    /// server even if this process is killed the moment this returns:
+    /// written whole into the socket of a connection that gets no answers
+    /// (`CLIENT REPLY OFF`), without waiting for the server, so it costs no
+    /// round trip. Where that cannot be done (a cluster, a connection that
+    /// broke), it is run the ordinary way, waiting for its answer. A
+    /// failure is traced, never returned.
+    pub(crate) fn send_durably(&self, cmd: &redis::Cmd) {
+        if matches!(self.inner.redis, Source::Single(_)) {
+            let mut quiet = lock(&self.inner.quiet);
+            if quiet.is_none() {
+                *quiet = self.dedicated(Some(COMMAND_LIMIT)).ok().and_then(|mut con| {
+                    let off = redis::cmd("CLIENT").arg("REPLY").arg("OFF").get_packed_command();
+                    con.send_packed_command(&off).ok().map(|()| con)
+                });
+            }
+            if let Some(con) = quiet.as_mut() {
+                match con.send_packed_command(&cmd.get_packed_command()) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a connection without answers broke");
+                        *quiet = None;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.run(|con| cmd.query::<redis::Value>(con)) {
+            tracing::warn!(error = %e, "a write to Redis failed");
+        }
+    }
+
+    /// Waits until the server has run everything [`send_durably`] sent
+    /// (one round trip, on the connection that gets no answers), so that
+    /// what any connection reads next sees it.
+    ///
+    /// [`send_durably`]: Client::send_durably
+    pub(crate) fn sync_durable(&self) {
+        let mut quiet = lock(&self.inner.quiet);
+        let Some(con) = quiet.as_mut() else { return };
+        let on = redis::cmd("CLIENT").arg("REPLY").arg("ON").get_packed_command();
+        let off = redis::cmd("CLIENT").arg("REPLY").arg("OFF").get_packed_command();
+        let synced = con
+            .send_packed_command(&on)
+            .and_then(|()| con.recv_response())
+            .and_then(|_| con.send_packed_command(&off));
+        if let Err(e) = synced {
+            tracing::debug!(error = %e, "a connection without answers broke");
+            *quiet = None;
         }
     }
 

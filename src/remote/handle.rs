@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -527,6 +528,7 @@ fn handle<T: NamedTask>(
             asked: false,
             closed: false,
         }),
+        unsynced: AtomicBool::new(false),
         task: PhantomData,
     });
     let wire: Arc<dyn Wire<T::Event>> = session.clone();
@@ -555,7 +557,20 @@ struct Session<T: NamedTask> {
     shared: Weak<TypedShared<T>>,
     state: Mutex<Seen>,
     pump: Mutex<Pump>,
+    /// A cursor was sent without waiting for the server since the last
+    /// sync.
+    unsynced: AtomicBool,
     task: PhantomData<fn() -> T>,
+}
+
+impl<T: NamedTask> Drop for Session<T> {
+    fn drop(&mut self) {
+        // A handle attached next, from any process, resumes after the
+        // last event this one took.
+        if *self.unsynced.get_mut() {
+            self.client.sync_durable();
+        }
+    }
 }
 
 /// What the handle has seen of the event stream.
@@ -851,7 +866,17 @@ impl<T: NamedTask> Wire<T::Event> for Session<T> {
     fn received(&self) {
         let taken = lock(&self.state).taken.pop_front();
         if let Some((sid, n)) = taken {
-            self.call::<i64>(&scripts::CURSOR, &[&sid.to_string(), &n.to_string()]);
+            // Before the event is returned: a handle attached after this
+            // process died resumes after it.
+            let mut cursor = redis::cmd("EVAL");
+            cursor
+                .arg(scripts::CURSOR)
+                .arg(1)
+                .arg(&self.tkey)
+                .arg(sid.to_string())
+                .arg(n);
+            self.client.send_durably(&cursor);
+            self.unsynced.store(true, Ordering::Relaxed);
         }
     }
 

@@ -339,19 +339,16 @@ return 1
     )
 });
 
-/// `KEYS[1]` = the task's hash. ARGV: prefix, id, the id of the event a
-/// handle took last, and its number. Records them, while the task's record
-/// lasts.
-pub(crate) static CURSOR: LazyLock<redis::Script> = LazyLock::new(|| {
-    script(
-        r#"
+/// `KEYS[1]` = the task's hash. ARGV: the id of the event a handle took
+/// last, and its number. Records them, while the task's record lasts. Sent
+/// as the text of an `EVAL` (it needs no common prelude), so that it can go
+/// on a connection that reads no answers.
+pub(crate) const CURSOR: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'cur', ARGV[3], 'curn', ARGV[4])
+  redis.call('HSET', KEYS[1], 'cur', ARGV[1], 'curn', ARGV[2])
 end
 return 1
-"#,
-    )
-});
+"#;
 
 /// `KEYS[1]` = the task's hash. ARGV: prefix, id, client. Makes the client
 /// the one whose doorbell rings for the task; returns `{state, name,
