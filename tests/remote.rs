@@ -1196,10 +1196,11 @@ fn a_group_joins_remote_tasks_as_they_end_and_fail_fast_stops_the_rest() {
     let mut group: sidetask::Group<u64, String> = sidetask::Group::new();
     let mut want = Vec::new();
     for n in 0..10 {
-        want.push(group.insert_with(
-            Remote::<Double>::new(n).spawn_on(&s.client).unwrap(),
-            |o| o.map_error(|e| e.to_string()),
-        ));
+        want.push(
+            group.insert_with(Remote::<Double>::new(n).spawn_on(&s.client).unwrap(), |o| {
+                o.map_error(|e| e.to_string())
+            }),
+        );
     }
     let mut sum = 0;
     let mut seen = Vec::new();
@@ -1214,14 +1215,17 @@ fn a_group_joins_remote_tasks_as_they_end_and_fail_fast_stops_the_rest() {
 
     // A failing remote task stops the running ones.
     let mut group: sidetask::Group<(), String> = sidetask::Group::fail_fast();
-    let idle = group.insert_with(
-        Remote::<Idle>::new(()).spawn_on(&s.client).unwrap(),
-        |o| o.map(|_| ()).map_error(|e| e.to_string()),
-    );
+    let idle = group.insert_with(Remote::<Idle>::new(()).spawn_on(&s.client).unwrap(), |o| {
+        o.map(|_| ()).map_error(|e| e.to_string())
+    });
     let failing = group.insert(Remote::<Fails>::new(false).spawn_on(&s.client).unwrap());
     let joined = common::within(LIMIT, move || group.join_all());
     assert_eq!(joined.first_failure().map(|(id, _)| id), Some(failing));
-    let (_, idle_outcome) = joined.outcomes().iter().find(|(id, _)| *id == idle).unwrap();
+    let (_, idle_outcome) = joined
+        .outcomes()
+        .iter()
+        .find(|(id, _)| *id == idle)
+        .unwrap();
     assert!(
         idle_outcome.is_error() || idle_outcome.is_cancelled(),
         "{idle_outcome:?}"

@@ -268,10 +268,16 @@ impl Client {
         if matches!(self.inner.redis, Source::Single(_)) {
             let mut quiet = lock(&self.inner.quiet);
             if quiet.is_none() {
-                *quiet = self.dedicated(Some(COMMAND_LIMIT)).ok().and_then(|mut con| {
-                    let off = redis::cmd("CLIENT").arg("REPLY").arg("OFF").get_packed_command();
-                    con.send_packed_command(&off).ok().map(|()| con)
-                });
+                *quiet = self
+                    .dedicated(Some(COMMAND_LIMIT))
+                    .ok()
+                    .and_then(|mut con| {
+                        let off = redis::cmd("CLIENT")
+                            .arg("REPLY")
+                            .arg("OFF")
+                            .get_packed_command();
+                        con.send_packed_command(&off).ok().map(|()| con)
+                    });
             }
             if let Some(con) = quiet.as_mut() {
                 match con.send_packed_command(&cmd.get_packed_command()) {
@@ -296,8 +302,14 @@ impl Client {
     pub(crate) fn sync_durable(&self) {
         let mut quiet = lock(&self.inner.quiet);
         let Some(con) = quiet.as_mut() else { return };
-        let on = redis::cmd("CLIENT").arg("REPLY").arg("ON").get_packed_command();
-        let off = redis::cmd("CLIENT").arg("REPLY").arg("OFF").get_packed_command();
+        let on = redis::cmd("CLIENT")
+            .arg("REPLY")
+            .arg("ON")
+            .get_packed_command();
+        let off = redis::cmd("CLIENT")
+            .arg("REPLY")
+            .arg("OFF")
+            .get_packed_command();
         let synced = con
             .send_packed_command(&on)
             .and_then(|()| con.recv_response())

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use redis::Commands;
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 
 use super::client::{Client, Conn};
 use super::end;
@@ -229,7 +229,7 @@ impl Worker {
             freed: Condvar::new(),
             acks,
             wake: self.client.key(format_args!("ww:{}", self.name)),
-            claiming: Mutex::new(()),
+            orphans: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             block: self.block,
             max_message: self.max_message,
@@ -279,18 +279,27 @@ impl Worker {
                     .blocking(Some(self.block * 2 + Duration::from_secs(5)))
                     .ok();
             }
-            if let Some(con) = bells.as_mut() {
-                let keys: Vec<String> = served
-                    .iter()
-                    .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
-                    .collect();
-                let waited: redis::RedisResult<Option<(String, String)>> =
-                    con.brpop(&keys, self.block.as_secs_f64());
-                if waited.is_err() {
-                    bells = None;
+            match bells.as_mut() {
+                // A single server: the claim follows the wait in one write.
+                Some(Conn::Single(con)) => {
+                    if hub.wait_and_claim(con, free, &served).is_err() {
+                        // Broken, or the script is not loaded (a restarted
+                        // server): the next claim loads it.
+                        bells = None;
+                    }
                 }
-            } else {
-                thread::sleep(backoff);
+                Some(con) => {
+                    let keys: Vec<String> = served
+                        .iter()
+                        .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
+                        .collect();
+                    let waited: redis::RedisResult<Option<(String, String)>> =
+                        con.brpop(&keys, self.block.as_secs_f64());
+                    if waited.is_err() {
+                        bells = None;
+                    }
+                }
+                None => thread::sleep(backoff),
             }
         }
         hub.close();
@@ -316,6 +325,13 @@ fn spawn(name: &str, hub: Weak<Hub>, f: fn(&Weak<Hub>)) -> thread::JoinHandle<()
         .expect("a thread for the worker")
 }
 
+/// How long a doorbell entry of a task not registered is kept for its
+/// claim's registration.
+const ORPHAN_KEPT: Duration = Duration::from_secs(30);
+
+/// What a claim returns: each claimed task's fields, and each refusal.
+type Claimed = (Vec<Vec<redis::Value>>, Vec<(String, String)>);
+
 /// What a worker's threads share.
 struct Hub {
     client: Client,
@@ -327,8 +343,10 @@ struct Hub {
     acks: Sender<Arc<Attempt>>,
     /// The worker's doorbell: copies of its tasks' inbox entries.
     wake: String,
-    /// Held while a claim is made and its attempts registered.
-    claiming: Mutex<()>,
+    /// Doorbell entries of tasks claimed but not registered yet (a claim
+    /// run by Redis right after a bell, whose answer is on its way), by
+    /// id, with when they came; locked inside `running`'s lock.
+    orphans: Mutex<HashMap<String, Vec<(Instant, StreamId)>>>,
     closing: AtomicBool,
     block: Duration,
     max_message: usize,
@@ -343,21 +361,75 @@ impl Hub {
         k: usize,
         served: &[(&'static str, u64)],
     ) -> Result<usize, RemoteError> {
-        let _claiming = lock(&self.claiming);
         let mut con = self.client.connection()?;
+        let (claimed, refused): Claimed =
+            self.claim_request(k, served)
+                .invoke(&mut *con)
+                .map_err(|e| {
+                    let e = self.client.error(e);
+                    con.discard_if(&e);
+                    e
+                })?;
+        drop(con);
+        Ok(self.take(claimed, refused))
+    }
+
+    /// Waits for a bell of `served`'s queues at most `block`, and has Redis
+    /// claim up to `k` tasks the moment it rings: the claim goes in the same
+    /// write as the wait, so it costs no round trip of its own. Returns how
+    /// many were claimed and started.
+    fn wait_and_claim(
+        self: &Arc<Self>,
+        con: &mut redis::Connection,
+        k: usize,
+        served: &[(&'static str, u64)],
+    ) -> redis::RedisResult<usize> {
+        let bells: Vec<String> = served
+            .iter()
+            .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
+            .collect();
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(scripts::CLAIM.get_hash());
+        // `claim_request` set one key: `running`.
+        evalsha
+            .arg(1)
+            .arg(self.client.key(format_args!("running")))
+            .arg(self.client.prefix())
+            .arg(&self.name)
+            .arg(k);
+        for (name, fp) in served {
+            evalsha.arg(*name).arg(fp.to_string());
+        }
+        let (_, (claimed, refused)): (Option<(String, String)>, Claimed) = redis::pipe()
+            .cmd("BRPOP")
+            .arg(&bells)
+            .arg(self.block.as_secs_f64())
+            .add_command(evalsha)
+            .query(con)?;
+        Ok(self.take(claimed, refused))
+    }
+
+    /// The claim of up to `k` tasks of `served`'s queues.
+    fn claim_request(
+        &self,
+        k: usize,
+        served: &[(&'static str, u64)],
+    ) -> redis::ScriptInvocation<'static> {
         let mut invocation = scripts::CLAIM.key(self.client.key(format_args!("running")));
         invocation.arg(self.client.prefix()).arg(&self.name).arg(k);
         for (name, fp) in served {
             invocation.arg(*name).arg(fp.to_string());
         }
-        type Claimed = Vec<Vec<redis::Value>>;
-        let (claimed, refused): (Claimed, Vec<(String, String)>) =
-            invocation.invoke(&mut *con).map_err(|e| {
-                let e = self.client.error(e);
-                con.discard_if(&e);
-                e
-            })?;
-        drop(con);
+        invocation
+    }
+
+    /// Starts what a claim returned and reports its refusals; returns how
+    /// many were claimed.
+    fn take(
+        self: &Arc<Self>,
+        claimed: Vec<Vec<redis::Value>>,
+        refused: Vec<(String, String)>,
+    ) -> usize {
         for (id, why) in refused {
             tracing::warn!(worker = self.name, task.id = id, why, "a task was refused");
         }
@@ -378,7 +450,7 @@ impl Hub {
             };
             self.start(&text, arg);
         }
-        Ok(n)
+        n
     }
 
     /// Starts a claimed task: `f` is `{id, token, name, argument, inbox,
@@ -457,7 +529,11 @@ impl Hub {
             }
         };
         *lock(&running.inlet) = Some(prepared.inlet.clone());
-        lock(&self.running).insert(id.clone(), running.clone());
+        let orphans = {
+            let mut all = lock(&self.running);
+            all.insert(id.clone(), running.clone());
+            lock(&self.orphans).remove(id).unwrap_or_default()
+        };
         // What was sent before this claim (or not read by an earlier
         // attempt) is read from the inbox stream; what is sent from now on
         // rings this worker's doorbell.
@@ -465,6 +541,10 @@ impl Hub {
             Sid::parse(inlast).unwrap_or(Sid::ZERO) > Sid::parse(read).unwrap_or(Sid::ZERO);
         if unread {
             self.catch_up(&running);
+        }
+        // Rung between the claim and its registration.
+        for (_, entry) in &orphans {
+            self.ring(&running, entry);
         }
         if kill == "1" {
             running.kill();
@@ -512,8 +592,43 @@ impl Hub {
         }
     }
 
-    fn attempt(&self, id: &str) -> Option<Arc<Attempt>> {
-        lock(&self.running).get(id).cloned()
+    /// The running attempt of task `id`; or, if there is none, keeps
+    /// `entry` for a claim of it not registered yet (a task that ended
+    /// leaves its entry to be forgotten after a while).
+    fn attempt_or_orphan(&self, id: &str, entry: &StreamId) -> Option<Arc<Attempt>> {
+        let running = lock(&self.running);
+        if let Some(a) = running.get(id) {
+            return Some(a.clone());
+        }
+        let mut orphans = lock(&self.orphans);
+        let now = Instant::now();
+        orphans.retain(|_, v| {
+            v.retain(|(at, _)| now.duration_since(*at) < ORPHAN_KEPT);
+            !v.is_empty()
+        });
+        orphans
+            .entry(id.to_owned())
+            .or_default()
+            .push((now, entry.clone()));
+        None
+    }
+
+    /// Applies a doorbell entry to `a` if it follows what `a` has seen;
+    /// otherwise reads `a`'s inbox stream from its cursor.
+    fn ring(&self, a: &Attempt, entry: &StreamId) {
+        let Some(sid) = text(entry, "sid").and_then(|s| Sid::parse(&s)) else {
+            return;
+        };
+        let prev = text(entry, "prev").and_then(|s| Sid::parse(&s));
+        let cursor = lock(&a.inbox).cursor;
+        if sid <= cursor {
+            return;
+        }
+        if prev == Some(cursor) {
+            a.apply(sid, entry, self.max_message);
+        } else {
+            self.catch_up(a);
+        }
     }
 
     fn attempts(&self) -> Vec<Arc<Attempt>> {
@@ -895,7 +1010,6 @@ fn read_inboxes(hub: &Weak<Hub>) {
             },
         };
         let block = h.block;
-        let max = h.max_message;
         let opts = StreamReadOptions::default()
             .block(block.as_millis() as usize)
             .count(256);
@@ -912,27 +1026,11 @@ fn read_inboxes(hub: &Weak<Hub>) {
         };
         for entry in reply.keys.iter().flat_map(|k| &k.ids) {
             last.clone_from(&entry.id);
-            let (Some(id), Some(sid)) = (
-                text(entry, "id"),
-                text(entry, "sid").and_then(|s| Sid::parse(&s)),
-            ) else {
+            let Some(id) = text(entry, "id") else {
                 continue;
             };
-            let prev = text(entry, "prev").and_then(|s| Sid::parse(&s));
-            let found = h.attempt(&id).or_else(|| {
-                // Rung for a claim not registered yet: wait for it.
-                let _claiming = lock(&h.claiming);
-                h.attempt(&id)
-            });
-            let Some(a) = found else { continue };
-            let cursor = lock(&a.inbox).cursor;
-            if sid <= cursor {
-                continue;
-            }
-            if prev == Some(cursor) {
-                a.apply(sid, entry, max);
-            } else {
-                h.catch_up(&a);
+            if let Some(a) = h.attempt_or_orphan(&id, entry) {
+                h.ring(&a, entry);
             }
         }
     }
