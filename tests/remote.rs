@@ -1231,3 +1231,20 @@ fn a_group_joins_remote_tasks_as_they_end_and_fail_fast_stops_the_rest() {
         "{idle_outcome:?}"
     );
 }
+
+#[test]
+fn messages_sent_as_a_worker_claims_are_each_read_once() {
+    // An idle worker claims a task the moment it is queued; a message sent
+    // right after the submit may ring the worker's doorbell before the
+    // claim's answer reached it. Each one must be read, once.
+    let s = Setup::new();
+    for round in 0..100u64 {
+        let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+        task.send(round).unwrap();
+        task.send(round + 1).unwrap();
+        task.close_inbox();
+        assert_eq!(task.recv_timeout(LIMIT), Ok(round));
+        assert_eq!(task.recv_timeout(LIMIT), Ok(round + 1));
+        assert_eq!(join(task).value(), Some(2), "round {round}");
+    }
+}

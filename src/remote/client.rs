@@ -84,7 +84,9 @@ impl Client {
     /// feature).
     pub fn open(url: &str) -> Result<Client, RemoteError> {
         let shown = hide_password(url);
-        let redis = redis::Client::open(url).map_err(|e| RemoteError::url(&shown, e))?;
+        let redis = redis::IntoConnectionInfo::into_connection_info(url)
+            .and_then(|info| redis::Client::open(info.set_tcp_settings(tcp_settings())))
+            .map_err(|e| RemoteError::url(&shown, e))?;
         Ok(Client::from_source(Source::Single(redis), shown))
     }
 
@@ -105,6 +107,7 @@ impl Client {
             .join(",");
         let redis = redis::cluster::ClusterClient::builder(urls.iter().copied())
             .connection_timeout(CONNECT_LIMIT)
+            .tcp_settings(tcp_settings())
             .build()
             .map_err(|e| RemoteError::url(&shown, e))?;
         Ok(Client::from_source(Source::Cluster(redis), shown))
@@ -375,6 +378,13 @@ impl Client {
     pub(crate) fn key(&self, what: fmt::Arguments<'_>) -> String {
         format!("{{{}}}:{what}", self.inner.namespace)
     }
+}
+
+/// Every connection's TCP settings: small writes go out at once
+/// (`TCP_NODELAY`), so that a write that expects no answer (a cursor) is
+/// not held back, waiting for the acknowledgement of the one before it.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
 impl fmt::Debug for Client {
