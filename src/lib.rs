@@ -118,6 +118,7 @@ mod outcome;
 mod pool;
 #[cfg(feature = "redis")]
 pub mod remote;
+mod supervise;
 mod sync;
 mod task;
 mod timer;
@@ -139,6 +140,10 @@ pub use init::init;
 pub use named::{NamedTask, Registry, RegistryError};
 pub use outcome::{Crash, CrashCause, Killed, Location, Lost, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
+pub use supervise::{
+    Attempt, AttemptEnd, Backoff, GroupReport, Restart, Strategy, SuperviseError, Supervised,
+    SupervisedGroup, SupervisedStatus, Supervisor, Unread,
+};
 pub use task::{Events, Status, StopHandle, Task, TaskId};
 
 #[cfg(feature = "tokio")]
