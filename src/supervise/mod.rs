@@ -39,11 +39,13 @@
 //! 3. Supervision ends only once the current attempt has ended: nothing it
 //!    started is left behind by the supervisor.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
+use crate::backend::command::Exit;
 use crate::outcome::{Crash, CrashCause, Outcome};
 
 mod single;
@@ -74,8 +76,9 @@ pub enum Restart {
     Always,
     /// When the attempt failed: its own error, a panic, a crash, a lost
     /// remote worker, a kill or a cancellation that did not come from the
-    /// supervised handle (Erlang's *transient*). An attempt that gives a
-    /// value is the end. The default.
+    /// supervised handle, or a command's unsuccessful exit (Erlang's
+    /// *transient*). An attempt that gives a value is the end. The
+    /// default.
     #[default]
     OnFailure,
     /// Never (Erlang's *temporary*): supervision only records the attempt.
@@ -85,10 +88,14 @@ pub enum Restart {
 impl Restart {
     /// Whether an attempt that ended with `outcome`, without being stopped
     /// through the supervised handle, is started again.
-    pub fn wants<T, E>(&self, outcome: &Outcome<T, E>) -> bool {
+    ///
+    /// A [`Command`](crate::Command)'s [`Exit`] that is not a success (a
+    /// non-zero code, a signal) counts as a failure, as a daemon's exit
+    /// does for supervisord.
+    pub fn wants<T: 'static, E>(&self, outcome: &Outcome<T, E>) -> bool {
         match self {
             Restart::Always => true,
-            Restart::OnFailure => !outcome.is_value(),
+            Restart::OnFailure => failed(outcome),
             Restart::Never => false,
         }
     }
@@ -284,7 +291,7 @@ pub struct AttemptEnd {
 }
 
 impl AttemptEnd {
-    fn new<T, E: fmt::Debug>(
+    fn new<T: 'static, E: fmt::Debug>(
         attempt: Attempt,
         started: Instant,
         outcome: &Outcome<T, E>,
@@ -356,10 +363,31 @@ impl fmt::Display for AttemptEnd {
     }
 }
 
-/// An outcome in words.
-fn describe<T, E: fmt::Debug>(outcome: &Outcome<T, E>) -> String {
+/// Whether an outcome is a failure: anything but a value, or a command's
+/// exit that is not a success.
+fn failed<T: 'static, E>(outcome: &Outcome<T, E>) -> bool {
     match outcome {
-        Outcome::Value(_) => "returned a value".to_owned(),
+        Outcome::Value(value) => as_exit(value).is_some_and(|exit| !exit.success()),
+        _ => true,
+    }
+}
+
+/// The value as a command's exit, if it is one.
+fn as_exit<T: 'static>(value: &T) -> Option<&Exit> {
+    (value as &dyn Any).downcast_ref::<Exit>()
+}
+
+/// An outcome in words.
+fn describe<T: 'static, E: fmt::Debug>(outcome: &Outcome<T, E>) -> String {
+    match outcome {
+        Outcome::Value(value) => match as_exit(value) {
+            Some(exit) => match (exit.code(), exit.signal()) {
+                (Some(code), _) => format!("the program exited with code {code}"),
+                (None, Some(signal)) => format!("the program was ended by signal {signal}"),
+                _ => "the program exited".to_owned(),
+            },
+            None => "returned a value".to_owned(),
+        },
         Outcome::Error(e) => format!("returned an error: {e:?}"),
         Outcome::Panicked(p) => p.to_string(),
         Outcome::Cancelled => "was cancelled before it began".to_owned(),

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{
     Attempt, AttemptEnd, Limits, OnRestart, Restart, Strategy, SuperviseError, SupervisedStatus,
-    Supervisor, describe, not_started,
+    Supervisor, describe, failed, not_started,
 };
 use crate::backend::thread as place;
 use crate::mailbox::KILL;
@@ -28,15 +28,15 @@ struct Running {
 struct Summary {
     kind: &'static str,
     description: String,
-    is_value: bool,
+    failed: bool,
 }
 
 impl Summary {
-    fn of<T, E: fmt::Debug>(outcome: &Outcome<T, E>) -> Summary {
+    fn of<T: 'static, E: fmt::Debug>(outcome: &Outcome<T, E>) -> Summary {
         Summary {
             kind: outcome.kind(),
             description: describe(outcome),
-            is_value: outcome.is_value(),
+            failed: failed(outcome),
         }
     }
 }
@@ -367,7 +367,7 @@ fn supervise_group(
                 }
                 let wants = match plan.restart {
                     Restart::Always => true,
-                    Restart::OnFailure => !summary.is_value,
+                    Restart::OnFailure => summary.failed,
                     Restart::Never => false,
                 };
                 if !wants {
@@ -438,7 +438,7 @@ fn start_child(i: usize, slot: &mut Slot, notes: &Sender<Note>) {
                 let summary = outcome::catch(watch).unwrap_or_else(|panic| Summary {
                     kind: "panic",
                     description: panic.to_string(),
-                    is_value: false,
+                    failed: true,
                 });
                 let _ = notes.send(Note::Ended {
                     child: i,
