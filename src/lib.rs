@@ -94,11 +94,29 @@
 //! ([`WaitUntilDone`], [`FeedFrom`], [`Deadline`]), and [`controlled`] turns a
 //! task body into a plain call that returns its value or a [`RunError`].
 //!
+//! # Keeping tasks alive
+//!
+//! A [`Supervisor`] restarts a task by policy ([`Restart`]: always, on
+//! failure, never, as Erlang/OTP's permanent, transient and temporary),
+//! waiting a [`Backoff`] between restarts and giving up past a restart
+//! intensity (at most N restarts within a window). It knows no place: a
+//! factory makes each attempt, a thread task, a [`Process`], a [`Command`]
+//! or a remote task. The [`Supervised`] handle stays one handle across
+//! restarts: messages reach the current attempt, those an attempt never
+//! read go to the next one, the events of every attempt come out of one
+//! `recv`, and [`status`](Supervised::status),
+//! [`attempt`](Supervised::attempt) and [`history`](Supervised::history)
+//! tell the restarts. [`Supervisor::spawn_group`] keeps several children
+//! alive together with Erlang's strategies ([`Strategy`]: one-for-one,
+//! one-for-all, rest-for-one).
+//!
 //! # Tracing
 //!
 //! Each task runs inside a `task` span (its id and name) of the [`tracing`]
 //! crate, with events when it starts, when a stop is requested and when it
-//! ends (with its outcome). Without a subscriber they cost next to nothing.
+//! ends (with its outcome). A supervisor traces each attempt's end and each
+//! restart (with the attempt's number and its outcome's kind) at `info`,
+//! and giving up at `warn`. Without a subscriber they cost next to nothing.
 //!
 //! [`tracing`]: https://docs.rs/tracing
 #![cfg_attr(docsrs, feature(doc_cfg))]

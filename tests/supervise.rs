@@ -44,6 +44,7 @@ impl NamedTask for Flaky {
 fn registry() -> Registry {
     let mut registry = common::process_tasks::registry();
     registry.register::<Flaky>().unwrap();
+    registry.register::<UpThenFail>().unwrap();
     registry
 }
 
@@ -615,4 +616,55 @@ fn a_group_gives_up_as_a_whole_and_stops_every_child() {
     let first = report.last()[0].as_ref().unwrap();
     assert!(first.was_stopped());
     assert_eq!(first.kind(), "error");
+}
+
+/// The factory takes a remote task as any other (checked when built; the
+/// Redis tests run remote tasks).
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+fn a_remote_task_can_be_supervised(
+    client: sidetask::remote::Client,
+) -> Result<Supervised<String, Stopped, (), u32>, sidetask::SuperviseError> {
+    use sidetask::remote::Remote;
+    Supervisor::new()
+        .restart(Restart::OnFailure)
+        .spawn(move |_| Remote::<common::process_tasks::Sleeper>::new(1).spawn_on(&client))
+}
+
+/// Says it runs, then fails at its first message.
+struct UpThenFail;
+
+impl NamedTask for UpThenFail {
+    const NAME: &'static str = "supervise_up_then_fail";
+    type Arg = ();
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), ()>, (): ()) -> Result<(), Stopped> {
+        ctx.emit(())?;
+        let _ = ctx.recv();
+        std::process::exit(1)
+    }
+}
+
+#[test]
+fn each_message_fails_at_least_one_process_attempt_and_the_next_one_runs() {
+    setup();
+    let supervised = eager()
+        .spawn(|_| Process::<UpThenFail>::new(()).spawn())
+        .unwrap();
+    supervised.recv_timeout(LIMIT).unwrap();
+    for n in 2..=6 {
+        supervised.send(()).unwrap();
+        supervised.recv_timeout(LIMIT).unwrap();
+        // A child that exits right after it read a message may not have
+        // told us it read it: that message goes to the next attempt too
+        // (at least once), and fails it as well.
+        assert!(supervised.attempt() >= n, "{} < {n}", supervised.attempt());
+    }
+    supervised.stop();
+    assert_eq!(join_status(&supervised), SupervisedStatus::Stopped);
+    assert!(supervised.history().len() >= 6);
 }

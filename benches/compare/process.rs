@@ -1,5 +1,6 @@
 //! The process figures: named tasks in child processes against procspawn,
-//! `/bin/true` and a raw socketpair; a command against std's spawn.
+//! `/bin/true` and a raw socketpair; a command against std's spawn; a
+//! supervised process task's restart against a hand-written respawn loop.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
-use sidetask::{Ctx, NamedTask, Pool, Process, Registry, Stopped};
+use sidetask::{Backoff, Ctx, NamedTask, Pool, Process, Registry, Restart, Stopped, Supervisor};
 
 use super::{Unit, alternate, compare, median, report};
 
@@ -49,11 +50,47 @@ impl NamedTask for Pong {
     }
 }
 
+/// On odd attempts, fails at once (exits with code 1); on even ones, says
+/// it runs, then waits until stopped.
+pub struct FailThenUp;
+
+impl NamedTask for FailThenUp {
+    const NAME: &'static str = "bench_fail_then_up";
+    type Arg = u32;
+    type In = ();
+    type Event = ();
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), ()>, attempt: u32) -> Result<(), Stopped> {
+        if attempt % 2 == 1 {
+            std::process::exit(1);
+        }
+        ctx.emit(())?;
+        let _ = ctx.recv();
+        Ok(())
+    }
+}
+
 pub fn registry() -> Registry {
     Registry::new()
         .with::<Empty>()
         .and_then(|r| r.with::<Pong>())
+        .and_then(|r| r.with::<FailThenUp>())
         .expect("unique names")
+}
+
+/// The baseline's children, as `FailThenUp`: `fail` exits with code 1 at
+/// once; `up` says it runs with a byte on stdout, then waits for the end
+/// of stdin.
+pub fn fail_then_up_child(how: &str) -> ! {
+    if how == "fail" {
+        std::process::exit(1);
+    }
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(b"u").and_then(|()| stdout.flush());
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+    std::process::exit(0)
 }
 
 /// Runs the calling thread on `cpu` only (`None`: leaves it be).
@@ -203,4 +240,50 @@ pub fn process_pool_1000() {
         Unit::Time,
     );
     pool.shutdown();
+}
+
+/// A process task's attempt fails (exits with code 1) and its
+/// supervisor's next attempt is running (it said so with an event),
+/// against a hand-written respawn loop over `std::process::Command`: the
+/// same binary as a child that exits with code 1, waited for, spawned
+/// again as one that says it runs with a byte, read. Each call: a
+/// supervisor (or loop) from its first child to its second one running,
+/// then that one stopped and reaped.
+pub fn restart_latency() {
+    let ours = || {
+        let supervised = Supervisor::new()
+            .restart(Restart::OnFailure)
+            .backoff(Backoff::none())
+            .spawn(|attempt| Process::<FailThenUp>::new(attempt.number()).spawn())
+            .unwrap();
+        supervised.recv().unwrap(); // attempt 2 runs
+        supervised.stop();
+        assert!(supervised.join().is_value());
+    };
+    let child = |how: &str| {
+        Command::new("/proc/self/exe")
+            .args(["--fail-then-up-child", how])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let theirs = || {
+        assert!(!child("fail").wait().unwrap().success());
+        let mut up = child("up");
+        up.stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut [0u8; 1])
+            .unwrap();
+        drop(up.stdin.take());
+        assert!(up.wait().unwrap().success());
+    };
+    compare(
+        "restart_latency",
+        "respawn loop over std::process::Command: child fails, spawned again, runs",
+        20,
+        ours,
+        theirs,
+    );
 }

@@ -38,6 +38,11 @@ use crate::task::{Events, StopHandle, Task, TaskId};
 /// [`status`](Supervised::status), [`attempt`](Supervised::attempt) and
 /// [`history`](Supervised::history) tell the restarts.
 ///
+/// A message counts as read once the attempt's place knows it was: a
+/// process attempt that crashes right after reading a message, before its
+/// child told the parent, leaves it unread, and the next attempt gets it
+/// again (at least once, never lost).
+///
 /// [`stop`](Supervised::stop) stops the current attempt and ends
 /// supervision: its outcome is that attempt's (or, during a backoff, the
 /// last attempt's). [`kill`](Supervised::kill) kills the current attempt.
@@ -691,6 +696,40 @@ where
     /// ([`SendError::TooLarge`]) is given back here too.
     pub fn take_unread(&self) -> Option<Vec<In>> {
         self.task.take_unread()
+    }
+
+    /// Awaits the end of supervision and the last attempt's outcome
+    /// (see [`Task::join_async`]).
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn join_async(self) -> crate::task::Join<T, E, In, Ev> {
+        self.task.join_async()
+    }
+
+    /// Awaits the end of supervision, without taking the outcome.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn wait_async(&self) {
+        self.task.wait_async().await;
+    }
+
+    /// Sends a message, awaiting room (see [`Task::send_async`]).
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn send_async(&self, message: In) -> crate::task::SendFuture<'_, T, E, In, Ev> {
+        self.task.send_async(message)
+    }
+
+    /// Awaits the next event of any attempt (see [`Task::recv_async`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once supervision has ended and every event was
+    /// received.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn recv_async(&self) -> Result<Ev, RecvError> {
+        self.task.recv_async().await
     }
 
     /// The supervisor's own task: every other verb of [`Task`] (with the
