@@ -286,4 +286,21 @@ pub fn restart_latency() {
         ours,
         theirs,
     );
+    // What the supervisor itself costs: the same two process tasks,
+    // respawned by hand.
+    let by_hand = || {
+        let failing = Process::<FailThenUp>::new(1).spawn().unwrap();
+        assert!(failing.join().is_crashed());
+        let up = Process::<FailThenUp>::new(2).spawn().unwrap();
+        up.recv().unwrap();
+        up.stop();
+        assert!(up.join().is_value());
+    };
+    compare(
+        "restart_latency",
+        "respawn loop over Process: the same two process tasks, by hand",
+        20,
+        ours,
+        by_hand,
+    );
 }
