@@ -51,8 +51,8 @@ fn main() {
         remote::worker_process(&args[1]);
         return;
     }
-    if args.first().map(String::as_str) == Some("--fail-then-up-child") {
-        process::fail_then_up_child(&args[1]);
+    if args.first().map(String::as_str) == Some("--flap-child") {
+        process::flap_child();
     }
     if args.first().map(String::as_str) == Some("--memory-child") {
         memory_child(&args[1], args[2].parse().expect("a task count"));
