@@ -668,3 +668,22 @@ fn each_message_fails_at_least_one_process_attempt_and_the_next_one_runs() {
     assert_eq!(join_status(&supervised), SupervisedStatus::Stopped);
     assert!(supervised.history().len() >= 6);
 }
+
+#[test]
+fn a_group_whose_children_all_succeed_finishes() {
+    let group = eager()
+        .strategy(Strategy::OneForAll)
+        .child(|_| Builder::new().spawn(|_: &Ctx| Ok::<_, Stopped>(1)))
+        .child(|_| Command::new("true").spawn())
+        .spawn_group()
+        .unwrap();
+    let report = group.join_timeout(LIMIT).unwrap();
+    assert_eq!(report.status(), SupervisedStatus::Finished);
+    assert!(
+        report
+            .last()
+            .iter()
+            .all(|e| e.as_ref().unwrap().kind() == "value" && e.as_ref().unwrap().number() == 1)
+    );
+    assert_eq!(report.history().len(), 2);
+}

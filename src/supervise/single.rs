@@ -235,6 +235,7 @@ where
 {
     let id = ctx.id().as_u64();
     if let Err(why) = start_pump(ctx, watch) {
+        watch.update(|st| st.pump_done = true);
         let outcome = not_started(format!("no thread for the supervisor's pump: {why}"));
         return end(ctx, watch, SupervisedStatus::GaveUp, outcome, Vec::new());
     }
