@@ -51,6 +51,9 @@ fn main() {
         remote::worker_process(&args[1]);
         return;
     }
+    if args.first().map(String::as_str) == Some("--flap-child") {
+        process::flap_child();
+    }
     if args.first().map(String::as_str) == Some("--memory-child") {
         memory_child(&args[1], args[2].parse().expect("a task count"));
         return;
@@ -72,6 +75,7 @@ fn main() {
         ("process_round_trip", process::process_round_trip),
         ("process_pool_1000", process::process_pool_1000),
         ("command_spawn_join", process::command_spawn_join),
+        ("restart_latency", process::restart_latency),
     ];
     for (name, figure) in figures {
         if wanted(name) {

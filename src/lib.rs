@@ -104,11 +104,29 @@
 //! thread tasks that borrow from the caller's stack and returns once each
 //! has ended.
 //!
+//! # Keeping tasks alive
+//!
+//! A [`Supervisor`] restarts a task by policy ([`Restart`]: always, on
+//! failure, never, as Erlang/OTP's permanent, transient and temporary),
+//! waiting a [`Backoff`] between restarts and giving up past a restart
+//! intensity (at most N restarts within a window). It knows no place: a
+//! factory makes each attempt, a thread task, a [`Process`], a [`Command`]
+//! or a remote task. The [`Supervised`] handle stays one handle across
+//! restarts: messages reach the current attempt, those an attempt never
+//! read go to the next one, the events of every attempt come out of one
+//! `recv`, and [`status`](Supervised::status),
+//! [`attempt`](Supervised::attempt) and [`history`](Supervised::history)
+//! tell the restarts. [`Supervisor::spawn_group`] keeps several children
+//! alive together with Erlang's strategies ([`Strategy`]: one-for-one,
+//! one-for-all, rest-for-one).
+//!
 //! # Tracing
 //!
 //! Each task runs inside a `task` span (its id and name) of the [`tracing`]
 //! crate, with events when it starts, when a stop is requested and when it
-//! ends (with its outcome). Without a subscriber they cost next to nothing.
+//! ends (with its outcome). A supervisor traces each attempt's end and each
+//! restart (with the attempt's number and its outcome's kind) at `info`,
+//! and giving up at `warn`. Without a subscriber they cost next to nothing.
 //!
 //! [`tracing`]: https://docs.rs/tracing
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -130,6 +148,7 @@ mod pool;
 #[cfg(feature = "redis")]
 pub mod remote;
 mod scope;
+mod supervise;
 mod sync;
 mod task;
 mod timer;
@@ -153,6 +172,10 @@ pub use named::{NamedTask, Registry, RegistryError};
 pub use outcome::{Crash, CrashCause, Killed, Location, Lost, Outcome, Panic, TaskError};
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
 pub use scope::{Scope, ScopedTask, scope};
+pub use supervise::{
+    Attempt, AttemptEnd, Backoff, GroupReport, Restart, Strategy, SuperviseError, Supervised,
+    SupervisedGroup, SupervisedStatus, Supervisor, Unread,
+};
 pub use task::{Events, Status, StopHandle, Task, TaskId};
 
 #[cfg(feature = "tokio")]

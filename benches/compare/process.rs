@@ -1,14 +1,15 @@
 //! The process figures: named tasks in child processes against procspawn,
-//! `/bin/true` and a raw socketpair; a command against std's spawn.
+//! `/bin/true` and a raw socketpair; a command against std's spawn; a
+//! supervised process task's restart against a hand-written respawn loop.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
-use sidetask::{Ctx, NamedTask, Pool, Process, Registry, Stopped};
+use sidetask::{Backoff, Ctx, NamedTask, Pool, Process, Registry, Restart, Stopped, Supervisor};
 
 use super::{Unit, alternate, compare, median, report};
 
@@ -49,10 +50,38 @@ impl NamedTask for Pong {
     }
 }
 
+/// Says when its body started and when it is about to fail (nanoseconds
+/// of the system clock, shared by every process), then exits with code 1.
+pub struct Flap;
+
+impl NamedTask for Flap {
+    const NAME: &'static str = "bench_flap";
+    type Arg = ();
+    type In = ();
+    type Event = u64;
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), u64>, (): ()) -> Result<(), Stopped> {
+        ctx.emit(now_ns())?;
+        ctx.emit(now_ns())?;
+        std::process::exit(1)
+    }
+}
+
+/// Nanoseconds of the system clock.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock past 1970")
+        .as_nanos() as u64
+}
+
 pub fn registry() -> Registry {
     Registry::new()
         .with::<Empty>()
         .and_then(|r| r.with::<Pong>())
+        .and_then(|r| r.with::<Flap>())
         .expect("unique names")
 }
 
@@ -80,6 +109,17 @@ pub fn raw_pong_child(cpu: Option<usize>) {
             break;
         }
     }
+}
+
+/// The baseline's child, as `Flap`: writes when it started and when it is
+/// about to fail (16 bytes) to stdout, then exits with code 1.
+pub fn flap_child() -> ! {
+    let started = now_ns();
+    let mut stdout = std::io::stdout();
+    let mut out = started.to_le_bytes().to_vec();
+    out.extend(now_ns().to_le_bytes());
+    let _ = stdout.write_all(&out).and_then(|()| stdout.flush());
+    std::process::exit(1)
 }
 
 pub fn process_spawn_join() {
@@ -203,4 +243,85 @@ pub fn process_pool_1000() {
         Unit::Time,
     );
     pool.shutdown();
+}
+
+/// Attempts each run between a failure and the next start, in a row.
+const FLAPS: usize = 20;
+
+/// The median time from each attempt's last word before it fails (exits
+/// with code 1) to the next attempt's body running, over `FLAPS`
+/// restarts; each pair `(started, failing)` comes from `next`.
+fn median_restart(mut next: impl FnMut() -> (u64, u64)) -> f64 {
+    let mut gaps = Vec::with_capacity(FLAPS);
+    let (_, mut failing) = next();
+    for _ in 0..FLAPS {
+        let (started, fails) = next();
+        gaps.push(started.saturating_sub(failing) as f64 / 1e9);
+        failing = fails;
+    }
+    median(gaps)
+}
+
+/// A supervised process task fails (exits with code 1) and its next
+/// attempt's body runs: timed from the failing child's last word to the
+/// next one's first (both stamp the system clock), against a hand-written
+/// respawn loop over `std::process::Command` (a child of the same binary
+/// that stamps the same two times and exits with code 1, waited for and
+/// spawned again), and against the same process task respawned by hand
+/// (what the supervisor adds).
+pub fn restart_latency() {
+    const ROUNDS: usize = 15;
+    let ours = || {
+        let supervised = Supervisor::new()
+            .restart(Restart::OnFailure)
+            .backoff(Backoff::none())
+            .intensity(u32::MAX, Duration::from_secs(3600))
+            .spawn(|_| Process::<Flap>::new(()).spawn())
+            .unwrap();
+        let gap = median_restart(|| (supervised.recv().unwrap(), supervised.recv().unwrap()));
+        supervised.kill();
+        let _ = supervised.join();
+        gap
+    };
+    let command = || {
+        median_restart(|| {
+            let mut child = Command::new("/proc/self/exe")
+                .arg("--flap-child")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut buf = [0u8; 16];
+            child.stdout.as_mut().unwrap().read_exact(&mut buf).unwrap();
+            assert!(!child.wait().unwrap().success());
+            let (a, b) = buf.split_at(8);
+            (
+                u64::from_le_bytes(a.try_into().unwrap()),
+                u64::from_le_bytes(b.try_into().unwrap()),
+            )
+        })
+    };
+    let by_hand = || {
+        median_restart(|| {
+            let task = Process::<Flap>::new(()).spawn().unwrap();
+            let stamps = (task.recv().unwrap(), task.recv().unwrap());
+            assert!(task.join().is_crashed());
+            stamps
+        })
+    };
+    let (a, b) = alternate(ROUNDS, ours, command);
+    report(
+        "restart_latency",
+        "respawn loop over std::process::Command: a child fails, the next one runs",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+    let (a, b) = alternate(ROUNDS, ours, by_hand);
+    report(
+        "restart_latency",
+        "respawn loop over Process: the same task's next child runs",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
 }
