@@ -1,12 +1,15 @@
 //! Keeping tasks alive: a flaky command and a crashing process task, each
-//! restarted by a supervisor until it works, with every restart printed.
+//! restarted by a supervisor until it works, with every restart printed;
+//! and the other way round, a fail-fast group of downloads where one
+//! failure stops the rest, every outcome reported.
 //!
 //! Run with `cargo run --example supervise`.
 
 use std::time::Duration;
 
 use sidetask::{
-    AttemptEnd, Backoff, Command, Ctx, NamedTask, Process, Registry, Restart, Stopped, Supervisor,
+    AttemptEnd, Backoff, Command, Ctx, Group, NamedTask, Outcome, Process, Registry, Restart,
+    Stopped, Supervisor,
 };
 
 /// A service that crashes (aborts its process) on its first two attempts,
@@ -97,12 +100,44 @@ fn crashing_process() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Six slow downloads in a fail-fast group: the fourth fails, which stops
+/// the others at once; the report says what became of each.
+fn failing_downloads() {
+    let mut downloads = Group::fail_fast();
+    let mut names = std::collections::HashMap::new();
+    for n in 1..=6u32 {
+        let id = downloads.spawn(move |ctx: &Ctx<(), String>| {
+            for percent in (0..=100).step_by(20) {
+                if n == 4 && percent == 40 {
+                    return Err(format!("connection reset at {percent}%"));
+                }
+                ctx.emit(format!("{percent}%")).ok();
+                ctx.sleep(Duration::from_millis(20 * u64::from(n)))
+                    .map_err(|Stopped| format!("stopped at {percent}%"))?;
+            }
+            Ok(format!("{n}.tar.gz: 100%"))
+        });
+        names.insert(id, format!("download {n}"));
+    }
+    let report = downloads.join_all();
+    if let Some((id, outcome)) = report.first_failure() {
+        println!("[downloads] first failure: {} ({outcome:?})", names[&id]);
+    }
+    for (id, outcome) in report.outcomes() {
+        let what = match outcome {
+            Outcome::Value(done) => done.clone(),
+            Outcome::Error(why) => why.clone(),
+            other => format!("{other:?}"),
+        };
+        println!("[downloads] {}: {what}", names[id]);
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // First thing: in a child process this runs the task and exits.
     sidetask::init(Registry::new().with::<Service>()?);
     flaky_command()?;
     crashing_process()?;
-    // group part: a group of slow work where one failure stops the rest
-    // comes here, as its own function called from `main`.
+    failing_downloads();
     Ok(())
 }

@@ -330,7 +330,9 @@ impl<T, E> Group<T, E> {
     }
 
     /// Puts a task in the group and returns its id; the group owns its
-    /// handle from now on. A task built but not started is started here
+    /// handle from now on, so nobody reads the task's events: once its
+    /// outbox is full, an emit gives its event back at once instead of
+    /// waiting. A task built but not started is started here
     /// (if no thread can be started for it, it ends
     /// [`Cancelled`](Outcome::Cancelled), as `join_next` reports).
     pub fn insert<In, Ev>(&mut self, task: Task<T, E, In, Ev>) -> TaskId
@@ -386,6 +388,9 @@ impl<T, E> Group<T, E> {
                 state.stoppers.insert(id, task.stop_handle());
             }
         }
+        // Nobody reads its events now: an emit into its full outbox gives
+        // the event back instead of waiting for ever.
+        task.shared().set_outbox_unread();
         let ready = Arc::downgrade(&self.ready);
         let hook = Box::new(move |failed| {
             if let Some(ready) = Weak::upgrade(&ready) {

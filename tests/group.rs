@@ -486,3 +486,22 @@ fn outcome_map_keeps_every_other_case() {
     let o: Outcome<u32, String> = Outcome::Error("e".into());
     assert_eq!(o.map(|n| n + 1).map_error(|e| e.len()).error(), Some(1));
 }
+
+#[test]
+fn a_task_in_a_group_never_waits_to_emit_events_nobody_reads() {
+    let mut group: Group<(usize, usize), Stopped> = Group::new();
+    group.spawn(|ctx: &Ctx<(), u32>| {
+        let (mut kept, mut given_back) = (0, 0);
+        for n in 0..10_000 {
+            match ctx.emit(n) {
+                Ok(()) => kept += 1,
+                Err(_) => given_back += 1,
+            }
+        }
+        Ok((kept, given_back))
+    });
+    let (_, outcome) = group.join_next_timeout(LIMIT).unwrap();
+    let (kept, given_back) = outcome.value().unwrap();
+    assert_eq!(kept + given_back, 10_000);
+    assert!(given_back > 0);
+}
