@@ -367,6 +367,13 @@ impl<In, Ev> Mailbox<In, Ev> {
         self.flags.load(Ordering::Acquire) & flag != 0
     }
 
+    /// Whether the outbox holds no event, without the lock: exact for a
+    /// caller that saw every emit end (the task's own thread, or after
+    /// `DONE`).
+    pub(crate) fn outbox_is_empty(&self) -> bool {
+        self.outbox_len.load(Ordering::Acquire) == 0
+    }
+
     /// Sets `flag` and wakes every waiter; returns `true` if it was not set.
     pub(crate) fn set(&self, flag: u8) -> bool {
         self.locked(|s| {

@@ -5,12 +5,15 @@
 //! after another. A runner pulls the next input (under the input lock,
 //! which hands out the indices), builds the input's task, puts the handle in
 //! its slot (where the pool's handle reaches it: `with_task`, `running`,
-//! `stop_all`), runs the task's job right there on the runner's thread, and
+//! `stop_all`), runs the task's body right there on the runner's thread, and
 //! sends the [`Finished`] result down a bounded channel, which is the only
-//! place results wait. A pool starts one runner per core; the watchdog adds
-//! more while every runner is held up, up to the parallelism. A process
-//! pool is the same pool, whose body hands each input to a warm child
-//! (`Warm`, in the process place).
+//! place results wait. The body runs without a job of its own (no
+//! allocation, no lock on a pending job, no outcome stored and taken back),
+//! and the task's shared state is made new in place for the runner's next
+//! task when nobody else holds it. A pool starts one runner per core; the
+//! watchdog adds more while every runner is held up, up to the
+//! parallelism. A process pool is the same pool, whose body hands each
+//! input to a warm child (`Warm`, in the process place).
 //!
 //! Glossary:
 //!

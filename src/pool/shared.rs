@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use crossbeam_utils::CachePadded;
+use crossbeam_utils::atomic::AtomicCell;
 
 use super::{Finished, Progress};
 use crate::outcome::{self, Panic};
@@ -27,8 +28,10 @@ pub(super) struct Slot<T, E, In, Ev> {
     pub(super) seen: AtomicUsize,
     /// The runner's results sender while it pulls an input: there a close
     /// takes it, so that a runner held in the iterator's `next` keeps the
-    /// results from ending only until the close.
-    pub(super) parked: Mutex<Option<Results<T, E, Ev>>>,
+    /// results from ending only until the close. Whoever takes it out (the
+    /// runner back from `next`, or a close) owns it; it is a pointer, so a
+    /// park and a take are one swap each.
+    pub(super) parked: AtomicCell<Option<Parked<T, E, Ev>>>,
 }
 
 /// The task a runner runs now, with its input's index.
@@ -44,6 +47,10 @@ pub(super) struct Input<I> {
 
 /// Where a task's result goes.
 pub(super) type Results<T, E, Ev> = Sender<Finished<T, E, Ev>>;
+
+/// A runner's results sender, boxed once for the runner's life so that it
+/// parks in an atomic cell.
+pub(super) type Parked<T, E, Ev> = Box<Results<T, E, Ev>>;
 
 /// The settings each task is built with: inbox and outbox capacities, and
 /// the timeout.
@@ -113,7 +120,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                         current: AtomicUsize::new(usize::MAX),
                         finished: AtomicUsize::new(0),
                         seen: AtomicUsize::new(usize::MAX),
-                        parked: Mutex::new(None),
+                        parked: AtomicCell::new(None),
                     })
                 })
                 .collect(),
@@ -124,18 +131,14 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
         shared
     }
 
+    /// Notes how many inputs the iterator says it has left (`counts`
+    /// says 0 once the pool is closed, whatever this stored last).
     fn update_queued(&self, input: &Input<I>) {
-        let closed = self.closed.load(Ordering::SeqCst);
         let queued = match input.iter.size_hint() {
-            _ if closed => 0,
             (lo, Some(hi)) if lo == hi => lo,
             _ => usize::MAX,
         };
-        self.queued.store(queued, Ordering::SeqCst);
-        if !closed && self.closed.load(Ordering::SeqCst) {
-            // A close came meanwhile and may have stored its 0 first.
-            self.queued.store(0, Ordering::SeqCst);
-        }
+        self.queued.store(queued, Ordering::Relaxed);
     }
 
     /// The next input, its index and the results sender the runner of
@@ -150,7 +153,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
     pub(super) fn next_input(
         &self,
         here: &Slot<T, E, In, Ev>,
-    ) -> Option<(usize, I, Results<T, E, Ev>)> {
+    ) -> Option<(usize, I, Parked<T, E, Ev>)> {
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return None;
@@ -184,7 +187,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                 self.wake_window_waiters();
                 return None;
             };
-            let Some(results) = lock(&here.parked).take() else {
+            let Some(results) = here.parked.take() else {
                 // Closed while the iterator's `next` ran.
                 drop(input);
                 drop(item);
@@ -261,8 +264,10 @@ where
         for slot in &self.slots {
             // A runner that parked its sender before the close pulls no
             // more, or drops what it pulled unrun; one that parks it after
-            // sees the close before it pulls.
-            drop(lock(&slot.parked).take());
+            // sees the close before it pulls. (Park and take are swaps on
+            // one cell, so one comes first: a park after this take reads
+            // what it wrote, and so sees `closed`, stored before it.)
+            drop(slot.parked.take());
         }
         self.wake_window_waiters();
         if stop {
@@ -275,7 +280,13 @@ where
     }
 
     fn counts(&self) -> Progress {
-        let queued = self.queued.load(Ordering::Relaxed);
+        // Closed, nothing is queued any more: a runner that pulled before the
+        // close may have stored its count after the close's 0.
+        let queued = if self.closed.load(Ordering::SeqCst) {
+            0
+        } else {
+            self.queued.load(Ordering::Relaxed)
+        };
         Progress {
             queued: (queued != usize::MAX).then_some(queued),
             running: self

@@ -224,6 +224,19 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     pub(crate) fn is_finished(&self) -> bool {
         self.mailbox.is(DONE)
     }
+
+    /// Says the task ended with `outcome`, which its caller keeps (a task
+    /// run by the thread that holds its only handle, which nobody can
+    /// join), and wakes everyone waiting for it.
+    pub(crate) fn finish_kept<T, E>(&self, outcome: &Outcome<T, E>) {
+        tracing::debug!(
+            task.id = self.id.as_u64(),
+            task.name = self.name.as_deref(),
+            outcome = outcome.kind(),
+            "task ended"
+        );
+        self.mailbox.set(DONE);
+    }
 }
 
 impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
