@@ -88,6 +88,12 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Makes `shared`, an ended task's state that nobody else holds, as
+    /// [`shared`](Settings::shared) makes one.
+    pub(crate) fn renew<In, Ev, T, E>(&self, shared: &mut Shared<In, Ev, Slot<T, E>>) {
+        shared.renew(self.name.as_deref().map(Arc::from), self.inbox, self.outbox);
+    }
+
     /// A task's shared state made with these settings, not started.
     #[inline(always)]
     pub(crate) fn shared<In, Ev, T, E>(&self) -> Shared<In, Ev, Slot<T, E>> {
@@ -176,7 +182,7 @@ where
         let task = match reuse {
             Some(mut task) if task.shared.is_finished() => {
                 match Arc::get_mut(&mut task.shared) {
-                    Some(state) => *state = settings.shared(),
+                    Some(state) => settings.renew(state),
                     None => task.shared = Arc::new(settings.shared()),
                 }
                 task.timeout = settings.timeout;

@@ -57,7 +57,8 @@ struct Limit<In> {
 }
 
 impl<In, Ev, O> Shared<In, Ev, O> {
-    /// The shared state of a task not started yet.
+    /// The shared state of a task not started yet (`renew` makes one the
+    /// same, in place: a field added here is reset there too).
     #[inline(always)]
     pub(crate) fn new(name: Option<Arc<str>>, inbox: usize, outbox: usize, outcome: O) -> Self {
         Shared {
@@ -72,6 +73,27 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             limit: OnceLock::new(),
             outcome,
         }
+    }
+}
+
+impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
+    /// Makes this state as [`new`](Shared::new) makes one (a new id, the
+    /// outcome slot empty), in place: a task's state reused by the next
+    /// task, which nobody else holds. What is left in it is dropped.
+    pub(crate) fn renew(&mut self, name: Option<Arc<str>>, inbox: usize, outbox: usize) {
+        self.id = TaskId::next();
+        self.name = name;
+        *self.started.get_mut() = false;
+        *self.outbox_unread.get_mut() = false;
+        self.mailbox.renew(inbox, outbox);
+        self.stop_hook.take();
+        self.hang_check = None;
+        self.wire.take();
+        self.limit.take();
+        *self
+            .outcome
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner()) = None;
     }
 }
 
