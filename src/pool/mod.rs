@@ -300,7 +300,7 @@ impl Pool {
         let shared = Arc::new_cyclic(|me| {
             PoolShared::new(
                 me.clone(),
-                Box::new(iter),
+                iter,
                 most,
                 results_tx,
                 body,

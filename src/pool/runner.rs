@@ -12,10 +12,11 @@ use crate::outcome::Outcome;
 use crate::sync::lock;
 use crate::task::Settings;
 
-impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev>
+impl<It, F, T, E, In, Ev> PoolShared<It, F, T, E, In, Ev>
 where
-    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
-    I: Send + 'static,
+    F: Fn(&Ctx<In, Ev>, It::Item) -> Outcome<T, E> + Send + Sync + 'static,
+    It: Iterator + Send + 'static,
+    It::Item: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
     In: Send + 'static,
@@ -43,13 +44,14 @@ where
 /// the results from ending only until the pool is closed. An input whose
 /// `next` was under way when the close took the sender is dropped, never
 /// run.
-fn run<I, F, T, E, In, Ev>(
-    shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
+fn run<It, F, T, E, In, Ev>(
+    shared: &Arc<PoolShared<It, F, T, E, In, Ev>>,
     slot: usize,
     results: Results<T, E, Ev>,
 ) where
-    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
-    I: Send + 'static,
+    F: Fn(&Ctx<In, Ev>, It::Item) -> Outcome<T, E> + Send + Sync + 'static,
+    It: Iterator + Send + 'static,
+    It::Item: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
     In: Send + 'static,

@@ -39,8 +39,10 @@ pub(super) type Running<T, E, In, Ev> = Option<(usize, Task<T, E, In, Ev>)>;
 
 pub(super) type Slots<T, E, In, Ev> = Box<[CachePadded<Slot<T, E, In, Ev>>]>;
 
-pub(super) struct Input<I> {
-    pub(super) iter: Box<dyn Iterator<Item = I> + Send>,
+pub(super) struct Input<It> {
+    /// Kept in place (not boxed), beside the lock, so that a pull touches
+    /// one cache line fewer.
+    pub(super) iter: It,
     /// The index the next input pulled gets.
     pub(super) next: usize,
 }
@@ -52,15 +54,19 @@ pub(super) type Results<T, E, Ev> = Sender<Finished<T, E, Ev>>;
 /// parks in an atomic cell.
 pub(super) type Parked<T, E, Ev> = Box<Results<T, E, Ev>>;
 
+/// A pulled input: its index, the input, and the puller's results sender
+/// taken back.
+pub(super) type Pulled<It, T, E, Ev> = (usize, <It as Iterator>::Item, Parked<T, E, Ev>);
+
 /// The settings each task is built with: inbox and outbox capacities, and
 /// the timeout.
 pub(super) type TaskSettings = (usize, usize, Option<Duration>);
 
-pub(super) struct PoolShared<I, F, T, E, In, Ev> {
-    pub(super) me: Weak<PoolShared<I, F, T, E, In, Ev>>,
+pub(super) struct PoolShared<It, F, T, E, In, Ev> {
+    pub(super) me: Weak<PoolShared<It, F, T, E, In, Ev>>,
     /// The input iterator, held by a runner while it pulls (inside the
     /// iterator's `next`, which may never return).
-    pub(super) input: Mutex<Input<I>>,
+    pub(super) input: Mutex<Input<It>>,
     /// No input is taken any more: the inputs ended, or the pool was
     /// closed. Read and written without the input lock, so that closing
     /// never waits for the iterator.
@@ -88,17 +94,17 @@ pub(super) struct PoolShared<I, F, T, E, In, Ev> {
     pub(super) settings: TaskSettings,
 }
 
-impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
+impl<It: Iterator, F, T, E, In, Ev> PoolShared<It, F, T, E, In, Ev> {
     /// The shared state of a pool of `slots` slots over `iter`; `results`
     /// becomes the spare sender.
     pub(super) fn new(
-        me: Weak<PoolShared<I, F, T, E, In, Ev>>,
-        iter: Box<dyn Iterator<Item = I> + Send>,
+        me: Weak<PoolShared<It, F, T, E, In, Ev>>,
+        iter: It,
         slots: usize,
         results: Sender<Finished<T, E, Ev>>,
         body: F,
         settings: TaskSettings,
-    ) -> PoolShared<I, F, T, E, In, Ev> {
+    ) -> PoolShared<It, F, T, E, In, Ev> {
         let shared = PoolShared {
             me,
             input: Mutex::new(Input { iter, next: 0 }),
@@ -133,7 +139,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
 
     /// Notes how many inputs the iterator says it has left (`counts`
     /// says 0 once the pool is closed, whatever this stored last).
-    fn update_queued(&self, input: &Input<I>) {
+    fn update_queued(&self, input: &Input<It>) {
         let queued = match input.iter.size_hint() {
             (lo, Some(hi)) if lo == hi => lo,
             _ => usize::MAX,
@@ -150,10 +156,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
     /// parked sender is taken back under the input lock, as soon as `next`
     /// returns: only an input whose `next` was under way at a close can find
     /// it gone, and is then dropped, never run.
-    pub(super) fn next_input(
-        &self,
-        here: &Slot<T, E, In, Ev>,
-    ) -> Option<(usize, I, Parked<T, E, Ev>)> {
+    pub(super) fn next_input(&self, here: &Slot<T, E, In, Ev>) -> Option<Pulled<It, T, E, Ev>> {
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return None;
@@ -239,9 +242,9 @@ pub(super) trait PoolControl<T, E, In, Ev>: Send + Sync {
     fn delivered(&self, next: usize);
 }
 
-impl<I, F, T, E, In, Ev> PoolControl<T, E, In, Ev> for PoolShared<I, F, T, E, In, Ev>
+impl<It, F, T, E, In, Ev> PoolControl<T, E, In, Ev> for PoolShared<It, F, T, E, In, Ev>
 where
-    I: Send,
+    It: Iterator + Send,
     F: Send + Sync,
     T: Send,
     E: Send,
