@@ -324,6 +324,10 @@ impl Pool {
     }
 }
 
+/// How many times a receive that finds no result yields its thread (to the
+/// runners, when no core is spare) before it waits.
+const YIELDS: usize = 16;
+
 /// The results of [`Pool::run_process`] for the named task `T`.
 pub type ProcessPoolRun<T> = PoolRun<
     <T as NamedTask>::Value,
@@ -404,6 +408,16 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv(&self) -> Result<Finished<T, E, Ev>, RecvError> {
+        // The results come from the pool's own runners: yield to them a few
+        // times before the channel's wait, which first spins on this core
+        // (taking it from a runner when no core is spare).
+        for _ in 0..YIELDS {
+            match self.results.try_recv() {
+                Ok(done) => return Ok(done),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return Err(RecvError),
+                Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
         self.results.recv().map_err(|_| RecvError)
     }
 
