@@ -323,3 +323,15 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parking a runner's sender and taking it back are one atomic swap
+    /// each, not a lock round trip hidden in the cell.
+    #[test]
+    fn a_parked_sender_is_swapped_lock_free() {
+        assert!(AtomicCell::<Option<Parked<u64, (), ()>>>::is_lock_free());
+    }
+}
