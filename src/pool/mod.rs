@@ -69,7 +69,7 @@ mod shared;
 mod watchdog;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -294,7 +294,7 @@ impl Pool {
         };
         // Start with one runner per core; the watchdog adds more while every
         // runner is held up by a long task, up to the parallelism.
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = cores();
         let first = most.min(cores);
         let (results_tx, results_rx) = crossbeam_channel::bounded(self.results);
         let shared = Arc::new_cyclic(|me| {
@@ -322,6 +322,14 @@ impl Pool {
             window: self.parallelism.saturating_add(self.results),
         })
     }
+}
+
+/// The number of cores, asked of the system once: `available_parallelism`
+/// reads the cgroup files on each call (some tens of microseconds, a good
+/// part of a small pool's whole run).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 /// How many times a receive that finds no result yields its thread (to the
