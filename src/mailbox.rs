@@ -320,6 +320,8 @@ pub(crate) enum PopError {
 }
 
 impl<In, Ev> Mailbox<In, Ev> {
+    /// An empty mailbox (`renew` makes one the same, in place: a field
+    /// added here is reset there too).
     #[inline(always)]
     pub(crate) fn new(inbox_cap: usize, outbox_cap: usize) -> Self {
         Mailbox {
@@ -345,6 +347,39 @@ impl<In, Ev> Mailbox<In, Ev> {
         }
     }
 
+    /// Makes this mailbox as [`new`](Mailbox::new) makes one, in place, for
+    /// a task's state reused by the next task (nobody else holds it): what
+    /// is left in it is dropped.
+    pub(crate) fn renew(&mut self, inbox_cap: usize, outbox_cap: usize) {
+        {
+            #[cfg(not(all(test, loom)))]
+            let state = self
+                .state
+                .get_mut()
+                .unwrap_or_else(|poison| poison.into_inner());
+            #[cfg(all(test, loom))]
+            let mut state = lock(&self.state);
+            state.outbox.clear();
+            state.flags = 0;
+            state.waiters = Waiters::default();
+            state.notify = false;
+        }
+        self.inbox = Queue::new();
+        if self.returned_len.load(Ordering::Relaxed) != 0 {
+            lock(&self.returned).clear();
+            self.returned_len.store(0, Ordering::Relaxed);
+        }
+        self.has_waiters.store(false, Ordering::Relaxed);
+        self.inbox_cap = inbox_cap.max(1);
+        self.outbox_cap = outbox_cap.max(1);
+        self.spin_in.store(true, Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
+        self.inbox_len.store(0, Ordering::Relaxed);
+        self.counted = inbox_cap.saturating_mul(slot_size::<In>()) > ARRAY_BYTES;
+        self.outbox_len.store(0, Ordering::Relaxed);
+        self.pushing.store(0, Ordering::Relaxed);
+    }
+
     /// Runs `f` under the lock, then wakes the waiters if `f` changed the
     /// state.
     fn locked<R>(&self, f: impl FnOnce(&mut State<Ev>) -> R) -> R {
@@ -365,6 +400,13 @@ impl<In, Ev> Mailbox<In, Ev> {
     /// Whether `flag` is set, without the lock.
     pub(crate) fn is(&self, flag: u8) -> bool {
         self.flags.load(Ordering::Acquire) & flag != 0
+    }
+
+    /// Whether the outbox holds no event, without the lock: exact for a
+    /// caller that saw every emit end (the task's own thread, or after
+    /// `DONE`).
+    pub(crate) fn outbox_is_empty(&self) -> bool {
+        self.outbox_len.load(Ordering::Acquire) == 0
     }
 
     /// Sets `flag` and wakes every waiter; returns `true` if it was not set.

@@ -315,6 +315,12 @@ impl<T, E> Outcome<T, E> {
 /// The payload can be taken with [`into_payload`](Panic::into_payload) or the
 /// panic resumed on the caller's thread with [`resume`](Panic::resume).
 pub struct Panic {
+    // Boxed, so that an outcome (and a pool's result) stays small: a panic
+    // is rare, a value is not.
+    inner: Box<PanicParts>,
+}
+
+struct PanicParts {
     message: String,
     location: Option<Location>,
     // A `Mutex` makes the `Send`-only payload `Sync` without `unsafe`; it is
@@ -367,16 +373,18 @@ impl Panic {
             "Box<dyn Any>".to_owned()
         };
         Panic {
-            message,
-            location,
-            payload: Mutex::new(payload),
+            inner: Box::new(PanicParts {
+                message,
+                location,
+                payload: Mutex::new(payload),
+            }),
         }
     }
 
     /// The panic's message (`"Box<dyn Any>"` when the payload was not a
     /// string).
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// Where the task panicked, when it could be recorded.
@@ -385,12 +393,13 @@ impl Panic {
     /// the one already set, when the first task starts. A hook set later by
     /// the program replaces it, and locations are then `None`.
     pub fn location(&self) -> Option<&Location> {
-        self.location.as_ref()
+        self.inner.location.as_ref()
     }
 
     /// The payload the task panicked with.
     pub fn into_payload(self) -> Box<dyn Any + Send + 'static> {
-        self.payload
+        self.inner
+            .payload
             .into_inner()
             .unwrap_or_else(|poison| poison.into_inner())
     }
@@ -416,17 +425,17 @@ impl fmt::Debug for Panic {
         }
 
         f.debug_struct("Panic")
-            .field("message", &self.message)
-            .field("location", &self.location.as_ref().map(At))
+            .field("message", &self.inner.message)
+            .field("location", &self.inner.location.as_ref().map(At))
             .finish()
     }
 }
 
 impl fmt::Display for Panic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.location {
-            Some(loc) => write!(f, "panicked at {loc}: {}", self.message),
-            None => write!(f, "panicked: {}", self.message),
+        match &self.inner.location {
+            Some(loc) => write!(f, "panicked at {loc}: {}", self.inner.message),
+            None => write!(f, "panicked: {}", self.inner.message),
         }
     }
 }
@@ -648,30 +657,47 @@ impl<E: Error + 'static> Error for TaskError<E> {
 
 /// Why a remote task was lost: its worker vanished with no attempt left,
 /// or the store lost the task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Lost {
+    // Boxed, so that an outcome stays small (see `Panic`).
+    inner: Box<LostParts>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct LostParts {
     reason: String,
     attempts: u32,
+}
+
+impl fmt::Debug for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lost")
+            .field("reason", &self.inner.reason)
+            .field("attempts", &self.inner.attempts)
+            .finish()
+    }
 }
 
 impl Lost {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn new(reason: impl Into<String>, attempts: u32) -> Lost {
         Lost {
-            reason: reason.into(),
-            attempts,
+            inner: Box::new(LostParts {
+                reason: reason.into(),
+                attempts,
+            }),
         }
     }
 
     /// What was seen: the worker's lease expired, or the task's record was
     /// gone.
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.inner.reason
     }
 
     /// How many attempts were made.
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.inner.attempts
     }
 }
 
@@ -680,7 +706,7 @@ impl fmt::Display for Lost {
         write!(
             f,
             "was lost after {} attempt(s): {}",
-            self.attempts, self.reason
+            self.inner.attempts, self.inner.reason
         )
     }
 }
@@ -694,6 +720,12 @@ impl Error for Lost {}
 /// `Killed { signal: Some(9), stderr: "…" }`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Killed {
+    // Boxed, so that an outcome stays small (see `Panic`).
+    inner: Box<KilledParts>,
+}
+
+#[derive(Clone, Default, PartialEq, Eq)]
+struct KilledParts {
     signal: Option<i32>,
     stderr_tail: Vec<u8>,
 }
@@ -701,34 +733,36 @@ pub struct Killed {
 impl Killed {
     pub(crate) fn new(signal: Option<i32>, stderr_tail: Vec<u8>) -> Killed {
         Killed {
-            signal,
-            stderr_tail,
+            inner: Box::new(KilledParts {
+                signal,
+                stderr_tail,
+            }),
         }
     }
 
     /// The signal that ended the task's process (`None` for a task that was
     /// not a process, such as an async task aborted at an await).
     pub fn signal(&self) -> Option<i32> {
-        self.signal
+        self.inner.signal
     }
 
     /// The last bytes the task's process wrote to stderr (empty when it was
     /// not a process).
     pub fn stderr_tail(&self) -> &[u8] {
-        &self.stderr_tail
+        &self.inner.stderr_tail
     }
 
     /// The stderr tail as text, bad bytes replaced.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr_tail).into_owned()
+        String::from_utf8_lossy(&self.inner.stderr_tail).into_owned()
     }
 }
 
 impl fmt::Debug for Killed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Killed")
-            .field("signal", &self.signal)
-            .field("stderr", &String::from_utf8_lossy(&self.stderr_tail))
+            .field("signal", &self.inner.signal)
+            .field("stderr", &String::from_utf8_lossy(&self.inner.stderr_tail))
             .finish()
     }
 }
@@ -739,7 +773,7 @@ impl Error for Crash {}
 
 impl fmt::Display for Killed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.signal {
+        match self.inner.signal {
             Some(sig) => write!(f, "was killed (signal {sig})"),
             None => f.write_str("was killed"),
         }
@@ -753,6 +787,12 @@ impl fmt::Display for Killed {
 /// `Crash { cause: Exited(3), stderr: "…" }`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Crash {
+    // Boxed, so that an outcome stays small (see `Panic`).
+    inner: Box<CrashParts>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct CrashParts {
     cause: CrashCause,
     stderr_tail: Vec<u8>,
 }
@@ -789,37 +829,39 @@ pub enum CrashCause {
 
 impl Crash {
     pub(crate) fn new(cause: CrashCause, stderr_tail: Vec<u8>) -> Crash {
-        Crash { cause, stderr_tail }
+        Crash {
+            inner: Box::new(CrashParts { cause, stderr_tail }),
+        }
     }
 
     /// Why it crashed.
     pub fn cause(&self) -> &CrashCause {
-        &self.cause
+        &self.inner.cause
     }
 
     /// The last bytes the process wrote to stderr.
     pub fn stderr_tail(&self) -> &[u8] {
-        &self.stderr_tail
+        &self.inner.stderr_tail
     }
 
     /// The stderr tail as text, bad bytes replaced.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr_tail).into_owned()
+        String::from_utf8_lossy(&self.inner.stderr_tail).into_owned()
     }
 }
 
 impl fmt::Debug for Crash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Crash")
-            .field("cause", &self.cause)
-            .field("stderr", &String::from_utf8_lossy(&self.stderr_tail))
+            .field("cause", &self.inner.cause)
+            .field("stderr", &String::from_utf8_lossy(&self.inner.stderr_tail))
             .finish()
     }
 }
 
 impl fmt::Display for Crash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.cause {
+        match &self.inner.cause {
             CrashCause::Exited(code) => write!(f, "exited with code {code} before giving a result"),
             CrashCause::Signal(sig) => write!(f, "crashed with signal {sig}"),
             CrashCause::OutOfMemory => f.write_str("ran out of memory"),
@@ -911,5 +953,33 @@ impl<T, E> Outcome<T, E> {
             Outcome::Crashed(_) => "crashed",
             Outcome::Lost(_) => "lost",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rare cases are boxed: an outcome of a word-sized value is two
+    /// words, so that a pool's result is small to move and to queue.
+    #[test]
+    fn an_outcome_of_a_word_is_two_words() {
+        assert_eq!(
+            std::mem::size_of::<Outcome<u64, ()>>(),
+            2 * std::mem::size_of::<usize>()
+        );
+    }
+
+    /// Boxing left the `Debug` forms as they were.
+    #[test]
+    fn debug_forms_name_the_fields() {
+        assert_eq!(
+            format!("{:?}", Lost::new("lease expired", 2)),
+            r#"Lost { reason: "lease expired", attempts: 2 }"#
+        );
+        assert_eq!(
+            format!("{:?}", Killed::new(Some(9), b"bye".to_vec())),
+            r#"Killed { signal: Some(9), stderr: "bye" }"#
+        );
     }
 }

@@ -61,11 +61,17 @@ pub(crate) fn schedule(at: Instant, target: Weak<dyn Alarm>) {
     let mut guard = lock(&TIMER.heap);
     let (heap, seq, running) = &mut *guard;
     *seq += 1;
+    let mine = *seq;
     heap.push(Reverse(Entry {
         at,
-        seq: *seq,
+        seq: mine,
         target,
     }));
+    // The thread sleeps until the earliest deadline and looks at the heap
+    // again whenever it wakes: it needs waking only for a deadline before
+    // every other (a wake-up is a system call, and a context switch on a
+    // busy machine).
+    let earliest = heap.peek().is_some_and(|Reverse(first)| first.seq == mine);
     if !*running {
         // The timer thread lives for the rest of the process once started;
         // if it cannot be started, deadlines are served by the next attempt.
@@ -75,7 +81,9 @@ pub(crate) fn schedule(at: Instant, target: Weak<dyn Alarm>) {
             .is_ok();
     }
     drop(guard);
-    TIMER.wake.notify_one();
+    if earliest {
+        TIMER.wake.notify_one();
+    }
 }
 
 fn run() {

@@ -1,4 +1,4 @@
-//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, `recv` and its errors, failures kept per task, progress, talking to running tasks, stopping, closing the input, `wait`'s count, drop, closing and dropping that never wait for a blocked input iterator, and a 100,000-input stress test with counts.
+//! `Pool`: bounded parallelism, endless inputs with bounded memory, results by callback, completion order and input order, `recv` and its errors, failures kept per task, progress, talking to running tasks, stopping, closing the input, `wait`'s count, drop, closing and dropping that never wait for a blocked input iterator, a 100,000-input stress test with counts, and nothing an ended task leaves (a kept stop handle, an unread message) reaching the next task on its runner.
 
 mod common;
 use common::{LIMIT, wait_for, within};
@@ -1070,4 +1070,53 @@ fn closing_while_runners_pull_loses_no_input_stress() {
         );
         assert_eq!(log.len(), results_count + unrun.len(), "round {round}");
     }
+}
+
+/// A runner reuses an ended task's state for its next task only when
+/// nobody holds it any more: a stop handle kept from an ended task stops
+/// nothing later, and a message left unread in an ended task's inbox never
+/// reaches the next one.
+#[test]
+fn what_an_ended_task_leaves_never_reaches_the_next_one() {
+    const INPUTS: usize = 6;
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let release = Arc::new(AtomicUsize::new(0));
+    let run = {
+        let release = Arc::clone(&release);
+        // One runner: each task follows the last on the same thread.
+        Pool::new(1)
+            .run(0..INPUTS, move |ctx: &Ctx<u32>, i| {
+                task_wait_for(ctx, || release.load(Ordering::SeqCst) > i)?;
+                // Ends with its inbox unread, but for a message sent after
+                // the task began, if any.
+                Ok::<_, Stopped>((i, ctx.try_recv().ok()))
+            })
+            .unwrap()
+    };
+    for i in 0..INPUTS {
+        wait_for("the task running", || run.running() == [i]);
+        let handle = run.with_task(i, |task| {
+            // Two messages: the task reads at most one.
+            task.send(10 * i as u32).unwrap();
+            task.send(10 * i as u32 + 1).unwrap();
+            task.stop_handle()
+        });
+        if i % 2 == 0 {
+            // Kept past the task's end (an odd task's state may be reused).
+            kept.lock().unwrap().push(handle.unwrap());
+        }
+        release.store(i + 1, Ordering::SeqCst);
+        let done = run.recv_timeout(LIMIT).unwrap();
+        assert_eq!(done.index, i);
+        assert_eq!(done.outcome.value(), Some((i, Some(10 * i as u32))));
+        // Stopping every kept handle stops none of the later tasks.
+        for handle in kept.lock().unwrap().iter() {
+            handle.stop();
+            assert!(handle.is_finished());
+        }
+    }
+    assert!(matches!(
+        run.recv_timeout(LIMIT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
 }

@@ -79,6 +79,61 @@ fn run<T, E, In, Ev, F>(
 ) where
     F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E>,
 {
+    run_body(&ctx, cancel, body, |outcome| shared.finish(outcome));
+    // With the handle gone this is the last reference: dropping it runs the
+    // drops of the value, the error and unread messages, which may panic.
+    let _ = outcome::catch(move || drop((ctx, shared)));
+}
+
+/// A task whose body the calling thread runs itself, at once, through
+/// [`run_here`]: a pool's runner, which keeps the handle (in its slot, for
+/// the pool's handle to reach) and takes the outcome straight from the body.
+/// It counts as started, and its timeout runs from now.
+///
+/// `reuse`: the handle of the caller's last task, ended, whose shared state
+/// is made new in place if nobody else holds it any more.
+pub(crate) fn here<T, E, In, Ev>(
+    settings: Settings,
+    reuse: Option<Task<T, E, In, Ev>>,
+) -> (Task<T, E, In, Ev>, Ctx<In, Ev>)
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    In: Send + 'static,
+    Ev: Send + 'static,
+{
+    let task = Task::running_here(&settings, reuse);
+    let ctx = Ctx::new(task.shared());
+    (task, ctx)
+}
+
+/// Runs the body of a task made by [`here`] on the calling thread, through
+/// its context, and gives its outcome back, the task then done (a stop that
+/// came first cancels the body). The outcome is never stored in the task:
+/// nobody can join a task whose handle the caller keeps.
+pub(crate) fn run_here<T, E, In, Ev, F>(ctx: &Ctx<In, Ev>, body: F) -> Outcome<T, E>
+where
+    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E>,
+{
+    run_body(ctx, true, body, |outcome| {
+        ctx.shared().finish_kept(&outcome);
+        outcome
+    })
+}
+
+/// Runs a task body on the current thread, unless `cancel` and a stop came
+/// first, and hands its outcome to `finish`, all in the task's span; the
+/// task's name is the thread's while the body runs.
+fn run_body<T, E, In, Ev, F, R>(
+    ctx: &Ctx<In, Ev>,
+    cancel: bool,
+    body: F,
+    finish: impl FnOnce(Outcome<T, E>) -> R,
+) -> R
+where
+    F: FnOnce(&Ctx<In, Ev>) -> Outcome<T, E>,
+{
+    let shared = ctx.shared();
     let span = tracing::debug_span!(
         "task",
         id = shared.id.as_u64(),
@@ -86,7 +141,7 @@ fn run<T, E, In, Ev, F>(
     );
     let _entered = span.enter();
     let outcome = if cancel && shared.mailbox.is(STOP) {
-        let _ = outcome::catch(move || drop((ctx, body)));
+        let _ = outcome::catch(move || drop(body));
         Outcome::Cancelled
     } else {
         tracing::debug!("task started");
@@ -96,19 +151,12 @@ fn run<T, E, In, Ev, F>(
                 outcome::running(Arc::clone(name), shared.id.as_u64()),
             )
         });
-        match outcome::catch(move || {
-            let result = body(&ctx);
-            drop(ctx);
-            result
-        }) {
+        match outcome::catch(move || body(ctx)) {
             Ok(outcome) => outcome,
             Err(panic) => Outcome::Panicked(panic),
         }
     };
-    shared.finish(outcome);
-    // With the handle gone this is the last reference: dropping it runs the
-    // drops of the value, the error and unread messages, which may panic.
-    let _ = outcome::catch(move || drop(shared));
+    finish(outcome)
 }
 
 /// Sets the worker thread's kernel name to the task's while it runs.

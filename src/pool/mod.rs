@@ -5,12 +5,15 @@
 //! after another. A runner pulls the next input (under the input lock,
 //! which hands out the indices), builds the input's task, puts the handle in
 //! its slot (where the pool's handle reaches it: `with_task`, `running`,
-//! `stop_all`), runs the task's job right there on the runner's thread, and
+//! `stop_all`), runs the task's body right there on the runner's thread, and
 //! sends the [`Finished`] result down a bounded channel, which is the only
-//! place results wait. A pool starts one runner per core; the watchdog adds
-//! more while every runner is held up, up to the parallelism. A process
-//! pool is the same pool, whose body hands each input to a warm child
-//! (`Warm`, in the process place).
+//! place results wait. The body runs without a job of its own (no
+//! allocation, no lock on a pending job, no outcome stored and taken back),
+//! and the task's shared state is made new in place for the runner's next
+//! task when nobody else holds it. A pool starts one runner per core; the
+//! watchdog adds more while every runner is held up, up to the
+//! parallelism. A process pool is the same pool, whose body hands each
+//! input to a warm child (`Warm`, in the process place).
 //!
 //! Glossary:
 //!
@@ -66,7 +69,7 @@ mod shared;
 mod watchdog;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -291,13 +294,13 @@ impl Pool {
         };
         // Start with one runner per core; the watchdog adds more while every
         // runner is held up by a long task, up to the parallelism.
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = cores();
         let first = most.min(cores);
         let (results_tx, results_rx) = crossbeam_channel::bounded(self.results);
         let shared = Arc::new_cyclic(|me| {
             PoolShared::new(
                 me.clone(),
-                Box::new(iter),
+                iter,
                 most,
                 results_tx,
                 body,
@@ -320,6 +323,18 @@ impl Pool {
         })
     }
 }
+
+/// The number of cores, asked of the system once: `available_parallelism`
+/// reads the cgroup files on each call (some tens of microseconds, a good
+/// part of a small pool's whole run).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// How many times a receive that finds no result yields its thread (to the
+/// runners, when no core is spare) before it waits.
+const YIELDS: usize = 16;
 
 /// The results of [`Pool::run_process`] for the named task `T`.
 pub type ProcessPoolRun<T> = PoolRun<
@@ -401,6 +416,16 @@ impl<T, E, In, Ev> PoolRun<T, E, In, Ev> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv(&self) -> Result<Finished<T, E, Ev>, RecvError> {
+        // The results come from the pool's own runners: yield to them a few
+        // times before the channel's wait, which first spins on this core
+        // (taking it from a runner when no core is spare).
+        for _ in 0..YIELDS {
+            match self.results.try_recv() {
+                Ok(done) => return Ok(done),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return Err(RecvError),
+                Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
         self.results.recv().map_err(|_| RecvError)
     }
 

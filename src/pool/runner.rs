@@ -12,10 +12,11 @@ use crate::outcome::Outcome;
 use crate::sync::lock;
 use crate::task::Settings;
 
-impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev>
+impl<It, F, T, E, In, Ev> PoolShared<It, F, T, E, In, Ev>
 where
-    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
-    I: Send + 'static,
+    F: Fn(&Ctx<In, Ev>, It::Item) -> Outcome<T, E> + Send + Sync + 'static,
+    It: Iterator + Send + 'static,
+    It::Item: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
     In: Send + 'static,
@@ -43,13 +44,14 @@ where
 /// the results from ending only until the pool is closed. An input whose
 /// `next` was under way when the close took the sender is dropped, never
 /// run.
-fn run<I, F, T, E, In, Ev>(
-    shared: &Arc<PoolShared<I, F, T, E, In, Ev>>,
+fn run<It, F, T, E, In, Ev>(
+    shared: &Arc<PoolShared<It, F, T, E, In, Ev>>,
     slot: usize,
-    mut results: Results<T, E, Ev>,
+    results: Results<T, E, Ev>,
 ) where
-    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
-    I: Send + 'static,
+    F: Fn(&Ctx<In, Ev>, It::Item) -> Outcome<T, E> + Send + Sync + 'static,
+    It: Iterator + Send + 'static,
+    It::Item: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
     In: Send + 'static,
@@ -63,35 +65,33 @@ fn run<I, F, T, E, In, Ev>(
     }
     let _leave = Leave(&shared.live);
     let here = &shared.slots[slot];
-    // A body reference of this runner's own, so that starting a task touches
-    // no counter shared with other runners.
-    let body = Arc::new(Arc::clone(shared));
+    // Boxed once for the runner's life, so that parking it is a pointer's
+    // swap.
+    let mut results = Box::new(results);
+    // The last task's handle, whose shared state the next task reuses.
+    let mut ended = None;
     loop {
-        *lock(&here.parked) = Some(results);
+        here.parked.store(Some(results));
         let Some((index, item, sender)) = shared.next_input(here) else {
             // The inputs ended, or the pool was closed: the sender goes
             // (unless the close took it already).
-            drop(lock(&here.parked).take());
+            drop(here.parked.take());
             return;
         };
         results = sender;
         let (inbox, outbox, timeout) = shared.settings;
-        let body = Arc::clone(&body);
-        let task = place::task(
+        let (task, ctx) = place::here(
             Settings {
                 name: None,
                 inbox,
                 outbox,
                 timeout,
             },
-            move |ctx: &Ctx<In, Ev>| {
-                // Nobody reads the outbox as events come (its events go in
-                // the result), so an emit into a full outbox must not wait.
-                ctx.shared().set_outbox_unread();
-                (body.body)(ctx, item)
-            },
+            ended.take(),
         );
-        let job = task.take_job().expect("a new task holds its job");
+        // Nobody reads the outbox as events come (its events go in the
+        // result), so an emit into a full outbox must not wait.
+        ctx.shared().set_outbox_unread();
         *lock(&here.task) = Some((index, task));
         if shared.stopped.load(Ordering::SeqCst) {
             // `stop_all` may have looked at this slot before it was filled.
@@ -100,13 +100,18 @@ fn run<I, F, T, E, In, Ev>(
             }
         }
         here.current.store(index, Ordering::Relaxed);
-        job();
+        let outcome = place::run_here(&ctx, |ctx: &Ctx<In, Ev>| (shared.body)(ctx, item));
         here.current.store(usize::MAX, Ordering::Relaxed);
         let (_, task) = lock(&here.task).take().expect("the slot holds its task");
-        let outcome = task.take_outcome();
-        let events = task.try_iter().collect();
-        drop(task);
-        here.finished.fetch_add(1, Ordering::Relaxed);
+        let events = task.take_left_events();
+        // The context goes (unless the body kept a copy): the handle is
+        // then the last holder of the task's state, which the next task
+        // reuses.
+        drop(ctx);
+        ended = Some(task);
+        // This runner alone writes its count.
+        let finished = here.finished.load(Ordering::Relaxed);
+        here.finished.store(finished + 1, Ordering::Relaxed);
         if results
             .send(Finished {
                 index,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use crossbeam_utils::CachePadded;
+use crossbeam_utils::atomic::AtomicCell;
 
 use super::{Finished, Progress};
 use crate::outcome::{self, Panic};
@@ -27,8 +28,10 @@ pub(super) struct Slot<T, E, In, Ev> {
     pub(super) seen: AtomicUsize,
     /// The runner's results sender while it pulls an input: there a close
     /// takes it, so that a runner held in the iterator's `next` keeps the
-    /// results from ending only until the close.
-    pub(super) parked: Mutex<Option<Results<T, E, Ev>>>,
+    /// results from ending only until the close. Whoever takes it out (the
+    /// runner back from `next`, or a close) owns it; it is a pointer, so a
+    /// park and a take are one swap each.
+    pub(super) parked: AtomicCell<Option<Parked<T, E, Ev>>>,
 }
 
 /// The task a runner runs now, with its input's index.
@@ -36,8 +39,10 @@ pub(super) type Running<T, E, In, Ev> = Option<(usize, Task<T, E, In, Ev>)>;
 
 pub(super) type Slots<T, E, In, Ev> = Box<[CachePadded<Slot<T, E, In, Ev>>]>;
 
-pub(super) struct Input<I> {
-    pub(super) iter: Box<dyn Iterator<Item = I> + Send>,
+pub(super) struct Input<It> {
+    /// Kept in place (not boxed), beside the lock, so that a pull touches
+    /// one cache line fewer.
+    pub(super) iter: It,
     /// The index the next input pulled gets.
     pub(super) next: usize,
 }
@@ -45,15 +50,23 @@ pub(super) struct Input<I> {
 /// Where a task's result goes.
 pub(super) type Results<T, E, Ev> = Sender<Finished<T, E, Ev>>;
 
+/// A runner's results sender, boxed once for the runner's life so that it
+/// parks in an atomic cell.
+pub(super) type Parked<T, E, Ev> = Box<Results<T, E, Ev>>;
+
+/// A pulled input: its index, the input, and the puller's results sender
+/// taken back.
+pub(super) type Pulled<It, T, E, Ev> = (usize, <It as Iterator>::Item, Parked<T, E, Ev>);
+
 /// The settings each task is built with: inbox and outbox capacities, and
 /// the timeout.
 pub(super) type TaskSettings = (usize, usize, Option<Duration>);
 
-pub(super) struct PoolShared<I, F, T, E, In, Ev> {
-    pub(super) me: Weak<PoolShared<I, F, T, E, In, Ev>>,
+pub(super) struct PoolShared<It, F, T, E, In, Ev> {
+    pub(super) me: Weak<PoolShared<It, F, T, E, In, Ev>>,
     /// The input iterator, held by a runner while it pulls (inside the
     /// iterator's `next`, which may never return).
-    pub(super) input: Mutex<Input<I>>,
+    pub(super) input: Mutex<Input<It>>,
     /// No input is taken any more: the inputs ended, or the pool was
     /// closed. Read and written without the input lock, so that closing
     /// never waits for the iterator.
@@ -81,17 +94,17 @@ pub(super) struct PoolShared<I, F, T, E, In, Ev> {
     pub(super) settings: TaskSettings,
 }
 
-impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
+impl<It: Iterator, F, T, E, In, Ev> PoolShared<It, F, T, E, In, Ev> {
     /// The shared state of a pool of `slots` slots over `iter`; `results`
     /// becomes the spare sender.
     pub(super) fn new(
-        me: Weak<PoolShared<I, F, T, E, In, Ev>>,
-        iter: Box<dyn Iterator<Item = I> + Send>,
+        me: Weak<PoolShared<It, F, T, E, In, Ev>>,
+        iter: It,
         slots: usize,
         results: Sender<Finished<T, E, Ev>>,
         body: F,
         settings: TaskSettings,
-    ) -> PoolShared<I, F, T, E, In, Ev> {
+    ) -> PoolShared<It, F, T, E, In, Ev> {
         let shared = PoolShared {
             me,
             input: Mutex::new(Input { iter, next: 0 }),
@@ -113,7 +126,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                         current: AtomicUsize::new(usize::MAX),
                         finished: AtomicUsize::new(0),
                         seen: AtomicUsize::new(usize::MAX),
-                        parked: Mutex::new(None),
+                        parked: AtomicCell::new(None),
                     })
                 })
                 .collect(),
@@ -124,18 +137,14 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
         shared
     }
 
-    fn update_queued(&self, input: &Input<I>) {
-        let closed = self.closed.load(Ordering::SeqCst);
+    /// Notes how many inputs the iterator says it has left (`counts`
+    /// says 0 once the pool is closed, whatever this stored last).
+    fn update_queued(&self, input: &Input<It>) {
         let queued = match input.iter.size_hint() {
-            _ if closed => 0,
             (lo, Some(hi)) if lo == hi => lo,
             _ => usize::MAX,
         };
-        self.queued.store(queued, Ordering::SeqCst);
-        if !closed && self.closed.load(Ordering::SeqCst) {
-            // A close came meanwhile and may have stored its 0 first.
-            self.queued.store(0, Ordering::SeqCst);
-        }
+        self.queued.store(queued, Ordering::Relaxed);
     }
 
     /// The next input, its index and the results sender the runner of
@@ -147,10 +156,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
     /// parked sender is taken back under the input lock, as soon as `next`
     /// returns: only an input whose `next` was under way at a close can find
     /// it gone, and is then dropped, never run.
-    pub(super) fn next_input(
-        &self,
-        here: &Slot<T, E, In, Ev>,
-    ) -> Option<(usize, I, Results<T, E, Ev>)> {
+    pub(super) fn next_input(&self, here: &Slot<T, E, In, Ev>) -> Option<Pulled<It, T, E, Ev>> {
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return None;
@@ -184,7 +190,7 @@ impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev> {
                 self.wake_window_waiters();
                 return None;
             };
-            let Some(results) = lock(&here.parked).take() else {
+            let Some(results) = here.parked.take() else {
                 // Closed while the iterator's `next` ran.
                 drop(input);
                 drop(item);
@@ -236,9 +242,9 @@ pub(super) trait PoolControl<T, E, In, Ev>: Send + Sync {
     fn delivered(&self, next: usize);
 }
 
-impl<I, F, T, E, In, Ev> PoolControl<T, E, In, Ev> for PoolShared<I, F, T, E, In, Ev>
+impl<It, F, T, E, In, Ev> PoolControl<T, E, In, Ev> for PoolShared<It, F, T, E, In, Ev>
 where
-    I: Send,
+    It: Iterator + Send,
     F: Send + Sync,
     T: Send,
     E: Send,
@@ -261,8 +267,10 @@ where
         for slot in &self.slots {
             // A runner that parked its sender before the close pulls no
             // more, or drops what it pulled unrun; one that parks it after
-            // sees the close before it pulls.
-            drop(lock(&slot.parked).take());
+            // sees the close before it pulls. (Park and take are swaps on
+            // one cell, so one comes first: a park after this take reads
+            // what it wrote, and so sees `closed`, stored before it.)
+            drop(slot.parked.take());
         }
         self.wake_window_waiters();
         if stop {
@@ -275,7 +283,13 @@ where
     }
 
     fn counts(&self) -> Progress {
-        let queued = self.queued.load(Ordering::Relaxed);
+        // Closed, nothing is queued any more: a runner that pulled before the
+        // close may have stored its count after the close's 0.
+        let queued = if self.closed.load(Ordering::SeqCst) {
+            0
+        } else {
+            self.queued.load(Ordering::Relaxed)
+        };
         Progress {
             queued: (queued != usize::MAX).then_some(queued),
             running: self
@@ -307,5 +321,17 @@ where
             drop(lock(&self.gate));
             self.advanced.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parking a runner's sender and taking it back are one atomic swap
+    /// each, not a lock round trip hidden in the cell.
+    #[test]
+    fn a_parked_sender_is_swapped_lock_free() {
+        assert!(AtomicCell::<Option<Parked<u64, (), ()>>>::is_lock_free());
     }
 }

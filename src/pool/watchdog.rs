@@ -24,10 +24,11 @@ use crate::timer::{self, Alarm};
 /// it held at the last look.
 const HELD_UP: Duration = Duration::from_micros(500);
 
-impl<I, F, T, E, In, Ev> PoolShared<I, F, T, E, In, Ev>
+impl<It, F, T, E, In, Ev> PoolShared<It, F, T, E, In, Ev>
 where
-    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
-    I: Send + 'static,
+    F: Fn(&Ctx<In, Ev>, It::Item) -> Outcome<T, E> + Send + Sync + 'static,
+    It: Iterator + Send + 'static,
+    It::Item: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
     In: Send + 'static,
@@ -42,10 +43,11 @@ where
     }
 }
 
-impl<I, F, T, E, In, Ev> Alarm for PoolShared<I, F, T, E, In, Ev>
+impl<It, F, T, E, In, Ev> Alarm for PoolShared<It, F, T, E, In, Ev>
 where
-    F: Fn(&Ctx<In, Ev>, I) -> Outcome<T, E> + Send + Sync + 'static,
-    I: Send + 'static,
+    F: Fn(&Ctx<In, Ev>, It::Item) -> Outcome<T, E> + Send + Sync + 'static,
+    It: Iterator + Send + 'static,
+    It::Item: Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
     In: Send + 'static,

@@ -20,6 +20,9 @@
 //!
 //! 1. The outcome is stored before the mailbox's `DONE` flag is set, and
 //!    taken only after it was seen set: a join never finds the slot empty.
+//!    A task run by the thread that holds its handle (`running_here`, a
+//!    pool's runner) is the exception: that thread keeps the outcome, and
+//!    nobody else can join the task.
 //! 2. A job runs at most once: it leaves `pending` under its lock, either to
 //!    run or to be cancelled.
 //! 3. The core knows no place: a place plugs in through a launch function, a
@@ -85,6 +88,12 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Makes `shared`, an ended task's state that nobody else holds, as
+    /// [`shared`](Settings::shared) makes one.
+    pub(crate) fn renew<In, Ev, T, E>(&self, shared: &mut Shared<In, Ev, Slot<T, E>>) {
+        shared.renew(self.name.as_deref().map(Arc::from), self.inbox, self.outbox);
+    }
+
     /// A task's shared state made with these settings, not started.
     #[inline(always)]
     pub(crate) fn shared<In, Ev, T, E>(&self) -> Shared<In, Ev, Slot<T, E>> {
@@ -161,6 +170,37 @@ where
         }
     }
 
+    /// A task whose body the creating thread runs itself, at once (a pool's
+    /// runner, `backend::thread::here`): started, with no job to launch,
+    /// its timeout running from now.
+    ///
+    /// `reuse`: the handle of an ended task; its shared state is made new
+    /// in place if nobody else holds it any more (no context, stop handle
+    /// or timer), so that tasks run one after another cost no allocation.
+    pub(crate) fn running_here(settings: &Settings, reuse: Option<Self>) -> Self {
+        outcome::install_hook();
+        let task = match reuse {
+            Some(mut task) if task.shared.is_finished() => {
+                match Arc::get_mut(&mut task.shared) {
+                    Some(state) => settings.renew(state),
+                    None => task.shared = Arc::new(settings.shared()),
+                }
+                task.timeout = settings.timeout;
+                task
+            }
+            _ => Task {
+                shared: Arc::new(settings.shared()),
+                pending: Mutex::new(None),
+                launch: |job| Err((job, io::Error::other("started already"))),
+                timeout: settings.timeout,
+                detached: false,
+            },
+        };
+        task.shared.set_started(true);
+        task.schedule_timeout();
+        task
+    }
+
     /// A task whose place started it already (an async body); `detached`:
     /// whether dropping the handle leaves the task running (a remote task,
     /// which lives in its store).
@@ -222,18 +262,6 @@ where
                 Err(StartError::spawn(err))
             }
         }
-    }
-
-    /// Takes the body's job, unstarted, to run it on the calling thread
-    /// (a pool's runner); `None` if it was started or cancelled. The task
-    /// counts as started, and its timeout runs from now.
-    pub(crate) fn take_job(&self) -> Option<Job> {
-        let job = lock(&self.pending).take();
-        if job.is_some() {
-            self.shared.set_started(true);
-            self.schedule_timeout();
-        }
-        job
     }
 
     fn schedule_timeout(&self) {
@@ -494,6 +522,16 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// `detach` does, for callers without its bounds).
     pub(crate) fn release(mut self) {
         self.detached = true;
+    }
+
+    /// The events left in the outbox of an ended task, taken without
+    /// waiting (a pool's result).
+    pub(crate) fn take_left_events(&self) -> Vec<Ev> {
+        if self.shared.mailbox.outbox_is_empty() {
+            // Every emit came before the end, which this thread saw.
+            return Vec::new();
+        }
+        self.try_iter().collect()
     }
 
     /// Sends a message into the task's inbox, waiting while it is full.

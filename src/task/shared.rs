@@ -65,7 +65,8 @@ struct Limit<In> {
 }
 
 impl<In, Ev, O> Shared<In, Ev, O> {
-    /// The shared state of a task not started yet.
+    /// The shared state of a task not started yet (`renew` makes one the
+    /// same, in place: a field added here is reset there too).
     #[inline(always)]
     pub(crate) fn new(name: Option<Arc<str>>, inbox: usize, outbox: usize, outcome: O) -> Self {
         Shared {
@@ -82,6 +83,29 @@ impl<In, Ev, O> Shared<In, Ev, O> {
             end_told: AtomicBool::new(false),
             outcome,
         }
+    }
+}
+
+impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
+    /// Makes this state as [`new`](Shared::new) makes one (a new id, the
+    /// outcome slot empty), in place: a task's state reused by the next
+    /// task, which nobody else holds. What is left in it is dropped.
+    pub(crate) fn renew(&mut self, name: Option<Arc<str>>, inbox: usize, outbox: usize) {
+        self.id = TaskId::next();
+        self.name = name;
+        *self.started.get_mut() = false;
+        *self.outbox_unread.get_mut() = false;
+        self.mailbox.renew(inbox, outbox);
+        self.stop_hook.take();
+        self.hang_check = None;
+        self.wire.take();
+        self.limit.take();
+        self.end_hook.take();
+        *self.end_told.get_mut() = false;
+        *self
+            .outcome
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner()) = None;
     }
 }
 
@@ -242,6 +266,21 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
         {
             hook(failed());
         }
+    }
+
+    /// Says the task ended with `outcome`, which its caller keeps (a task
+    /// run by the thread that holds its only handle, which nobody can
+    /// join), and wakes everyone waiting for it.
+    pub(crate) fn finish_kept<T, E>(&self, outcome: &Outcome<T, E>) {
+        tracing::debug!(
+            task.id = self.id.as_u64(),
+            task.name = self.name.as_deref(),
+            outcome = outcome.kind(),
+            "task ended"
+        );
+        self.mailbox.set(DONE);
+        fence(Ordering::SeqCst);
+        self.tell_end(|| outcome.is_failure());
     }
 }
 
