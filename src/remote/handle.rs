@@ -881,8 +881,14 @@ impl<T: NamedTask> Wire<T::Event> for Session<T> {
     }
 
     fn pull(&self, until: Option<Instant>) -> Served {
-        let _ = until;
-        Served::Busy
+        if self.is_over() {
+            return Served::Ended;
+        }
+        self.client.reader().pull(until)
+    }
+
+    fn brings_end(&self) -> bool {
+        true
     }
 
     fn hurry(&self) {}

@@ -10,6 +10,7 @@
 //! reconnect) and finds tasks whose record Redis lost.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use super::client::Conn;
 use super::client::Client;
 use super::stream::{Entry, Sid, text};
 use crate::sync::lock;
+use crate::task::wire::Served;
 
 /// How long one blocking read waits for the doorbell.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -52,23 +54,102 @@ pub(crate) trait Sink: Send + Sync {
 /// The reader of one client.
 pub(crate) struct Reader {
     client: Client,
+    bell: String,
     sinks: Mutex<HashMap<String, Vec<Weak<dyn Sink>>>>,
+    /// The id of the last doorbell entry read (by the thread or a puller).
+    last: Mutex<String>,
+    /// A waiting handle's thread reads the doorbell itself (one at a time,
+    /// on a connection of its own), beside the reader thread: what it waits
+    /// for reaches it without a hand-over between threads.
+    pulling: AtomicBool,
+    direct: Mutex<Option<Conn>>,
 }
 
 impl Reader {
     /// Starts the reader thread of `client`.
     pub(crate) fn start(client: &Client) -> Arc<Reader> {
+        let bell = client.key(format_args!("n:{}", client.id()));
         let reader = Arc::new(Reader {
             client: client.clone(),
+            bell,
             sinks: Mutex::new(HashMap::new()),
+            last: Mutex::new("0-0".to_owned()),
+            pulling: AtomicBool::new(false),
+            direct: Mutex::new(None),
         });
         let weak = Arc::downgrade(&reader);
-        let bell = client.key(format_args!("n:{}", client.id()));
         thread::Builder::new()
             .name("sidetask-redis-reader".into())
-            .spawn(move || run(&weak, &bell))
+            .spawn(move || run(&weak))
             .expect("a thread for the Redis reader");
         reader
+    }
+
+    /// A handle's thread waits until `until` for what the doorbell brings:
+    /// reads it itself if no other thread of this client's handles does,
+    /// and hands each entry to its handle (the reader thread reads the same
+    /// entries; a handle applies each once).
+    pub(crate) fn pull(&self, until: Option<Instant>) -> Served {
+        if self.pulling.swap(true, Ordering::Acquire) {
+            return Served::Busy;
+        }
+        let served = self.pull_alone(until);
+        self.pulling.store(false, Ordering::Release);
+        served
+    }
+
+    fn pull_alone(&self, until: Option<Instant>) -> Served {
+        let block = match until {
+            None => BLOCK,
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Served::TimedOut;
+                }
+                left.min(BLOCK)
+            }
+        };
+        let mut direct = lock(&self.direct);
+        if direct.is_none() {
+            match self.client.blocking(Some(BLOCK + Duration::from_secs(5))) {
+                Ok(c) => *direct = Some(c),
+                Err(_) => return Served::Busy,
+            }
+        }
+        let Some(con) = direct.as_mut() else {
+            return Served::Busy;
+        };
+        let from = lock(&self.last).clone();
+        let opts = StreamReadOptions::default()
+            // At least a millisecond: 0 would block for ever.
+            .block((block.as_millis() as usize).max(1))
+            .count(COUNT);
+        let reply: redis::RedisResult<Option<StreamReadReply>> =
+            con.xread_options(&[&self.bell], &[&from], &opts);
+        match reply {
+            Ok(Some(reply)) => {
+                for entry in reply.keys.iter().flat_map(|k| &k.ids) {
+                    self.read_up_to(&entry.id);
+                    ring(self, con, entry);
+                }
+                Served::Wake
+            }
+            Ok(None) if until.is_some_and(|u| Instant::now() >= u) => Served::TimedOut,
+            Ok(None) => Served::Wake,
+            Err(e) => {
+                tracing::debug!(error = %e, "a handle's read of the doorbell failed");
+                *direct = None;
+                Served::Busy
+            }
+        }
+    }
+
+    /// Records that the doorbell was read up to entry `id`.
+    fn read_up_to(&self, id: &str) {
+        let mut last = lock(&self.last);
+        if Sid::parse(id) > Sid::parse(&last) {
+            id.clone_into(&mut last);
+        }
     }
 
     /// Serves `sink` for task `id` from now on. Whatever its stream holds
@@ -130,9 +211,8 @@ fn fetch(con: &mut Conn, key: &str, sink: &dyn Sink) -> redis::RedisResult<()> {
 
 /// The reader thread: blocks on the doorbell while any handle is served,
 /// and ends when the client is dropped.
-fn run(reader: &Weak<Reader>, bell: &str) {
+fn run(reader: &Weak<Reader>) {
     let mut con: Option<Conn> = None;
-    let mut last = "0-0".to_owned();
     let mut swept = Instant::now();
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -167,13 +247,14 @@ fn run(reader: &Weak<Reader>, bell: &str) {
         let opts = StreamReadOptions::default()
             .block(BLOCK.as_millis() as usize)
             .count(COUNT);
+        let last = lock(&me.last).clone();
         let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&[bell], &[&last], &opts);
+            c.xread_options(&[&me.bell], &[&last], &opts);
         match reply {
             Ok(Some(reply)) => {
                 for key in reply.keys {
                     for entry in &key.ids {
-                        last.clone_from(&entry.id);
+                        me.read_up_to(&entry.id);
                         ring(&me, c, entry);
                     }
                 }

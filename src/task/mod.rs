@@ -412,8 +412,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
         if !self.shared.mailbox.is(DONE) {
             self.refuse_to_hang("wait", "`wait_async().await`");
         }
-        self.shared.hurry(Side::Handle);
-        self.shared.mailbox.wait_for(DONE, Wait::Forever);
+        self.shared.wait_done(Wait::Forever);
     }
 
     /// Panics if a wait with no timeout on this thread would never end
@@ -434,9 +433,7 @@ impl<T, E, In, Ev> Task<T, E, In, Ev> {
     /// Blocks until the task has ended or `timeout` passed; returns `true` if
     /// it ended. A task never started is not cancelled by this call.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let until = Wait::after(timeout);
-        self.shared.hurry(Side::Handle);
-        self.shared.mailbox.wait_for(DONE, until)
+        self.shared.wait_done(Wait::after(timeout))
     }
 
     /// Waits for the task to end and returns how it ended.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::TaskId;
-use super::wire::{Side, Wire};
+use super::wire::{Served, Side, Wire};
 use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, Wait};
 use crate::outcome::Outcome;
 use crate::sync::lock;
@@ -212,6 +212,28 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
             }
             None => self.mailbox.pop_out(wait),
         }
+    }
+
+    /// Waits for the task's end until `wait` says, reading the connection
+    /// for it where the place's wire brings the end and nobody else reads;
+    /// returns whether it ended.
+    pub(crate) fn wait_done(&self, wait: Wait) -> bool {
+        if let Some(wire) = self.wire(Side::Handle).filter(|w| w.brings_end()) {
+            let until = match wait {
+                Wait::No => return self.mailbox.is(DONE),
+                Wait::Forever => None,
+                Wait::Until(until) => Some(until),
+            };
+            while !self.mailbox.is(DONE) {
+                match wire.pull(until) {
+                    Served::Wake => {}
+                    Served::TimedOut => return self.mailbox.is(DONE),
+                    Served::Busy | Served::Ended => break,
+                }
+            }
+        }
+        self.hurry(Side::Handle);
+        self.mailbox.wait_for(DONE, wait)
     }
 
     /// Tells the handle's wire, if any, that the handle took an event.

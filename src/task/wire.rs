@@ -75,6 +75,12 @@ pub(crate) trait Wire<Ev>: Send + Sync {
     /// Someone waits without reading (for the end, asynchronously, or in a
     /// sleep): whoever reads when nobody waits should read now.
     fn hurry(&self);
+
+    /// Handle side: whether [`pull`](Wire::pull) also brings the task's end,
+    /// so that a thread waiting for it may read the connection itself.
+    fn brings_end(&self) -> bool {
+        false
+    }
 }
 
 /// Why a wire did not carry an event; the event is given back.

@@ -94,7 +94,9 @@ impl RedisServer {
                 return false;
             }
             // Another test's server may hold the port: only ours counts.
-            if server_pid(self.port) == Some(child.id()) {
+            // And it must have loaded its data: until then it answers
+            // most commands with a LOADING error.
+            if server_pid(self.port) == Some(child.id()) && info_says(self.port, "loading:0") {
                 self.child = Some(child);
                 return true;
             }
@@ -179,12 +181,26 @@ pub fn free_port() -> u16 {
 
 /// The pid of the server that answers on `port`, if one does.
 fn server_pid(port: u16) -> Option<u32> {
+    let text = info(port, "server")?;
+    let rest = text.split("process_id:").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether the server on `port` answers `INFO` with a line `line`.
+fn info_says(port: u16, line: &str) -> bool {
+    info(port, "everything").is_some_and(|text| text.lines().any(|l| l.trim() == line))
+}
+
+/// The server's whole answer to `INFO <section>`, within two seconds.
+fn info(port: u16, section: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .ok()?;
-    stream.write_all(b"INFO server\r\n").ok()?;
+    stream
+        .write_all(format!("INFO {section}\r\n").as_bytes())
+        .ok()?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -194,12 +210,13 @@ fn server_pid(port: u16) -> Option<u32> {
             break;
         }
         reply.extend_from_slice(&buf[..n]);
+        // A bulk string: `$<length>\r\n<text>\r\n`.
         let text = String::from_utf8_lossy(&reply);
-        if let Some(rest) = text.split("process_id:").nth(1)
-            && let Some(pid) = rest.split_whitespace().next()
-            && rest.contains('\n')
+        if let Some((head, body)) = text.split_once("\r\n")
+            && let Some(len) = head.strip_prefix('$').and_then(|l| l.parse::<usize>().ok())
+            && body.len() >= len
         {
-            return pid.parse().ok();
+            return Some(body[..len].to_owned());
         }
     }
     None
