@@ -1248,3 +1248,36 @@ fn messages_sent_as_a_worker_claims_are_each_read_once() {
         assert_eq!(join(task).value(), Some(2), "round {round}");
     }
 }
+
+#[test]
+fn a_workers_own_stop_wakes_a_body_waiting_for_a_message_at_once() {
+    // The body's thread may be reading the worker's doorbell itself while
+    // it waits for a message: a stop made on the worker (here, the task's
+    // timeout, once no client watches it) must reach it at once, not after
+    // that read's block of 6 s.
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let worker = Worker::new(&client, registry())
+        .concurrency(2)
+        .block(Duration::from_secs(6))
+        .spawn();
+    let task = Remote::<Echo>::new(())
+        .timeout(Duration::from_millis(500))
+        .spawn_on(&client)
+        .unwrap();
+    let id = task.id();
+    task.send(7).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT), Ok(7));
+    // Detached: the handle's own timer goes with it; the worker's stays.
+    drop(task);
+    let start = Instant::now();
+    let again = client.attach::<Echo>(id).unwrap();
+    let outcome = join(again);
+    let took = start.elapsed();
+    // Echo returns how many it echoed once its `recv` says stopped.
+    assert_eq!(outcome.value(), Some(1));
+    // The timeout, then at most a keeper's tick (a second) and a write.
+    assert!(took < Duration::from_secs(4), "the stop took {took:?}");
+    worker.stop();
+    let _ = worker.join_timeout(LIMIT);
+}

@@ -10,7 +10,6 @@
 //! reconnect) and finds tasks whose record Redis lost.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use super::client::Conn;
 
 use super::client::Client;
-use super::stream::{Entry, Sid, text};
+use super::stream::{Doorbell, Entry, Sid, text};
 use crate::sync::lock;
 use crate::task::wire::Served;
 
@@ -54,15 +53,10 @@ pub(crate) trait Sink: Send + Sync {
 /// The reader of one client.
 pub(crate) struct Reader {
     client: Client,
-    bell: String,
+    /// The client's doorbell, read by the reader thread and by a waiting
+    /// handle's thread.
+    bell: Doorbell,
     sinks: Mutex<HashMap<String, Vec<Weak<dyn Sink>>>>,
-    /// The id of the last doorbell entry read (by the thread or a puller).
-    last: Mutex<String>,
-    /// A waiting handle's thread reads the doorbell itself (one at a time,
-    /// on a connection of its own), beside the reader thread: what it waits
-    /// for reaches it without a hand-over between threads.
-    pulling: AtomicBool,
-    direct: Mutex<Option<Conn>>,
 }
 
 impl Reader {
@@ -71,11 +65,8 @@ impl Reader {
         let bell = client.key(format_args!("n:{}", client.id()));
         let reader = Arc::new(Reader {
             client: client.clone(),
-            bell,
+            bell: Doorbell::new(bell, BLOCK),
             sinks: Mutex::new(HashMap::new()),
-            last: Mutex::new("0-0".to_owned()),
-            pulling: AtomicBool::new(false),
-            direct: Mutex::new(None),
         });
         let weak = Arc::downgrade(&reader);
         thread::Builder::new()
@@ -87,69 +78,11 @@ impl Reader {
 
     /// A handle's thread waits until `until` for what the doorbell brings:
     /// reads it itself if no other thread of this client's handles does,
-    /// and hands each entry to its handle (the reader thread reads the same
-    /// entries; a handle applies each once).
+    /// and hands each entry to its handle.
     pub(crate) fn pull(&self, until: Option<Instant>) -> Served {
-        if self.pulling.swap(true, Ordering::Acquire) {
-            return Served::Busy;
-        }
-        let served = self.pull_alone(until);
-        self.pulling.store(false, Ordering::Release);
-        served
-    }
-
-    fn pull_alone(&self, until: Option<Instant>) -> Served {
-        let block = match until {
-            None => BLOCK,
-            Some(until) => {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Served::TimedOut;
-                }
-                left.min(BLOCK)
-            }
-        };
-        let mut direct = lock(&self.direct);
-        if direct.is_none() {
-            match self.client.blocking(Some(BLOCK + Duration::from_secs(5))) {
-                Ok(c) => *direct = Some(c),
-                Err(_) => return Served::Busy,
-            }
-        }
-        let Some(con) = direct.as_mut() else {
-            return Served::Busy;
-        };
-        let from = lock(&self.last).clone();
-        let opts = StreamReadOptions::default()
-            // At least a millisecond: 0 would block for ever.
-            .block((block.as_millis() as usize).max(1))
-            .count(COUNT);
-        let reply: redis::RedisResult<Option<StreamReadReply>> =
-            con.xread_options(&[&self.bell], &[&from], &opts);
-        match reply {
-            Ok(Some(reply)) => {
-                for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-                    self.read_up_to(&entry.id);
-                    ring(self, con, entry);
-                }
-                Served::Wake
-            }
-            Ok(None) if until.is_some_and(|u| Instant::now() >= u) => Served::TimedOut,
-            Ok(None) => Served::Wake,
-            Err(e) => {
-                tracing::debug!(error = %e, "a handle's read of the doorbell failed");
-                *direct = None;
-                Served::Busy
-            }
-        }
-    }
-
-    /// Records that the doorbell was read up to entry `id`.
-    fn read_up_to(&self, id: &str) {
-        let mut last = lock(&self.last);
-        if Sid::parse(id) > Sid::parse(&last) {
-            id.clone_into(&mut last);
-        }
+        self.bell.pull(&self.client, until, COUNT, |con, entry| {
+            ring(self, con, entry)
+        })
     }
 
     /// Serves `sink` for task `id` from now on. Whatever its stream holds
@@ -247,14 +180,14 @@ fn run(reader: &Weak<Reader>) {
         let opts = StreamReadOptions::default()
             .block(BLOCK.as_millis() as usize)
             .count(COUNT);
-        let last = lock(&me.last).clone();
+        let last = me.bell.last();
         let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&[&me.bell], &[&last], &opts);
+            c.xread_options(&[&me.bell.key], &[&last], &opts);
         match reply {
             Ok(Some(reply)) => {
                 for key in reply.keys {
                     for entry in &key.ids {
-                        me.read_up_to(&entry.id);
+                        me.bell.read_up_to(&entry.id);
                         ring(&me, c, entry);
                     }
                 }

@@ -1,9 +1,16 @@
 //! Entries of a task's event stream, and stream ids.
 
 use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use redis::Value;
-use redis::streams::StreamId;
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+
+use super::client::{Client, Conn};
+use crate::sync::lock;
+use crate::task::wire::Served;
 
 /// A stream entry's id: milliseconds and a sequence number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,6 +93,118 @@ impl Entry {
             return Some(Entry::Credit(n));
         }
         number(id, "rq").map(Entry::Requeued)
+    }
+}
+
+/// A doorbell stream read by a thread of its own, and also (a client's,
+/// for a waiting handle), one at a time, by a thread waiting for what it
+/// brings:
+/// that thread reads it itself, on a connection of its own, so what it
+/// waits for needs no hand-over between threads. Both read the same
+/// entries; whoever applies one applies it once (each entry says the id
+/// before it, checked against a cursor).
+pub(crate) struct Doorbell {
+    pub(crate) key: String,
+    /// The id of the last entry read, by either.
+    last: Mutex<String>,
+    pulling: AtomicBool,
+    direct: Mutex<Option<Conn>>,
+    /// How long one blocking read waits at most.
+    block: Duration,
+}
+
+impl Doorbell {
+    pub(crate) fn new(key: String, block: Duration) -> Doorbell {
+        Doorbell {
+            key,
+            last: Mutex::new("0-0".to_owned()),
+            pulling: AtomicBool::new(false),
+            direct: Mutex::new(None),
+            block,
+        }
+    }
+
+    /// The id of the last entry read.
+    pub(crate) fn last(&self) -> String {
+        lock(&self.last).clone()
+    }
+
+    /// Records that the stream was read up to entry `id`.
+    pub(crate) fn read_up_to(&self, id: &str) {
+        let mut last = lock(&self.last);
+        if Sid::parse(id) > Sid::parse(&last) {
+            id.clone_into(&mut last);
+        }
+    }
+
+    /// A waiting thread reads the doorbell until `until`, unless another
+    /// one does (`Busy`), handing each entry to `apply` with the
+    /// connection it came on.
+    pub(crate) fn pull(
+        &self,
+        client: &Client,
+        until: Option<Instant>,
+        count: usize,
+        mut apply: impl FnMut(&mut Conn, &StreamId),
+    ) -> Served {
+        if self.pulling.swap(true, Ordering::Acquire) {
+            return Served::Busy;
+        }
+        let served = self.pull_alone(client, until, count, &mut apply);
+        self.pulling.store(false, Ordering::Release);
+        served
+    }
+
+    fn pull_alone(
+        &self,
+        client: &Client,
+        until: Option<Instant>,
+        count: usize,
+        apply: &mut dyn FnMut(&mut Conn, &StreamId),
+    ) -> Served {
+        let block = match until {
+            None => self.block,
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Served::TimedOut;
+                }
+                left.min(self.block)
+            }
+        };
+        let mut direct = lock(&self.direct);
+        if direct.is_none() {
+            match client.blocking(Some(self.block + Duration::from_secs(5))) {
+                Ok(c) => *direct = Some(c),
+                Err(_) => return Served::Busy,
+            }
+        }
+        let Some(con) = direct.as_mut() else {
+            return Served::Busy;
+        };
+        let from = self.last();
+        let opts = StreamReadOptions::default()
+            // At least a millisecond: 0 would block for ever.
+            .block((block.as_millis() as usize).max(1))
+            .count(count);
+        let reply: redis::RedisResult<Option<StreamReadReply>> =
+            redis::Commands::xread_options(con, &[&self.key], &[&from], &opts);
+        match reply {
+            Ok(Some(reply)) => {
+                for entry in reply.keys.iter().flat_map(|k| &k.ids) {
+                    self.read_up_to(&entry.id);
+                    apply(con, entry);
+                }
+                Served::Wake
+            }
+            Ok(None) if until.is_some_and(|u| Instant::now() >= u) => Served::TimedOut,
+            Ok(None) => Served::Wake,
+            Err(e) => {
+                tracing::debug!(error = %e, "a waiting thread's read of a doorbell failed");
+                *direct = None;
+                Served::Busy
+            }
+        }
     }
 }
 
