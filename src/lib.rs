@@ -173,8 +173,8 @@ pub use outcome::{Crash, CrashCause, Killed, Location, Lost, Outcome, Panic, Tas
 pub use pool::{Finished, InOrder, Pool, PoolRun, ProcessPoolRun, Progress};
 pub use scope::{Scope, ScopedTask, scope};
 pub use supervise::{
-    Attempt, AttemptEnd, Backoff, GroupReport, Restart, Strategy, SuperviseError, Supervised,
-    SupervisedGroup, SupervisedStatus, Supervisor, Unread,
+    Attempt, AttemptEnd, Backoff, Restart, Strategy, SuperviseError, Supervised, SupervisedGroup,
+    SupervisedGroupReport, SupervisedStatus, Supervisor, Unread,
 };
 pub use task::{Events, Status, StopHandle, Task, TaskId};
 

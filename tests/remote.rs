@@ -1281,3 +1281,41 @@ fn a_workers_own_stop_wakes_a_body_waiting_for_a_message_at_once() {
     worker.stop();
     let _ = worker.join_timeout(LIMIT);
 }
+
+#[test]
+fn a_supervised_remote_task_whose_worker_died_is_run_again() {
+    // The first attempt runs on a worker process that is SIGKILLed; with no
+    // attempt left in Redis the task is lost, and the supervisor submits
+    // it again, to the worker that is left.
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let lost_one = WorkerProcess::start(&server.url());
+    let submitter = client.clone();
+    let supervised = sidetask::Supervisor::new()
+        .restart(sidetask::Restart::OnFailure)
+        .backoff(sidetask::Backoff::none())
+        .spawn(move |_| {
+            Remote::<Slow>::new(300)
+                .lease(Duration::from_millis(500))
+                .spawn_on(&submitter)
+        })
+        .unwrap();
+    let (first, _) = supervised.recv_timeout(LIMIT).unwrap();
+    assert_eq!(first, lost_one.pid());
+    lost_one.signal(rustix::process::Signal::KILL);
+    let _here = LocalWorker::start(Worker::new(&client, registry()));
+    let me = std::process::id();
+    // The first attempt's events may come first; then the second's.
+    while supervised
+        .recv_timeout(LIMIT)
+        .expect("the second attempt's events")
+        .0
+        != me
+    {}
+    assert_eq!(supervised.history()[0].kind(), "lost");
+    let outcome = supervised
+        .join_timeout(LIMIT)
+        .map_err(|_| "no end")
+        .unwrap();
+    assert_eq!(outcome.value(), Some(me));
+}

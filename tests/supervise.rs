@@ -290,7 +290,7 @@ fn errors_are_send_sync_and_static() {
     fn check<T: Send + Sync + 'static>() {}
     check::<sidetask::SuperviseError>();
     check::<sidetask::AttemptEnd>();
-    check::<sidetask::GroupReport>();
+    check::<sidetask::SupervisedGroupReport>();
 }
 
 #[test]
@@ -533,7 +533,7 @@ fn group(
     (supervisor.spawn_group().unwrap(), starts)
 }
 
-fn stop_group(group: sidetask::SupervisedGroup) -> sidetask::GroupReport {
+fn stop_group(group: sidetask::SupervisedGroup) -> sidetask::SupervisedGroupReport {
     group.stop();
     let report = group
         .join_timeout(LIMIT)

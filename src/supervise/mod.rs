@@ -52,7 +52,7 @@ mod single;
 mod tree;
 
 pub use single::Supervised;
-pub use tree::{GroupReport, SupervisedGroup};
+pub use tree::{SupervisedGroup, SupervisedGroupReport};
 
 /// When a supervisor starts a task again, as Erlang/OTP's child restart
 /// types say it.

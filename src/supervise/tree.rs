@@ -96,13 +96,13 @@ enum Note {
 
 /// What a supervised group tells when it has ended.
 #[derive(Debug, Clone)]
-pub struct GroupReport {
+pub struct SupervisedGroupReport {
     status: SupervisedStatus,
     history: Vec<AttemptEnd>,
     last: Vec<Option<AttemptEnd>>,
 }
 
-impl GroupReport {
+impl SupervisedGroupReport {
     /// How the group ended: [`Finished`](SupervisedStatus::Finished) (every
     /// child ended and none was to restart),
     /// [`Stopped`](SupervisedStatus::Stopped) or
@@ -166,7 +166,7 @@ impl GroupReport {
 /// ```
 #[must_use = "dropping a supervised group stops its children"]
 pub struct SupervisedGroup {
-    task: Task<GroupReport, Infallible>,
+    task: Task<SupervisedGroupReport, Infallible>,
     watch: Arc<Mutex<GroupState>>,
 }
 
@@ -256,7 +256,7 @@ fn supervise_group(
     watch: &Mutex<GroupState>,
     notes: &Sender<Note>,
     rx: &Receiver<Note>,
-) -> GroupReport {
+) -> SupervisedGroupReport {
     let mut slots: Vec<Slot> = children
         .into_iter()
         .map(|child| Slot {
@@ -298,7 +298,7 @@ fn supervise_group(
             let status = ending.unwrap_or(SupervisedStatus::Finished);
             let mut st = lock(watch);
             st.status = status;
-            return GroupReport {
+            return SupervisedGroupReport {
                 status,
                 history: st.history.clone(),
                 last: slots.iter_mut().map(|s| s.last.take()).collect(),
@@ -541,7 +541,7 @@ impl SupervisedGroup {
     }
 
     /// Waits for the group to end (every child ended) and reports how.
-    pub fn join(self) -> GroupReport {
+    pub fn join(self) -> SupervisedGroupReport {
         into_report(self.task.join())
     }
 
@@ -550,7 +550,7 @@ impl SupervisedGroup {
     /// # Errors
     ///
     /// The handle itself, if the group did not end in time.
-    pub fn join_timeout(self, timeout: Duration) -> Result<GroupReport, Self> {
+    pub fn join_timeout(self, timeout: Duration) -> Result<SupervisedGroupReport, Self> {
         let watch = self.watch;
         self.task
             .join_timeout(timeout)
@@ -561,7 +561,7 @@ impl SupervisedGroup {
 
 /// The group loop's outcome is its report; a panic there is a bug of ours,
 /// resumed.
-fn into_report(outcome: Outcome<GroupReport, Infallible>) -> GroupReport {
+fn into_report(outcome: Outcome<SupervisedGroupReport, Infallible>) -> SupervisedGroupReport {
     outcome.unwrap()
 }
 
