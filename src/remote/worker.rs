@@ -291,6 +291,8 @@ impl Worker {
                         bells = None;
                     }
                 }
+                // A cluster: the wait, then the claim at the top.
+                #[cfg(feature = "redis-cluster")]
                 Some(con) => {
                     let keys: Vec<String> = served
                         .iter()
