@@ -22,7 +22,7 @@ use rustix::process::{Pid, PidfdFlags, Signal};
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::{Config, ENV};
 use crate::backend::thread as place;
-use crate::backend::unix::{Tail, signal_group, spawn};
+use crate::backend::unix::{Tail, signal_group};
 
 /// A child process and the parent's ends of its connection.
 pub(super) struct Worker {
@@ -65,7 +65,10 @@ impl Worker {
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
-        let mut child = spawn(command)?;
+        // From this thread: the child has no parent-death signal (it learns
+        // of this process's death from its connection), so the thread that
+        // starts it may end.
+        let mut child = command.spawn()?;
         let stderr = child.stderr.take().expect("stderr is piped");
         // Not reaped yet, so the pid is still this child's.
         let pidfd = i32::try_from(child.id())
