@@ -438,9 +438,6 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
             task.relay.hurry();
         }
     };
-    if conn.writer.send(&Up::Ready { version: VERSION }).is_err() {
-        leave(EXIT_PARENT_GONE);
-    }
     // A worker thread reads whenever the body does not, until the next
     // task's frame or the end of the connection; the body runs here at
     // once (a new thread would cost its start before the body's).
@@ -454,6 +451,11 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
     };
     if let Err((_, e)) = place::execute(Box::new(fallback)) {
         fail(format!("could not start a thread for the task: {e}"));
+    }
+    // The answer, once the reader is on its way: the parent it wakes does
+    // not compete with that thread's start.
+    if conn.writer.send(&Up::Ready { version: VERSION }).is_err() {
+        leave(EXIT_PARENT_GONE);
     }
     body();
     // A child kept for another task: the reader reads its frame, then
