@@ -377,6 +377,13 @@ struct Kept {
 
 impl Tail {
     pub(crate) fn start(stderr: ChildStderr) -> Tail {
+        Tail::start_watching(stderr, None)
+    }
+
+    /// As [`start`](Tail::start), and the same thread waits for the child's
+    /// exit: once `exit`'s pidfd is readable, it calls its hook (one thread
+    /// per child for both, so that one fewer wakes as the child ends).
+    pub(crate) fn start_watching(stderr: ChildStderr, exit: Option<ExitWatch>) -> Tail {
         let kept = Arc::new(Mutex::new(Kept::default()));
         let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
         let theirs = Arc::clone(&kept);
@@ -384,10 +391,27 @@ impl Tail {
         let pipe = fd.try_clone().ok();
         let blocking = rustix::io::ioctl_fionbio(&fd, true).is_err();
         let _ = place::execute(Box::new(move || {
+            let mut exit = exit;
             let mut buf = [0u8; 8192];
             loop {
-                if !blocking && !wait_readable(&fd) {
-                    break;
+                let readable = if exit.is_some() || !blocking {
+                    match wait_readable(&fd, exit.as_ref().map(|e| &e.pidfd)) {
+                        Some(ready) => ready,
+                        None => break,
+                    }
+                } else {
+                    Ready {
+                        pipe: true,
+                        exited: false,
+                    }
+                };
+                if readable.exited
+                    && let Some(exit) = exit.take()
+                {
+                    (exit.hook)();
+                }
+                if !readable.pipe {
+                    continue;
                 }
                 let mut kept = lock(&theirs);
                 let ended = loop {
@@ -412,6 +436,11 @@ impl Tail {
                 }
             }
             drop(done_tx);
+            // The pipe ended first (the child closed its stderr, or it could
+            // not be waited on): its exit is still waited for.
+            if let Some(exit) = exit {
+                exit.wait();
+            }
         }));
         Tail { kept, pipe, done }
     }
@@ -452,15 +481,54 @@ impl Tail {
     }
 }
 
-/// Waits until `fd` is readable or at its end; `false` if it cannot be
-/// waited on.
-fn wait_readable(fd: &OwnedFd) -> bool {
+/// What a child's exit watcher does: `hook` once `pidfd` is readable.
+pub(crate) struct ExitWatch {
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) hook: Box<dyn FnOnce() + Send>,
+}
+
+impl ExitWatch {
+    /// Waits for the exit (or an error waiting for it), then calls the hook.
+    fn wait(self) {
+        loop {
+            let mut fds = [rustix::event::PollFd::new(
+                &self.pidfd,
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut fds, None) {
+                Err(rustix::io::Errno::INTR) => continue,
+                _ => break,
+            }
+        }
+        (self.hook)();
+    }
+}
+
+/// What [`wait_readable`] found.
+struct Ready {
+    pipe: bool,
+    exited: bool,
+}
+
+/// Waits until `fd` is readable or at its end, or `exit` is readable;
+/// `None` if they cannot be waited on.
+fn wait_readable(fd: &OwnedFd, exit: Option<&OwnedFd>) -> Option<Ready> {
+    use rustix::event::{PollFd, PollFlags};
     loop {
-        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) => return true,
+        let mut fds = [
+            PollFd::new(fd, PollFlags::IN),
+            PollFd::new(exit.unwrap_or(fd), PollFlags::IN),
+        ];
+        let n = if exit.is_some() { 2 } else { 1 };
+        match rustix::event::poll(&mut fds[..n], None) {
+            Ok(_) => {
+                return Some(Ready {
+                    pipe: !fds[0].revents().is_empty(),
+                    exited: exit.is_some() && !fds[1].revents().is_empty(),
+                });
+            }
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The child's side: the entry hook finds out whether this process is a
 //! child, takes its connection and runs the tasks the parent asks for.
 //!
-//! A task's body runs on a worker thread with a context of its own kind:
-//! its inbox is a mailbox filled with the messages read from the socket (by
-//! the body itself while it waits in `recv`, by the main thread otherwise:
+//! A task's body runs on the thread that entered the child (at once: no
+//! thread starts before it) with a context of its own kind: its inbox is a
+//! mailbox filled with the messages read from the socket (by the body
+//! itself while it waits in `recv`, by a worker thread otherwise:
 //! see the `relay` module; a closed socket means the parent is gone, and
 //! the child exits at once), the messages it takes are acknowledged (with
 //! its next event, or every half inbox), and its events and its outcome are
@@ -433,19 +434,33 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
             if !reuse {
                 leave(0);
             }
-            // The main thread reads the next task's frame now.
+            // The reader reads the next task's frame now.
             task.relay.hurry();
         }
     };
+    // A worker thread reads whenever the body does not, until the next
+    // task's frame or the end of the connection; the body runs here at
+    // once (a new thread would cost its start before the body's).
+    let (read_tx, read_end) = crossbeam_channel::bounded::<()>(1);
+    let fallback = {
+        let task = Arc::clone(&task);
+        move || {
+            task.relay.fallback(&*task);
+            drop(read_tx);
+        }
+    };
+    if let Err((_, e)) = place::execute(Box::new(fallback)) {
+        fail(format!("could not start a thread for the task: {e}"));
+    }
+    // The answer, once the reader is on its way: the parent it wakes does
+    // not compete with that thread's start.
     if conn.writer.send(&Up::Ready { version: VERSION }).is_err() {
         leave(EXIT_PARENT_GONE);
     }
-    if let Err((_, e)) = place::execute(Box::new(body)) {
-        fail(format!("could not start a thread for the task: {e}"));
-    }
-    // The main thread reads whenever the body does not, until the next
-    // task's frame or the end of the connection.
-    task.relay.fallback(&*task);
+    body();
+    // A child kept for another task: the reader reads its frame, then
+    // gives the connection back.
+    let _ = read_end.recv();
     conn.reader = task.relay.take_reader();
     lock(&task.next).take()
 }

@@ -15,7 +15,7 @@
 //! in `Task::recv` reads the socket itself, and so does the child's body in
 //! `Ctx::recv` (both through the core's wire): a message and its answer cost
 //! two thread wake-ups, as over a bare socketpair. When nobody waits, a
-//! worker thread reads for the handle (and the child's main thread for its
+//! worker thread reads for the handle (and another in the child for its
 //! body), so events, stops and the end still come in.
 //!
 //! # Glossary

@@ -5,7 +5,7 @@
 //! length is checked against the maximum before anything is allocated.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
@@ -121,10 +121,11 @@ fn put_frame<T: Serialize>(buf: Vec<u8>, value: &T) -> io::Result<Vec<u8>> {
 /// the buffer are taken before the socket is read again.
 pub(crate) struct FrameReader {
     stream: UnixStream,
-    // Initialised once and reused: `pos..filled` holds the unread bytes.
+    // Reused: `pos..` holds the unread bytes. The socket is read into its
+    // spare capacity, so that no page of a chunk is touched before bytes
+    // come (a new child's first read, the handshake, is small).
     buf: Vec<u8>,
     pos: usize,
-    filled: usize,
 }
 
 /// A reading buffer's size to start with, and the most a reading or writing
@@ -137,7 +138,6 @@ impl FrameReader {
             stream,
             buf: Vec::new(),
             pos: 0,
-            filled: 0,
         }
     }
 
@@ -147,7 +147,7 @@ impl FrameReader {
 
     /// The length of the next frame, if its prefix is in.
     fn next_len(&self) -> Option<usize> {
-        self.buf[self.pos..self.filled]
+        self.buf[self.pos..]
             .first_chunk::<4>()
             .map(|b| u32::from_le_bytes(*b) as usize)
     }
@@ -161,17 +161,16 @@ impl FrameReader {
         if len > max {
             return Err(FrameError::TooLarge(len as u64, max));
         }
-        if self.filled - self.pos < 4 + len {
+        if self.buf.len() - self.pos < 4 + len {
             return Ok(None);
         }
         let payload = self.buf[self.pos + 4..self.pos + 4 + len].to_vec();
         self.pos += 4 + len;
-        if self.pos == self.filled {
+        if self.pos == self.buf.len() {
             self.pos = 0;
-            self.filled = 0;
-            if self.buf.len() > READ_CHUNK {
-                self.buf.truncate(READ_CHUNK);
-                self.buf.shrink_to_fit();
+            self.buf.clear();
+            if self.buf.capacity() > READ_CHUNK {
+                self.buf.shrink_to(READ_CHUNK);
             }
         }
         Ok(Some(payload))
@@ -184,24 +183,21 @@ impl FrameReader {
         // Room for the whole next frame (its length was checked by `next`),
         // or a chunk.
         let need = self.next_len().map_or(0, |len| 4 + len);
-        if self.pos > 0 && self.buf.len() - self.pos < need.max(READ_CHUNK / 2) {
-            self.buf.copy_within(self.pos..self.filled, 0);
-            self.filled -= self.pos;
+        if self.pos > 0 && self.buf.capacity() - self.pos < need.max(READ_CHUNK / 2) {
+            self.buf.drain(..self.pos);
             self.pos = 0;
         }
         let want = (self.pos + need)
-            .max(self.filled + READ_CHUNK / 2)
+            .max(self.buf.len() + READ_CHUNK / 2)
             .max(READ_CHUNK);
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
+        self.buf.reserve(want - self.buf.len());
         let read = loop {
-            match self.stream.read(&mut self.buf[self.filled..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
+            match rustix::io::read(&self.stream, rustix::buffer::spare_capacity(&mut self.buf)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other.map_err(io::Error::from),
             }
         };
-        let partial = self.pos < self.filled;
+        let partial = self.pos < self.buf.len();
         match read {
             Ok(0) if !partial => Err(FrameError::Closed),
             // A peer that closed its end with data of ours unread resets
@@ -211,10 +207,7 @@ impl FrameReader {
             }
             Ok(0) => Err(FrameError::Truncated),
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(FrameError::Truncated),
-            Ok(n) => {
-                self.filled += n;
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) => Err(FrameError::Io(e)),
         }
     }
@@ -504,7 +497,7 @@ mod tests {
         writer.write_all(&bytes).unwrap();
         reader.fill().unwrap();
         // All three are taken from what one read brought.
-        assert_eq!(reader.filled - reader.pos, bytes.len());
+        assert_eq!(reader.buf.len() - reader.pos, bytes.len());
         assert_eq!(reader.next(64).unwrap().unwrap(), b"one");
         assert_eq!(reader.next(64).unwrap().unwrap(), b"two");
         assert_eq!(reader.next(64).unwrap().unwrap(), b"three");

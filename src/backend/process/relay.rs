@@ -4,7 +4,7 @@
 //! which is most of a round trip's time. So the thread that waits for a
 //! frame (a parent's caller in `recv`, a child's body in `recv`) reads the
 //! socket itself, and hands on what is not for it (an acknowledgement, an
-//! outcome). A fallback thread (the parent's body, the child's main thread)
+//! outcome). A fallback thread (the parent's body, a worker in the child)
 //! reads when nobody else does, so that stops, ends and events still come
 //! in while the callers are busy elsewhere.
 //!

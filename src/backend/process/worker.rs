@@ -4,7 +4,7 @@
 //! A child that ends is waited for through a pidfd without reaping it, so
 //! that its group can be killed before its pid can be reused; then it is
 //! reaped by its pid. A worker thread per child keeps the tail of its
-//! stderr.
+//! stderr, and ends the reading of its connection once it has exited.
 
 use std::fmt;
 use std::io;
@@ -21,8 +21,7 @@ use rustix::process::{Pid, PidfdFlags, Signal};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::{Config, ENV};
-use crate::backend::thread as place;
-use crate::backend::unix::{Tail, signal_group, spawn};
+use crate::backend::unix::{ExitWatch, Tail, signal_group};
 
 /// A child process and the parent's ends of its connection.
 pub(super) struct Worker {
@@ -65,22 +64,37 @@ impl Worker {
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
-        let mut child = spawn(command)?;
+        // From this thread: the child has no parent-death signal (it learns
+        // of this process's death from its connection), so the thread that
+        // starts it may end.
+        let mut child = command.spawn()?;
         let stderr = child.stderr.take().expect("stderr is piped");
         // Not reaped yet, so the pid is still this child's.
         let pidfd = i32::try_from(child.id())
             .ok()
             .and_then(Pid::from_raw)
             .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());
-        if let Some(exit) = pidfd.as_ref().and_then(|p| p.try_clone().ok()) {
-            let socket = ours.try_clone()?;
-            let _ = place::execute(Box::new(move || end_with_child(&exit, &socket)));
-        }
+        // Once the child has exited, our reading of its connection ends:
+        // whoever else still holds the child's end (a copy the child forked
+        // without exec), the reader sees the end once what was sent is read.
+        let exit = match pidfd.as_ref().and_then(|p| p.try_clone().ok()) {
+            Some(pidfd) => {
+                let socket = ours.try_clone()?;
+                let hook = move || {
+                    let _ = socket.shutdown(std::net::Shutdown::Read);
+                };
+                Some(ExitWatch {
+                    pidfd,
+                    hook: Box::new(hook),
+                })
+            }
+            None => None,
+        };
         Ok(Worker {
             child,
             writer: Arc::new(Writer::new(ours)),
             reader: Some(reader),
-            tail: Tail::start(stderr),
+            tail: Tail::start_watching(stderr, exit),
             tail_mark: 0,
             pidfd,
             reaped: false,
@@ -222,18 +236,4 @@ impl Drop for Worker {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Waits for the child's exit, then ends our reading of its connection:
-/// whoever else still holds the child's end (a copy the child forked
-/// without exec), the reader sees the end once what was sent is read.
-fn end_with_child(exit: &OwnedFd, socket: &UnixStream) {
-    loop {
-        let mut fds = [PollFd::new(exit, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, None) {
-            Err(rustix::io::Errno::INTR) => continue,
-            _ => break,
-        }
-    }
-    let _ = socket.shutdown(std::net::Shutdown::Read);
 }
