@@ -119,6 +119,9 @@ impl Ready {
 trait Member<T, E>: Send {
     fn stop(&self);
     fn kill(&self);
+    /// Whether a wait with no timeout on this thread would never end (an
+    /// async task on the current-thread runtime this thread drives).
+    fn would_hang(&self) -> bool;
     /// The outcome of a task that has ended.
     fn take(self: Box<Self>) -> Outcome<T, E>;
     fn detach(self: Box<Self>);
@@ -143,6 +146,10 @@ where
 
     fn kill(&self) {
         self.task.kill();
+    }
+
+    fn would_hang(&self) -> bool {
+        !self.task.is_finished() && self.task.shared().would_hang()
     }
 
     fn take(self: Box<Self>) -> Outcome<T, E> {
@@ -477,7 +484,23 @@ impl<T, E> Group<T, E> {
     ///
     /// A task that never ends makes this wait forever;
     /// [`join_next_timeout`](Group::join_next_timeout) does not.
+    ///
+    /// # Panics
+    ///
+    /// If no task has ended yet and one is an async task that this thread's
+    /// current-thread tokio runtime would have to run (this call would
+    /// never return): await `join_next_async` there instead.
+    #[track_caller]
     pub fn join_next(&mut self) -> Option<(TaskId, Outcome<T, E>)> {
+        if lock(&self.ready.state).ended.is_empty() && self.members.values().any(|m| m.would_hang())
+        {
+            panic!(
+                "`Group::join_next` would block a thread that drives a current-thread tokio \
+                 runtime, where an async task of the group may be waiting to run, so the call \
+                 could never return: use `join_next_async().await` inside the runtime, or call \
+                 `join_next` from another thread"
+            );
+        }
         self.next(Wait::Forever).ok()
     }
 
@@ -507,6 +530,11 @@ impl<T, E> Group<T, E> {
     /// A task that never ends makes this wait forever; stop the group
     /// (or join with [`join_next_timeout`](Group::join_next_timeout)) if
     /// that can happen.
+    ///
+    /// # Panics
+    ///
+    /// As [`join_next`](Group::join_next) does.
+    #[track_caller]
     pub fn join_all(mut self) -> Joined<T, E> {
         let mut outcomes = Vec::with_capacity(self.members.len());
         while let Some(joined) = self.join_next() {

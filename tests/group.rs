@@ -505,3 +505,29 @@ fn a_task_in_a_group_never_waits_to_emit_events_nobody_reads() {
     assert_eq!(kept + given_back, 10_000);
     assert!(given_back > 0);
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn join_next_refuses_to_hang_on_the_runtime_its_async_tasks_need() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut group: Group<u64, Stopped> = Group::new();
+        group.insert(sidetask::spawn_async(|_: sidetask::AsyncCtx| async move {
+            Ok(1)
+        }));
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.join_next()));
+        let message = refused.unwrap_err();
+        let message = message
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| message.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or_default();
+        assert!(message.contains("join_next_async"), "{message}");
+        // The awaitable twin gets it.
+        let (_, outcome) = group.join_next_async().await.unwrap();
+        assert_eq!(outcome.value(), Some(1));
+    });
+}
