@@ -395,16 +395,17 @@ impl<T, E> Group<T, E> {
                 state.stoppers.insert(id, task.stop_handle());
             }
         }
+        let shared = task.shared();
         // Nobody reads its events now: an emit into its full outbox gives
         // the event back instead of waiting for ever.
-        task.shared().set_outbox_unread();
+        shared.set_outbox_unread();
         let ready = Arc::downgrade(&self.ready);
         let hook = Box::new(move |failed| {
             if let Some(ready) = Weak::upgrade(&ready) {
                 ready.ended(id, failed);
             }
         });
-        task.shared()
+        shared
             .set_end_hook(hook)
             .unwrap_or_else(|_| unreachable!("a task's handle is put in one group only"));
         self.members.insert(id, Box::new(Mapped { task, map }));

@@ -402,6 +402,13 @@ impl<In, Ev> Mailbox<In, Ev> {
         self.flags.load(Ordering::Acquire) & flag != 0
     }
 
+    /// Whether `flag` is set, read under the lock that every `set` holds:
+    /// what this thread wrote before the call is seen by whoever sets the
+    /// flag after it.
+    pub(crate) fn is_set_locked(&self, flag: u8) -> bool {
+        self.locked(|s| s.flags & flag != 0)
+    }
+
     /// Whether the outbox holds no event, without the lock: exact for a
     /// caller that saw every emit end (the task's own thread, or after
     /// `DONE`).

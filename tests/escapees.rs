@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::process_tasks::*;
-use common::{LIMIT, gone, kill_pid};
+use common::{LIMIT, Pids};
 use sidetask::{Command, Process};
 
 sidetask::test_support!(registry());
@@ -19,33 +18,6 @@ sidetask::test_support!(registry());
 const BATCH: usize = 20;
 const ROUNDS: usize = 10;
 const GRACE: Duration = Duration::from_millis(50);
-
-/// The pids the tasks reported: whatever is still alive of them when this
-/// is dropped is killed by pid, whatever the test found.
-#[derive(Default)]
-struct Reported(Vec<u32>);
-
-impl Reported {
-    /// Waits (within [`LIMIT`]) for every pid to be gone; returns those
-    /// that are not.
-    fn survivors(&self) -> Vec<u32> {
-        let deadline = Instant::now() + LIMIT;
-        while self.0.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
-        }
-        self.0.iter().copied().filter(|&p| !gone(p)).collect()
-    }
-}
-
-impl Drop for Reported {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            if !gone(pid) {
-                kill_pid(pid);
-            }
-        }
-    }
-}
 
 struct Rng(u64);
 
@@ -72,7 +44,7 @@ impl Rng {
 fn process_tasks_leave_no_descendant_that_left_their_group_or_tree() {
     sidetask::init(registry());
     let mut rng = Rng::seeded();
-    let mut reported = Reported::default();
+    let mut reported = Pids::default();
     for _ in 0..ROUNDS {
         let mut tasks = Vec::new();
         for _ in 0..BATCH {
@@ -121,7 +93,7 @@ const SCRIPT: &str = "echo $$; \
 fn commands_leave_no_descendant_that_left_their_group_or_tree() {
     sidetask::init(registry());
     let mut rng = Rng::seeded();
-    let mut reported = Reported::default();
+    let mut reported = Pids::default();
     for _ in 0..ROUNDS {
         let mut tasks = Vec::new();
         for _ in 0..BATCH {

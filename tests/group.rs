@@ -7,11 +7,10 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::process_tasks::*;
-use common::{LIMIT, gone, kill_pid, wait_for, within};
+use common::{LIMIT, Pids, gone, wait_for, within};
 use sidetask::{Command, Ctx, Group, Outcome, Process, Stopped, TaskId};
 
 sidetask::test_support!(registry());
@@ -124,24 +123,39 @@ fn dropping_a_group_stops_every_task_in_it() {
 
 #[test]
 fn a_detached_task_outlives_its_group() {
+    let stopped = Arc::new(AtomicUsize::new(0));
     let ended = Arc::new(AtomicUsize::new(0));
     let (go, wait) = mpsc::channel::<()>();
     let mut group: Group<(), &str> = Group::new();
     let guard = Ended(ended.clone());
-    let id = group.spawn(move |_: &Ctx| {
+    let saw_stop = stopped.clone();
+    let (began, running) = mpsc::channel::<()>();
+    let id = group.spawn(move |ctx: &Ctx| {
         let _guard = guard;
-        wait.recv().map_err(|_| "gate dropped")
+        began.send(()).map_err(|_| "test gone")?;
+        // Blocks outside its context (a stop does not wake it), then tells
+        // whether a stop was asked for meanwhile: a stop is a flag set at
+        // once by whoever asks.
+        wait.recv().map_err(|_| "gate dropped")?;
+        if ctx.stopped() {
+            saw_stop.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
     });
+    running.recv_timeout(LIMIT).unwrap();
     assert!(group.detach(id));
     assert!(!group.detach(id));
     assert!(group.is_empty());
     drop(group);
-    // Not stopped: it still waits for its gate (a stop would not end a
-    // thread blocked outside its context anyway, so look at the gate).
     go.send(()).unwrap();
     wait_for("the detached task to end", || {
         ended.load(Ordering::SeqCst) == 1
     });
+    assert_eq!(
+        stopped.load(Ordering::SeqCst),
+        0,
+        "the group's drop stopped it"
+    );
 }
 
 #[test]
@@ -273,24 +287,11 @@ fn kill_all_kills_process_tasks_that_ignore_stops() {
         pids.push(task.recv_timeout(LIMIT).unwrap());
         group.insert(task);
     }
-    let _cleanup = KillOnDrop(pids.clone());
+    let pids = Pids(pids);
     group.kill_all();
     let joined = within(LIMIT, move || group.join_all());
     assert!(joined.outcomes().iter().all(|(_, o)| o.is_killed()));
-    wait_for("every child to be gone", || pids.iter().all(|&p| gone(p)));
-}
-
-/// Kills the given pids when dropped, whatever the test found.
-struct KillOnDrop(Vec<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            if !gone(pid) {
-                kill_pid(pid);
-            }
-        }
-    }
+    assert_eq!(pids.survivors(), Vec::<u32>::new());
 }
 
 #[test]
@@ -310,15 +311,11 @@ fn dropping_a_group_of_process_tasks_leaves_no_descendant() {
         }
         group.insert(task);
     }
-    let _cleanup = KillOnDrop(pids.clone());
-    assert!(pids.iter().all(|&p| !gone(p)));
+    let pids = Pids(pids);
+    assert!(pids.0.iter().all(|&p| !gone(p)));
     drop(group);
-    let deadline = Instant::now() + LIMIT;
-    while pids.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    let left: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
-    assert!(left.is_empty(), "left behind: {left:?} of {pids:?}");
+    let left = pids.survivors();
+    assert!(left.is_empty(), "left behind: {left:?} of {:?}", pids.0);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! reaches the untyped part directly, without a trait object in between.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::TaskId;
@@ -218,21 +218,21 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     /// for it where the place's wire brings the end and nobody else reads;
     /// returns whether it ended.
     pub(crate) fn wait_done(&self, wait: Wait) -> bool {
-        if let Some(wire) = self.wire(Side::Handle).filter(|w| w.brings_end()) {
+        if let Some(wire) = self.wire(Side::Handle) {
             let until = match wait {
                 Wait::No => return self.mailbox.is(DONE),
                 Wait::Forever => None,
                 Wait::Until(until) => Some(until),
             };
-            while !self.mailbox.is(DONE) {
+            while wire.brings_end() && !self.mailbox.is(DONE) {
                 match wire.pull(until) {
                     Served::Wake => {}
                     Served::TimedOut => return self.mailbox.is(DONE),
                     Served::Busy | Served::Ended => break,
                 }
             }
+            wire.hurry();
         }
-        self.hurry(Side::Handle);
         self.mailbox.wait_for(DONE, wait)
     }
 
@@ -301,7 +301,6 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
             "task ended"
         );
         self.mailbox.set(DONE);
-        fence(Ordering::SeqCst);
         self.tell_end(|| outcome.is_failure());
     }
 }
@@ -318,9 +317,8 @@ impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
         let failed = outcome.is_failure();
         *lock(&self.outcome) = Some(outcome);
         self.mailbox.set(DONE);
-        // Either this thread sees the hook or `set_end_hook`'s sees `DONE`
-        // (both store, then fence, then load): the hook runs exactly once.
-        fence(Ordering::SeqCst);
+        // Either this thread sees the hook or `set_end_hook` sees `DONE`
+        // (it reads it under the lock `set` holds): the hook runs once.
         self.tell_end(|| failed);
     }
 
@@ -329,8 +327,7 @@ impl<In, Ev, T, E> Shared<In, Ev, Slot<T, E>> {
     /// one that was not.
     pub(crate) fn set_end_hook(&self, hook: EndHook) -> Result<(), EndHook> {
         self.end_hook.set(hook)?;
-        fence(Ordering::SeqCst);
-        if self.mailbox.is(DONE) {
+        if self.mailbox.is_set_locked(DONE) {
             self.tell_end(|| {
                 lock(&self.outcome)
                     .as_ref()

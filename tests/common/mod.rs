@@ -107,3 +107,30 @@ pub fn survivors_of_a_killed_parent(mut parent: std::process::Command) -> (usize
     }
     (pids.len(), survivors)
 }
+
+/// Pids a test started or was told of: whatever is still alive of them when
+/// this is dropped is killed by pid, whatever the test found.
+#[derive(Default)]
+pub struct Pids(pub Vec<u32>);
+
+impl Pids {
+    /// Waits (within [`LIMIT`]) for every pid to be gone; returns those
+    /// that are not.
+    pub fn survivors(&self) -> Vec<u32> {
+        let deadline = Instant::now() + LIMIT;
+        while self.0.iter().any(|&p| !gone(p)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.0.iter().copied().filter(|&p| !gone(p)).collect()
+    }
+}
+
+impl Drop for Pids {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if !gone(pid) {
+                kill_pid(pid);
+            }
+        }
+    }
+}
