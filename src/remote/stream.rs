@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -96,9 +95,8 @@ impl Entry {
     }
 }
 
-/// A doorbell stream read by a thread of its own, and also (a client's,
-/// for a waiting handle), one at a time, by a thread waiting for what it
-/// brings:
+/// A client's doorbell stream, read by the client's reader thread and
+/// also, one at a time, by a handle's thread waiting for what it brings:
 /// that thread reads it itself, on a connection of its own, so what it
 /// waits for needs no hand-over between threads. Both read the same
 /// entries; whoever applies one applies it once (each entry says the id
@@ -107,7 +105,8 @@ pub(crate) struct Doorbell {
     pub(crate) key: String,
     /// The id of the last entry read, by either.
     last: Mutex<String>,
-    pulling: AtomicBool,
+    /// The waiting thread's connection, held while it reads (so that one
+    /// reads at a time).
     direct: Mutex<Option<Conn>>,
     /// How long one blocking read waits at most.
     block: Duration,
@@ -118,7 +117,6 @@ impl Doorbell {
         Doorbell {
             key,
             last: Mutex::new("0-0".to_owned()),
-            pulling: AtomicBool::new(false),
             direct: Mutex::new(None),
             block,
         }
@@ -147,16 +145,17 @@ impl Doorbell {
         count: usize,
         mut apply: impl FnMut(&mut Conn, &StreamId),
     ) -> Served {
-        if self.pulling.swap(true, Ordering::Acquire) {
+        let Ok(mut direct) = self.direct.try_lock() else {
+            // Another thread reads (or one panicked reading: the reader
+            // thread serves).
             return Served::Busy;
-        }
-        let served = self.pull_alone(client, until, count, &mut apply);
-        self.pulling.store(false, Ordering::Release);
-        served
+        };
+        self.pull_alone(&mut direct, client, until, count, &mut apply)
     }
 
     fn pull_alone(
         &self,
+        direct: &mut Option<Conn>,
         client: &Client,
         until: Option<Instant>,
         count: usize,
@@ -172,7 +171,6 @@ impl Doorbell {
                 left.min(self.block)
             }
         };
-        let mut direct = lock(&self.direct);
         if direct.is_none() {
             match client.blocking(Some(self.block + Duration::from_secs(5))) {
                 Ok(c) => *direct = Some(c),

@@ -29,7 +29,7 @@ use super::client::{Client, Conn};
 use super::end;
 use super::error::RemoteError;
 use super::scripts;
-use super::stream::{Doorbell, Sid, field, text};
+use super::stream::{Sid, field, text};
 use crate::backend::thread as place;
 use crate::named::{Delivered, Full, Inlet, Line, Registry};
 use crate::outcome::CrashCause;
@@ -228,10 +228,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             freed: Condvar::new(),
             acks,
-            bell: Doorbell::new(
-                self.client.key(format_args!("ww:{}", self.name)),
-                self.block,
-            ),
+            wake: self.client.key(format_args!("ww:{}", self.name)),
             orphans: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             block: self.block,
@@ -347,7 +344,7 @@ struct Hub {
     freed: Condvar,
     acks: Sender<Arc<Attempt>>,
     /// The worker's doorbell: copies of its tasks' inbox entries.
-    bell: Doorbell,
+    wake: String,
     /// Doorbell entries of tasks claimed but not registered yet (a claim
     /// run by Redis right after a bell, whose answer is on its way), by
     /// id, with when they came; locked inside `running`'s lock.
@@ -1003,6 +1000,7 @@ impl Line for Attempt {
 fn read_inboxes(hub: &Weak<Hub>) {
     let mut con: Option<Conn> = None;
     // The worker's name is its own: whatever its doorbell holds is for it.
+    let mut last = "0-0".to_owned();
     loop {
         let Some(h) = hub.upgrade() else { return };
         if h.closing.load(Ordering::SeqCst) && lock(&h.running).is_empty() {
@@ -1032,7 +1030,7 @@ fn read_inboxes(hub: &Weak<Hub>) {
             .block(block.as_millis() as usize)
             .count(256);
         let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&[&h.bell.key], &[&h.bell.last()], &opts);
+            c.xread_options(&[&h.wake], &[&last], &opts);
         let reply = match reply {
             Ok(Some(r)) => r,
             Ok(None) => continue,
@@ -1043,7 +1041,7 @@ fn read_inboxes(hub: &Weak<Hub>) {
             }
         };
         for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-            h.bell.read_up_to(&entry.id);
+            last.clone_from(&entry.id);
             h.apply_bell(entry);
         }
     }
