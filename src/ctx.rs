@@ -76,7 +76,7 @@ impl<In, Ev> Ctx<In, Ev> {
         let Some(wire) = self.shared.wire(Side::Body) else {
             return self.mailbox().pop_in(wait);
         };
-        let got = take_reading(wait, |w| self.mailbox().pop_in(w), |until| wire.pull(until));
+        let got = take_reading(wait, |w| self.mailbox().pop_in(w), &*wire);
         if got.is_ok() {
             wire.taken();
         }

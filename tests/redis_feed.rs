@@ -427,8 +427,10 @@ fn the_list_feeder_gives_up_after_its_reconnect_time() {
         .reconnect_for(reconnect_for);
     let done = run_aside(feeder, reader(1000, Some(seen_tx)));
     seen.recv_timeout(LIMIT).expect("the first item is read");
-    server.kill();
+    // Before the kill: the feeder may see the connection go while `kill`
+    // still waits for the server's exit.
     let killed_at = Instant::now();
+    server.kill();
     let err = finished(&done).unwrap_err();
     let took = killed_at.elapsed();
     assert_gave_up_on(&err, &url);
@@ -558,8 +560,10 @@ fn the_pubsub_feeder_gives_up_after_its_reconnect_time() {
     wait_for("the subscription", || {
         listeners(&server, "news", false) == 1
     });
-    server.kill();
+    // Before the kill: the feeder may see the connection go while `kill`
+    // still waits for the server's exit.
     let killed_at = Instant::now();
+    server.kill();
     let err = finished(&done).unwrap_err();
     let took = killed_at.elapsed();
     assert_gave_up_on(&err, &url);

@@ -43,8 +43,13 @@ pub(crate) trait Line: Send + Sync {
     fn broken(&self, why: String);
     /// The body took a message.
     fn taken(&self);
-    /// The body waits for a message until `until`: reads for it if it can.
-    fn pull(&self, until: Option<Instant>) -> Served;
+    /// How much the place has brought so far (see [`Wire::mark`]).
+    fn mark(&self) -> u64 {
+        0
+    }
+    /// The body waits for a message until `until`: reads for it if it can
+    /// (see [`Wire::pull`]).
+    fn pull(&self, until: Option<Instant>, since: u64) -> Served;
     /// The body waits without reading (a sleep).
     fn hurry(&self);
 }
@@ -215,8 +220,12 @@ impl<Ev: serde::Serialize> Wire<Ev> for Encoding<Ev> {
             .map_err(|Full| Carry::Full(event))
     }
 
-    fn pull(&self, until: Option<Instant>) -> Served {
-        self.line.pull(until)
+    fn mark(&self) -> u64 {
+        self.line.mark()
+    }
+
+    fn pull(&self, until: Option<Instant>, since: u64) -> Served {
+        self.line.pull(until, since)
     }
 
     fn hurry(&self) {

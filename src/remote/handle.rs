@@ -880,11 +880,15 @@ impl<T: NamedTask> Wire<T::Event> for Session<T> {
         }
     }
 
-    fn pull(&self, until: Option<Instant>) -> Served {
+    fn mark(&self) -> u64 {
+        self.client.reader().mark()
+    }
+
+    fn pull(&self, until: Option<Instant>, since: u64) -> Served {
         if self.is_over() {
             return Served::Ended;
         }
-        self.client.reader().pull(until)
+        self.client.reader().pull(until, since)
     }
 
     fn brings_end(&self) -> bool {

@@ -79,10 +79,16 @@ impl Reader {
     /// A handle's thread waits until `until` for what the doorbell brings:
     /// reads it itself if no other thread of this client's handles does,
     /// and hands each entry to its handle.
-    pub(crate) fn pull(&self, until: Option<Instant>) -> Served {
-        self.bell.pull(&self.client, until, COUNT, |con, entry| {
-            ring(self, con, entry)
-        })
+    pub(crate) fn pull(&self, until: Option<Instant>, since: u64) -> Served {
+        self.bell
+            .pull(&self.client, until, since, COUNT, |con, entry| {
+                ring(self, con, entry)
+            })
+    }
+
+    /// How many doorbell entries were applied so far.
+    pub(crate) fn mark(&self) -> u64 {
+        self.bell.mark()
     }
 
     /// Serves `sink` for task `id` from now on. Whatever its stream holds
@@ -177,6 +183,11 @@ fn run(reader: &Weak<Reader>) {
                 continue;
             }
         }
+        // A handle's thread that reads the doorbell itself serves every
+        // handle meanwhile.
+        if !me.bell.stand_aside(BLOCK) {
+            continue;
+        }
         let opts = StreamReadOptions::default()
             .block(BLOCK.as_millis() as usize)
             .count(COUNT);
@@ -187,8 +198,8 @@ fn run(reader: &Weak<Reader>) {
             Ok(Some(reply)) => {
                 for key in reply.keys {
                     for entry in &key.ids {
-                        me.bell.read_up_to(&entry.id);
                         ring(&me, c, entry);
+                        me.bell.applied(&entry.id);
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! Entries of a task's event stream, and stream ids.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -95,53 +95,154 @@ impl Entry {
     }
 }
 
-/// A client's doorbell stream, read by the client's reader thread and
-/// also, one at a time, by a handle's thread waiting for what it brings:
-/// that thread reads it itself, on a connection of its own, so what it
-/// waits for needs no hand-over between threads. Both read the same
-/// entries; whoever applies one applies it once (each entry says the id
-/// before it, checked against a cursor).
+/// How long after a waiting thread's read the background reader still
+/// leaves the doorbell to waiting threads: a thread that waits again soon
+/// (the next `recv` of a loop) reads it alone, so an entry wakes one thread
+/// rather than two.
+const STAND_ASIDE: Duration = Duration::from_millis(2);
+
+/// A doorbell stream (a client's, or a worker's), read by a background
+/// reader thread and also, one at a time, by a thread waiting for what it
+/// brings (a handle's, or a task body's): that thread reads it itself, on a
+/// connection of its own, so what it waits for needs no hand-over between
+/// threads. Whoever reads an entry applies it to whichever task it is for,
+/// once (each entry says the id before it, checked against a cursor).
+///
+/// While waiting threads read it, the background reader stands aside
+/// ([`stand_aside`](Doorbell::stand_aside)): every blocked read of a stream
+/// is woken by each entry, and on a small machine the second wake-up costs
+/// the first one its time. It reads again once no waiting thread has read
+/// for [`STAND_ASIDE`], so an entry for a task nobody waits on is applied
+/// that much later at most.
 pub(crate) struct Doorbell {
     pub(crate) key: String,
-    /// The id of the last entry read, by either.
-    last: Mutex<String>,
+    /// How far the stream was read and applied, by either.
+    rung: Mutex<Rung>,
     /// The waiting thread's connection, held while it reads (so that one
     /// reads at a time).
     direct: Mutex<Option<Conn>>,
+    /// Whether a waiting thread reads, and when one last stopped.
+    pulls: Mutex<Pulls>,
+    /// Signalled when a waiting thread stops reading.
+    pulled: Condvar,
     /// How long one blocking read waits at most.
     block: Duration,
+}
+
+struct Rung {
+    /// The id of the last entry applied.
+    last: String,
+    /// How many entries were applied, a count that only grows: a waiting
+    /// thread that finds it grew since it last looked at its mailbox may
+    /// have been brought what it waits for, by the other reader, after it
+    /// looked; it looks again rather than block.
+    applied: u64,
+}
+
+struct Pulls {
+    /// A waiting thread reads now.
+    reading: bool,
+    /// When the last one stopped.
+    since: Option<Instant>,
+    /// The background reader waits for the one reading to stop (and is
+    /// signalled then; otherwise nobody signals, so a waiting thread's
+    /// read costs no wake-up of the reader).
+    watched: bool,
+}
+
+/// Says a waiting thread stopped reading, however it leaves.
+struct Reading<'a>(&'a Doorbell);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        let mut pulls = lock(&self.0.pulls);
+        pulls.reading = false;
+        pulls.since = Some(Instant::now());
+        if pulls.watched {
+            self.0.pulled.notify_all();
+        }
+    }
 }
 
 impl Doorbell {
     pub(crate) fn new(key: String, block: Duration) -> Doorbell {
         Doorbell {
             key,
-            last: Mutex::new("0-0".to_owned()),
+            rung: Mutex::new(Rung {
+                last: "0-0".to_owned(),
+                applied: 0,
+            }),
             direct: Mutex::new(None),
+            pulls: Mutex::new(Pulls {
+                reading: false,
+                since: None,
+                watched: false,
+            }),
+            pulled: Condvar::new(),
             block,
         }
     }
 
-    /// The id of the last entry read.
-    pub(crate) fn last(&self) -> String {
-        lock(&self.last).clone()
+    /// The background reader's turn: waits, at most `most`, while a
+    /// waiting thread reads or read within [`STAND_ASIDE`]; `true` if the
+    /// reader should read now.
+    pub(crate) fn stand_aside(&self, most: Duration) -> bool {
+        let until = Instant::now() + most;
+        let mut pulls = lock(&self.pulls);
+        loop {
+            let now = Instant::now();
+            let resume = match pulls.since {
+                _ if pulls.reading => until,
+                Some(since) if now < since + STAND_ASIDE => since + STAND_ASIDE,
+                _ => return true,
+            };
+            if now >= until {
+                return false;
+            }
+            pulls.watched = pulls.reading;
+            pulls = self
+                .pulled
+                .wait_timeout(pulls, resume.min(until) - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+            pulls.watched = false;
+        }
     }
 
-    /// Records that the stream was read up to entry `id`.
-    pub(crate) fn read_up_to(&self, id: &str) {
-        let mut last = lock(&self.last);
-        if Sid::parse(id) > Sid::parse(&last) {
-            id.clone_into(&mut last);
+    /// The id of the last entry applied.
+    pub(crate) fn last(&self) -> String {
+        lock(&self.rung).last.clone()
+    }
+
+    /// How many entries were applied so far (see [`Wire::mark`]).
+    ///
+    /// [`Wire::mark`]: crate::task::wire::Wire::mark
+    pub(crate) fn mark(&self) -> u64 {
+        lock(&self.rung).applied
+    }
+
+    /// Records that entry `id` was applied (after it was: a waiting thread
+    /// that reads from the last id applied must not skip one that is still
+    /// being applied).
+    pub(crate) fn applied(&self, id: &str) {
+        let mut rung = lock(&self.rung);
+        rung.applied += 1;
+        if Sid::parse(id) > Sid::parse(&rung.last) {
+            id.clone_into(&mut rung.last);
         }
     }
 
     /// A waiting thread reads the doorbell until `until`, unless another
-    /// one does (`Busy`), handing each entry to `apply` with the
+    /// one does (`Busy`) or an entry was applied since its [`mark`]
+    /// `since` (`Wake`, at once), handing each entry to `apply` with the
     /// connection it came on.
+    ///
+    /// [`mark`]: Doorbell::mark
     pub(crate) fn pull(
         &self,
         client: &Client,
         until: Option<Instant>,
+        since: u64,
         count: usize,
         mut apply: impl FnMut(&mut Conn, &StreamId),
     ) -> Served {
@@ -150,7 +251,9 @@ impl Doorbell {
             // thread serves).
             return Served::Busy;
         };
-        self.pull_alone(&mut direct, client, until, count, &mut apply)
+        lock(&self.pulls).reading = true;
+        let _reading = Reading(self);
+        self.pull_alone(&mut direct, client, until, since, count, &mut apply)
     }
 
     fn pull_alone(
@@ -158,6 +261,7 @@ impl Doorbell {
         direct: &mut Option<Conn>,
         client: &Client,
         until: Option<Instant>,
+        since: u64,
         count: usize,
         apply: &mut dyn FnMut(&mut Conn, &StreamId),
     ) -> Served {
@@ -180,7 +284,13 @@ impl Doorbell {
         let Some(con) = direct.as_mut() else {
             return Served::Busy;
         };
-        let from = self.last();
+        let from = {
+            let rung = lock(&self.rung);
+            if rung.applied != since {
+                return Served::Wake;
+            }
+            rung.last.clone()
+        };
         let opts = StreamReadOptions::default()
             // At least a millisecond: 0 would block for ever.
             .block((block.as_millis() as usize).max(1))
@@ -190,8 +300,8 @@ impl Doorbell {
         match reply {
             Ok(Some(reply)) => {
                 for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-                    self.read_up_to(&entry.id);
                     apply(con, entry);
+                    self.applied(&entry.id);
                 }
                 Served::Wake
             }

@@ -29,7 +29,7 @@ use super::client::{Client, Conn};
 use super::end;
 use super::error::RemoteError;
 use super::scripts;
-use super::stream::{Sid, field, text};
+use super::stream::{Doorbell, Sid, field, text};
 use crate::backend::thread as place;
 use crate::named::{Delivered, Full, Inlet, Line, Registry};
 use crate::outcome::CrashCause;
@@ -42,6 +42,9 @@ const ACK_DELAY: Duration = Duration::from_millis(5);
 
 /// How long the claimer and the inbox reader block at most, unless set.
 const BLOCK: Duration = Duration::from_secs(1);
+
+/// How many doorbell entries one read takes at most.
+const COUNT: usize = 256;
 
 /// A worker process's loop: claims the named tasks it knows from Redis and
 /// runs them, at most [`concurrency`](Worker::concurrency) at once.
@@ -228,7 +231,10 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             freed: Condvar::new(),
             acks,
-            wake: self.client.key(format_args!("ww:{}", self.name)),
+            bell: Doorbell::new(
+                self.client.key(format_args!("ww:{}", self.name)),
+                self.block,
+            ),
             orphans: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             block: self.block,
@@ -343,8 +349,9 @@ struct Hub {
     /// Signalled when an attempt leaves `running`.
     freed: Condvar,
     acks: Sender<Arc<Attempt>>,
-    /// The worker's doorbell: copies of its tasks' inbox entries.
-    wake: String,
+    /// The worker's doorbell: copies of its tasks' inbox entries, read by
+    /// the inbox reader and by a body waiting for a message.
+    bell: Doorbell,
     /// Doorbell entries of tasks claimed but not registered yet (a claim
     /// run by Redis right after a bell, whose answer is on its way), by
     /// id, with when they came; locked inside `running`'s lock.
@@ -644,6 +651,33 @@ impl Hub {
         }
     }
 
+    /// Rings the worker's doorbell with an entry for no task, so that a
+    /// body reading it for a message looks at its flags again: a stop or
+    /// kill this worker decided on its own (a timeout, a grace period, a
+    /// lost lease) reaches a body that waits for a message at once.
+    fn nudge(&self) {
+        let rung = self.client.run(|con| {
+            redis::pipe()
+                .cmd("XADD")
+                .arg(&self.bell.key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(10_000)
+                .arg("*")
+                .arg("nudge")
+                .arg(1)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&self.bell.key)
+                .arg(3_600_000)
+                .ignore()
+                .query::<()>(con)
+        });
+        if let Err(e) = rung {
+            tracing::debug!(worker = self.name, error = %e, "could not ring the worker's doorbell");
+        }
+    }
+
     fn attempts(&self) -> Vec<Arc<Attempt>> {
         lock(&self.running).values().cloned().collect()
     }
@@ -657,6 +691,7 @@ impl Hub {
         for a in &attempts {
             a.stop();
         }
+        self.nudge();
         let deadline = Instant::now() + grace;
         let mut running = lock(&self.running);
         while !running.is_empty() && Instant::now() < deadline {
@@ -981,12 +1016,21 @@ impl Line for Attempt {
         }
     }
 
-    fn pull(&self, until: Option<Instant>) -> Served {
-        // The inbox reader hands messages over; a body's thread reading the
-        // doorbell itself measured no faster here (its reads doubled the
-        // wake-ups on a busy machine), so it does not.
-        let _ = until;
-        Served::Busy
+    fn mark(&self) -> u64 {
+        self.hub.upgrade().map_or(0, |hub| hub.bell.mark())
+    }
+
+    fn pull(&self, until: Option<Instant>, since: u64) -> Served {
+        // A child's messages go through its place's own connection.
+        if self.isolated {
+            return Served::Busy;
+        }
+        let Some(hub) = self.hub.upgrade() else {
+            return Served::Busy;
+        };
+        hub.bell.pull(&hub.client, until, since, COUNT, |_, entry| {
+            hub.apply_bell(entry)
+        })
     }
 
     fn hurry(&self) {}
@@ -999,8 +1043,6 @@ impl Line for Attempt {
 /// nothing is applied twice.
 fn read_inboxes(hub: &Weak<Hub>) {
     let mut con: Option<Conn> = None;
-    // The worker's name is its own: whatever its doorbell holds is for it.
-    let mut last = "0-0".to_owned();
     loop {
         let Some(h) = hub.upgrade() else { return };
         if h.closing.load(Ordering::SeqCst) && lock(&h.running).is_empty() {
@@ -1025,12 +1067,19 @@ fn read_inboxes(hub: &Weak<Hub>) {
                 }
             },
         };
-        let block = h.block;
+        // A body that waits for a message reads the doorbell itself, for
+        // every attempt.
+        if !h.bell.stand_aside(h.block) {
+            continue;
+        }
         let opts = StreamReadOptions::default()
-            .block(block.as_millis() as usize)
-            .count(256);
+            .block(h.block.as_millis() as usize)
+            .count(COUNT);
+        // The worker's name is its own: whatever its doorbell holds is for
+        // it.
+        let last = h.bell.last();
         let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&[&h.wake], &[&last], &opts);
+            c.xread_options(&[&h.bell.key], &[&last], &opts);
         let reply = match reply {
             Ok(Some(r)) => r,
             Ok(None) => continue,
@@ -1041,8 +1090,8 @@ fn read_inboxes(hub: &Weak<Hub>) {
             }
         };
         for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-            last.clone_from(&entry.id);
             h.apply_bell(entry);
+            h.bell.applied(&entry.id);
         }
     }
 }
@@ -1058,11 +1107,15 @@ fn keep(hub: &Weak<Hub>) {
         }
         let lease = lease_of(&attempts);
         let now = Instant::now();
+        // Whether a body may have to be told of a stop or kill decided here.
+        let mut nudge = false;
         for a in &attempts {
             let at = *lock(&a.stop_at);
             if at.is_some_and(|at| now >= at) {
+                nudge |= !a.ended.load(Ordering::SeqCst);
                 a.kill();
             } else if a.deadline.is_some_and(|d| now >= d) {
+                nudge |= at.is_none();
                 a.stop();
             }
         }
@@ -1070,12 +1123,18 @@ fn keep(hub: &Weak<Hub>) {
             Ok(flags) => {
                 last_renewal = now;
                 for (a, flag) in attempts.iter().zip(flags) {
+                    let ended = a.ended.load(Ordering::SeqCst);
                     match flag {
                         0 => a.fenced(),
-                        2 => a.stop(),
+                        2 => {
+                            nudge |= lock(&a.stop_at).is_none();
+                            a.stop();
+                            continue;
+                        }
                         3 => a.kill(),
-                        _ => {}
+                        _ => continue,
                     }
+                    nudge |= !ended;
                 }
             }
             Err(e) => {
@@ -1084,10 +1143,14 @@ fn keep(hub: &Weak<Hub>) {
                 // this one stops writing and stops its attempts first.
                 if now.duration_since(last_renewal) > lease * 4 / 5 {
                     for a in &attempts {
+                        nudge |= !a.ended.load(Ordering::SeqCst);
                         a.fenced();
                     }
                 }
             }
+        }
+        if nudge {
+            h.nudge();
         }
         if let Ok(mut con) = h.client.connection() {
             let reaped: redis::RedisResult<i64> = scripts::REAP

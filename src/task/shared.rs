@@ -200,11 +200,7 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     pub(crate) fn take_event(&self, wait: Wait) -> Result<Ev, PopError> {
         match self.wire(Side::Handle) {
             Some(wire) => {
-                let got = super::wire::take_reading(
-                    wait,
-                    |w| self.mailbox.pop_out(w),
-                    |until| wire.pull(until),
-                );
+                let got = super::wire::take_reading(wait, |w| self.mailbox.pop_out(w), &*wire);
                 if got.is_ok() {
                     wire.received();
                 }
@@ -224,8 +220,12 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
                 Wait::Forever => None,
                 Wait::Until(until) => Some(until),
             };
-            while wire.brings_end() && !self.mailbox.is(DONE) {
-                match wire.pull(until) {
+            loop {
+                let mark = wire.mark();
+                if !wire.brings_end() || self.mailbox.is(DONE) {
+                    break;
+                }
+                match wire.pull(until, mark) {
                     Served::Wake => {}
                     Served::TimedOut => return self.mailbox.is(DONE),
                     Served::Busy | Served::Ended => break,

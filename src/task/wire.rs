@@ -68,9 +68,21 @@ pub(crate) trait Wire<Ev>: Send + Sync {
         Err(Carry::Gone(event))
     }
 
+    /// How much the connection has brought so far, in a count that only
+    /// grows; taken before a caller looks at the mailbox, and given back to
+    /// [`pull`](Wire::pull). A place whose other threads put what they read
+    /// into the mailbox while a caller reads too counts it here.
+    fn mark(&self) -> u64 {
+        0
+    }
+
     /// A caller waits until `until` for what the connection brings: reads
-    /// for it if nobody else does. May wait until `until`.
-    fn pull(&self, until: Option<Instant>) -> Served;
+    /// for it if nobody else does. May wait until `until`. `since`: the
+    /// [`mark`](Wire::mark) taken before the caller last found nothing; if
+    /// more was brought since, it returns [`Served::Wake`] at once (what
+    /// was brought may be what the caller waits for, put into the mailbox
+    /// after it looked).
+    fn pull(&self, until: Option<Instant>, since: u64) -> Served;
 
     /// Someone waits without reading (for the end, asynchronously, or in a
     /// sleep): whoever reads when nobody waits should read now.
@@ -92,14 +104,15 @@ pub(crate) enum Carry<Ev> {
 }
 
 /// Takes what a caller waits for (`take`: an event, or a message): at once
-/// if it is there; else reads the connection for it through `pull` while
+/// if it is there; else reads the connection for it through `wire` while
 /// nobody else reads, and waits on `take` itself while somebody does.
-pub(crate) fn take_reading<R>(
+pub(crate) fn take_reading<R, Ev, W: Wire<Ev> + ?Sized>(
     wait: Wait,
     take: impl Fn(Wait) -> Result<R, PopError>,
-    pull: impl Fn(Option<Instant>) -> Served,
+    wire: &W,
 ) -> Result<R, PopError> {
     loop {
+        let mark = wire.mark();
         match take(Wait::No) {
             Err(PopError::Empty) => {}
             got => return got,
@@ -109,7 +122,7 @@ pub(crate) fn take_reading<R>(
             Wait::Forever => None,
             Wait::Until(until) => Some(until),
         };
-        match pull(until) {
+        match wire.pull(until, mark) {
             Served::Wake => {}
             Served::TimedOut => return take(Wait::No),
             Served::Busy | Served::Ended => return take(wait),

@@ -365,7 +365,7 @@ impl Line for ChildTask {
         leave(EXIT_PROTOCOL)
     }
 
-    fn pull(&self, until: Option<Instant>) -> Served {
+    fn pull(&self, until: Option<Instant>, _since: u64) -> Served {
         self.relay.serve(self, until)
     }
 

@@ -502,7 +502,7 @@ impl<Ev> Wire<Ev> for Session {
         self.pump();
     }
 
-    fn pull(&self, until: Option<Instant>) -> Served {
+    fn pull(&self, until: Option<Instant>, _since: u64) -> Served {
         self.relay.serve(self, until)
     }
 
