@@ -34,23 +34,28 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- Appends an entry to the task's event stream and rings its client's
--- doorbell with a copy.
-local function event(id, t, fields)
-  local maxev = redis.call('HGET', t, 'maxev') or '10000'
-  local args = {p .. 'ev:' .. id, 'MAXLEN', maxev, '*'}
-  for _, f in ipairs(fields) do table.insert(args, f) end
-  local sid = redis.call('XADD', unpack(args))
-  local prev = redis.call('HGET', t, 'last') or '0-0'
-  redis.call('HSET', t, 'last', sid)
-  local cl = redis.call('HGET', t, 'cl')
-  if cl and cl ~= '' then
-    local bell = p .. 'n:' .. cl
-    local nargs = {bell, 'MAXLEN', '~', '100000', '*', 'id', id, 'sid', sid, 'prev', prev}
-    for _, f in ipairs(fields) do table.insert(nargs, f) end
-    redis.call('XADD', unpack(nargs))
-    redis.call('PEXPIRE', bell, 3600000)
+-- Appends `entries` (each a list of fields) to the task's event stream
+-- and rings its client's doorbell with a copy of each. `h`: the task's
+-- `maxev`, `last` and `cl`, as the caller read them. Returns the last id
+-- appended, for the caller to record as `last`.
+local function append_events(id, h, entries)
+  local prev = h[2] or '0-0'
+  local bell = nil
+  if h[3] and h[3] ~= '' then bell = p .. 'n:' .. h[3] end
+  for _, fields in ipairs(entries) do
+    local sid = redis.call('XADD', p .. 'ev:' .. id, 'MAXLEN', h[1] or '10000', '*', unpack(fields))
+    if bell then
+      redis.call('XADD', bell, 'MAXLEN', '~', '100000', '*', 'id', id, 'sid', sid, 'prev', prev, unpack(fields))
+    end
+    prev = sid
   end
+  if bell then redis.call('PEXPIRE', bell, 3600000) end
+  return prev
+end
+-- Appends one entry to the task's event stream (see `append_events`).
+local function event(id, t, fields)
+  local sid = append_events(id, redis.call('HMGET', t, 'maxev', 'last', 'cl'), {fields})
+  redis.call('HSET', t, 'last', sid)
   return sid
 end
 -- Ends the task: its outcome in the hash and as the last event; every key
@@ -65,21 +70,29 @@ local function finish(id, t, kind, data)
   redis.call('PEXPIRE', p .. 'in:' .. id, ttl)
   redis.call('PEXPIRE', p .. 'ev:' .. id, ttl)
 end
--- Appends an entry to the task's inbox stream and, while a worker runs
--- the task, rings that worker's doorbell with a copy.
-local function inbox(id, t, fields)
-  local args = {p .. 'in:' .. id, '*'}
-  for _, f in ipairs(fields) do table.insert(args, f) end
-  local sid = redis.call('XADD', unpack(args))
-  local g = redis.call('HMGET', t, 'inlast', 'st', 'wk')
-  redis.call('HSET', t, 'inlast', sid)
-  if g[2] == 'r' and g[3] and g[3] ~= '' then
-    local bell = p .. 'ww:' .. g[3]
-    local nargs = {bell, 'MAXLEN', '~', '10000', '*', 'id', id, 'sid', sid, 'prev', g[1] or '0-0'}
-    for _, f in ipairs(fields) do table.insert(nargs, f) end
-    redis.call('XADD', unpack(nargs))
-    redis.call('PEXPIRE', bell, 3600000)
+-- Appends `entries` (each a list of fields) to the task's inbox stream
+-- and, while a worker runs the task, rings that worker's doorbell with a
+-- copy of each. `h`: the task's `inlast`, `st` and `wk`, as the caller read
+-- them. Returns the last id appended, for the caller to record as
+-- `inlast`.
+local function append_inbox(id, h, entries)
+  local prev = h[1] or '0-0'
+  local bell = nil
+  if h[2] == 'r' and h[3] and h[3] ~= '' then bell = p .. 'ww:' .. h[3] end
+  for _, fields in ipairs(entries) do
+    local sid = redis.call('XADD', p .. 'in:' .. id, '*', unpack(fields))
+    if bell then
+      redis.call('XADD', bell, 'MAXLEN', '~', '10000', '*', 'id', id, 'sid', sid, 'prev', prev, unpack(fields))
+    end
+    prev = sid
   end
+  if bell then redis.call('PEXPIRE', bell, 3600000) end
+  return prev
+end
+-- Appends one entry to the task's inbox stream (see `append_inbox`).
+local function inbox(id, t, fields)
+  local sid = append_inbox(id, redis.call('HMGET', t, 'inlast', 'st', 'wk'), {fields})
+  redis.call('HSET', t, 'inlast', sid)
   return sid
 end
 -- Records how far the body read; gives the client its credit back (an `a`
@@ -229,13 +242,30 @@ return out
 pub(crate) static EMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
+-- `advance` and `event` in one read and one write of the hash.
 local id = ARGV[2]
-if not holds(KEYS[1], ARGV[3]) then return 0 end
-advance(id, KEYS[1], ARGV[4], ARGV[5])
-for i = 6, #ARGV do
-  local n = redis.call('HINCRBY', KEYS[1], 'evn', 1)
-  event(id, KEYS[1], {'e', ARGV[i], 'n', tostring(n)})
+local t = KEYS[1]
+local f = redis.call('HMGET', t, 'st', 'tok', 'nread', 'cw', 'evn', 'maxev', 'last', 'cl')
+if f[1] ~= 'r' or f[2] ~= ARGV[3] then return 0 end
+local set = {}
+local entries = {}
+if tonumber(ARGV[5]) > tonumber(f[3] or '0') then
+  for _, v in ipairs({'read', ARGV[4], 'nread', ARGV[5]}) do table.insert(set, v) end
+  if f[4] == '1' then
+    for _, v in ipairs({'cw', '0'}) do table.insert(set, v) end
+    table.insert(entries, {'a', ARGV[5]})
+  end
 end
+local n = tonumber(f[5] or '0')
+for i = 6, #ARGV do
+  n = n + 1
+  table.insert(entries, {'e', ARGV[i], 'n', tostring(n)})
+end
+if #entries > 0 then
+  local last = append_events(id, {f[6], f[7], f[8]}, entries)
+  for _, v in ipairs({'evn', tostring(n), 'last', last}) do table.insert(set, v) end
+end
+if #set > 0 then redis.call('HSET', t, unpack(set)) end
 return 1
 "#,
     )
@@ -301,13 +331,16 @@ pub(crate) static SEND: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
 local id = ARGV[2]
-local f = redis.call('HMGET', KEYS[1], 'st', 'stop')
+local f = redis.call('HMGET', KEYS[1], 'st', 'stop', 'inlast', 'wk', 'sent')
 if not f[1] then return -2 end
 if f[1] == 'd' or f[2] == '1' then return -1 end
-for i = 3, #ARGV do
-  inbox(id, KEYS[1], {'m', ARGV[i]})
-end
-return redis.call('HINCRBY', KEYS[1], 'sent', #ARGV - 2)
+local sent = tonumber(f[5] or '0') + #ARGV - 2
+if #ARGV < 3 then return sent end
+local entries = {}
+for i = 3, #ARGV do table.insert(entries, {'m', ARGV[i]}) end
+local last = append_inbox(id, {f[3], f[1], f[4]}, entries)
+redis.call('HSET', KEYS[1], 'inlast', last, 'sent', sent)
+return sent
 "#,
     )
 });
