@@ -59,13 +59,21 @@ local function event(id, t, fields)
   return sid
 end
 -- Ends the task: its outcome in the hash and as the last event; every key
--- of it expires after the result time-to-live.
-local function finish(id, t, kind, data)
-  redis.call('HSET', t, 'st', 'd', 'ok', kind, 'od', data)
-  redis.call('HINCRBY', p .. 'done', redis.call('HGET', t, 'name') or '?', 1)
-  event(id, t, {'end', kind, 'd', data, 'nr', redis.call('HGET', t, 'nread') or '0'})
+-- of it expires after the result time-to-live. `read` and `nread`, if
+-- given: how far the body read, recorded with the end.
+local function finish(id, t, kind, data, read, nread)
+  local f = redis.call('HMGET', t, 'name', 'nread', 'ttl', 'maxev', 'last', 'cl')
+  local sid = append_events(id, {f[4], f[5], f[6]},
+    {{'end', kind, 'd', data, 'nr', nread or f[2] or '0'}})
+  if read then
+    redis.call('HSET', t, 'st', 'd', 'ok', kind, 'od', data, 'last', sid, 'read', read,
+      'nread', nread)
+  else
+    redis.call('HSET', t, 'st', 'd', 'ok', kind, 'od', data, 'last', sid)
+  end
+  redis.call('HINCRBY', p .. 'done', f[1] or '?', 1)
   redis.call('ZREM', p .. 'running', id)
-  local ttl = redis.call('HGET', t, 'ttl') or '86400000'
+  local ttl = f[3] or '86400000'
   redis.call('PEXPIRE', t, ttl)
   redis.call('PEXPIRE', p .. 'in:' .. id, ttl)
   redis.call('PEXPIRE', p .. 'ev:' .. id, ttl)
@@ -166,7 +174,8 @@ while i + 1 <= #ARGV and #claimed < k do
     n = n - 1
     local id = redis.call('LPOP', q)
     local t = p .. 't:' .. id
-    local f = redis.call('HMGET', t, 'st', 'name', 'fp')
+    local f = redis.call('HMGET', t, 'st', 'name', 'fp', 'att', 'lease', 'arg', 'cap', 'grace',
+      'tmo', 'read', 'stop', 'kill', 'nread', 'inlast')
     if not f[1] then
       refuse(id, 'no such task (pushed into the queue by hand?)')
     elseif f[1] ~= 'q' then
@@ -182,20 +191,25 @@ while i + 1 <= #ARGV and #claimed < k do
       refuse(id, 'another version of the task type')
     else
       local tok = tostring(redis.call('INCR', p .. 'tok'))
-      local att = redis.call('HINCRBY', t, 'att', 1)
-      local lease = tonumber(redis.call('HGET', t, 'lease'))
-      redis.call('HSET', t, 'st', 'r', 'tok', tok, 'wk', worker, 'exp', now + lease,
-        'started', now)
+      local att = tonumber(f[4] or '0') + 1
+      local lease = tonumber(f[5])
+      redis.call('HSET', t, 'st', 'r', 'tok', tok, 'att', att, 'wk', worker,
+        'exp', now + lease, 'started', now)
       redis.call('ZADD', p .. 'running', now + lease, id)
       redis.call('LPOP', p .. 'bell:' .. name)
-      local g = redis.call('HMGET', t, 'arg', 'cap', 'grace', 'tmo', 'read', 'stop', 'kill',
-        'nread', 'inlast')
-      table.insert(claimed, {id, tok, name, g[1], g[2], g[3], g[4], g[5], g[6] or '0',
-        g[7] or '0', tostring(att), tostring(lease), g[8] or '0', g[9] or '0-0'})
+      table.insert(claimed, {id, tok, name, f[6], f[7], f[8], f[9], f[10], f[11] or '0',
+        f[12] or '0', tostring(att), tostring(lease), f[13] or '0', f[14] or '0-0'})
     end
   end
+  -- The bell rings while the queue holds a task: the last item of an
+  -- empty queue's bell goes, and a queue left with tasks once the claim
+  -- was full keeps an item (the wait before this claim may have taken the
+  -- last), so that a worker may wait on the bell alone.
+  local bell = p .. 'bell:' .. name
   if redis.call('LLEN', q) == 0 then
-    redis.call('DEL', p .. 'bell:' .. name)
+    redis.call('DEL', bell)
+  elseif #claimed == k and redis.call('EXISTS', bell) == 0 then
+    redis.call('RPUSH', bell, 1)
   end
   i = i + 2
 end
@@ -293,8 +307,7 @@ pub(crate) static FINISH: LazyLock<redis::Script> = LazyLock::new(|| {
         r#"
 local id = ARGV[2]
 if not holds(KEYS[1], ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'read', ARGV[6], 'nread', ARGV[7])
-finish(id, KEYS[1], ARGV[4], ARGV[5])
+finish(id, KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 return 1
 "#,
     )

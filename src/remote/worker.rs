@@ -255,6 +255,10 @@ impl Worker {
         tracing::info!(worker = hub.name, names = ?served, "remote worker started");
         let mut backoff = Duration::from_millis(50);
         let mut bells: Option<Conn> = None;
+        // Whether the last wait and claim went through: then the bells say
+        // whether anything is queued (a full claim leaves the bell of a
+        // queue with tasks ringing), and the next one waits at once.
+        let mut waiting = false;
         while !done() {
             let free = {
                 let running = lock(&hub.running);
@@ -265,17 +269,19 @@ impl Worker {
                 }
                 free
             };
-            match hub.claim(free, &served) {
-                Ok(0) => {}
-                Ok(_) => {
-                    backoff = Duration::from_millis(50);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(worker = hub.name, error = %e, "could not claim; retrying");
-                    thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
+            if !waiting {
+                match hub.claim(free, &served) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        backoff = Duration::from_millis(50);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = hub.name, error = %e, "could not claim; retrying");
+                        thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
                 }
             }
             // Nothing to claim: wait for a bell.
@@ -288,7 +294,8 @@ impl Worker {
             match bells.as_mut() {
                 // A single server: the claim follows the wait in one write.
                 Some(Conn::Single(con)) => {
-                    if hub.wait_and_claim(con, free, &served).is_err() {
+                    waiting = hub.wait_and_claim(con, free, &served).is_ok();
+                    if !waiting {
                         // Broken, or the script is not loaded (a restarted
                         // server): the next claim loads it.
                         bells = None;
