@@ -34,6 +34,7 @@ use crate::backend::thread as place;
 use crate::named::{Delivered, Full, Inlet, Line, Registry};
 use crate::outcome::CrashCause;
 use crate::sync::lock;
+use crate::task::Job;
 use crate::task::wire::Served;
 
 /// How long the acknowledger waits for a read to be acknowledged with an
@@ -45,6 +46,12 @@ const BLOCK: Duration = Duration::from_secs(1);
 
 /// How many doorbell entries one read takes at most.
 const COUNT: usize = 256;
+
+/// How often `run_until` asks its `done` at most.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The first pause after a failed claim (it doubles up to two seconds).
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A worker process's loop: claims the named tasks it knows from Redis and
 /// runs them, at most [`concurrency`](Worker::concurrency) at once.
@@ -207,8 +214,9 @@ impl Worker {
         self.run_until(|| false)
     }
 
-    /// Runs until `done()` returns `true` (asked between claims and at
-    /// least every [`block`](Worker::block) period), then stops claiming,
+    /// Runs until `done()` returns `true` (asked on the calling thread every
+    /// 50 ms, or every [`block`](Worker::block) period if shorter; the
+    /// worker's other threads claim and run the tasks), then stops claiming,
     /// asks its running tasks to stop, waits for them (at most their grace
     /// period) and returns.
     ///
@@ -230,6 +238,10 @@ impl Worker {
             registry: self.registry,
             running: Mutex::new(HashMap::new()),
             freed: Condvar::new(),
+            concurrency: self.concurrency,
+            served,
+            leader: Mutex::new(Leader::default()),
+            led: Condvar::new(),
             acks,
             bell: Doorbell::new(
                 self.client.key(format_args!("ww:{}", self.name)),
@@ -252,72 +264,23 @@ impl Worker {
                     .expect("a thread for the worker")
             },
         ];
-        tracing::info!(worker = hub.name, names = ?served, "remote worker started");
-        let mut backoff = Duration::from_millis(50);
-        let mut bells: Option<Conn> = None;
-        // Whether the last wait and claim went through: then the bells say
-        // whether anything is queued (a full claim leaves the bell of a
-        // queue with tasks ringing), and the next one waits at once.
-        let mut waiting = false;
+        tracing::info!(worker = hub.name, names = ?hub.served, "remote worker started");
+        // The first leader claims; the user's thread asks `done`.
+        lock(&hub.leader).leading = true;
+        hub.lead_aside();
+        let poll = self.block.min(POLL);
         while !done() {
-            let free = {
-                let running = lock(&hub.running);
-                let free = self.concurrency.saturating_sub(running.len());
-                if free == 0 {
-                    let _ = hub.freed.wait_timeout(running, self.block);
-                    continue;
-                }
-                free
-            };
-            if !waiting {
-                match hub.claim(free, &served) {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        backoff = Duration::from_millis(50);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(worker = hub.name, error = %e, "could not claim; retrying");
-                        thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
-                    }
-                }
-            }
-            // Nothing to claim: wait for a bell.
-            if bells.is_none() {
-                bells = self
-                    .client
-                    .blocking(Some(self.block * 2 + Duration::from_secs(5)))
-                    .ok();
-            }
-            match bells.as_mut() {
-                // A single server: the claim follows the wait in one write.
-                Some(Conn::Single(con)) => {
-                    waiting = hub.wait_and_claim(con, free, &served).is_ok();
-                    if !waiting {
-                        // Broken, or the script is not loaded (a restarted
-                        // server): the next claim loads it.
-                        bells = None;
-                    }
-                }
-                // A cluster: the wait, then the claim at the top.
-                #[cfg(feature = "redis-cluster")]
-                Some(con) => {
-                    let keys: Vec<String> = served
-                        .iter()
-                        .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
-                        .collect();
-                    let waited: redis::RedisResult<Option<(String, String)>> =
-                        con.brpop(&keys, self.block.as_secs_f64());
-                    if waited.is_err() {
-                        bells = None;
-                    }
-                }
-                None => thread::sleep(backoff),
+            thread::sleep(poll);
+            // Nobody leads with a slot free only if the lead was lost (its
+            // thread panicked, or none could be had): it is taken again.
+            if hub.try_lead() {
+                hub.lead_aside();
             }
         }
         hub.close();
+        // The leader ends at its next look, once its wait is over; what it
+        // claimed meanwhile is stopped as it starts.
+        hub.wait_for_no_leader(self.block * 2 + Duration::from_secs(5));
         drop(hub);
         for t in threads {
             let _ = t.join();
@@ -347,6 +310,34 @@ const ORPHAN_KEPT: Duration = Duration::from_secs(30);
 /// What a claim returns: each claimed task's fields, and each refusal.
 type Claimed = (Vec<Vec<redis::Value>>, Vec<(String, String)>);
 
+/// The lead: one thread at a time claims tasks (the leader). It runs one
+/// of the tasks it claimed itself and hands the lead on: to a new thread
+/// of the thread place while slots stay free, else to the thread of the
+/// first task to end. A task claimed when a slot frees thus starts on the
+/// thread that freed it, with no thread woken to claim it or to run it.
+struct Leader {
+    leading: bool,
+    /// The connection the leader blocks on for a bell.
+    bells: Option<Conn>,
+    /// Whether the last wait and claim went through: then the bells say
+    /// whether anything is queued (a full claim leaves the bell of a queue
+    /// with tasks ringing), and the next claim waits at once.
+    waiting: bool,
+    /// The pause after the next failed claim.
+    backoff: Duration,
+}
+
+impl Default for Leader {
+    fn default() -> Leader {
+        Leader {
+            leading: false,
+            bells: None,
+            waiting: false,
+            backoff: FIRST_BACKOFF,
+        }
+    }
+}
+
 /// What a worker's threads share.
 struct Hub {
     client: Client,
@@ -355,6 +346,14 @@ struct Hub {
     running: Mutex<HashMap<String, Arc<Attempt>>>,
     /// Signalled when an attempt leaves `running`.
     freed: Condvar,
+    concurrency: usize,
+    /// The names claimed, with their type fingerprints.
+    served: Vec<(&'static str, u64)>,
+    /// Who claims, and what claiming keeps between claims; locked before
+    /// `running` where both are.
+    leader: Mutex<Leader>,
+    /// Signalled when nobody leads any more.
+    led: Condvar,
     acks: Sender<Arc<Attempt>>,
     /// The worker's doorbell: copies of its tasks' inbox entries, read by
     /// the inbox reader and by a body waiting for a message.
@@ -371,36 +370,29 @@ struct Hub {
 }
 
 impl Hub {
-    /// Claims up to `k` tasks and starts them; returns how many.
-    fn claim(
-        self: &Arc<Self>,
-        k: usize,
-        served: &[(&'static str, u64)],
-    ) -> Result<usize, RemoteError> {
+    /// Claims up to `k` tasks; returns their jobs.
+    fn claim(self: &Arc<Self>, k: usize) -> Result<Vec<Job>, RemoteError> {
         let mut con = self.client.connection()?;
-        let (claimed, refused): Claimed =
-            self.claim_request(k, served)
-                .invoke(&mut *con)
-                .map_err(|e| {
-                    let e = self.client.error(e);
-                    con.discard_if(&e);
-                    e
-                })?;
+        let (claimed, refused): Claimed = self.claim_request(k).invoke(&mut *con).map_err(|e| {
+            let e = self.client.error(e);
+            con.discard_if(&e);
+            e
+        })?;
         drop(con);
         Ok(self.take(claimed, refused))
     }
 
-    /// Waits for a bell of `served`'s queues at most `block`, and has Redis
+    /// Waits for a bell of the served queues at most `block`, and has Redis
     /// claim up to `k` tasks the moment it rings: the claim goes in the same
-    /// write as the wait, so it costs no round trip of its own. Returns how
-    /// many were claimed and started.
+    /// write as the wait, so it costs no round trip of its own. Returns the
+    /// jobs of the tasks claimed.
     fn wait_and_claim(
         self: &Arc<Self>,
         con: &mut redis::Connection,
         k: usize,
-        served: &[(&'static str, u64)],
-    ) -> redis::RedisResult<usize> {
-        let bells: Vec<String> = served
+    ) -> redis::RedisResult<Vec<Job>> {
+        let bells: Vec<String> = self
+            .served
             .iter()
             .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
             .collect();
@@ -413,7 +405,7 @@ impl Hub {
             .arg(self.client.prefix())
             .arg(&self.name)
             .arg(k);
-        for (name, fp) in served {
+        for (name, fp) in &self.served {
             evalsha.arg(*name).arg(fp.to_string());
         }
         let (_, (claimed, refused)): (Option<(String, String)>, Claimed) = redis::pipe()
@@ -425,31 +417,27 @@ impl Hub {
         Ok(self.take(claimed, refused))
     }
 
-    /// The claim of up to `k` tasks of `served`'s queues.
-    fn claim_request(
-        &self,
-        k: usize,
-        served: &[(&'static str, u64)],
-    ) -> redis::ScriptInvocation<'static> {
+    /// The claim of up to `k` tasks of the served queues.
+    fn claim_request(&self, k: usize) -> redis::ScriptInvocation<'static> {
         let mut invocation = scripts::CLAIM.key(self.client.key(format_args!("running")));
         invocation.arg(self.client.prefix()).arg(&self.name).arg(k);
-        for (name, fp) in served {
+        for (name, fp) in &self.served {
             invocation.arg(*name).arg(fp.to_string());
         }
         invocation
     }
 
-    /// Starts what a claim returned and reports its refusals; returns how
-    /// many were claimed.
+    /// Prepares what a claim returned and reports its refusals; returns
+    /// the jobs that run the tasks claimed.
     fn take(
         self: &Arc<Self>,
         claimed: Vec<Vec<redis::Value>>,
         refused: Vec<(String, String)>,
-    ) -> usize {
+    ) -> Vec<Job> {
         for (id, why) in refused {
             tracing::warn!(worker = self.name, task.id = id, why, "a task was refused");
         }
-        let n = claimed.len();
+        let mut jobs = Vec::with_capacity(claimed.len());
         for fields in claimed {
             let text: Vec<String> = fields
                 .iter()
@@ -464,16 +452,17 @@ impl Hub {
                 Some(redis::Value::BulkString(b)) => b.clone(),
                 _ => Vec::new(),
             };
-            self.start(&text, arg);
+            jobs.extend(self.start(&text, arg));
         }
-        n
+        jobs
     }
 
-    /// Starts a claimed task: `f` is `{id, token, name, argument, inbox,
-    /// grace, timeout, read, stop, kill, attempt, lease, messages read,
-    /// last inbox entry}`. A closed inbox is said by its entry, after the
-    /// messages sent before it.
-    fn start(self: &Arc<Self>, f: &[String], arg: Vec<u8>) {
+    /// Registers a claimed task and returns the job that runs it (`None`:
+    /// it could not start, and its end was written): `f` is `{id, token,
+    /// name, argument, inbox, grace, timeout, read, stop, kill, attempt,
+    /// lease, messages read, last inbox entry}`. A closed inbox is said by
+    /// its entry, after the messages sent before it.
+    fn start(self: &Arc<Self>, f: &[String], arg: Vec<u8>) -> Option<Job> {
         let [
             id,
             token,
@@ -492,7 +481,7 @@ impl Hub {
         ] = f
         else {
             tracing::warn!(worker = self.name, "a claim came back malformed");
-            return;
+            return None;
         };
         let ms = |s: &str| Duration::from_millis(s.parse().unwrap_or(0));
         let now = Instant::now();
@@ -541,7 +530,7 @@ impl Hub {
             Ok(p) => p,
             Err(why) => {
                 running.end(end::crashed(&CrashCause::Start(why), &[]));
-                return;
+                return None;
             }
         };
         *lock(&running.inlet) = Some(prepared.inlet.clone());
@@ -564,7 +553,9 @@ impl Hub {
         }
         if kill == "1" {
             running.kill();
-        } else if stop == "1" {
+        } else if stop == "1" || self.closing.load(Ordering::SeqCst) {
+            // Asked to stop before the claim, or claimed by a wait that
+            // outlasted the worker's own end.
             running.stop();
         }
         tracing::debug!(
@@ -576,14 +567,188 @@ impl Hub {
         );
         let line: Arc<dyn Line> = running.clone();
         let run = prepared.run;
-        let job: crate::task::Job = Box::new(move || {
+        Some(Box::new(move || {
             let ended = run(line);
             running.end(end::from_ended(ended));
             running.leave();
+        }))
+    }
+
+    /// Takes the lead if nobody has it, a slot is free and the worker is
+    /// not closing.
+    fn try_lead(&self) -> bool {
+        let mut leader = lock(&self.leader);
+        if leader.leading
+            || self.closing.load(Ordering::SeqCst)
+            || lock(&self.running).len() >= self.concurrency
+        {
+            return false;
+        }
+        leader.leading = true;
+        true
+    }
+
+    /// Gives the lead up if no slot is free or the worker is closing;
+    /// `leader` is the lead's lock, held.
+    fn release_if_full(&self, leader: &mut Leader) -> bool {
+        let full = lock(&self.running).len() >= self.concurrency;
+        if full || self.closing.load(Ordering::SeqCst) {
+            leader.leading = false;
+            self.led.notify_all();
+            return true;
+        }
+        false
+    }
+
+    /// The leader's loop (see [`Leader`]), on a thread that holds the lead.
+    fn lead(self: &Arc<Self>) {
+        let _unwinding = LeadOnUnwind(self);
+        loop {
+            let free = {
+                let mut leader = lock(&self.leader);
+                if self.release_if_full(&mut leader) {
+                    return;
+                }
+                self.concurrency.saturating_sub(lock(&self.running).len())
+            };
+            let mut jobs = self.claim_next(free);
+            let Some(mine) = jobs.pop() else { continue };
+            for job in jobs {
+                self.run_aside(job);
+            }
+            // The lead goes on elsewhere while a slot stays free.
+            let released = self.release_if_full(&mut lock(&self.leader));
+            if !released {
+                self.lead_aside();
+            }
+            mine();
+            if !self.try_lead() {
+                return;
+            }
+        }
+    }
+
+    /// Hands the lead (held) to a thread of the thread place.
+    fn lead_aside(self: &Arc<Self>) {
+        let hub = Arc::clone(self);
+        let lead: Job = Box::new(move || hub.lead());
+        if let Err((lead, e)) = place::execute(lead) {
+            tracing::warn!(error = %e, "no thread for the worker's claims; starting one");
+            let spawned = thread::Builder::new()
+                .name("sidetask-redis-claims".into())
+                .spawn(lead);
+            if spawned.is_err() {
+                // Nobody can claim: the next task to end takes the lead.
+                lock(&self.leader).leading = false;
+                self.led.notify_all();
+            }
+        }
+    }
+
+    /// Runs a claimed task's job on a thread of the thread place; that
+    /// thread takes the lead afterwards if nobody has it.
+    fn run_aside(self: &Arc<Self>, job: Job) {
+        let hub = Arc::clone(self);
+        let job: Job = Box::new(move || {
+            job();
+            if hub.try_lead() {
+                hub.lead();
+            }
         });
         if let Err((job, e)) = place::execute(job) {
             tracing::warn!(error = %e, "no thread for a remote task; running it on the claimer");
             job();
+        }
+    }
+
+    /// One claim of up to `free` tasks (or a wait for a bell, and the
+    /// claim with it), by the leader; the jobs of the tasks claimed.
+    fn claim_next(self: &Arc<Self>, free: usize) -> Vec<Job> {
+        // Only the leader claims: its state is out of the lock meanwhile
+        // (the lead stays taken).
+        let mut state = {
+            let mut leader = lock(&self.leader);
+            let state = std::mem::take(&mut *leader);
+            leader.leading = state.leading;
+            state
+        };
+        let jobs = self.claim_with(&mut state, free);
+        let mut leader = lock(&self.leader);
+        state.leading = leader.leading;
+        *leader = state;
+        jobs
+    }
+
+    fn claim_with(self: &Arc<Self>, state: &mut Leader, free: usize) -> Vec<Job> {
+        if !state.waiting {
+            match self.claim(free) {
+                Ok(jobs) if !jobs.is_empty() => {
+                    state.backoff = FIRST_BACKOFF;
+                    return jobs;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(worker = self.name, error = %e, "could not claim; retrying");
+                    thread::sleep(state.backoff);
+                    state.backoff = (state.backoff * 2).min(Duration::from_secs(2));
+                    return Vec::new();
+                }
+            }
+        }
+        // Nothing to claim: wait for a bell.
+        if state.bells.is_none() {
+            state.bells = self
+                .client
+                .blocking(Some(self.block * 2 + Duration::from_secs(5)))
+                .ok();
+        }
+        match state.bells.as_mut() {
+            // A single server: the claim follows the wait in one write.
+            Some(Conn::Single(con)) => match self.wait_and_claim(con, free) {
+                Ok(jobs) => {
+                    state.waiting = true;
+                    jobs
+                }
+                Err(_) => {
+                    // Broken, or the script is not loaded (a restarted
+                    // server): the next claim loads it.
+                    state.waiting = false;
+                    state.bells = None;
+                    Vec::new()
+                }
+            },
+            // A cluster: the wait, then the claim at the top.
+            #[cfg(feature = "redis-cluster")]
+            Some(con) => {
+                let keys: Vec<String> = self
+                    .served
+                    .iter()
+                    .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
+                    .collect();
+                let waited: redis::RedisResult<Option<(String, String)>> =
+                    con.brpop(&keys, self.block.as_secs_f64());
+                if waited.is_err() {
+                    state.bells = None;
+                }
+                Vec::new()
+            }
+            None => {
+                thread::sleep(state.backoff);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Waits until nobody leads, at most `bound`.
+    fn wait_for_no_leader(&self, bound: Duration) {
+        let until = Instant::now() + bound;
+        let mut leader = lock(&self.leader);
+        while leader.leading && Instant::now() < until {
+            leader = self
+                .led
+                .wait_timeout(leader, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 
@@ -707,6 +872,18 @@ impl Hub {
                 .wait_timeout(running, Duration::from_millis(50))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+}
+
+/// Gives the lead up if its thread panics, so that another takes it.
+struct LeadOnUnwind<'a>(&'a Hub);
+
+impl Drop for LeadOnUnwind<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            lock(&self.0.leader).leading = false;
+            self.0.led.notify_all();
         }
     }
 }
