@@ -1319,3 +1319,74 @@ fn a_supervised_remote_task_whose_worker_died_is_run_again() {
         .unwrap();
     assert_eq!(outcome.value(), Some(me));
 }
+
+#[test]
+fn a_worker_runs_at_most_its_concurrency_and_takes_the_next_as_a_slot_frees() {
+    // Two slots, four echo tasks that each hold their slot until their
+    // inbox closes: two run, two stay queued; each one that ends lets one
+    // more in, on the thread its end freed.
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let _worker = LocalWorker::start(Worker::new(&client, registry()).concurrency(2));
+    let tasks: Vec<_> = (0..4u64)
+        .map(|i| {
+            let task = Remote::<Echo>::new(()).spawn_on(&client).unwrap();
+            task.send(i).unwrap();
+            task
+        })
+        .collect();
+    let state = |task: &sidetask::remote::RemoteTask<Echo>| {
+        client
+            .inspect()
+            .unwrap()
+            .task(task.id())
+            .unwrap()
+            .map(|t| t.state)
+    };
+    let mut echoed: Vec<Option<u64>> = vec![None; tasks.len()];
+    let mut take_echoes = |echoed: &mut Vec<Option<u64>>| {
+        for (i, task) in tasks.iter().enumerate() {
+            if let Ok(n) = task.try_recv() {
+                assert_eq!(echoed[i].replace(n), None, "task {i} echoed twice");
+            }
+        }
+        echoed.iter().flatten().count()
+    };
+    let mut closed = Vec::new();
+    for round in 0..3 {
+        // Two more echo (the last round, the two left: all four did).
+        let want = 2 + round.min(2);
+        wait_for("the echoes of the running tasks", || {
+            take_echoes(&mut echoed) >= want
+        });
+        assert_eq!(take_echoes(&mut echoed), want, "more ran than the slots");
+        let running: Vec<usize> = (0..tasks.len())
+            .filter(|i| echoed[*i].is_some() && !closed.contains(i))
+            .collect();
+        assert_eq!(running.len(), 2.min(tasks.len() - closed.len()));
+        for (i, task) in tasks.iter().enumerate() {
+            let expected = if echoed[i].is_none() {
+                "queued"
+            } else if closed.contains(&i) {
+                "done"
+            } else {
+                "running"
+            };
+            if expected != "done" {
+                assert_eq!(state(task).as_deref(), Some(expected), "task {i}");
+            }
+        }
+        if round == 2 {
+            break;
+        }
+        // One running task ends: the next queued one takes its slot.
+        let i = running[0];
+        tasks[i].close_inbox();
+        closed.push(i);
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        task.close_inbox();
+        assert_eq!(join(task).value(), Some(1), "task {i}");
+        assert_eq!(echoed[i], Some(i as u64));
+    }
+}

@@ -6,14 +6,20 @@
 //!
 //! # Threads of a worker
 //!
-//! - the claimer (the thread that calls `run`): claims while a slot is
-//!   free, else blocks on the queues' bells;
-//! - the inbox reader: one blocking read over the inboxes of the running
-//!   attempts, delivering messages, stops, kills and closes;
+//! - the thread that calls `run_until`: asks its `done`, and closes the
+//!   worker when it says so;
+//! - the leader, one thread of the thread place at a time (see `Leader`):
+//!   claims while a slot is free (blocking on the queues' bells when
+//!   nothing is queued), runs one of the tasks it claimed itself, and hands
+//!   the lead on;
+//! - one thread of the thread place per other running attempt;
+//! - the inbox reader: one blocking read of the worker's doorbell (copies
+//!   of the inbox entries of the running attempts), delivering messages,
+//!   stops, kills and closes; it stands aside while a body waiting for a
+//!   message reads the doorbell itself, for every attempt;
 //! - the keeper: renews the leases, applies the stop and kill requests it
 //!   learns of there, kills attempts past their grace period, and reaps;
-//! - the acknowledger: tells Redis how far each attempt has read;
-//! - one thread of the thread place per running attempt.
+//! - the acknowledger: tells Redis how far each attempt has read.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +47,7 @@ use crate::task::wire::Served;
 /// event before it writes the acknowledgement itself.
 const ACK_DELAY: Duration = Duration::from_millis(5);
 
-/// How long the claimer and the inbox reader block at most, unless set.
+/// How long the leader and the inbox reader block at most, unless set.
 const BLOCK: Duration = Duration::from_secs(1);
 
 /// How many doorbell entries one read takes at most.
@@ -161,8 +167,9 @@ impl Worker {
         self
     }
 
-    /// How long a blocking read waits at most (default 1 s): how soon the
-    /// worker notices `run_until`'s signal when idle.
+    /// How long a blocking read waits at most (default 1 s): how long the
+    /// worker may take to return once `run_until`'s signal came, while it
+    /// waits for a task.
     pub fn block(mut self, block: Duration) -> Self {
         self.block = block.max(Duration::from_millis(10));
         self
@@ -656,7 +663,7 @@ impl Hub {
             }
         });
         if let Err((job, e)) = place::execute(job) {
-            tracing::warn!(error = %e, "no thread for a remote task; running it on the claimer");
+            tracing::warn!(error = %e, "no thread for a remote task; running it on the leader");
             job();
         }
     }
