@@ -1344,7 +1344,7 @@ fn a_worker_runs_at_most_its_concurrency_and_takes_the_next_as_a_slot_frees() {
             .map(|t| t.state)
     };
     let mut echoed: Vec<Option<u64>> = vec![None; tasks.len()];
-    let mut take_echoes = |echoed: &mut Vec<Option<u64>>| {
+    let take_echoes = |echoed: &mut Vec<Option<u64>>| {
         for (i, task) in tasks.iter().enumerate() {
             if let Ok(n) = task.try_recv() {
                 assert_eq!(echoed[i].replace(n), None, "task {i} echoed twice");
