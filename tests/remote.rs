@@ -1373,7 +1373,7 @@ fn a_worker_runs_at_most_its_concurrency_and_takes_the_next_as_a_slot_frees() {
                 "running"
             };
             if expected != "done" {
-                assert_eq!(state(task).as_deref(), Some(expected), "task {i}");
+                assert_eq!(state(task), Some(expected), "task {i}");
             }
         }
         if round == 2 {
