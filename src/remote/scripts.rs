@@ -34,23 +34,34 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- Appends `entries` (each a list of fields) to the task's event stream
--- and rings its client's doorbell with a copy of each. `h`: the task's
--- `maxev`, `last` and `cl`, as the caller read them. Returns the last id
--- appended, for the caller to record as `last`.
-local function append_events(id, h, entries)
-  local prev = h[2] or '0-0'
-  local bell = nil
-  if h[3] and h[3] ~= '' then bell = p .. 'n:' .. h[3] end
+-- Appends `entries` (each a list of fields) to task `id`'s `stream`
+-- (trimmed to `keep` entries, if given) and, if `bell` is a doorbell's
+-- key, rings it with a copy of each (trimmed to about `kept`), each copy
+-- with its id and the one before it (`prev`, for the first). Returns the
+-- last id appended.
+local function append(id, stream, keep, bell, kept, prev, entries)
   for _, fields in ipairs(entries) do
-    local sid = redis.call('XADD', p .. 'ev:' .. id, 'MAXLEN', h[1] or '10000', '*', unpack(fields))
+    local sid
+    if keep then
+      sid = redis.call('XADD', stream, 'MAXLEN', keep, '*', unpack(fields))
+    else
+      sid = redis.call('XADD', stream, '*', unpack(fields))
+    end
     if bell then
-      redis.call('XADD', bell, 'MAXLEN', '~', '100000', '*', 'id', id, 'sid', sid, 'prev', prev, unpack(fields))
+      redis.call('XADD', bell, 'MAXLEN', '~', kept, '*', 'id', id, 'sid', sid, 'prev', prev, unpack(fields))
     end
     prev = sid
   end
   if bell then redis.call('PEXPIRE', bell, 3600000) end
   return prev
+end
+-- Appends `entries` to the task's event stream and rings its client's
+-- doorbell. `h`: the task's `maxev`, `last` and `cl`, as the caller read
+-- them. Returns the last id appended, for the caller to record as `last`.
+local function append_events(id, h, entries)
+  local bell = nil
+  if h[3] and h[3] ~= '' then bell = p .. 'n:' .. h[3] end
+  return append(id, p .. 'ev:' .. id, h[1] or '10000', bell, '100000', h[2] or '0-0', entries)
 end
 -- Appends one entry to the task's event stream (see `append_events`).
 local function event(id, t, fields)
@@ -78,24 +89,14 @@ local function finish(id, t, kind, data, read, nread)
   redis.call('PEXPIRE', p .. 'in:' .. id, ttl)
   redis.call('PEXPIRE', p .. 'ev:' .. id, ttl)
 end
--- Appends `entries` (each a list of fields) to the task's inbox stream
--- and, while a worker runs the task, rings that worker's doorbell with a
--- copy of each. `h`: the task's `inlast`, `st` and `wk`, as the caller read
--- them. Returns the last id appended, for the caller to record as
--- `inlast`.
+-- Appends `entries` to the task's inbox stream (never trimmed) and, while
+-- a worker runs the task, rings that worker's doorbell. `h`: the task's
+-- `inlast`, `st` and `wk`, as the caller read them. Returns the last id
+-- appended, for the caller to record as `inlast`.
 local function append_inbox(id, h, entries)
-  local prev = h[1] or '0-0'
   local bell = nil
   if h[2] == 'r' and h[3] and h[3] ~= '' then bell = p .. 'ww:' .. h[3] end
-  for _, fields in ipairs(entries) do
-    local sid = redis.call('XADD', p .. 'in:' .. id, '*', unpack(fields))
-    if bell then
-      redis.call('XADD', bell, 'MAXLEN', '~', '10000', '*', 'id', id, 'sid', sid, 'prev', prev, unpack(fields))
-    end
-    prev = sid
-  end
-  if bell then redis.call('PEXPIRE', bell, 3600000) end
-  return prev
+  return append(id, p .. 'in:' .. id, nil, bell, '10000', h[1] or '0-0', entries)
 end
 -- Appends one entry to the task's inbox stream (see `append_inbox`).
 local function inbox(id, t, fields)
