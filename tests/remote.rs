@@ -185,8 +185,36 @@ impl NamedTask for Nothing {
     }
 }
 
+/// Echoes each message, looking for them with `try_recv` in a busy loop
+/// (as a body that computes between looks does); returns how many it
+/// echoed once its inbox closes.
+struct Poller;
+impl NamedTask for Poller {
+    const NAME: &'static str = "poller";
+    type Arg = ();
+    type In = u64;
+    type Event = u64;
+    type Value = u64;
+    type Error = Stopped;
+    fn run(ctx: &Ctx<u64, u64>, (): ()) -> Result<u64, Stopped> {
+        let mut n = 0;
+        loop {
+            match ctx.try_recv() {
+                Ok(m) => {
+                    ctx.emit(m)?;
+                    n += 1;
+                }
+                Err(sidetask::CtxTryRecvError::Empty) => std::thread::yield_now(),
+                Err(_) => return Ok(n),
+            }
+        }
+    }
+}
+
 fn registry() -> Registry {
     Registry::new()
+        .with::<Poller>()
+        .unwrap()
         .with::<Nothing>()
         .unwrap()
         .with::<Slow>()
@@ -1389,4 +1417,30 @@ fn a_worker_runs_at_most_its_concurrency_and_takes_the_next_as_a_slot_frees() {
         assert_eq!(join(task).value(), Some(1), "task {i}");
         assert_eq!(echoed[i], Some(i as u64));
     }
+}
+
+#[test]
+fn a_body_and_a_handle_that_only_poll_still_get_what_comes() {
+    // Neither side ever blocks on a read: the body looks for messages with
+    // `try_recv` in a busy loop, the test for events with `try_recv` in
+    // another. Looks that read nothing must not keep the doorbells' readers
+    // aside, or nothing would ever be read.
+    let s = Setup::new();
+    let task = Remote::<Poller>::new(()).spawn_on(&s.client).unwrap();
+    for m in 0..20u64 {
+        task.send(m).unwrap();
+        let deadline = Instant::now() + LIMIT;
+        let echoed = loop {
+            match task.try_recv() {
+                Ok(n) => break n,
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "message {m} was not echoed");
+                    std::thread::yield_now();
+                }
+            }
+        };
+        assert_eq!(echoed, m);
+    }
+    task.close_inbox();
+    assert_eq!(join(task).value(), Some(20));
 }

@@ -445,23 +445,18 @@ impl Tail {
         Tail { kept, pipe, done }
     }
 
-    /// Where the tail stands now: every byte written to the pipe so far
-    /// (within a millisecond's wait for the reader) is before the mark.
+    /// Where the tail stands now: every byte written to the pipe so far is
+    /// before the mark, those still in the pipe too (the reader reads the
+    /// pipe under the lock taken here, so they are neither read nor counted
+    /// twice meanwhile).
     pub(crate) fn mark(&self) -> u64 {
-        let deadline = Instant::now() + Duration::from_millis(1);
-        loop {
-            let kept = lock(&self.kept);
-            let unread = self
-                .pipe
-                .as_ref()
-                .and_then(|pipe| rustix::io::ioctl_fionread(pipe).ok())
-                .unwrap_or(0);
-            if unread == 0 || Instant::now() >= deadline {
-                return kept.total;
-            }
-            drop(kept);
-            std::thread::yield_now();
-        }
+        let kept = lock(&self.kept);
+        let unread = self
+            .pipe
+            .as_ref()
+            .and_then(|pipe| rustix::io::ioctl_fionread(pipe).ok())
+            .unwrap_or(0);
+        kept.total + unread
     }
 
     /// The tail, once the pipe has reached its end (the child and its group

@@ -1,7 +1,7 @@
 //! Entries of a task's event stream, and stream ids.
 
 use std::fmt;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -150,16 +150,27 @@ struct Pulls {
     watched: bool,
 }
 
-/// Says a waiting thread stopped reading, however it leaves.
-struct Reading<'a>(&'a Doorbell);
+/// Says a waiting thread stopped reading, however it leaves; and, if it
+/// did read (`read`), when: a turn that read nothing (a deadline already
+/// past, an entry applied since the caller's mark) does not keep the
+/// background reader aside, so that a loop of such turns (`try_recv` in a
+/// loop) cannot starve the doorbell.
+struct Reading<'a> {
+    bell: &'a Doorbell,
+    /// The doorbell's own connection, held while the turn lasts.
+    direct: MutexGuard<'a, Option<Conn>>,
+    read: bool,
+}
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
-        let mut pulls = lock(&self.0.pulls);
+        let mut pulls = lock(&self.bell.pulls);
         pulls.reading = false;
-        pulls.since = Some(Instant::now());
+        if self.read {
+            pulls.since = Some(Instant::now());
+        }
         if pulls.watched {
-            self.0.pulled.notify_all();
+            self.bell.pulled.notify_all();
         }
     }
 }
@@ -246,19 +257,23 @@ impl Doorbell {
         count: usize,
         mut apply: impl FnMut(&mut Conn, &StreamId),
     ) -> Served {
-        let Ok(mut direct) = self.direct.try_lock() else {
+        let Ok(direct) = self.direct.try_lock() else {
             // Another thread reads (or one panicked reading: the reader
             // thread serves).
             return Served::Busy;
         };
         lock(&self.pulls).reading = true;
-        let _reading = Reading(self);
-        self.pull_alone(&mut direct, client, until, since, count, &mut apply)
+        let mut turn = Reading {
+            bell: self,
+            direct,
+            read: false,
+        };
+        self.pull_alone(&mut turn, client, until, since, count, &mut apply)
     }
 
     fn pull_alone(
         &self,
-        direct: &mut Option<Conn>,
+        turn: &mut Reading<'_>,
         client: &Client,
         until: Option<Instant>,
         since: u64,
@@ -275,6 +290,7 @@ impl Doorbell {
                 left.min(self.block)
             }
         };
+        let direct = &mut *turn.direct;
         if direct.is_none() {
             match client.blocking(Some(self.block + Duration::from_secs(5))) {
                 Ok(c) => *direct = Some(c),
@@ -295,6 +311,7 @@ impl Doorbell {
             // At least a millisecond: 0 would block for ever.
             .block((block.as_millis() as usize).max(1))
             .count(count);
+        turn.read = true;
         let reply: redis::RedisResult<Option<StreamReadReply>> =
             redis::Commands::xread_options(con, &[&self.key], &[&from], &opts);
         match reply {

@@ -285,9 +285,11 @@ impl Worker {
             }
         }
         hub.close();
-        // The leader ends at its next look, once its wait is over; what it
-        // claimed meanwhile is stopped as it starts.
-        hub.wait_for_no_leader(self.block * 2 + Duration::from_secs(5));
+        // The leader ends at its next look, once its wait is over (a claim,
+        // a connection, a wait); what it claimed meanwhile is stopped as it
+        // starts, and waited for as the others were.
+        hub.wait_for_no_leader(self.block * 4 + Duration::from_secs(15));
+        hub.close();
         drop(hub);
         for t in threads {
             let _ = t.join();
@@ -609,11 +611,15 @@ impl Hub {
 
     /// The leader's loop (see [`Leader`]), on a thread that holds the lead.
     fn lead(self: &Arc<Self>) {
-        let _unwinding = LeadOnUnwind(self);
+        let mut holding = LeadOnUnwind {
+            hub: self,
+            holds: true,
+        };
         loop {
             let free = {
                 let mut leader = lock(&self.leader);
                 if self.release_if_full(&mut leader) {
+                    holding.holds = false;
                     return;
                 }
                 self.concurrency.saturating_sub(lock(&self.running).len())
@@ -625,6 +631,7 @@ impl Hub {
             }
             // The lead goes on elsewhere while a slot stays free.
             let released = self.release_if_full(&mut lock(&self.leader));
+            holding.holds = false;
             if !released {
                 self.lead_aside();
             }
@@ -632,6 +639,7 @@ impl Hub {
             if !self.try_lead() {
                 return;
             }
+            holding.holds = true;
         }
     }
 
@@ -744,6 +752,13 @@ impl Hub {
                 Vec::new()
             }
         }
+    }
+
+    /// Whether the worker is closing, nobody claims any more and no attempt
+    /// runs: its helper threads may end.
+    fn finished(&self) -> bool {
+        let leader = lock(&self.leader);
+        self.closing.load(Ordering::SeqCst) && !leader.leading && lock(&self.running).is_empty()
     }
 
     /// Waits until nobody leads, at most `bound`.
@@ -883,14 +898,18 @@ impl Hub {
     }
 }
 
-/// Gives the lead up if its thread panics, so that another takes it.
-struct LeadOnUnwind<'a>(&'a Hub);
+/// Gives the lead up if its thread panics while it holds it (`holds`), so
+/// that another takes it.
+struct LeadOnUnwind<'a> {
+    hub: &'a Hub,
+    holds: bool,
+}
 
 impl Drop for LeadOnUnwind<'_> {
     fn drop(&mut self) {
-        if thread::panicking() {
-            lock(&self.0.leader).leading = false;
-            self.0.led.notify_all();
+        if self.holds && thread::panicking() {
+            lock(&self.hub.leader).leading = false;
+            self.hub.led.notify_all();
         }
     }
 }
@@ -1236,7 +1255,7 @@ fn read_inboxes(hub: &Weak<Hub>) {
     let mut con: Option<Conn> = None;
     loop {
         let Some(h) = hub.upgrade() else { return };
-        if h.closing.load(Ordering::SeqCst) && lock(&h.running).is_empty() {
+        if h.finished() {
             return;
         }
         let c = match con.as_mut() {
@@ -1293,7 +1312,7 @@ fn keep(hub: &Weak<Hub>) {
     loop {
         let Some(h) = hub.upgrade() else { return };
         let attempts = h.attempts();
-        if h.closing.load(Ordering::SeqCst) && attempts.is_empty() {
+        if attempts.is_empty() && h.finished() {
             return;
         }
         let lease = lease_of(&attempts);
@@ -1303,10 +1322,10 @@ fn keep(hub: &Weak<Hub>) {
         for a in &attempts {
             let at = *lock(&a.stop_at);
             if at.is_some_and(|at| now >= at) {
-                nudge |= !a.ended.load(Ordering::SeqCst);
+                nudge |= !a.isolated && !a.ended.load(Ordering::SeqCst);
                 a.kill();
             } else if a.deadline.is_some_and(|d| now >= d) {
-                nudge |= at.is_none();
+                nudge |= !a.isolated && at.is_none();
                 a.stop();
             }
         }
@@ -1314,11 +1333,12 @@ fn keep(hub: &Weak<Hub>) {
             Ok(flags) => {
                 last_renewal = now;
                 for (a, flag) in attempts.iter().zip(flags) {
-                    let ended = a.ended.load(Ordering::SeqCst);
+                    // An isolated attempt's body reads its own connection.
+                    let ended = a.isolated || a.ended.load(Ordering::SeqCst);
                     match flag {
                         0 => a.fenced(),
                         2 => {
-                            nudge |= lock(&a.stop_at).is_none();
+                            nudge |= !a.isolated && lock(&a.stop_at).is_none();
                             a.stop();
                             continue;
                         }
@@ -1334,7 +1354,7 @@ fn keep(hub: &Weak<Hub>) {
                 // this one stops writing and stops its attempts first.
                 if now.duration_since(last_renewal) > lease * 4 / 5 {
                     for a in &attempts {
-                        nudge |= !a.ended.load(Ordering::SeqCst);
+                        nudge |= !a.isolated && !a.ended.load(Ordering::SeqCst);
                         a.fenced();
                     }
                 }
@@ -1398,7 +1418,7 @@ fn acknowledge(hub: &Weak<Hub>, acked: &Receiver<Arc<Attempt>>) {
         let first = match acked.recv_timeout(Duration::from_millis(200)) {
             Ok(a) => a,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => match hub.upgrade() {
-                Some(h) if !(h.closing.load(Ordering::SeqCst) && lock(&h.running).is_empty()) => {
+                Some(h) if !h.finished() => {
                     continue;
                 }
                 _ => return,
