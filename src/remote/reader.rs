@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::streams::StreamRangeReply;
 
 use super::client::Conn;
 
@@ -65,7 +65,7 @@ impl Reader {
         let bell = client.key(format_args!("n:{}", client.id()));
         let reader = Arc::new(Reader {
             client: client.clone(),
-            bell: Doorbell::new(bell, BLOCK),
+            bell: Doorbell::new(bell, BLOCK, COUNT),
             sinks: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&reader);
@@ -80,10 +80,9 @@ impl Reader {
     /// reads it itself if no other thread of this client's handles does,
     /// and hands each entry to its handle.
     pub(crate) fn pull(&self, until: Option<Instant>, since: u64) -> Served {
-        self.bell
-            .pull(&self.client, until, since, COUNT, |con, entry| {
-                ring(self, con, entry)
-            })
+        self.bell.pull(&self.client, until, since, |con, entry| {
+            ring(self, con, entry)
+        })
     }
 
     /// How many doorbell entries were applied so far.
@@ -185,29 +184,9 @@ fn run(reader: &Weak<Reader>) {
         }
         // A handle's thread that reads the doorbell itself serves every
         // handle meanwhile.
-        if !me.bell.stand_aside(BLOCK) {
-            continue;
-        }
-        let opts = StreamReadOptions::default()
-            .block(BLOCK.as_millis() as usize)
-            .count(COUNT);
-        let last = me.bell.last();
-        let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&[&me.bell.key], &[&last], &opts);
-        match reply {
-            Ok(Some(reply)) => {
-                for key in reply.keys {
-                    for entry in &key.ids {
-                        ring(&me, c, entry);
-                        me.bell.applied(&entry.id);
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "the Redis reader lost its connection");
-                con = None;
-            }
+        if let Err(e) = me.bell.read_aside(c, &mut |c, entry| ring(&me, c, entry)) {
+            tracing::debug!(error = %e, "the Redis reader lost its connection");
+            con = None;
         }
         drop(me);
     }

@@ -127,6 +127,8 @@ pub(crate) struct Doorbell {
     pulled: Condvar,
     /// How long one blocking read waits at most.
     block: Duration,
+    /// How many entries one read takes at most.
+    count: usize,
 }
 
 struct Rung {
@@ -176,7 +178,7 @@ impl Drop for Reading<'_> {
 }
 
 impl Doorbell {
-    pub(crate) fn new(key: String, block: Duration) -> Doorbell {
+    pub(crate) fn new(key: String, block: Duration, count: usize) -> Doorbell {
         Doorbell {
             key,
             rung: Mutex::new(Rung {
@@ -191,13 +193,53 @@ impl Doorbell {
             }),
             pulled: Condvar::new(),
             block,
+            count,
         }
     }
 
-    /// The background reader's turn: waits, at most `most`, while a
-    /// waiting thread reads or read within [`STAND_ASIDE`]; `true` if the
-    /// reader should read now.
-    pub(crate) fn stand_aside(&self, most: Duration) -> bool {
+    /// The background reader's turn: unless waiting threads read (it then
+    /// stands aside, at most one block), one blocking read after the last
+    /// entry applied, each entry it brings applied with `apply`.
+    pub(crate) fn read_aside(
+        &self,
+        con: &mut Conn,
+        apply: &mut dyn FnMut(&mut Conn, &StreamId),
+    ) -> redis::RedisResult<()> {
+        if self.stand_aside(self.block) {
+            self.read(con, &self.last(), self.block, apply)?;
+        }
+        Ok(())
+    }
+
+    /// One blocking read on `con` after entry `from`, at most `block`: each
+    /// entry it brings is applied with `apply`, then recorded as applied.
+    /// `Ok(false)` if the wait ended with nothing.
+    fn read(
+        &self,
+        con: &mut Conn,
+        from: &str,
+        block: Duration,
+        apply: &mut dyn FnMut(&mut Conn, &StreamId),
+    ) -> redis::RedisResult<bool> {
+        let opts = StreamReadOptions::default()
+            // At least a millisecond: 0 would block for ever.
+            .block((block.as_millis() as usize).max(1))
+            .count(self.count);
+        let reply: Option<StreamReadReply> =
+            redis::Commands::xread_options(con, &[&self.key], &[from], &opts)?;
+        let Some(reply) = reply else {
+            return Ok(false);
+        };
+        for entry in reply.keys.iter().flat_map(|k| &k.ids) {
+            apply(con, entry);
+            self.applied(&entry.id);
+        }
+        Ok(true)
+    }
+
+    /// Waits, at most `most`, while a waiting thread reads or read within
+    /// [`STAND_ASIDE`]; `true` if the background reader should read now.
+    fn stand_aside(&self, most: Duration) -> bool {
         let until = Instant::now() + most;
         let mut pulls = lock(&self.pulls);
         loop {
@@ -221,7 +263,7 @@ impl Doorbell {
     }
 
     /// The id of the last entry applied.
-    pub(crate) fn last(&self) -> String {
+    fn last(&self) -> String {
         lock(&self.rung).last.clone()
     }
 
@@ -235,7 +277,7 @@ impl Doorbell {
     /// Records that entry `id` was applied (after it was: a waiting thread
     /// that reads from the last id applied must not skip one that is still
     /// being applied).
-    pub(crate) fn applied(&self, id: &str) {
+    fn applied(&self, id: &str) {
         let mut rung = lock(&self.rung);
         rung.applied += 1;
         if Sid::parse(id) > Sid::parse(&rung.last) {
@@ -254,7 +296,6 @@ impl Doorbell {
         client: &Client,
         until: Option<Instant>,
         since: u64,
-        count: usize,
         mut apply: impl FnMut(&mut Conn, &StreamId),
     ) -> Served {
         let Ok(direct) = self.direct.try_lock() else {
@@ -268,7 +309,7 @@ impl Doorbell {
             direct,
             read: false,
         };
-        self.pull_alone(&mut turn, client, until, since, count, &mut apply)
+        self.pull_alone(&mut turn, client, until, since, &mut apply)
     }
 
     fn pull_alone(
@@ -277,7 +318,6 @@ impl Doorbell {
         client: &Client,
         until: Option<Instant>,
         since: u64,
-        count: usize,
         apply: &mut dyn FnMut(&mut Conn, &StreamId),
     ) -> Served {
         let block = match until {
@@ -307,23 +347,11 @@ impl Doorbell {
             }
             rung.last.clone()
         };
-        let opts = StreamReadOptions::default()
-            // At least a millisecond: 0 would block for ever.
-            .block((block.as_millis() as usize).max(1))
-            .count(count);
         turn.read = true;
-        let reply: redis::RedisResult<Option<StreamReadReply>> =
-            redis::Commands::xread_options(con, &[&self.key], &[&from], &opts);
-        match reply {
-            Ok(Some(reply)) => {
-                for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-                    apply(con, entry);
-                    self.applied(&entry.id);
-                }
-                Served::Wake
-            }
-            Ok(None) if until.is_some_and(|u| Instant::now() >= u) => Served::TimedOut,
-            Ok(None) => Served::Wake,
+        match self.read(con, &from, block, apply) {
+            Ok(true) => Served::Wake,
+            Ok(false) if until.is_some_and(|u| Instant::now() >= u) => Served::TimedOut,
+            Ok(false) => Served::Wake,
             Err(e) => {
                 tracing::debug!(error = %e, "a waiting thread's read of a doorbell failed");
                 *direct = None;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use redis::Commands;
-use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::StreamId;
 
 use super::client::{Client, Conn};
 use super::end;
@@ -246,6 +246,10 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             freed: Condvar::new(),
             concurrency: self.concurrency,
+            bell_keys: served
+                .iter()
+                .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
+                .collect(),
             served,
             leader: Mutex::new(Leader::default()),
             led: Condvar::new(),
@@ -253,6 +257,7 @@ impl Worker {
             bell: Doorbell::new(
                 self.client.key(format_args!("ww:{}", self.name)),
                 self.block,
+                COUNT,
             ),
             orphans: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -358,6 +363,8 @@ struct Hub {
     concurrency: usize,
     /// The names claimed, with their type fingerprints.
     served: Vec<(&'static str, u64)>,
+    /// Their queues' bells.
+    bell_keys: Vec<String>,
     /// Who claims, and what claiming keeps between claims; locked before
     /// `running` where both are.
     leader: Mutex<Leader>,
@@ -400,11 +407,6 @@ impl Hub {
         con: &mut redis::Connection,
         k: usize,
     ) -> redis::RedisResult<Vec<Job>> {
-        let bells: Vec<String> = self
-            .served
-            .iter()
-            .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
-            .collect();
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha.arg(scripts::CLAIM.get_hash());
         // `claim_request` set one key: `running`.
@@ -419,7 +421,7 @@ impl Hub {
         }
         let (_, (claimed, refused)): (Option<(String, String)>, Claimed) = redis::pipe()
             .cmd("BRPOP")
-            .arg(&bells)
+            .arg(&self.bell_keys)
             .arg(self.block.as_secs_f64())
             .add_command(evalsha)
             .query(con)?;
@@ -735,13 +737,8 @@ impl Hub {
             // A cluster: the wait, then the claim at the top.
             #[cfg(feature = "redis-cluster")]
             Some(con) => {
-                let keys: Vec<String> = self
-                    .served
-                    .iter()
-                    .map(|(n, _)| self.client.key(format_args!("bell:{n}")))
-                    .collect();
                 let waited: redis::RedisResult<Option<(String, String)>> =
-                    con.brpop(&keys, self.block.as_secs_f64());
+                    con.brpop(&self.bell_keys, self.block.as_secs_f64());
                 if waited.is_err() {
                     state.bells = None;
                 }
@@ -763,15 +760,10 @@ impl Hub {
 
     /// Waits until nobody leads, at most `bound`.
     fn wait_for_no_leader(&self, bound: Duration) {
-        let until = Instant::now() + bound;
-        let mut leader = lock(&self.leader);
-        while leader.leading && Instant::now() < until {
-            leader = self
-                .led
-                .wait_timeout(leader, Duration::from_millis(50))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
+        let leader = lock(&self.leader);
+        let _ = self
+            .led
+            .wait_timeout_while(leader, bound, |leader| leader.leading);
     }
 
     /// Reads `attempt`'s inbox stream after its cursor, on a connection of
@@ -848,7 +840,8 @@ impl Hub {
     /// Rings the worker's doorbell with an entry for no task, so that a
     /// body reading it for a message looks at its flags again: a stop or
     /// kill this worker decided on its own (a timeout, a grace period, a
-    /// lost lease) reaches a body that waits for a message at once.
+    /// lost lease) reaches a body that waits for a message at once. Trimmed
+    /// and kept as the scripts' `append_inbox` does for the copies.
     fn nudge(&self) {
         let rung = self.client.run(|con| {
             redis::pipe()
@@ -1238,9 +1231,8 @@ impl Line for Attempt {
         let Some(hub) = self.hub.upgrade() else {
             return Served::Busy;
         };
-        hub.bell.pull(&hub.client, until, since, COUNT, |_, entry| {
-            hub.apply_bell(entry)
-        })
+        hub.bell
+            .pull(&hub.client, until, since, |_, entry| hub.apply_bell(entry))
     }
 
     fn hurry(&self) {}
@@ -1278,30 +1270,11 @@ fn read_inboxes(hub: &Weak<Hub>) {
             },
         };
         // A body that waits for a message reads the doorbell itself, for
-        // every attempt.
-        if !h.bell.stand_aside(h.block) {
-            continue;
-        }
-        let opts = StreamReadOptions::default()
-            .block(h.block.as_millis() as usize)
-            .count(COUNT);
-        // The worker's name is its own: whatever its doorbell holds is for
-        // it.
-        let last = h.bell.last();
-        let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&[&h.bell.key], &[&last], &opts);
-        let reply = match reply {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "the worker's inbox reader lost its connection");
-                con = None;
-                continue;
-            }
-        };
-        for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-            h.apply_bell(entry);
-            h.bell.applied(&entry.id);
+        // every attempt. The worker's name is its own: whatever its
+        // doorbell holds is for it.
+        if let Err(e) = h.bell.read_aside(c, &mut |_, entry| h.apply_bell(entry)) {
+            tracing::debug!(error = %e, "the worker's inbox reader lost its connection");
+            con = None;
         }
     }
 }

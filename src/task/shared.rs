@@ -214,15 +214,16 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     /// for it where the place's wire brings the end and nobody else reads;
     /// returns whether it ended.
     pub(crate) fn wait_done(&self, wait: Wait) -> bool {
-        if let Some(wire) = self.wire(Side::Handle) {
+        if let Some(wire) = self.wire(Side::Handle).filter(|w| w.brings_end()) {
             let until = match wait {
                 Wait::No => return self.mailbox.is(DONE),
                 Wait::Forever => None,
                 Wait::Until(until) => Some(until),
             };
             loop {
+                // Before the look: see `Wire::mark`.
                 let mark = wire.mark();
-                if !wire.brings_end() || self.mailbox.is(DONE) {
+                if self.mailbox.is(DONE) {
                     break;
                 }
                 match wire.pull(until, mark) {
@@ -231,8 +232,8 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
                     Served::Busy | Served::Ended => break,
                 }
             }
-            wire.hurry();
         }
+        self.hurry(Side::Handle);
         self.mailbox.wait_for(DONE, wait)
     }
 
