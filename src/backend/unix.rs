@@ -71,9 +71,9 @@ pub(crate) fn spawn(command: std::process::Command) -> io::Result<Child> {
 /// Makes `command`'s program get `SIGKILL` when this process ends, however
 /// it ends (start it with [`spawn`], from the thread that never ends).
 ///
-/// One of the crate's two `unsafe` blocks (the other widens a scoped
-/// task's body to `'static`): a hook that runs in the forked child
-/// before it executes the program.
+/// One of the crate's three `unsafe` blocks (the others widen a scoped
+/// task's body to `'static` and register a process task's exit hook): a
+/// hook that runs in the forked child before it executes the program.
 #[allow(unsafe_code)]
 pub(crate) fn die_with_parent(command: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
@@ -365,6 +365,8 @@ impl Alarm for Escalation {
 pub(crate) struct Tail {
     kept: Arc<Mutex<Kept>>,
     pipe: Option<OwnedFd>,
+    // The pipe could not be made non-blocking: only its reader reads it.
+    blocking: bool,
     done: Receiver<()>,
 }
 
@@ -373,6 +375,36 @@ struct Kept {
     bytes: VecDeque<u8>,
     // Every byte read so far.
     total: u64,
+}
+
+impl Kept {
+    /// Reads what `pipe` holds (one read if it is `blocking`) into the
+    /// tail; `true` once it has reached its end (or failed).
+    fn read_from(&mut self, pipe: &OwnedFd, buf: &mut [u8], blocking: bool) -> bool {
+        loop {
+            match rustix::io::read(pipe, &mut *buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => return false,
+                Ok(0) | Err(_) => return true,
+                Ok(n) => {
+                    self.bytes.extend(&buf[..n]);
+                    self.total += n as u64;
+                    let excess = self.bytes.len().saturating_sub(STDERR_TAIL);
+                    self.bytes.drain(..excess);
+                    if blocking {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bytes kept that came after `mark`.
+    fn since(&self, mark: u64) -> Vec<u8> {
+        let since = usize::try_from(self.total.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let skip = self.bytes.len().saturating_sub(since);
+        self.bytes.iter().skip(skip).copied().collect()
+    }
 }
 
 impl Tail {
@@ -413,24 +445,7 @@ impl Tail {
                 if !readable.pipe {
                     continue;
                 }
-                let mut kept = lock(&theirs);
-                let ended = loop {
-                    match rustix::io::read(&fd, &mut buf) {
-                        Err(rustix::io::Errno::INTR) => continue,
-                        Err(rustix::io::Errno::AGAIN) => break false,
-                        Ok(0) | Err(_) => break true,
-                        Ok(n) => {
-                            kept.bytes.extend(&buf[..n]);
-                            kept.total += n as u64;
-                            let excess = kept.bytes.len().saturating_sub(STDERR_TAIL);
-                            kept.bytes.drain(..excess);
-                            if blocking {
-                                break false;
-                            }
-                        }
-                    }
-                };
-                drop(kept);
+                let ended = lock(&theirs).read_from(&fd, &mut buf, blocking);
                 if ended {
                     break;
                 }
@@ -442,7 +457,12 @@ impl Tail {
                 exit.wait();
             }
         }));
-        Tail { kept, pipe, done }
+        Tail {
+            kept,
+            pipe,
+            blocking,
+            done,
+        }
     }
 
     /// Where the tail stands now: every byte written to the pipe so far is
@@ -469,10 +489,19 @@ impl Tail {
     /// As [`finish`](Tail::finish), without what came before `mark`.
     pub(crate) fn finish_since(&self, mark: u64) -> Vec<u8> {
         let _ = self.done.recv_timeout(Duration::from_secs(1));
-        let kept = lock(&self.kept);
-        let since = usize::try_from(kept.total.saturating_sub(mark)).unwrap_or(usize::MAX);
-        let skip = kept.bytes.len().saturating_sub(since);
-        kept.bytes.iter().skip(skip).copied().collect()
+        lock(&self.kept).since(mark)
+    }
+
+    /// What was written after `mark` so far, the pipe's end not waited
+    /// for (a child on its way out): what is still in the pipe is read now,
+    /// under the lock its reader reads under.
+    pub(crate) fn now_since(&self, mark: u64) -> Vec<u8> {
+        let mut kept = lock(&self.kept);
+        if let Some(pipe) = self.pipe.as_ref().filter(|_| !self.blocking) {
+            let mut buf = [0u8; 8192];
+            kept.read_from(pipe, &mut buf, false);
+        }
+        kept.since(mark)
     }
 }
 

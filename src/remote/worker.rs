@@ -22,7 +22,7 @@
 //! - the acknowledger: tells Redis how far each attempt has read.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -238,7 +238,7 @@ impl Worker {
                 self.name
             )));
         }
-        let (acks, acked) = crossbeam_channel::unbounded();
+        let (acks, acked) = crossbeam_channel::bounded(1);
         let hub = Arc::new(Hub {
             client: self.client.clone(),
             name: self.name.clone(),
@@ -254,6 +254,8 @@ impl Worker {
             leader: Mutex::new(Leader::default()),
             led: Condvar::new(),
             acks,
+            acks_idle: AtomicBool::new(true),
+            takes: AtomicU64::new(0),
             bell: Doorbell::new(
                 self.client.key(format_args!("ww:{}", self.name)),
                 self.block,
@@ -370,7 +372,13 @@ struct Hub {
     leader: Mutex<Leader>,
     /// Signalled when nobody leads any more.
     led: Condvar,
-    acks: Sender<Arc<Attempt>>,
+    /// Wakes the acknowledger when it is idle.
+    acks: Sender<()>,
+    /// The acknowledger waits for a wake-up (rather than looking every
+    /// [`ACK_DELAY`]).
+    acks_idle: AtomicBool,
+    /// How many messages the bodies took, in all.
+    takes: AtomicU64,
     /// The worker's doorbell: copies of its tasks' inbox entries, read by
     /// the inbox reader and by a body waiting for a message.
     bell: Doorbell,
@@ -1214,8 +1222,11 @@ impl Line for Attempt {
                 }
             }
         }
-        if let Some(me) = lock(&hub.running).get(&self.id).cloned() {
-            let _ = hub.acks.send(me);
+        // The acknowledger looks every `ACK_DELAY` while bodies take
+        // messages; it is woken only when it has gone idle.
+        hub.takes.fetch_add(1, Ordering::SeqCst);
+        if hub.acks_idle.swap(false, Ordering::SeqCst) {
+            let _ = hub.acks.try_send(());
         }
     }
 
@@ -1386,28 +1397,42 @@ fn renew(hub: &Hub, attempts: &[Arc<Attempt>]) -> Result<Vec<i64>, RemoteError> 
 }
 
 /// The acknowledger: tells Redis how far each attempt read, coalescing.
-fn acknowledge(hub: &Weak<Hub>, acked: &Receiver<Arc<Attempt>>) {
+///
+/// It looks every [`ACK_DELAY`] while bodies take messages (a body that
+/// answers what it reads acknowledges it with the answer, so a look mostly
+/// finds nothing to do), and goes idle after a look that found none taken
+/// since the one before; a take then wakes it. So a body that reads and
+/// answers in a loop costs it no wake-up per message.
+fn acknowledge(hub: &Weak<Hub>, wake: &Receiver<()>) {
     loop {
-        let first = match acked.recv_timeout(Duration::from_millis(200)) {
-            Ok(a) => a,
+        match wake.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => {}
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => match hub.upgrade() {
-                Some(h) if !h.finished() => {
-                    continue;
-                }
+                Some(h) if !h.finished() => continue,
                 _ => return,
             },
-            Err(_) => return,
-        };
-        // A body that answers what it reads acknowledges it with the
-        // answer: give it a moment to.
-        thread::sleep(ACK_DELAY);
-        let mut batch: HashMap<String, Arc<Attempt>> = HashMap::new();
-        batch.insert(first.id.clone(), first);
-        for a in acked.try_iter() {
-            batch.insert(a.id.clone(), a);
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
-        for a in batch.values() {
-            a.acknowledge();
+        let mut seen = None;
+        loop {
+            thread::sleep(ACK_DELAY);
+            let Some(h) = hub.upgrade() else { return };
+            let takes = h.takes.load(Ordering::SeqCst);
+            for a in h.attempts() {
+                a.acknowledge();
+            }
+            if seen == Some(takes) {
+                h.acks_idle.store(true, Ordering::SeqCst);
+                // A take between the count's load and the store woke
+                // nobody: look again, unless a later take woke this thread
+                // (the idle flag was taken back).
+                if h.takes.load(Ordering::SeqCst) == takes
+                    || !h.acks_idle.swap(false, Ordering::SeqCst)
+                {
+                    break;
+                }
+            }
+            seen = Some(takes);
         }
     }
 }

@@ -24,6 +24,7 @@ pub fn registry() -> Registry {
     r.register::<ReadOne>().unwrap();
     r.register::<Noisy>().unwrap();
     r.register::<Pid>().unwrap();
+    r.register::<ExitWithPid>().unwrap();
     r.register::<Square>().unwrap();
     r.register::<SlowExit>().unwrap();
     r.register::<Big>().unwrap();
@@ -364,6 +365,25 @@ impl NamedTask for Pid {
 
     fn run(_: &Ctx, (): ()) -> Result<u32, Stopped> {
         Ok(std::process::id())
+    }
+}
+
+/// Emits its process id, writes a line to stderr, then exits with the
+/// code it is given.
+pub struct ExitWithPid;
+
+impl NamedTask for ExitWithPid {
+    const NAME: &'static str = "exit_with_pid";
+    type Arg = i32;
+    type In = ();
+    type Event = u32;
+    type Value = ();
+    type Error = Stopped;
+
+    fn run(ctx: &Ctx<(), u32>, code: i32) -> Result<(), Stopped> {
+        ctx.emit(std::process::id())?;
+        eprintln!("leaving with {code}");
+        std::process::exit(code)
     }
 }
 

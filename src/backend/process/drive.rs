@@ -3,6 +3,8 @@
 //! does, and turns what it saw into how the task ended.
 
 use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -70,20 +72,25 @@ pub(super) fn drive(
             return (None, Some(worker));
         }
         // A child not kept exits by itself after its outcome (or by the
-        // signal it got); one that hangs on its way out is killed. The
-        // outcome does not wait for that: a worker thread reaps it (or this
-        // one, if none can be had).
-        let grace = config.grace;
-        let reap = Box::new(move || {
-            worker.reap(grace);
-        });
-        if let Err((reap, _)) = place::execute(reap) {
-            reap();
-        }
+        // signal it got).
+        reap_later(worker, config);
         return (None, None);
     }
-    let (status, killed_late) = worker.reap(config.grace);
-    let stderr_tail = worker.tail.finish_since(worker.tail_mark);
+    let (status, killed_late, stderr_tail) = match seen.exiting {
+        // The body called `exit`, and the child said so on its way out:
+        // the code is the end, and what it wrote to stderr is in the pipe.
+        Some(code) if broken.is_none() && seen.cut.is_none() => {
+            let stderr_tail = worker.tail.now_since(worker.tail_mark);
+            reap_later(worker, config);
+            let status = ExitStatus::from_raw((code & 0xff) << 8);
+            (Some(status), false, stderr_tail)
+        }
+        _ => {
+            let (status, killed_late) = worker.reap(config.grace);
+            let stderr_tail = worker.tail.finish_since(worker.tail_mark);
+            (status, killed_late, stderr_tail)
+        }
+    };
     let failure = classify(Ending {
         broken,
         cut: seen.cut,
@@ -95,4 +102,17 @@ pub(super) fn drive(
         stderr_tail,
     });
     (Some(failure), None)
+}
+
+/// Reaps a child on its way out, on a worker thread (or this one, if none
+/// can be had): the task's end does not wait for it. One that hangs on its
+/// way out is killed after the grace period.
+fn reap_later(mut worker: Worker, config: &Config) {
+    let grace = config.grace;
+    let reap = Box::new(move || {
+        worker.reap(grace);
+    });
+    if let Err((reap, _)) = place::execute(reap) {
+        reap();
+    }
 }
