@@ -26,14 +26,22 @@
 
 use std::sync::LazyLock;
 
-/// What every script begins with: the prefix, the clock, the doorbell and
-/// the end of a task.
-const COMMON: &str = r#"
-local p = ARGV[1]
+/// The functions scripts share, each after those it uses. A script gets
+/// only those it uses, directly or through another ([`script`]): Redis
+/// creates each function a script defines at every call of the script.
+const HELPERS: &[(&str, &str)] = &[
+    (
+        "now_ms",
+        r#"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+"#,
+    ),
+    (
+        "append",
+        r#"
 -- Appends `entries` (each a list of fields) to task `id`'s `stream`
 -- (trimmed to `keep` entries, if given) and, if `bell` is a doorbell's
 -- key, rings it with a copy of each (trimmed to about `kept`), each copy
@@ -55,6 +63,11 @@ local function append(id, stream, keep, bell, kept, prev, entries)
   if bell then redis.call('PEXPIRE', bell, 3600000) end
   return prev
 end
+"#,
+    ),
+    (
+        "append_events",
+        r#"
 -- Appends `entries` to the task's event stream and rings its client's
 -- doorbell. `h`: the task's `maxev`, `last` and `cl`, as the caller read
 -- them. Returns the last id appended, for the caller to record as `last`.
@@ -63,12 +76,22 @@ local function append_events(id, h, entries)
   if h[3] and h[3] ~= '' then bell = p .. 'n:' .. h[3] end
   return append(id, p .. 'ev:' .. id, h[1] or '10000', bell, '100000', h[2] or '0-0', entries)
 end
+"#,
+    ),
+    (
+        "event",
+        r#"
 -- Appends one entry to the task's event stream (see `append_events`).
 local function event(id, t, fields)
   local sid = append_events(id, redis.call('HMGET', t, 'maxev', 'last', 'cl'), {fields})
   redis.call('HSET', t, 'last', sid)
   return sid
 end
+"#,
+    ),
+    (
+        "finish",
+        r#"
 -- Ends the task: its outcome in the hash and as the last event; every key
 -- of it expires after the result time-to-live. `read` and `nread`, if
 -- given: how far the body read, recorded with the end.
@@ -89,6 +112,11 @@ local function finish(id, t, kind, data, read, nread)
   redis.call('PEXPIRE', p .. 'in:' .. id, ttl)
   redis.call('PEXPIRE', p .. 'ev:' .. id, ttl)
 end
+"#,
+    ),
+    (
+        "append_inbox",
+        r#"
 -- Appends `entries` to the task's inbox stream (never trimmed) and, while
 -- a worker runs the task, rings that worker's doorbell. `h`: the task's
 -- `inlast`, `st` and `wk`, as the caller read them. Returns the last id
@@ -98,12 +126,22 @@ local function append_inbox(id, h, entries)
   if h[2] == 'r' and h[3] and h[3] ~= '' then bell = p .. 'ww:' .. h[3] end
   return append(id, p .. 'in:' .. id, nil, bell, '10000', h[1] or '0-0', entries)
 end
+"#,
+    ),
+    (
+        "inbox",
+        r#"
 -- Appends one entry to the task's inbox stream (see `append_inbox`).
 local function inbox(id, t, fields)
   local sid = append_inbox(id, redis.call('HMGET', t, 'inlast', 'st', 'wk'), {fields})
   redis.call('HSET', t, 'inlast', sid)
   return sid
 end
+"#,
+    ),
+    (
+        "advance",
+        r#"
 -- Records how far the body read; gives the client its credit back (an `a`
 -- event) if it waits for it.
 local function advance(id, t, read, nread)
@@ -115,16 +153,55 @@ local function advance(id, t, read, nread)
     event(id, t, {'a', nread})
   end
 end
+"#,
+    ),
+    (
+        "holds",
+        r#"
 -- Whether `tok` is the running attempt's token.
 local function holds(t, tok)
   local f = redis.call('HMGET', t, 'st', 'tok')
   return f[1] == 'r' and f[2] == tok
 end
-"#;
+"#,
+    ),
+];
 
-/// A script with [`COMMON`] in front.
+/// Whether Lua `code` calls function `name`.
+fn calls(code: &str, name: &str) -> bool {
+    code.match_indices(name).any(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        let after = code[at + name.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_') && after == Some('(')
+    })
+}
+
+/// A script: the prefix (`p`, from `ARGV[1]`), the [`HELPERS`] that `body`
+/// uses, then `body`.
 fn script(body: &str) -> redis::Script {
-    redis::Script::new(&format!("{COMMON}\n{body}"))
+    redis::Script::new(&script_text(body))
+}
+
+/// The text of [`script`]`(body)`.
+fn script_text(body: &str) -> String {
+    let mut wanted = vec![false; HELPERS.len()];
+    // Each helper uses only earlier ones: from the last back, a helper is
+    // wanted if the body or a wanted later one calls it.
+    for i in (0..HELPERS.len()).rev() {
+        let name = HELPERS[i].0;
+        wanted[i] = calls(body, name)
+            || HELPERS
+                .iter()
+                .zip(&wanted)
+                .skip(i + 1)
+                .any(|((_, code), &w)| w && calls(code, name));
+    }
+    let mut text = String::from("local p = ARGV[1]\n");
+    for ((_, code), _) in HELPERS.iter().zip(&wanted).filter(|(_, w)| **w) {
+        text.push_str(code);
+    }
+    text.push_str(body);
+    text
 }
 
 /// `KEYS[1]` = the new task's hash. ARGV: prefix, name, fingerprint,
@@ -453,3 +530,35 @@ return #ids
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_told_from_a_longer_name_and_a_mention() {
+        assert!(calls("local x = event(id, t, f)", "event"));
+        assert!(!calls("append_events(id, h, e)", "event"));
+        assert!(!calls("-- one event, then", "event"));
+        assert!(!calls("local events = 1", "event"));
+    }
+
+    #[test]
+    fn a_script_gets_the_helpers_it_uses_and_those_they_use() {
+        let helpers = |body: &str| {
+            let mut wanted = Vec::new();
+            for (name, _) in HELPERS {
+                if script_text(body).contains(&format!("local function {name}(")) {
+                    wanted.push(*name);
+                }
+            }
+            wanted
+        };
+        assert_eq!(helpers("return now_ms()"), ["now_ms"]);
+        assert_eq!(
+            helpers("advance(id, t, r, n)"),
+            ["append", "append_events", "event", "advance"]
+        );
+        assert_eq!(helpers("return 1"), Vec::<&str>::new());
+    }
+}
