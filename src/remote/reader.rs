@@ -109,6 +109,7 @@ impl Reader {
                 if fetch(&mut con, &key, sink).is_err() {
                     con.discard();
                 }
+                self.bell.bump();
             }
             Err(e) => tracing::debug!(error = %e, "could not read a task's events at once"),
         }
@@ -229,7 +230,9 @@ fn sweep(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
         }
         sink.retry();
         let ev = reader.client.key(format_args!("ev:{id}"));
-        fetch(con, &ev, &*sink)?;
+        let fetched = fetch(con, &ev, &*sink);
+        reader.bell.bump();
+        fetched?;
         // Known before the look, so that a record written meanwhile is not
         // taken for one lost.
         if sink.is_over() || !sink.is_known() {
@@ -238,6 +241,7 @@ fn sweep(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
         let t = reader.client.key(format_args!("t:{id}"));
         if !con.exists::<_, bool>(&t)? {
             sink.vanished();
+            reader.bell.bump();
         }
     }
     Ok(())

@@ -274,6 +274,13 @@ impl Doorbell {
         lock(&self.rung).applied
     }
 
+    /// Counts what was applied by other means (a read of a task's own
+    /// stream), so that a waiting thread whose mark came before looks at
+    /// its mailbox again rather than block.
+    pub(crate) fn bump(&self) {
+        lock(&self.rung).applied += 1;
+    }
+
     /// Records that entry `id` was applied (after it was: a waiting thread
     /// that reads from the last id applied must not skip one that is still
     /// being applied).
