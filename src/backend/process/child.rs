@@ -76,6 +76,10 @@ static EXIT_WRITER: OnceLock<Arc<Writer>> = OnceLock::new();
 /// A task's body runs and its outcome has not been sent.
 static OWED: AtomicBool = AtomicBool::new(false);
 
+/// This child's pid: a process the body forked (which inherits the hook
+/// and the connection) says nothing when it exits.
+static CHILD_PID: AtomicU32 = AtomicU32::new(0);
+
 /// Has a body's `exit` (`std::process::exit`, or C's `exit`) tell the
 /// parent the code at once, before the kernel has taken this process's
 /// threads down: the parent then has the task's end without waiting for
@@ -87,6 +91,7 @@ fn report_exits(writer: &Arc<Writer>) {
     if EXIT_WRITER.set(Arc::clone(writer)).is_err() {
         return;
     }
+    CHILD_PID.store(std::process::id(), Ordering::SeqCst);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         unsafe extern "C" {
@@ -109,7 +114,8 @@ fn report_exits(writer: &Arc<Writer>) {
 /// connection is busy or full, the parent learns the code from the exit).
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 extern "C" fn exiting(code: std::ffi::c_int, _: *mut std::ffi::c_void) {
-    if !OWED.swap(false, Ordering::SeqCst) {
+    if std::process::id() != CHILD_PID.load(Ordering::SeqCst) || !OWED.swap(false, Ordering::SeqCst)
+    {
         return;
     }
     if let Some(writer) = EXIT_WRITER.get()
