@@ -71,9 +71,9 @@ pub(crate) fn spawn(command: std::process::Command) -> io::Result<Child> {
 /// Makes `command`'s program get `SIGKILL` when this process ends, however
 /// it ends (start it with [`spawn`], from the thread that never ends).
 ///
-/// One of the crate's three `unsafe` blocks (the others widen a scoped
-/// task's body to `'static` and register a process task's exit hook): a
-/// hook that runs in the forked child before it executes the program.
+/// One of the crate's two `unsafe` blocks (the other widens a scoped
+/// task's body to `'static`): a hook that runs in the forked child
+/// before it executes the program.
 #[allow(unsafe_code)]
 pub(crate) fn die_with_parent(command: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
@@ -365,8 +365,6 @@ impl Alarm for Escalation {
 pub(crate) struct Tail {
     kept: Arc<Mutex<Kept>>,
     pipe: Option<OwnedFd>,
-    // The pipe could not be made non-blocking: only its reader reads it.
-    blocking: bool,
     done: Receiver<()>,
 }
 
@@ -457,12 +455,7 @@ impl Tail {
                 exit.wait();
             }
         }));
-        Tail {
-            kept,
-            pipe,
-            blocking,
-            done,
-        }
+        Tail { kept, pipe, done }
     }
 
     /// Where the tail stands now: every byte written to the pipe so far is
@@ -490,18 +483,6 @@ impl Tail {
     pub(crate) fn finish_since(&self, mark: u64) -> Vec<u8> {
         let _ = self.done.recv_timeout(Duration::from_secs(1));
         lock(&self.kept).since(mark)
-    }
-
-    /// What was written after `mark` so far, the pipe's end not waited
-    /// for (a child on its way out): what is still in the pipe is read now,
-    /// under the lock its reader reads under.
-    pub(crate) fn now_since(&self, mark: u64) -> Vec<u8> {
-        let mut kept = lock(&self.kept);
-        if let Some(pipe) = self.pipe.as_ref().filter(|_| !self.blocking) {
-            let mut buf = [0u8; 8192];
-            kept.read_from(pipe, &mut buf, false);
-        }
-        kept.since(mark)
     }
 }
 

@@ -793,6 +793,8 @@ impl Hub {
                 tracing::warn!(task.id = attempt.id, error = %e, "could not read a task's inbox")
             }
         }
+        // A body whose mark came before looks at its inbox again.
+        self.bell.bump();
     }
 
     /// The running attempt of task `id`; or, if there is none, keeps

@@ -15,7 +15,7 @@
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustix::process::{Pid, Resource, Rlimit, Signal, setrlimit};
@@ -66,63 +66,7 @@ pub(crate) fn enter_if_child(registry: &Registry) {
             leave(EXIT_PROTOCOL);
         }
     };
-    report_exits(&conn.writer);
     serve(registry, conn)
-}
-
-/// The connection's writer, for [`exiting`].
-static EXIT_WRITER: OnceLock<Arc<Writer>> = OnceLock::new();
-
-/// A task's body runs and its outcome has not been sent.
-static OWED: AtomicBool = AtomicBool::new(false);
-
-/// This child's pid: a process the body forked (which inherits the hook
-/// and the connection) says nothing when it exits.
-static CHILD_PID: AtomicU32 = AtomicU32::new(0);
-
-/// Has a body's `exit` (`std::process::exit`, or C's `exit`) tell the
-/// parent the code at once, before the kernel has taken this process's
-/// threads down: the parent then has the task's end without waiting for
-/// that (it reaps the child afterwards). Where the C library cannot run a
-/// hook with the code (it is glibc's `on_exit`), the parent learns it from
-/// the exit itself, a little later.
-#[allow(unsafe_code)]
-fn report_exits(writer: &Arc<Writer>) {
-    if EXIT_WRITER.set(Arc::clone(writer)).is_err() {
-        return;
-    }
-    CHILD_PID.store(std::process::id(), Ordering::SeqCst);
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn on_exit(
-                hook: extern "C" fn(std::ffi::c_int, *mut std::ffi::c_void),
-                arg: *mut std::ffi::c_void,
-            ) -> std::ffi::c_int;
-        }
-        // SAFETY: `on_exit` is glibc's, declared with its C signature; it
-        // keeps the function pointer (a function that lives as long as the
-        // program) and a null argument that is never read.
-        unsafe {
-            on_exit(exiting, std::ptr::null_mut());
-        }
-    }
-}
-
-/// Runs in `exit`, on the thread that called it: if a body's outcome is
-/// still owed, offers the parent the exit code (without waiting: if the
-/// connection is busy or full, the parent learns the code from the exit).
-#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
-extern "C" fn exiting(code: std::ffi::c_int, _: *mut std::ffi::c_void) {
-    if std::process::id() != CHILD_PID.load(Ordering::SeqCst) || !OWED.swap(false, Ordering::SeqCst)
-    {
-        return;
-    }
-    if let Some(writer) = EXIT_WRITER.get()
-        && let Some(mut writing) = writer.try_lock()
-    {
-        let _ = writing.offer(&[Up::Exiting { code }]);
-    }
 }
 
 /// Moves the socket off stdin (so that nothing reads it by mistake) and
@@ -256,9 +200,6 @@ fn terminate() -> ! {
 
 /// Ends this child: first everything the task started.
 fn leave(code: i32) -> ! {
-    // An end of this crate's own: what the parent needs to know is sent
-    // already, or it learns it from the exit.
-    OWED.store(false, Ordering::SeqCst);
     end_descendants();
     std::process::exit(code)
 }
@@ -484,7 +425,6 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
                 }
             };
             task.finished.store(true, Ordering::SeqCst);
-            OWED.store(false, Ordering::SeqCst);
             task.flush(Some(last));
             // What the task started ends with it, whether or not the
             // parent is still there to kill it: no process outlives the
@@ -517,7 +457,6 @@ fn run_task(conn: &mut Conn, hello: Hello, entry: Entry) -> Option<Hello> {
     if conn.writer.send(&Up::Ready { version: VERSION }).is_err() {
         leave(EXIT_PARENT_GONE);
     }
-    OWED.store(true, Ordering::SeqCst);
     body();
     // A child kept for another task: the reader reads its frame, then
     // gives the connection back.

@@ -3,8 +3,6 @@
 //! does, and turns what it saw into how the task ended.
 
 use std::io;
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -76,21 +74,8 @@ pub(super) fn drive(
         reap_later(worker, config);
         return (None, None);
     }
-    let (status, killed_late, stderr_tail) = match seen.exiting {
-        // The body called `exit`, and the child said so on its way out:
-        // the code is the end, and what it wrote to stderr is in the pipe.
-        Some(code) if broken.is_none() && seen.cut.is_none() => {
-            let stderr_tail = worker.tail.now_since(worker.tail_mark);
-            reap_later(worker, config);
-            let status = ExitStatus::from_raw((code & 0xff) << 8);
-            (Some(status), false, stderr_tail)
-        }
-        _ => {
-            let (status, killed_late) = worker.reap(config.grace);
-            let stderr_tail = worker.tail.finish_since(worker.tail_mark);
-            (status, killed_late, stderr_tail)
-        }
-    };
+    let (status, killed_late) = worker.reap(config.grace);
+    let stderr_tail = worker.tail.finish_since(worker.tail_mark);
     let failure = classify(Ending {
         broken,
         cut: seen.cut,

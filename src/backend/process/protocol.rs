@@ -73,12 +73,6 @@ pub(crate) enum Up {
     },
     /// The child could not encode its outcome.
     Broken(String),
-    /// The task's body ended the child with `exit(code)`: the child is on
-    /// its way out, and says so before it is gone, so that its end need
-    /// not wait for the kernel to take its threads down.
-    Exiting {
-        code: i32,
-    },
 }
 
 /// Why a frame could not be read.

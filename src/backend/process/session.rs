@@ -120,9 +120,6 @@ pub(super) struct Seen {
     // The connection ended in the middle of a frame, or failed: the exit
     // status tells whether the child was killed or broke the protocol.
     pub(super) cut: Option<String>,
-    // The child said its body called `exit` with this code: it is on its
-    // way out, and the outcome need not wait for it to be gone.
-    pub(super) exiting: Option<i32>,
 }
 
 /// What a task's driver in the parent shares with its front's callers and
@@ -470,7 +467,6 @@ impl Dispatch for Session {
                 self.reported(Ended::Panicked { message, location })
             }
             Up::Broken(why) => self.broken(format!("the child could not send its outcome: {why}")),
-            Up::Exiting { code } => self.end_with(|e| e.exiting = Some(code)),
             Up::Ready { version }
                 if version == VERSION && self.awaiting_ready.swap(false, Ordering::SeqCst) =>
             {
