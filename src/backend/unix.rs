@@ -375,36 +375,6 @@ struct Kept {
     total: u64,
 }
 
-impl Kept {
-    /// Reads what `pipe` holds (one read if it is `blocking`) into the
-    /// tail; `true` once it has reached its end (or failed).
-    fn read_from(&mut self, pipe: &OwnedFd, buf: &mut [u8], blocking: bool) -> bool {
-        loop {
-            match rustix::io::read(pipe, &mut *buf) {
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) => return false,
-                Ok(0) | Err(_) => return true,
-                Ok(n) => {
-                    self.bytes.extend(&buf[..n]);
-                    self.total += n as u64;
-                    let excess = self.bytes.len().saturating_sub(STDERR_TAIL);
-                    self.bytes.drain(..excess);
-                    if blocking {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The bytes kept that came after `mark`.
-    fn since(&self, mark: u64) -> Vec<u8> {
-        let since = usize::try_from(self.total.saturating_sub(mark)).unwrap_or(usize::MAX);
-        let skip = self.bytes.len().saturating_sub(since);
-        self.bytes.iter().skip(skip).copied().collect()
-    }
-}
-
 impl Tail {
     pub(crate) fn start(stderr: ChildStderr) -> Tail {
         Tail::start_watching(stderr, None)
@@ -443,7 +413,24 @@ impl Tail {
                 if !readable.pipe {
                     continue;
                 }
-                let ended = lock(&theirs).read_from(&fd, &mut buf, blocking);
+                let mut kept = lock(&theirs);
+                let ended = loop {
+                    match rustix::io::read(&fd, &mut buf) {
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(rustix::io::Errno::AGAIN) => break false,
+                        Ok(0) | Err(_) => break true,
+                        Ok(n) => {
+                            kept.bytes.extend(&buf[..n]);
+                            kept.total += n as u64;
+                            let excess = kept.bytes.len().saturating_sub(STDERR_TAIL);
+                            kept.bytes.drain(..excess);
+                            if blocking {
+                                break false;
+                            }
+                        }
+                    }
+                };
+                drop(kept);
                 if ended {
                     break;
                 }
@@ -482,7 +469,10 @@ impl Tail {
     /// As [`finish`](Tail::finish), without what came before `mark`.
     pub(crate) fn finish_since(&self, mark: u64) -> Vec<u8> {
         let _ = self.done.recv_timeout(Duration::from_secs(1));
-        lock(&self.kept).since(mark)
+        let kept = lock(&self.kept);
+        let since = usize::try_from(kept.total.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let skip = kept.bytes.len().saturating_sub(since);
+        kept.bytes.iter().skip(skip).copied().collect()
     }
 }
 

@@ -70,8 +70,16 @@ pub(super) fn drive(
             return (None, Some(worker));
         }
         // A child not kept exits by itself after its outcome (or by the
-        // signal it got).
-        reap_later(worker, config);
+        // signal it got); one that hangs on its way out is killed. The
+        // outcome does not wait for that: a worker thread reaps it (or this
+        // one, if none can be had).
+        let grace = config.grace;
+        let reap = Box::new(move || {
+            worker.reap(grace);
+        });
+        if let Err((reap, _)) = place::execute(reap) {
+            reap();
+        }
         return (None, None);
     }
     let (status, killed_late) = worker.reap(config.grace);
@@ -87,17 +95,4 @@ pub(super) fn drive(
         stderr_tail,
     });
     (Some(failure), None)
-}
-
-/// Reaps a child on its way out, on a worker thread (or this one, if none
-/// can be had): the task's end does not wait for it. One that hangs on its
-/// way out is killed after the grace period.
-fn reap_later(mut worker: Worker, config: &Config) {
-    let grace = config.grace;
-    let reap = Box::new(move || {
-        worker.reap(grace);
-    });
-    if let Err((reap, _)) = place::execute(reap) {
-        reap();
-    }
 }
