@@ -177,7 +177,10 @@ fn run(reader: &Weak<Reader>) {
         if swept.elapsed() >= SWEEP {
             swept = Instant::now();
             me.prune();
-            if let Err(e) = sweep(&me, c) {
+            let swept_all = sweep(&me, c);
+            // What the sweep applied counts as the doorbell's (see `bump`).
+            me.bell.bump();
+            if let Err(e) = swept_all {
                 tracing::debug!(error = %e, "the Redis reader lost its connection");
                 con = None;
                 continue;
@@ -230,9 +233,7 @@ fn sweep(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
         }
         sink.retry();
         let ev = reader.client.key(format_args!("ev:{id}"));
-        let fetched = fetch(con, &ev, &*sink);
-        reader.bell.bump();
-        fetched?;
+        fetch(con, &ev, &*sink)?;
         // Known before the look, so that a record written meanwhile is not
         // taken for one lost.
         if sink.is_over() || !sink.is_known() {
@@ -241,7 +242,6 @@ fn sweep(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
         let t = reader.client.key(format_args!("t:{id}"));
         if !con.exists::<_, bool>(&t)? {
             sink.vanished();
-            reader.bell.bump();
         }
     }
     Ok(())

@@ -144,8 +144,8 @@ struct Rung {
 struct Pulls {
     /// A waiting thread reads now.
     reading: bool,
-    /// When the last one stopped.
-    since: Option<Instant>,
+    /// When the last one that read stopped.
+    stopped: Option<Instant>,
     /// The background reader waits for the one reading to stop (and is
     /// signalled then; otherwise nobody signals, so a waiting thread's
     /// read costs no wake-up of the reader).
@@ -169,7 +169,7 @@ impl Drop for Reading<'_> {
         let mut pulls = lock(&self.bell.pulls);
         pulls.reading = false;
         if self.read {
-            pulls.since = Some(Instant::now());
+            pulls.stopped = Some(Instant::now());
         }
         if pulls.watched {
             self.bell.pulled.notify_all();
@@ -188,7 +188,7 @@ impl Doorbell {
             direct: Mutex::new(None),
             pulls: Mutex::new(Pulls {
                 reading: false,
-                since: None,
+                stopped: None,
                 watched: false,
             }),
             pulled: Condvar::new(),
@@ -244,9 +244,9 @@ impl Doorbell {
         let mut pulls = lock(&self.pulls);
         loop {
             let now = Instant::now();
-            let resume = match pulls.since {
+            let resume = match pulls.stopped {
                 _ if pulls.reading => until,
-                Some(since) if now < since + STAND_ASIDE => since + STAND_ASIDE,
+                Some(stopped) if now < stopped + STAND_ASIDE => stopped + STAND_ASIDE,
                 _ => return true,
             };
             if now >= until {

@@ -607,13 +607,18 @@ impl Hub {
         true
     }
 
+    /// Gives the lead up; `leader` is the lead's lock, held.
+    fn give_up_lead(&self, leader: &mut Leader) {
+        leader.leading = false;
+        self.led.notify_all();
+    }
+
     /// Gives the lead up if no slot is free or the worker is closing;
     /// `leader` is the lead's lock, held.
     fn release_if_full(&self, leader: &mut Leader) -> bool {
         let full = lock(&self.running).len() >= self.concurrency;
         if full || self.closing.load(Ordering::SeqCst) {
-            leader.leading = false;
-            self.led.notify_all();
+            self.give_up_lead(leader);
             return true;
         }
         false
@@ -664,8 +669,7 @@ impl Hub {
                 .spawn(lead);
             if spawned.is_err() {
                 // Nobody can claim: the next task to end takes the lead.
-                lock(&self.leader).leading = false;
-                self.led.notify_all();
+                self.give_up_lead(&mut lock(&self.leader));
             }
         }
     }
@@ -911,8 +915,7 @@ struct LeadOnUnwind<'a> {
 impl Drop for LeadOnUnwind<'_> {
     fn drop(&mut self) {
         if self.holds && thread::panicking() {
-            lock(&self.hub.leader).leading = false;
-            self.hub.led.notify_all();
+            self.hub.give_up_lead(&mut lock(&self.hub.leader));
         }
     }
 }
@@ -990,13 +993,25 @@ impl Attempt {
 
     /// Another attempt holds the task now (or nobody does): nothing of
     /// this one is written any more, and its body is asked to stop.
-    fn fenced(&self) {
-        if !self.ended.swap(true, Ordering::SeqCst) {
+    /// Returns whether its body must be woken to see it (see
+    /// [`wakes_body`](Attempt::wakes_body)).
+    fn fenced(&self) -> bool {
+        let first = !self.ended.swap(true, Ordering::SeqCst);
+        if first {
             tracing::warn!(task.id = self.id, "the attempt lost its lease; stopping it");
         }
         if let Some(inlet) = self.inlet() {
             inlet.stop();
         }
+        self.wakes_body(first)
+    }
+
+    /// Whether a change of the attempt's flags (`new`: it changed them)
+    /// must wake its body: one waiting for a message reads the worker's
+    /// doorbell, which only an entry wakes ([`Hub::nudge`]); an isolated
+    /// attempt's body reads its own connection.
+    fn wakes_body(&self, new: bool) -> bool {
+        new && !self.isolated
     }
 
     /// Writes the outcome, once (the script refuses it if the attempt was
@@ -1026,7 +1041,9 @@ impl Attempt {
         }
     }
 
-    fn stop(&self) {
+    /// Asks the body to stop, and kills it after the grace period; returns
+    /// whether its body must be woken to see it (the first stop).
+    fn stop(&self) -> bool {
         if let Some(inlet) = self.inlet() {
             inlet.stop();
         }
@@ -1039,15 +1056,19 @@ impl Attempt {
             self.grace
         };
         let mut at = lock(&self.stop_at);
-        if at.is_none() {
+        let first = at.is_none();
+        if first {
             *at = Some(Instant::now() + grace);
         }
+        self.wakes_body(first)
     }
 
     /// Ends the task as killed at once. A thread cannot be killed: its
     /// body is asked to stop, and whatever it writes later is refused. A
-    /// child process is killed, and its end is the outcome.
-    fn kill(&self) {
+    /// child process is killed, and its end is the outcome. Returns whether
+    /// its body must be woken to see it (it had not ended).
+    fn kill(&self) -> bool {
+        let first = !self.ended.load(Ordering::SeqCst);
         if !self.isolated {
             // The outcome first: the body, woken by the stop, must not
             // record its own.
@@ -1056,6 +1077,7 @@ impl Attempt {
         if let Some(inlet) = self.inlet() {
             inlet.kill();
         }
+        self.wakes_body(first)
     }
 
     /// A message entry of the inbox.
@@ -1092,8 +1114,12 @@ impl Attempt {
             }
         }
         match request.as_deref() {
-            Some("stop") => self.stop(),
-            Some("kill") => self.kill(),
+            Some("stop") => {
+                self.stop();
+            }
+            Some("kill") => {
+                self.kill();
+            }
             Some("close") => {
                 if let Some(inlet) = self.inlet() {
                     inlet.close();
@@ -1303,35 +1329,26 @@ fn keep(hub: &Weak<Hub>) {
         }
         let lease = lease_of(&attempts);
         let now = Instant::now();
-        // Whether a body may have to be told of a stop or kill decided here.
+        // Whether a body must be told of a stop or kill decided here.
         let mut nudge = false;
         for a in &attempts {
             let at = *lock(&a.stop_at);
             if at.is_some_and(|at| now >= at) {
-                nudge |= !a.isolated && !a.ended.load(Ordering::SeqCst);
-                a.kill();
+                nudge |= a.kill();
             } else if a.deadline.is_some_and(|d| now >= d) {
-                nudge |= !a.isolated && at.is_none();
-                a.stop();
+                nudge |= a.stop();
             }
         }
         match renew(&h, &attempts) {
             Ok(flags) => {
                 last_renewal = now;
                 for (a, flag) in attempts.iter().zip(flags) {
-                    // An isolated attempt's body reads its own connection.
-                    let ended = a.isolated || a.ended.load(Ordering::SeqCst);
-                    match flag {
+                    nudge |= match flag {
                         0 => a.fenced(),
-                        2 => {
-                            nudge |= !a.isolated && lock(&a.stop_at).is_none();
-                            a.stop();
-                            continue;
-                        }
+                        2 => a.stop(),
                         3 => a.kill(),
-                        _ => continue,
-                    }
-                    nudge |= !ended;
+                        _ => false,
+                    };
                 }
             }
             Err(e) => {
@@ -1340,8 +1357,7 @@ fn keep(hub: &Weak<Hub>) {
                 // this one stops writing and stops its attempts first.
                 if now.duration_since(last_renewal) > lease * 4 / 5 {
                     for a in &attempts {
-                        nudge |= !a.isolated && !a.ended.load(Ordering::SeqCst);
-                        a.fenced();
+                        nudge |= a.fenced();
                     }
                 }
             }
