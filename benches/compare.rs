@@ -52,7 +52,7 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("--flap-child") {
-        process::flap_child();
+        process::flap_child(args.get(1).and_then(|ms| ms.parse().ok()).unwrap_or(0));
     }
     if args.first().map(String::as_str) == Some("--memory-child") {
         memory_child(&args[1], args[2].parse().expect("a task count"));

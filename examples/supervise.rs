@@ -75,8 +75,8 @@ fn flaky_command() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A process task that crashes twice; messages sent meanwhile wait for
-/// the attempt that serves.
+/// A process task that crashes twice, each restart in a child started
+/// ahead; messages sent meanwhile wait for the attempt that serves.
 fn crashing_process() -> Result<(), Box<dyn std::error::Error>> {
     let supervised = Supervisor::new()
         .backoff(Backoff::exponential(
@@ -84,6 +84,8 @@ fn crashing_process() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_millis(500),
         ))
         .on_restart(print_restart("process"))
+        // The next attempt's child is started ahead, while this one runs.
+        .standby(true)
         .spawn(|attempt| Process::<Service>::new(attempt.number()).spawn())?;
     for n in 1..=3 {
         supervised.send(n)?; // none is lost, whichever attempt runs

@@ -148,6 +148,7 @@ mod pool;
 #[cfg(feature = "redis")]
 pub mod remote;
 mod scope;
+mod spare;
 mod supervise;
 mod sync;
 mod task;

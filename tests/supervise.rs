@@ -1,7 +1,8 @@
 //! Supervision: each restart policy, backoff timing, the intensity limit,
 //! messages across restarts (sent = read + handed on + given back), a
 //! panicking thread task, a crashing process task and a failing command
-//! restarted, stop, kill and drop, and groups with their strategies.
+//! restarted, stop, kill and drop, a standby child taking the next
+//! attempt, and groups with their strategies.
 
 mod common;
 
@@ -508,6 +509,113 @@ fn dropping_the_handle_stops_the_attempt_and_no_process_is_left() {
     wait_for("the thread attempt to end", || ended.load(Ordering::SeqCst));
 }
 
+/// The live processes whose environment holds `STANDBY_MARK=<mark>`.
+fn marked(mark: &str) -> Vec<u32> {
+    let wanted = format!("STANDBY_MARK={mark}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ
+            .split(|&b| b == 0)
+            .any(|var| var == wanted.as_bytes())
+            && !gone(pid)
+        {
+            found.push(pid);
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// Kills, by pid, whatever carries `mark` when a test ends, however it
+/// ends.
+struct KillMarked(&'static str);
+
+impl Drop for KillMarked {
+    fn drop(&mut self) {
+        for pid in marked(self.0) {
+            common::kill_pid(pid);
+        }
+    }
+}
+
+#[test]
+fn a_standby_child_takes_the_next_attempt_and_is_killed_with_the_supervisor() {
+    setup();
+    const MARK: &str = "takes-next";
+    let _cleanup = KillMarked(MARK);
+    let supervised = eager()
+        .restart(Restart::Always)
+        .standby(true)
+        .spawn(|_| {
+            Process::<common::process_tasks::Sleeper>::new(3600)
+                .env("STANDBY_MARK", MARK)
+                .spawn()
+        })
+        .unwrap();
+    let mut running = supervised.recv_timeout(LIMIT).unwrap();
+    for attempt in 2..=3 {
+        // The attempt and the child started ahead for the next one.
+        let mut both = Vec::new();
+        wait_for("the attempt's child and a standby", || {
+            both = marked(MARK);
+            both.len() == 2 && both.contains(&running)
+        });
+        let standby = *both.iter().find(|&&pid| pid != running).unwrap();
+        common::kill_pid(running);
+        let next = supervised.recv_timeout(LIMIT).unwrap();
+        assert_eq!(next, standby, "attempt {attempt} ran in the standby child");
+        assert_eq!(supervised.attempt(), attempt);
+        running = next;
+    }
+    supervised.stop();
+    assert_eq!(join_status(&supervised), SupervisedStatus::Stopped);
+    drop(supervised);
+    wait_for("the attempt and the standby to be gone", || {
+        marked(MARK).is_empty()
+    });
+}
+
+#[test]
+fn a_standby_started_otherwise_than_the_next_attempt_is_not_used() {
+    setup();
+    const MARK: &str = "started-otherwise";
+    let _cleanup = KillMarked(MARK);
+    let supervised = eager()
+        .restart(Restart::Always)
+        .standby(true)
+        .spawn(|attempt| {
+            Process::<common::process_tasks::Sleeper>::new(3600)
+                .env("STANDBY_MARK", MARK)
+                .env("STANDBY_ATTEMPT", attempt.number().to_string())
+                .spawn()
+        })
+        .unwrap();
+    let first = supervised.recv_timeout(LIMIT).unwrap();
+    let mut both = Vec::new();
+    wait_for("the attempt's child and a standby", || {
+        both = marked(MARK);
+        both.len() == 2 && both.contains(&first)
+    });
+    let standby = *both.iter().find(|&&pid| pid != first).unwrap();
+    common::kill_pid(first);
+    let second = supervised.recv_timeout(LIMIT).unwrap();
+    assert_ne!(second, standby, "started with another environment");
+    wait_for("the unfit standby to be killed", || gone(standby));
+    supervised.kill();
+    assert!(join(supervised).is_killed());
+    wait_for("every child to be gone", || marked(MARK).is_empty());
+}
+
 /// A group's children: each records its starts; child `failing` fails on
 /// its first attempt, the others (and its later attempts) wait until
 /// stopped.
@@ -540,6 +648,28 @@ fn stop_group(group: sidetask::SupervisedGroup) -> sidetask::SupervisedGroupRepo
         .unwrap_or_else(|_| panic!("the group did not end"));
     assert_eq!(report.status(), SupervisedStatus::Stopped);
     report
+}
+
+#[test]
+fn each_child_of_a_group_keeps_its_own_standby() {
+    setup();
+    const MARK: &str = "group";
+    let _cleanup = KillMarked(MARK);
+    let child = |_| {
+        Process::<common::process_tasks::Sleeper>::new(3600)
+            .env("STANDBY_MARK", MARK)
+            .spawn()
+    };
+    let group = eager()
+        .restart(Restart::Always)
+        .standby(true)
+        .child(child)
+        .child(child)
+        .spawn_group()
+        .unwrap();
+    wait_for("two attempts and two standbys", || marked(MARK).len() == 4);
+    stop_group(group);
+    wait_for("every child to be gone", || marked(MARK).is_empty());
 }
 
 #[test]

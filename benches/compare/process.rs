@@ -56,14 +56,16 @@ pub struct Flap;
 
 impl NamedTask for Flap {
     const NAME: &'static str = "bench_flap";
-    type Arg = ();
+    /// How long it runs, in milliseconds, before it fails.
+    type Arg = u64;
     type In = ();
     type Event = u64;
     type Value = ();
     type Error = Stopped;
 
-    fn run(ctx: &Ctx<(), u64>, (): ()) -> Result<(), Stopped> {
+    fn run(ctx: &Ctx<(), u64>, runs: u64) -> Result<(), Stopped> {
         ctx.emit(now_ns())?;
+        std::thread::sleep(Duration::from_millis(runs));
         ctx.emit(now_ns())?;
         std::process::exit(1)
     }
@@ -113,8 +115,9 @@ pub fn raw_pong_child(cpu: Option<usize>) {
 
 /// The baseline's child, as `Flap`: writes when it started and when it is
 /// about to fail (16 bytes) to stdout, then exits with code 1.
-pub fn flap_child() -> ! {
+pub fn flap_child(runs: u64) -> ! {
     let started = now_ns();
+    std::thread::sleep(Duration::from_millis(runs));
     let mut stdout = std::io::stdout();
     let mut out = started.to_le_bytes().to_vec();
     out.extend(now_ns().to_le_bytes());
@@ -268,25 +271,31 @@ fn median_restart(mut next: impl FnMut() -> (u64, u64)) -> f64 {
 /// respawn loop over `std::process::Command` (a child of the same binary
 /// that stamps the same two times and exits with code 1, waited for and
 /// spawned again), and against the same process task respawned by hand
-/// (what the supervisor adds).
+/// (what the supervisor adds). `restart_latency_standby`: the same
+/// supervisor keeping the next child started ahead
+/// ([`Supervisor::standby`]), each attempt running 10 ms before it fails
+/// (the command's child too): the time a standby needs to be ready, where
+/// an attempt that fails at once leaves it none.
 pub fn restart_latency() {
     const ROUNDS: usize = 15;
-    let ours = || {
+    let supervised = |standby: bool, runs: u64| {
         let supervised = Supervisor::new()
             .restart(Restart::OnFailure)
             .backoff(Backoff::none())
             .intensity(u32::MAX, Duration::from_secs(3600))
-            .spawn(|_| Process::<Flap>::new(()).spawn())
+            .standby(standby)
+            .spawn(move |_| Process::<Flap>::new(runs).spawn())
             .unwrap();
         let gap = median_restart(|| (supervised.recv().unwrap(), supervised.recv().unwrap()));
         supervised.kill();
         let _ = supervised.join();
         gap
     };
-    let command = || {
+    let ours = || supervised(false, 0);
+    let command = |runs: u64| {
         median_restart(|| {
             let mut child = Command::new("/proc/self/exe")
-                .arg("--flap-child")
+                .args(["--flap-child", &runs.to_string()])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -302,16 +311,26 @@ pub fn restart_latency() {
     };
     let by_hand = || {
         median_restart(|| {
-            let task = Process::<Flap>::new(()).spawn().unwrap();
+            let task = Process::<Flap>::new(0).spawn().unwrap();
             let stamps = (task.recv().unwrap(), task.recv().unwrap());
             assert!(task.join().is_crashed());
             stamps
         })
     };
-    let (a, b) = alternate(ROUNDS, ours, command);
+    let (a, b) = alternate(ROUNDS, ours, || command(0));
     report(
         "restart_latency",
         "respawn loop over std::process::Command: a child fails, the next one runs",
+        median(a),
+        median(b),
+        Unit::Time,
+    );
+    // Attempts that run 10 ms before they fail, time enough for the next
+    // child to start ahead.
+    let (a, b) = alternate(ROUNDS, || supervised(true, 10), || command(10));
+    report(
+        "restart_latency_standby",
+        "respawn loop over std::process::Command: a child that ran 10 ms fails, the next one runs",
         median(a),
         median(b),
         Unit::Time,

@@ -565,6 +565,7 @@ pub struct Supervisor {
     inbox: usize,
     outbox: usize,
     on_restart: Option<OnRestart>,
+    standby: bool,
     children: Vec<tree::Child>,
 }
 
@@ -583,6 +584,7 @@ impl fmt::Debug for Supervisor {
             .field("intensity", &self.intensity)
             .field("unread", &self.unread)
             .field("strategy", &self.strategy)
+            .field("standby", &self.standby)
             .field("children", &self.children.len())
             .finish_non_exhaustive()
     }
@@ -604,6 +606,7 @@ impl Supervisor {
             inbox: crate::DEFAULT_CAPACITY,
             outbox: crate::DEFAULT_CAPACITY,
             on_restart: None,
+            standby: false,
             children: Vec::new(),
         }
     }
@@ -667,6 +670,54 @@ impl Supervisor {
         self
     }
 
+    /// Keeps a process task's next child started ahead (a *standby*): each
+    /// time the factory spawns a process task, the child started before
+    /// takes it, and another is started for the attempt after. A restart
+    /// then waits for no program to start (its loading, its `main` up to
+    /// [`init`](crate::init)), at the cost of one more child process, idle
+    /// while the supervisor runs (killed when it ends). Off by default.
+    ///
+    /// A standby child is started as the task that took the last one was:
+    /// if the next one is started otherwise (another program, environment,
+    /// working directory or grace period), it starts anew. Other places
+    /// start fast and keep nothing ahead; with [`Restart::Never`], nothing
+    /// is kept either.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sidetask::{Ctx, NamedTask, Process, Restart, Supervisor};
+    ///
+    /// struct Flaky;
+    /// impl NamedTask for Flaky {
+    ///     const NAME: &'static str = "standby_doc_flaky";
+    ///     type Arg = ();
+    ///     type In = ();
+    ///     type Event = ();
+    ///     type Value = ();
+    ///     type Error = String;
+    ///     fn run(_: &Ctx, (): ()) -> Result<(), String> {
+    ///         std::process::exit(1) // fails at once, as a crash
+    ///     }
+    /// }
+    /// # sidetask::init(sidetask::Registry::new().with::<Flaky>()?);
+    ///
+    /// let supervised = Supervisor::new()
+    ///     .restart(Restart::OnFailure)
+    ///     .backoff(sidetask::Backoff::none())
+    ///     .intensity(3, std::time::Duration::from_secs(60))
+    ///     .standby(true)
+    ///     .spawn(|_| Process::<Flaky>::new(()).spawn())?;
+    /// // Four attempts (three restarts, each in a child started ahead),
+    /// // then the supervisor gives up.
+    /// assert!(supervised.join().is_crashed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn standby(mut self, standby: bool) -> Supervisor {
+        self.standby = standby;
+        self
+    }
+
     /// Which children of a group restart together (groups only).
     pub fn strategy(mut self, strategy: Strategy) -> Supervisor {
         self.strategy = Some(strategy);
@@ -699,6 +750,12 @@ impl Supervisor {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the supervisor keeps a standby (see
+    /// [`standby`](Supervisor::standby)).
+    fn keeps_standby(&self) -> bool {
+        self.standby && self.restart != Restart::Never
     }
 
     fn settings(&self) -> crate::task::Settings {

@@ -17,6 +17,7 @@ use crate::error::{
 };
 use crate::mailbox::KILL;
 use crate::outcome::{self, Outcome};
+use crate::spare::Spares;
 use crate::sync::lock;
 use crate::task::{Events, StopHandle, Task, TaskId};
 
@@ -144,6 +145,8 @@ struct Plan<F> {
     unread: Unread,
     limits: Limits,
     on_restart: Option<OnRestart>,
+    /// The standby, if kept: dropped (its child killed) as the loop ends.
+    spares: Option<Arc<Spares>>,
 }
 
 impl Supervisor {
@@ -202,6 +205,7 @@ impl Supervisor {
             restart: self.restart,
             unread: self.unread,
             limits: Limits::new(&self),
+            spares: self.keeps_standby().then(Arc::default),
             on_restart: self.on_restart,
         };
         let theirs = Arc::clone(&watch);
@@ -253,7 +257,12 @@ where
                 st.status = SupervisedStatus::Running { attempt: number };
             }
         });
-        let outcome = match outcome::catch(|| (plan.factory)(attempt)) {
+        let factory = &mut plan.factory;
+        let made = match &plan.spares {
+            Some(spares) => spares.around(|| outcome::catch(|| factory(attempt))),
+            None => outcome::catch(|| factory(attempt)),
+        };
+        let outcome = match made {
             Ok(Ok(task)) => {
                 let (outcome, unread) = run_attempt(ctx, watch, task, mem::take(&mut carried));
                 match plan.unread {

@@ -14,6 +14,7 @@ use super::{
 use crate::backend::thread as place;
 use crate::mailbox::KILL;
 use crate::outcome::{self, Outcome};
+use crate::spare::Spares;
 use crate::sync::lock;
 use crate::task::{StopHandle, Task, TaskId};
 
@@ -46,6 +47,8 @@ type Make = Box<dyn FnMut(Attempt) -> Result<Running, Summary> + Send>;
 /// A child of a group: its factory, with the types erased.
 pub(super) struct Child {
     make: Make,
+    /// The standby, if the group keeps one per child.
+    spares: Option<Arc<Spares>>,
 }
 
 impl Child {
@@ -78,6 +81,7 @@ impl Child {
                 Ok(Err(e)) => Err(Summary::of(&not_started::<T, E>(e.to_string()))),
                 Err(panic) => Err(Summary::of(&Outcome::<T, E>::Panicked(panic))),
             }),
+            spares: None,
         }
     }
 }
@@ -203,13 +207,19 @@ impl Supervisor {
         }));
         let (tx, rx) = crossbeam_channel::unbounded();
         let settings = self.settings();
+        let standby = self.keeps_standby();
         let plan = GroupPlan {
             strategy: self.strategy.unwrap_or_default(),
             restart: self.restart,
             limits: Limits::new(&self),
             on_restart: self.on_restart,
         };
-        let children = self.children;
+        let children: Vec<Child> = (self.children.into_iter())
+            .map(|child| Child {
+                spares: standby.then(Arc::default),
+                ..child
+            })
+            .collect();
         let theirs = Arc::clone(&watch);
         let notes = tx.clone();
         let task = place::driver(settings, move |ctx: &crate::Ctx| {
@@ -430,7 +440,12 @@ fn start_child(i: usize, slot: &mut Slot, notes: &Sender<Note>) {
     let number = slot.number;
     let attempt = Attempt { number, child: i };
     let started = Instant::now();
-    match (slot.child.make)(attempt) {
+    let child = &mut slot.child;
+    let made = match &child.spares {
+        Some(spares) => spares.around(|| (child.make)(attempt)),
+        None => (child.make)(attempt),
+    };
+    match made {
         Ok(Running { stop, watch }) => {
             slot.running = Some((number, started, Some(stop.clone())));
             let notes = notes.clone();

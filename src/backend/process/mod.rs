@@ -72,12 +72,13 @@ pub(crate) use child::enter_if_child;
 pub(crate) use erased::prepare_isolated;
 use protocol::{Hello, VERSION, encode};
 pub(crate) use warm::Warm;
-use worker::{Refusal, Worker};
+use worker::{Refusal, Spare, Worker};
 
 use crate::backend::thread as place;
 use crate::ctx::Ctx;
 use crate::error::StartError;
 use crate::named::{self, NamedTask};
+use crate::spare::Spares;
 use crate::task::{Settings, Task};
 
 /// Set in the child's environment: the parent's pid.
@@ -423,8 +424,18 @@ impl<T: NamedTask> Process<T> {
         self.config.inbox = self.settings.inbox;
         self.config.outbox = self.settings.outbox;
         let hello = hello::<T>(&self.arg, &self.config, false)?;
-        let mut worker = Worker::start(&self.config)
-            .map_err(|e| StartError::program(&self.config.program, e))?;
+        // Spawned by the factory of a supervisor that keeps a spare: the
+        // child started ahead takes the task, and the next is started.
+        let spares = Spares::current();
+        let spare = spares
+            .as_ref()
+            .and_then(|spares| spares.take::<Spare>())
+            .and_then(|spare| spare.fits(&self.config));
+        let mut worker = match spare {
+            Some(worker) => worker,
+            None => Worker::start(&self.config)
+                .map_err(|e| StartError::program(&self.config.program, e))?,
+        };
         if let Err(refusal) = worker.begin(hello, self.config.start_timeout, self.config.max_frame)
         {
             let tail = worker.kill_and_reap();
@@ -436,6 +447,12 @@ impl<T: NamedTask> Process<T> {
                     String::from_utf8_lossy(&tail)
                 )),
             });
+        }
+        if let Some(spares) = spares {
+            match Spare::start(&self.config) {
+                Ok(spare) => spares.keep(spare),
+                Err(e) => tracing::debug!(error = %e, "could not start a spare child"),
+            }
         }
         let max_message = self.config.max_frame.saturating_sub(FRAMING);
         let config = self.config;

@@ -228,6 +228,41 @@ impl Worker {
     }
 }
 
+/// A child started ahead for a supervised task's next attempt (see
+/// [`Spares`](crate::spare::Spares)): started as its task's would be, it
+/// waits for the task's handshake.
+pub(super) struct Spare {
+    /// What the child was started with: a task started otherwise (another
+    /// program, environment, directory or grace) does not take it.
+    program: std::path::PathBuf,
+    envs: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    cwd: Option<std::path::PathBuf>,
+    grace: Duration,
+    worker: Worker,
+}
+
+impl Spare {
+    pub(super) fn start(config: &Config) -> io::Result<Spare> {
+        Ok(Spare {
+            program: config.program.clone(),
+            envs: config.envs.clone(),
+            cwd: config.cwd.clone(),
+            grace: config.grace,
+            worker: Worker::start(config)?,
+        })
+    }
+
+    /// The child, if it was started as `config` starts one and still
+    /// lives; otherwise it is killed and reaped.
+    pub(super) fn fits(self, config: &Config) -> Option<Worker> {
+        let fits = self.program == config.program
+            && self.envs == config.envs
+            && self.cwd == config.cwd
+            && self.grace == config.grace;
+        (fits && self.worker.alive()).then_some(self.worker)
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         // An idle child of a pool, or one whose task was never run.
