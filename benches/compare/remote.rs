@@ -24,6 +24,7 @@ mod server;
 
 pub const FIGURES: &[Figure] = &[
     ("remote_round_trip", remote_round_trip),
+    ("remote_script_floor", remote_script_floor),
     ("remote_spawn_join", remote_spawn_join),
     ("remote_idle_latency", remote_idle_latency),
     ("remote_throughput", remote_throughput),
@@ -225,6 +226,148 @@ fn remote_round_trip() {
     }
     worker.stop();
     let _ = worker.join();
+}
+
+/// A message in: the shape of sidetask's send script (read the task's
+/// state, append to its inbox, copy the entry to the worker's doorbell,
+/// record the last entry and the count sent). KEYS: the task's hash, its
+/// inbox, the doorbell. ARGV: the message.
+const FLOOR_SEND: &str = r#"
+local f = redis.call('HMGET', KEYS[1], 'st', 'stop', 'inlast', 'wk', 'sent')
+if f[1] ~= 'r' or f[2] == '1' then return -1 end
+local sid = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'id', 't', 'sid', sid, 'prev', f[3], 'm', ARGV[1])
+redis.call('PEXPIRE', KEYS[3], 3600000)
+local sent = tonumber(f[5]) + 1
+redis.call('HSET', KEYS[1], 'inlast', sid, 'sent', sent)
+return sent
+"#;
+
+/// An event out: the shape of sidetask's emit script (check the attempt's
+/// token, record how far it read, append the event, copy it to the
+/// client's doorbell). KEYS: the task's hash, its event stream, the
+/// doorbell. ARGV: the token, the id read, how many read, the event.
+const FLOOR_EMIT: &str = r#"
+local f = redis.call('HMGET', KEYS[1], 'st', 'tok', 'nread', 'cw', 'evn', 'maxev', 'last')
+if f[1] ~= 'r' or f[2] ~= ARGV[1] then return 0 end
+local n = tonumber(f[5]) + 1
+local sid = redis.call('XADD', KEYS[2], 'MAXLEN', f[6], '*', 'e', ARGV[4], 'n', n)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', 't', 'sid', sid, 'prev', f[7], 'e', ARGV[4], 'n', n)
+redis.call('PEXPIRE', KEYS[3], 3600000)
+redis.call('HSET', KEYS[1], 'read', ARGV[2], 'nread', ARGV[3], 'evn', n, 'last', sid)
+return 1
+"#;
+
+/// Blocks for the entries of `key` after `from`; returns the last one's id
+/// and its field `field`.
+fn read_after(con: &mut redis::Connection, key: &str, from: &str, field: &str) -> (String, u64) {
+    let opts = redis::streams::StreamReadOptions::default()
+        .block(1000)
+        .count(256);
+    loop {
+        let reply: Option<redis::streams::StreamReadReply> =
+            con.xread_options(&[key], &[from], &opts).unwrap();
+        if let Some(entry) = reply.and_then(|r| r.keys.into_iter().next()?.ids.pop()) {
+            let value = entry.get(field).unwrap();
+            return (entry.id, value);
+        }
+    }
+}
+
+/// What `remote_round_trip` would cost with no library code at all: the
+/// same two scripts per round trip (shaped as sidetask's send and emit)
+/// and the same blocking stream reads, hand-written over plain
+/// connections, against the LPUSH/BRPOP ping-pong. It shows how much of
+/// the round trip's ratio the design takes (a script per message each
+/// way) and how much sidetask adds to it.
+fn remote_script_floor() {
+    let server = server::RedisServer::start();
+    let mut con = connection(&server);
+    let _: () = redis::cmd("HSET")
+        .arg("t")
+        .arg(&[
+            ("st", "r"),
+            ("stop", "0"),
+            ("tok", "1"),
+            ("inlast", "0-0"),
+            ("wk", "w"),
+            ("sent", "0"),
+            ("nread", "0"),
+            ("cw", "0"),
+            ("evn", "0"),
+            ("maxev", "10000"),
+            ("last", "0-0"),
+        ])
+        .query(&mut con)
+        .unwrap();
+    let mut theirs = connection(&server);
+    let worker = thread::spawn(move || {
+        let emit = redis::Script::new(FLOOR_EMIT);
+        let (mut from, mut read) = ("0-0".to_owned(), 0u64);
+        loop {
+            let (last, n) = read_after(&mut theirs, "ww", &from, "m");
+            if n == u64::MAX {
+                break;
+            }
+            read += 1;
+            let _: i64 = emit
+                .key("t")
+                .key("ev")
+                .key("n")
+                .arg(1)
+                .arg(&last)
+                .arg(read)
+                .arg(n)
+                .invoke(&mut theirs)
+                .unwrap();
+            from = last;
+        }
+    });
+    let mut echo = connection(&server);
+    let baseline = thread::spawn(move || {
+        loop {
+            let (_, n): (String, u64) = echo.brpop("req", 0.0).unwrap();
+            if n == u64::MAX {
+                break;
+            }
+            let _: () = echo.lpush("resp", n).unwrap();
+        }
+    });
+    let send = redis::Script::new(FLOOR_SEND);
+    let mut list = connection(&server);
+    let mut from = "0-0".to_owned();
+    compare(
+        "remote_script_floor",
+        "LPUSH/BRPOP ping-pong through a worker thread",
+        200,
+        || {
+            let _: i64 = send
+                .key("t")
+                .key("in")
+                .key("ww")
+                .arg(7)
+                .invoke(&mut con)
+                .unwrap();
+            let (last, n) = read_after(&mut con, "n", &from, "e");
+            from = last;
+            black_box(n);
+        },
+        || {
+            let _: () = list.lpush("req", 7u64).unwrap();
+            let (_, n): (String, u64) = list.brpop("resp", 0.0).unwrap();
+            black_box(n);
+        },
+    );
+    let _: i64 = send
+        .key("t")
+        .key("in")
+        .key("ww")
+        .arg(u64::MAX)
+        .invoke(&mut con)
+        .unwrap();
+    worker.join().unwrap();
+    let _: () = list.lpush("req", u64::MAX).unwrap();
+    baseline.join().unwrap();
 }
 
 /// The baseline's worker: BRPOPs a job id and LPUSHes a result to the
