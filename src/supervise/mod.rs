@@ -672,10 +672,12 @@ impl Supervisor {
 
     /// Keeps a process task's next child started ahead (a *standby*): each
     /// time the factory spawns a process task, the child started before
-    /// takes it, and another is started for the attempt after. A restart
-    /// then waits for no program to start (its loading, its `main` up to
-    /// [`init`](crate::init)), at the cost of one more child process, idle
-    /// while the supervisor runs (killed when it ends). Off by default.
+    /// takes it, and the one for the attempt after starts meanwhile, on a
+    /// thread of its own. A restart then waits for what is left of a
+    /// program's start (its loading, its `main` up to
+    /// [`init`](crate::init)) once the attempt before ran, nothing if it
+    /// ran long enough. It costs one more child process, idle while the
+    /// supervisor runs (killed when it ends). Off by default.
     ///
     /// A standby child is started as the task that took the last one was:
     /// if the next one is started otherwise (another program, environment,

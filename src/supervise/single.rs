@@ -17,7 +17,7 @@ use crate::error::{
 };
 use crate::mailbox::KILL;
 use crate::outcome::{self, Outcome};
-use crate::spare::Spares;
+use crate::spare::Standby;
 use crate::sync::lock;
 use crate::task::{Events, StopHandle, Task, TaskId};
 
@@ -146,7 +146,7 @@ struct Plan<F> {
     limits: Limits,
     on_restart: Option<OnRestart>,
     /// The standby, if kept: dropped (its child killed) as the loop ends.
-    spares: Option<Arc<Spares>>,
+    standby: Option<Standby>,
 }
 
 impl Supervisor {
@@ -205,7 +205,7 @@ impl Supervisor {
             restart: self.restart,
             unread: self.unread,
             limits: Limits::new(&self),
-            spares: self.keeps_standby().then(Arc::default),
+            standby: self.keeps_standby().then(Standby::default),
             on_restart: self.on_restart,
         };
         let theirs = Arc::clone(&watch);
@@ -258,8 +258,10 @@ where
             }
         });
         let factory = &mut plan.factory;
-        let made = match &plan.spares {
-            Some(spares) => spares.around(|| outcome::catch(|| factory(attempt))),
+        let made = match &plan.standby {
+            Some(standby) => standby
+                .spares()
+                .around(|| outcome::catch(|| factory(attempt))),
             None => outcome::catch(|| factory(attempt)),
         };
         let outcome = match made {

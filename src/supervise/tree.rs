@@ -14,7 +14,7 @@ use super::{
 use crate::backend::thread as place;
 use crate::mailbox::KILL;
 use crate::outcome::{self, Outcome};
-use crate::spare::Spares;
+use crate::spare::Standby;
 use crate::sync::lock;
 use crate::task::{StopHandle, Task, TaskId};
 
@@ -48,7 +48,7 @@ type Make = Box<dyn FnMut(Attempt) -> Result<Running, Summary> + Send>;
 pub(super) struct Child {
     make: Make,
     /// The standby, if the group keeps one per child.
-    spares: Option<Arc<Spares>>,
+    standby: Option<Standby>,
 }
 
 impl Child {
@@ -81,7 +81,7 @@ impl Child {
                 Ok(Err(e)) => Err(Summary::of(&not_started::<T, E>(e.to_string()))),
                 Err(panic) => Err(Summary::of(&Outcome::<T, E>::Panicked(panic))),
             }),
-            spares: None,
+            standby: None,
         }
     }
 }
@@ -216,7 +216,7 @@ impl Supervisor {
         };
         let children: Vec<Child> = (self.children.into_iter())
             .map(|child| Child {
-                spares: standby.then(Arc::default),
+                standby: standby.then(Standby::default),
                 ..child
             })
             .collect();
@@ -441,8 +441,8 @@ fn start_child(i: usize, slot: &mut Slot, notes: &Sender<Note>) {
     let attempt = Attempt { number, child: i };
     let started = Instant::now();
     let child = &mut slot.child;
-    let made = match &child.spares {
-        Some(spares) => spares.around(|| (child.make)(attempt)),
+    let made = match &child.standby {
+        Some(standby) => standby.spares().around(|| (child.make)(attempt)),
         None => (child.make)(attempt),
     };
     match made {

@@ -424,13 +424,22 @@ impl<T: NamedTask> Process<T> {
         self.config.inbox = self.settings.inbox;
         self.config.outbox = self.settings.outbox;
         let hello = hello::<T>(&self.arg, &self.config, false)?;
-        // Spawned by the factory of a supervisor that keeps a spare: the
-        // child started ahead takes the task, and the next is started.
+        // Spawned by the factory of a supervisor that keeps a standby: the
+        // child started ahead takes the task, and the next one starts
+        // meanwhile, on a thread of its own.
         let spares = Spares::current();
         let spare = spares
             .as_ref()
             .and_then(|spares| spares.take::<Spare>())
             .and_then(|spare| spare.fits(&self.config));
+        if let Some(spares) = &spares {
+            let config = self.config.clone();
+            spares.start_next(move || {
+                Spare::start(&config)
+                    .map_err(|e| tracing::debug!(error = %e, "could not start a standby child"))
+                    .ok()
+            });
+        }
         let mut worker = match spare {
             Some(worker) => worker,
             None => Worker::start(&self.config)
@@ -447,12 +456,6 @@ impl<T: NamedTask> Process<T> {
                     String::from_utf8_lossy(&tail)
                 )),
             });
-        }
-        if let Some(spares) = spares {
-            match Spare::start(&self.config) {
-                Ok(spare) => spares.keep(spare),
-                Err(e) => tracing::debug!(error = %e, "could not start a spare child"),
-            }
         }
         let max_message = self.config.max_frame.saturating_sub(FRAMING);
         let config = self.config;
