@@ -91,8 +91,22 @@ impl Spares {
             }
             slot.starting = true;
         }
-        let spares = Arc::clone(self);
+        /// Says the start ended, however it ends (a start that panicked
+        /// keeps nothing, and keeps nobody waiting).
+        struct Ended(Arc<Spares>);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                let mut slot = lock(&self.0.slot);
+                if slot.starting {
+                    slot.starting = false;
+                    drop(slot);
+                    self.0.started.notify_all();
+                }
+            }
+        }
+        let ended = Ended(Arc::clone(self));
         let run = move || {
+            let spares = &ended.0;
             let spare = start();
             let mut slot = lock(&spares.slot);
             slot.starting = false;
@@ -107,13 +121,12 @@ impl Spares {
             spares.started.notify_all();
             drop(unkept);
         };
-        if thread::Builder::new()
+        // A thread that cannot be started drops `run`, and `ended` with it.
+        if let Err(e) = thread::Builder::new()
             .name("sidetask-standby".to_owned())
             .spawn(run)
-            .is_err()
         {
-            lock(&self.slot).starting = false;
-            self.started.notify_all();
+            tracing::debug!(error = %e, "no thread to start a standby on");
         }
     }
 
@@ -192,6 +205,16 @@ mod tests {
         spares.start_next(|| Some(9u32));
         assert_eq!(spares.take::<String>(), None);
         assert_eq!(spares.take::<u32>(), None, "one of another kind is dropped");
+    }
+
+    #[test]
+    fn a_start_that_panics_keeps_nobody_waiting() {
+        let standby = Standby::default();
+        let spares = standby.spares();
+        spares.start_next::<u32>(|| panic!("the start failed"));
+        assert_eq!(spares.take::<u32>(), None);
+        spares.start_next(|| Some(5u32));
+        assert_eq!(spares.take::<u32>(), Some(5));
     }
 
     #[test]

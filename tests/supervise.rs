@@ -536,13 +536,18 @@ fn marked(mark: &str) -> Vec<u32> {
     found
 }
 
-/// Kills, by pid, whatever carries `mark` when a test ends, however it
+/// A mark of this test run's: `name` and this process's id.
+fn mark(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// Kills, by pid, whatever carries its mark when a test ends, however it
 /// ends.
-struct KillMarked(&'static str);
+struct KillMarked(String);
 
 impl Drop for KillMarked {
     fn drop(&mut self) {
-        for pid in marked(self.0) {
+        for pid in marked(&self.0) {
             common::kill_pid(pid);
         }
     }
@@ -551,14 +556,15 @@ impl Drop for KillMarked {
 #[test]
 fn a_standby_child_takes_the_next_attempt_and_is_killed_with_the_supervisor() {
     setup();
-    const MARK: &str = "takes-next";
-    let _cleanup = KillMarked(MARK);
+    let mark = mark("takes-next");
+    let _cleanup = KillMarked(mark.clone());
+    let theirs = mark.clone();
     let supervised = eager()
         .restart(Restart::Always)
         .standby(true)
-        .spawn(|_| {
+        .spawn(move |_| {
             Process::<common::process_tasks::Sleeper>::new(3600)
-                .env("STANDBY_MARK", MARK)
+                .env("STANDBY_MARK", &theirs)
                 .spawn()
         })
         .unwrap();
@@ -567,7 +573,7 @@ fn a_standby_child_takes_the_next_attempt_and_is_killed_with_the_supervisor() {
         // The attempt and the child started ahead for the next one.
         let mut both = Vec::new();
         wait_for("the attempt's child and a standby", || {
-            both = marked(MARK);
+            both = marked(&mark);
             both.len() == 2 && both.contains(&running)
         });
         let standby = *both.iter().find(|&&pid| pid != running).unwrap();
@@ -581,21 +587,22 @@ fn a_standby_child_takes_the_next_attempt_and_is_killed_with_the_supervisor() {
     assert_eq!(join_status(&supervised), SupervisedStatus::Stopped);
     drop(supervised);
     wait_for("the attempt and the standby to be gone", || {
-        marked(MARK).is_empty()
+        marked(&mark).is_empty()
     });
 }
 
 #[test]
 fn a_standby_started_otherwise_than_the_next_attempt_is_not_used() {
     setup();
-    const MARK: &str = "started-otherwise";
-    let _cleanup = KillMarked(MARK);
+    let mark = mark("started-otherwise");
+    let _cleanup = KillMarked(mark.clone());
+    let theirs = mark.clone();
     let supervised = eager()
         .restart(Restart::Always)
         .standby(true)
-        .spawn(|attempt| {
+        .spawn(move |attempt| {
             Process::<common::process_tasks::Sleeper>::new(3600)
-                .env("STANDBY_MARK", MARK)
+                .env("STANDBY_MARK", &theirs)
                 .env("STANDBY_ATTEMPT", attempt.number().to_string())
                 .spawn()
         })
@@ -603,7 +610,7 @@ fn a_standby_started_otherwise_than_the_next_attempt_is_not_used() {
     let first = supervised.recv_timeout(LIMIT).unwrap();
     let mut both = Vec::new();
     wait_for("the attempt's child and a standby", || {
-        both = marked(MARK);
+        both = marked(&mark);
         both.len() == 2 && both.contains(&first)
     });
     let standby = *both.iter().find(|&&pid| pid != first).unwrap();
@@ -613,7 +620,7 @@ fn a_standby_started_otherwise_than_the_next_attempt_is_not_used() {
     wait_for("the unfit standby to be killed", || gone(standby));
     supervised.kill();
     assert!(join(supervised).is_killed());
-    wait_for("every child to be gone", || marked(MARK).is_empty());
+    wait_for("every child to be gone", || marked(&mark).is_empty());
 }
 
 /// A group's children: each records its starts; child `failing` fails on
@@ -653,23 +660,24 @@ fn stop_group(group: sidetask::SupervisedGroup) -> sidetask::SupervisedGroupRepo
 #[test]
 fn each_child_of_a_group_keeps_its_own_standby() {
     setup();
-    const MARK: &str = "group";
-    let _cleanup = KillMarked(MARK);
-    let child = |_| {
+    let mark = mark("group");
+    let _cleanup = KillMarked(mark.clone());
+    let theirs = mark.clone();
+    let child = move |_| {
         Process::<common::process_tasks::Sleeper>::new(3600)
-            .env("STANDBY_MARK", MARK)
+            .env("STANDBY_MARK", &theirs)
             .spawn()
     };
     let group = eager()
         .restart(Restart::Always)
         .standby(true)
-        .child(child)
+        .child(child.clone())
         .child(child)
         .spawn_group()
         .unwrap();
-    wait_for("two attempts and two standbys", || marked(MARK).len() == 4);
+    wait_for("two attempts and two standbys", || marked(&mark).len() == 4);
     stop_group(group);
-    wait_for("every child to be gone", || marked(MARK).is_empty());
+    wait_for("every child to be gone", || marked(&mark).is_empty());
 }
 
 #[test]

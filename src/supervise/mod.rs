@@ -677,13 +677,18 @@ impl Supervisor {
     /// program's start (its loading, its `main` up to
     /// [`init`](crate::init)) once the attempt before ran, nothing if it
     /// ran long enough. It costs one more child process, idle while the
-    /// supervisor runs (killed when it ends). Off by default.
+    /// supervisor runs (killed as the supervisor ends, before its `join`
+    /// returns). Off by default.
     ///
     /// A standby child is started as the task that took the last one was:
     /// if the next one is started otherwise (another program, environment,
-    /// working directory or grace period), it starts anew. Other places
-    /// start fast and keep nothing ahead; with [`Restart::Never`], nothing
-    /// is kept either.
+    /// working directory or grace period), it starts anew. What a child
+    /// inherits from this process is as it was when the standby started
+    /// (this process's own environment and working directory, the program
+    /// file). One standby is kept per supervisor (per child, in a group),
+    /// for the first process task each call of the factory spawns. Other
+    /// places (threads, async tasks, commands, remote tasks) keep nothing
+    /// ahead; with [`Restart::Never`], nothing is kept either.
     ///
     /// # Examples
     ///

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::process::{Pid, PidfdFlags, Signal};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::{Config, ENV};
@@ -185,9 +185,22 @@ impl Worker {
         }
     }
 
-    /// Whether the child still runs (an idle child of a pool may have died).
+    /// Whether the child still runs (an idle child of a pool, or a standby,
+    /// may have died).
     pub(super) fn alive(&self) -> bool {
-        !self.reaped && !self.exited_within(Some(Duration::ZERO))
+        if self.reaped {
+            return false;
+        }
+        if self.pidfd.is_some() {
+            return !self.exited_within(Some(Duration::ZERO));
+        }
+        // Without a pidfd: asked without reaping it, so the pid stays this
+        // child's.
+        let Some(pid) = i32::try_from(self.pid()).ok().and_then(Pid::from_raw) else {
+            return false;
+        };
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        matches!(rustix::process::waitid(WaitId::Pid(pid), options), Ok(None))
     }
 
     /// Waits for the child's exit, at most `bound` before killing its group
