@@ -32,6 +32,14 @@ use crate::backend::thread as place;
 use crate::sync::lock;
 use crate::timer::{self, Alarm};
 
+/// `d` as a `poll` timeout.
+pub(crate) fn timespec(d: Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
 /// Sends `signal` to the process group led by `pid`; a group that is gone
 /// already is no error.
 pub(crate) fn signal_group(pid: u32, signal: Signal) {
@@ -415,8 +423,7 @@ impl Tail {
                 }
                 let mut kept = lock(&theirs);
                 let ended = loop {
-                    match rustix::io::read(&fd, &mut buf) {
-                        Err(rustix::io::Errno::INTR) => continue,
+                    match rustix::io::retry_on_intr(|| rustix::io::read(&fd, &mut buf)) {
                         Err(rustix::io::Errno::AGAIN) => break false,
                         Ok(0) | Err(_) => break true,
                         Ok(n) => {
@@ -485,16 +492,11 @@ pub(crate) struct ExitWatch {
 impl ExitWatch {
     /// Waits for the exit (or an error waiting for it), then calls the hook.
     fn wait(self) {
-        loop {
-            let mut fds = [rustix::event::PollFd::new(
-                &self.pidfd,
-                rustix::event::PollFlags::IN,
-            )];
-            match rustix::event::poll(&mut fds, None) {
-                Err(rustix::io::Errno::INTR) => continue,
-                _ => break,
-            }
-        }
+        let mut fds = [rustix::event::PollFd::new(
+            &self.pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let _ = rustix::io::retry_on_intr(|| rustix::event::poll(&mut fds, None));
         (self.hook)();
     }
 }
@@ -509,21 +511,14 @@ struct Ready {
 /// `None` if they cannot be waited on.
 fn wait_readable(fd: &OwnedFd, exit: Option<&OwnedFd>) -> Option<Ready> {
     use rustix::event::{PollFd, PollFlags};
-    loop {
-        let mut fds = [
-            PollFd::new(fd, PollFlags::IN),
-            PollFd::new(exit.unwrap_or(fd), PollFlags::IN),
-        ];
-        let n = if exit.is_some() { 2 } else { 1 };
-        match rustix::event::poll(&mut fds[..n], None) {
-            Ok(_) => {
-                return Some(Ready {
-                    pipe: !fds[0].revents().is_empty(),
-                    exited: exit.is_some() && !fds[1].revents().is_empty(),
-                });
-            }
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return None,
-        }
-    }
+    let mut fds = [
+        PollFd::new(fd, PollFlags::IN),
+        PollFd::new(exit.unwrap_or(fd), PollFlags::IN),
+    ];
+    let n = if exit.is_some() { 2 } else { 1 };
+    rustix::io::retry_on_intr(|| rustix::event::poll(&mut fds[..n], None)).ok()?;
+    Some(Ready {
+        pipe: !fds[0].revents().is_empty(),
+        exited: exit.is_some() && !fds[1].revents().is_empty(),
+    })
 }

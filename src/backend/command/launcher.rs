@@ -397,17 +397,14 @@ fn receive(connection: &UnixStream) -> io::Result<(Spec, OwnedFd, OwnedFd)> {
     let mut buf = vec![0u8; 64 << 10];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let received = loop {
-        match rustix::net::recvmsg(
+    let received = rustix::io::retry_on_intr(|| {
+        rustix::net::recvmsg(
             connection,
             &mut [IoSliceMut::new(&mut buf)],
             &mut control,
             RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => break other?,
-        }
-    };
+        )
+    })?;
     let mut fds: Vec<OwnedFd> = Vec::new();
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(rights) = message {
@@ -466,22 +463,16 @@ fn wait_for(program: u32) -> Option<i32> {
         // `waitid` would wait for every child: the program's pidfd says
         // when it alone has exited.
         if let Ok(pidfd) = rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-            loop {
-                let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-                match rustix::event::poll(&mut fds, None) {
-                    Err(rustix::io::Errno::INTR) => continue,
-                    _ => break,
-                }
-            }
+            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+            let _ = rustix::io::retry_on_intr(|| rustix::event::poll(&mut fds, None));
         }
         return None;
     }
     loop {
-        match rustix::process::waitid(WaitId::All, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
-            Err(rustix::io::Errno::INTR) => continue,
+        let any = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+        if rustix::io::retry_on_intr(|| rustix::process::waitid(WaitId::All, any)).is_err() {
             // No child at all: the program was reaped by someone else.
-            Err(_) => return None,
-            Ok(_) => {}
+            return None;
         }
         let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
         if let Ok(Some(status)) = rustix::process::waitid(WaitId::Pid(pid), options) {

@@ -25,12 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::backend::thread as place;
 use crate::backend::unix::{
     Escalation, Stage, Tail, Terminate, die_with_parent, kill_descendants, signal_group, spawn,
+    timespec,
 };
 use crate::ctx::Ctx;
 use crate::error::{StartError, TryEmitError};
@@ -536,10 +537,7 @@ impl Exited {
                     if left.is_zero() {
                         return false;
                     }
-                    Some(Timespec {
-                        tv_sec: 0,
-                        tv_nsec: i64::from(left.subsec_nanos()),
-                    })
+                    Some(timespec(left))
                 }
                 None => None,
             };
@@ -553,8 +551,7 @@ impl Exited {
             } else {
                 &mut fds[..]
             };
-            match rustix::event::poll(fds, timeout.as_ref()) {
-                Err(rustix::io::Errno::INTR) => continue,
+            match rustix::io::retry_on_intr(|| rustix::event::poll(fds, timeout.as_ref())) {
                 Err(_) => return false,
                 Ok(_) if !fds[0].revents().is_empty() => return true,
                 Ok(_) => {}
@@ -585,9 +582,8 @@ fn write_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
         bytes.push(b'\n');
         let mut rest = &bytes[..];
         while !rest.is_empty() {
-            match rustix::io::write(&fd, rest) {
+            match rustix::io::retry_on_intr(|| rustix::io::write(&fd, rest)) {
                 Ok(n) => rest = &rest[n..],
-                Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) => {
                     if !exited.wait(&fd, PollFlags::OUT) {
                         return;
@@ -628,7 +624,7 @@ fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
         }
     };
     loop {
-        match rustix::io::read(&fd, &mut buf) {
+        match rustix::io::retry_on_intr(|| rustix::io::read(&fd, &mut buf)) {
             Ok(0) => break,
             Ok(n) => {
                 pending.extend_from_slice(&buf[..n]);
@@ -639,7 +635,6 @@ fn forward_lines<In: Send, Ev: Send, C: LineCodec<In, Ev>>(
                 }
                 pending.drain(..start);
             }
-            Err(rustix::io::Errno::INTR) => {}
             Err(rustix::io::Errno::AGAIN) if !blocking => {
                 if !exited.wait(&fd, PollFlags::IN) {
                     break;

@@ -191,12 +191,10 @@ impl FrameReader {
             .max(self.buf.len() + READ_CHUNK / 2)
             .max(READ_CHUNK);
         self.buf.reserve(want - self.buf.len());
-        let read = loop {
-            match rustix::io::read(&self.stream, rustix::buffer::spare_capacity(&mut self.buf)) {
-                Err(rustix::io::Errno::INTR) => continue,
-                other => break other.map_err(io::Error::from),
-            }
-        };
+        let read = rustix::io::retry_on_intr(|| {
+            rustix::io::read(&self.stream, rustix::buffer::spare_capacity(&mut self.buf))
+        })
+        .map_err(io::Error::from);
         let partial = self.pos < self.buf.len();
         match read {
             Ok(0) if !partial => Err(FrameError::Closed),
@@ -271,19 +269,13 @@ impl Writer {
     /// Waits until the socket has room (or has failed: the next write says
     /// how), or until `wake` is readable: `false` then.
     pub(crate) fn wait_writable(&self, wake: &OwnedFd) -> bool {
-        loop {
-            let mut fds = [
-                PollFd::new(&self.stream, PollFlags::OUT),
-                PollFd::new(wake, PollFlags::IN),
-            ];
-            match rustix::event::poll(&mut fds, None) {
-                Err(rustix::io::Errno::INTR) => continue,
-                Ok(_) if fds[0].revents().is_empty() => return false,
-                // Room, a failure, or a poll that failed: the next write
-                // reports it.
-                _ => return true,
-            }
-        }
+        let mut fds = [
+            PollFd::new(&self.stream, PollFlags::OUT),
+            PollFd::new(wake, PollFlags::IN),
+        ];
+        let polled = rustix::io::retry_on_intr(|| rustix::event::poll(&mut fds, None));
+        // Room, a failure, or a poll that failed: the next write reports it.
+        polled.is_err() || !fds[0].revents().is_empty()
     }
 
     /// Locks the connection for writing (what to write may be decided
@@ -423,13 +415,10 @@ impl Writing<'_> {
 /// Writes what the socket takes of `bytes` now: 0 if it has no room.
 fn send_now(stream: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
     let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-    loop {
-        match rustix::net::send(stream, bytes, flags) {
-            Ok(n) => return Ok(n),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::AGAIN) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        }
+    match rustix::io::retry_on_intr(|| rustix::net::send(stream, bytes, flags)) {
+        Ok(n) => Ok(n),
+        Err(rustix::io::Errno::AGAIN) => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -19,9 +19,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd};
+use rustix::event::{EventfdFlags, PollFd, PollFlags, eventfd};
 
 use super::protocol::{FrameError, FrameReader};
+use crate::backend::unix::timespec;
 use crate::sync::lock;
 use crate::task::wire::Served;
 
@@ -410,29 +411,22 @@ impl Relay {
 /// Waits until `socket` is readable (`true`), `kick` is, or `until` passes
 /// (`false`).
 fn readable(socket: &impl AsFd, kick: Option<&OwnedFd>, until: Option<Instant>) -> bool {
-    loop {
-        let timeout = until.map(|until| {
-            let left = until.saturating_duration_since(Instant::now());
-            Timespec {
-                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
-        });
-        let socket = socket.as_fd();
-        let kick_fd = kick.map_or(socket, AsFd::as_fd);
-        let mut fds = [
-            PollFd::from_borrowed_fd(socket, PollFlags::IN),
-            PollFd::from_borrowed_fd(kick_fd, PollFlags::IN),
-        ];
-        let n = if kick.is_some() { 2 } else { 1 };
-        match rustix::event::poll(&mut fds[..n], timeout.as_ref()) {
-            Ok(0) => return false,
-            // A hang-up or an error reads as the end, in the read that
-            // follows.
-            Ok(_) => return !fds[0].revents().is_empty(),
-            Err(rustix::io::Errno::INTR) => continue,
-            // The read that follows reports it.
-            Err(_) => return true,
-        }
+    let socket = socket.as_fd();
+    let kick_fd = kick.map_or(socket, AsFd::as_fd);
+    let mut fds = [
+        PollFd::from_borrowed_fd(socket, PollFlags::IN),
+        PollFd::from_borrowed_fd(kick_fd, PollFlags::IN),
+    ];
+    let n = if kick.is_some() { 2 } else { 1 };
+    let polled = rustix::io::retry_on_intr(|| {
+        let timeout = until.map(|until| timespec(until.saturating_duration_since(Instant::now())));
+        rustix::event::poll(&mut fds[..n], timeout.as_ref())
+    });
+    match polled {
+        Ok(0) => false,
+        // A hang-up or an error reads as the end, in the read that follows.
+        Ok(_) => !fds[0].revents().is_empty(),
+        // The read that follows reports it.
+        Err(_) => true,
     }
 }

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
 use super::protocol::{Down, FrameError, FrameReader, Hello, Up, VERSION, Writer};
 use super::{Config, ENV};
-use crate::backend::unix::{ExitWatch, Tail, signal_group};
+use crate::backend::unix::{ExitWatch, Tail, signal_group, timespec};
 
 /// A child process and the parent's ends of its connection.
 pub(super) struct Worker {
@@ -171,18 +171,10 @@ impl Worker {
         let Some(pidfd) = &self.pidfd else {
             return true;
         };
-        let timeout = timeout.map(|t| Timespec {
-            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
-        loop {
-            let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, timeout.as_ref()) {
-                Ok(n) => return n > 0,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => return true,
-            }
-        }
+        let timeout = timeout.map(timespec);
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        rustix::io::retry_on_intr(|| rustix::event::poll(&mut fds, timeout.as_ref()))
+            .map_or(true, |n| n > 0)
     }
 
     /// Whether the child still runs (an idle child of a pool, or a standby,
