@@ -94,7 +94,7 @@ impl<T: NamedTask> Remote<T> {
             attempts: 1,
             keep: Duration::from_secs(24 * 3600),
             max_message: DEFAULT_MAX_MESSAGE,
-            events_kept: 10_000,
+            events_kept: scripts::EVENTS_KEPT,
             task: PhantomData,
         }
     }

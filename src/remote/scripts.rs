@@ -26,6 +26,19 @@
 
 use std::sync::LazyLock;
 
+/// How long a doorbell lives after its last entry, in milliseconds (`$BELL_TTL`
+/// in the scripts).
+pub(crate) const BELL_TTL_MS: u64 = 3_600_000;
+
+/// About how many entries a worker's doorbell keeps (`$WORKER_BELL_KEPT`).
+pub(crate) const WORKER_BELL_KEPT: u64 = 10_000;
+
+/// About how many entries a client's doorbell keeps (`$CLIENT_BELL_KEPT`).
+const CLIENT_BELL_KEPT: u64 = 100_000;
+
+/// How many events a task's stream keeps unless set (`$EVENTS_KEPT`).
+pub(crate) const EVENTS_KEPT: usize = 10_000;
+
 /// The functions scripts share, each after those it uses. A script gets
 /// only those it uses, directly or through another ([`script`]): Redis
 /// creates each function a script defines at every call of the script.
@@ -60,7 +73,7 @@ local function append(id, stream, keep, bell, kept, prev, entries)
     end
     prev = sid
   end
-  if bell then redis.call('PEXPIRE', bell, 3600000) end
+  if bell then redis.call('PEXPIRE', bell, $BELL_TTL) end
   return prev
 end
 "#,
@@ -74,7 +87,8 @@ end
 local function append_events(id, h, entries)
   local bell = nil
   if h[3] and h[3] ~= '' then bell = p .. 'n:' .. h[3] end
-  return append(id, p .. 'ev:' .. id, h[1] or '10000', bell, '100000', h[2] or '0-0', entries)
+  return append(id, p .. 'ev:' .. id, h[1] or '$EVENTS_KEPT', bell, '$CLIENT_BELL_KEPT', h[2] or '0-0',
+    entries)
 end
 "#,
     ),
@@ -124,7 +138,7 @@ end
 local function append_inbox(id, h, entries)
   local bell = nil
   if h[2] == 'r' and h[3] and h[3] ~= '' then bell = p .. 'ww:' .. h[3] end
-  return append(id, p .. 'in:' .. id, nil, bell, '10000', h[1] or '0-0', entries)
+  return append(id, p .. 'in:' .. id, nil, bell, '$WORKER_BELL_KEPT', h[1] or '0-0', entries)
 end
 "#,
     ),
@@ -201,7 +215,10 @@ fn script_text(body: &str) -> String {
         text.push_str(code);
     }
     text.push_str(body);
-    text
+    text.replace("$BELL_TTL", &BELL_TTL_MS.to_string())
+        .replace("$WORKER_BELL_KEPT", &WORKER_BELL_KEPT.to_string())
+        .replace("$CLIENT_BELL_KEPT", &CLIENT_BELL_KEPT.to_string())
+        .replace("$EVENTS_KEPT", &EVENTS_KEPT.to_string())
 }
 
 /// `KEYS[1]` = the new task's hash. ARGV: prefix, name, fingerprint,
@@ -560,5 +577,19 @@ mod tests {
             ["append", "append_events", "event", "advance"]
         );
         assert_eq!(helpers("return 1"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn every_constant_is_written_into_the_scripts() {
+        for (name, _) in HELPERS {
+            let text = script_text(&format!("{name}()"));
+            assert!(
+                !text.contains('$'),
+                "a placeholder left in `{name}`:\n{text}"
+            );
+        }
+        let text = script_text("append_inbox()");
+        assert!(text.contains(&format!("PEXPIRE', bell, {BELL_TTL_MS})")));
+        assert!(text.contains(&format!("'{WORKER_BELL_KEPT}'")));
     }
 }

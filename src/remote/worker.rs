@@ -855,7 +855,8 @@ impl Hub {
     /// body reading it for a message looks at its flags again: a stop or
     /// kill this worker decided on its own (a timeout, a grace period, a
     /// lost lease) reaches a body that waits for a message at once. Trimmed
-    /// and kept as the scripts' `append_inbox` does for the copies.
+    /// and kept as the scripts' `append_inbox` does for the copies (the
+    /// same constants).
     fn nudge(&self) {
         let rung = self.client.run(|con| {
             redis::pipe()
@@ -863,14 +864,14 @@ impl Hub {
                 .arg(&self.bell.key)
                 .arg("MAXLEN")
                 .arg("~")
-                .arg(10_000)
+                .arg(scripts::WORKER_BELL_KEPT)
                 .arg("*")
                 .arg("nudge")
                 .arg(1)
                 .ignore()
                 .cmd("PEXPIRE")
                 .arg(&self.bell.key)
-                .arg(3_600_000)
+                .arg(scripts::BELL_TTL_MS)
                 .ignore()
                 .query::<()>(con)
         });
