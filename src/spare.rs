@@ -13,7 +13,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use crate::sync::lock;
@@ -66,15 +66,7 @@ impl Spares {
     /// Takes the spare (waiting for the start under way, if any), if one
     /// of kind `T` is kept; one of another kind is dropped.
     pub(crate) fn take<T: 'static>(&self) -> Option<T> {
-        let mut slot = lock(&self.slot);
-        while slot.starting && slot.spare.is_none() {
-            slot = self
-                .started
-                .wait(slot)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        let spare = slot.spare.take();
-        drop(slot);
+        let spare = self.settled().spare.take();
         spare?.downcast::<T>().ok().map(|spare| *spare)
     }
 
@@ -133,17 +125,17 @@ impl Spares {
     /// Ends the spares: waits for a start under way, then drops what is
     /// kept.
     fn close(&self) {
-        let mut slot = lock(&self.slot);
-        slot.closed = true;
-        while slot.starting {
-            slot = self
-                .started
-                .wait(slot)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        let spare = slot.spare.take();
-        drop(slot);
+        lock(&self.slot).closed = true;
+        let spare = self.settled().spare.take();
         drop(spare);
+    }
+
+    /// The slot once no start is under way (a start begins only while
+    /// nothing is kept, so a kept spare is never waited for).
+    fn settled(&self) -> MutexGuard<'_, Slot> {
+        self.started
+            .wait_while(lock(&self.slot), |slot| slot.starting)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -512,28 +512,34 @@ fn dropping_the_handle_stops_the_attempt_and_no_process_is_left() {
 /// The live processes whose environment holds `STANDBY_MARK=<mark>`.
 fn marked(mark: &str) -> Vec<u32> {
     let wanted = format!("STANDBY_MARK={mark}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if environ
-            .split(|&b| b == 0)
-            .any(|var| var == wanted.as_bytes())
-            && !gone(pid)
-        {
-            found.push(pid);
-        }
-    }
+    let mut found: Vec<u32> = common::pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&b| b == 0)
+                    .any(|var| var == wanted.as_bytes())
+            }) && !gone(*pid)
+        })
+        .collect();
     found.sort_unstable();
     found
+}
+
+/// A sleeper process task that carries `mark`.
+fn marked_sleeper(mark: &str) -> Process<common::process_tasks::Sleeper> {
+    Process::new(3600).env("STANDBY_MARK", mark)
+}
+
+/// Waits until exactly two processes carry `mark`, `running` (an attempt's
+/// child) and one more (the standby started ahead); returns the standby.
+fn standby_beside(mark: &str, running: u32) -> u32 {
+    let mut both = Vec::new();
+    wait_for("the attempt's child and a standby", || {
+        both = marked(mark);
+        both.len() == 2 && both.contains(&running)
+    });
+    *both.iter().find(|&&pid| pid != running).unwrap()
 }
 
 /// A mark of this test run's: `name` and this process's id.
@@ -562,21 +568,11 @@ fn a_standby_child_takes_the_next_attempt_and_is_killed_with_the_supervisor() {
     let supervised = eager()
         .restart(Restart::Always)
         .standby(true)
-        .spawn(move |_| {
-            Process::<common::process_tasks::Sleeper>::new(3600)
-                .env("STANDBY_MARK", &theirs)
-                .spawn()
-        })
+        .spawn(move |_| marked_sleeper(&theirs).spawn())
         .unwrap();
     let mut running = supervised.recv_timeout(LIMIT).unwrap();
     for attempt in 2..=3 {
-        // The attempt and the child started ahead for the next one.
-        let mut both = Vec::new();
-        wait_for("the attempt's child and a standby", || {
-            both = marked(&mark);
-            both.len() == 2 && both.contains(&running)
-        });
-        let standby = *both.iter().find(|&&pid| pid != running).unwrap();
+        let standby = standby_beside(&mark, running);
         common::kill_pid(running);
         let next = supervised.recv_timeout(LIMIT).unwrap();
         assert_eq!(next, standby, "attempt {attempt} ran in the standby child");
@@ -601,19 +597,13 @@ fn a_standby_started_otherwise_than_the_next_attempt_is_not_used() {
         .restart(Restart::Always)
         .standby(true)
         .spawn(move |attempt| {
-            Process::<common::process_tasks::Sleeper>::new(3600)
-                .env("STANDBY_MARK", &theirs)
+            marked_sleeper(&theirs)
                 .env("STANDBY_ATTEMPT", attempt.number().to_string())
                 .spawn()
         })
         .unwrap();
     let first = supervised.recv_timeout(LIMIT).unwrap();
-    let mut both = Vec::new();
-    wait_for("the attempt's child and a standby", || {
-        both = marked(&mark);
-        both.len() == 2 && both.contains(&first)
-    });
-    let standby = *both.iter().find(|&&pid| pid != first).unwrap();
+    let standby = standby_beside(&mark, first);
     common::kill_pid(first);
     let second = supervised.recv_timeout(LIMIT).unwrap();
     assert_ne!(second, standby, "started with another environment");
@@ -663,11 +653,7 @@ fn each_child_of_a_group_keeps_its_own_standby() {
     let mark = mark("group");
     let _cleanup = KillMarked(mark.clone());
     let theirs = mark.clone();
-    let child = move |_| {
-        Process::<common::process_tasks::Sleeper>::new(3600)
-            .env("STANDBY_MARK", &theirs)
-            .spawn()
-    };
+    let child = move |_| marked_sleeper(&theirs).spawn();
     let group = eager()
         .restart(Restart::Always)
         .standby(true)

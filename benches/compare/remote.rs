@@ -175,6 +175,34 @@ fn setup(
     (server, client, worker)
 }
 
+/// The round trips' baseline: a worker thread that BRPOPs a request and
+/// LPUSHes it back ([`list_ping`]), until [`end_list_echo`].
+fn list_echo(server: &server::RedisServer) -> thread::JoinHandle<()> {
+    let mut echo = connection(server);
+    thread::spawn(move || {
+        loop {
+            let (_, n): (String, u64) = echo.brpop("req", 0.0).unwrap();
+            if n == u64::MAX {
+                break;
+            }
+            let _: () = echo.lpush("resp", n).unwrap();
+        }
+    })
+}
+
+/// One round trip through [`list_echo`]: `n` there and back.
+fn list_ping(con: &mut redis::Connection, n: u64) -> u64 {
+    let _: () = con.lpush("req", n).unwrap();
+    let (_, n): (String, u64) = con.brpop("resp", 0.0).unwrap();
+    n
+}
+
+/// Ends [`list_echo`]'s thread.
+fn end_list_echo(con: &mut redis::Connection, echo: thread::JoinHandle<()>) {
+    let _: () = con.lpush("req", u64::MAX).unwrap();
+    echo.join().unwrap();
+}
+
 fn connection(server: &server::RedisServer) -> redis::Connection {
     redis::Client::open(server.url())
         .unwrap()
@@ -185,18 +213,7 @@ fn connection(server: &server::RedisServer) -> redis::Connection {
 fn remote_round_trip() {
     let (server, client, worker) = setup(1);
     let task = Remote::<Echo>::new(()).spawn_on(&client).unwrap();
-    // The baseline: a worker thread that BRPOPs a request and LPUSHes it
-    // back.
-    let mut echo = connection(&server);
-    let baseline = thread::spawn(move || {
-        loop {
-            let (_, n): (String, u64) = echo.brpop("req", 0.0).unwrap();
-            if n == u64::MAX {
-                break;
-            }
-            let _: () = echo.lpush("resp", n).unwrap();
-        }
-    });
+    let baseline = list_echo(&server);
     let mut con = connection(&server);
     compare(
         "remote_round_trip",
@@ -207,13 +224,10 @@ fn remote_round_trip() {
             black_box(task.recv().unwrap());
         },
         || {
-            let _: () = con.lpush("req", 7u64).unwrap();
-            let (_, n): (String, u64) = con.brpop("resp", 0.0).unwrap();
-            black_box(n);
+            black_box(list_ping(&mut con, 7));
         },
     );
-    let _: () = con.lpush("req", u64::MAX).unwrap();
-    baseline.join().unwrap();
+    end_list_echo(&mut con, baseline);
     task.close_inbox();
     // The echo ends when its inbox closes; should the close not reach it
     // (the handle writes it only while it believes the task has room for a
@@ -323,16 +337,7 @@ fn remote_script_floor() {
             from = last;
         }
     });
-    let mut echo = connection(&server);
-    let baseline = thread::spawn(move || {
-        loop {
-            let (_, n): (String, u64) = echo.brpop("req", 0.0).unwrap();
-            if n == u64::MAX {
-                break;
-            }
-            let _: () = echo.lpush("resp", n).unwrap();
-        }
-    });
+    let baseline = list_echo(&server);
     let send = redis::Script::new(FLOOR_SEND);
     let mut list = connection(&server);
     let mut from = "0-0".to_owned();
@@ -353,9 +358,7 @@ fn remote_script_floor() {
             black_box(n);
         },
         || {
-            let _: () = list.lpush("req", 7u64).unwrap();
-            let (_, n): (String, u64) = list.brpop("resp", 0.0).unwrap();
-            black_box(n);
+            black_box(list_ping(&mut list, 7));
         },
     );
     let _: i64 = send
@@ -366,8 +369,7 @@ fn remote_script_floor() {
         .invoke(&mut con)
         .unwrap();
     worker.join().unwrap();
-    let _: () = list.lpush("req", u64::MAX).unwrap();
-    baseline.join().unwrap();
+    end_list_echo(&mut list, baseline);
 }
 
 /// The baseline's worker: BRPOPs a job id and LPUSHes a result to the

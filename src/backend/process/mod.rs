@@ -435,7 +435,7 @@ impl<T: NamedTask> Process<T> {
         if let Some(spares) = &spares {
             let config = self.config.clone();
             spares.start_next(move || {
-                Spare::start(&config)
+                Spare::start(config)
                     .map_err(|e| tracing::debug!(error = %e, "could not start a standby child"))
                     .ok()
             });

@@ -188,11 +188,13 @@ impl Worker {
         }
         // Without a pidfd: asked without reaping it, so the pid stays this
         // child's.
-        let Some(pid) = i32::try_from(self.pid()).ok().and_then(Pid::from_raw) else {
-            return false;
-        };
         let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-        matches!(rustix::process::waitid(WaitId::Pid(pid), options), Ok(None))
+        i32::try_from(self.pid())
+            .ok()
+            .and_then(Pid::from_raw)
+            .is_some_and(|pid| {
+                matches!(rustix::process::waitid(WaitId::Pid(pid), options), Ok(None))
+            })
     }
 
     /// Waits for the child's exit, at most `bound` before killing its group
@@ -239,31 +241,24 @@ impl Worker {
 pub(super) struct Spare {
     /// What the child was started with: a task started otherwise (another
     /// program, environment, directory or grace) does not take it.
-    program: std::path::PathBuf,
-    envs: Vec<(std::ffi::OsString, std::ffi::OsString)>,
-    cwd: Option<std::path::PathBuf>,
-    grace: Duration,
+    config: Config,
     worker: Worker,
 }
 
 impl Spare {
-    pub(super) fn start(config: &Config) -> io::Result<Spare> {
-        Ok(Spare {
-            program: config.program.clone(),
-            envs: config.envs.clone(),
-            cwd: config.cwd.clone(),
-            grace: config.grace,
-            worker: Worker::start(config)?,
-        })
+    pub(super) fn start(config: Config) -> io::Result<Spare> {
+        let worker = Worker::start(&config)?;
+        Ok(Spare { config, worker })
     }
 
     /// The child, if it was started as `config` starts one and still
     /// lives; otherwise it is killed and reaped.
     pub(super) fn fits(self, config: &Config) -> Option<Worker> {
-        let fits = self.program == config.program
-            && self.envs == config.envs
-            && self.cwd == config.cwd
-            && self.grace == config.grace;
+        let started = &self.config;
+        let fits = started.program == config.program
+            && started.envs == config.envs
+            && started.cwd == config.cwd
+            && started.grace == config.grace;
         (fits && self.worker.alive()).then_some(self.worker)
     }
 }
