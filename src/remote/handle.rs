@@ -186,13 +186,13 @@ impl<T: NamedTask> Remote<T> {
         loop {
             let id = super::fresh_id();
             let (task, session) = handle::<T>(client, &settings, id, self.max_message, true);
-            let (key, args) = self.submission(client, id, &arg, client.id());
-            let took: i64 = client.run(|con| {
+            let (key, args) = self.submission(client, client.id(), &[(id, &arg)]);
+            let took: Vec<i64> = client.run(|con| {
                 let mut invocation = scripts::SUBMIT.key(&key);
                 invocation.arg(&args);
                 invocation.invoke(con)
             })?;
-            if took == 1 {
+            if took == [1] {
                 session.confirm();
                 tracing::debug!(task.id = id, task.name = T::NAME, "remote task submitted");
                 // Messages sent meanwhile go now.
@@ -314,6 +314,9 @@ impl<T: NamedTask> Remote<T> {
         mut make: impl FnMut(u64) -> H,
     ) -> Result<Vec<H>, RemoteError> {
         const BATCH: usize = 1000;
+        // The arguments' bytes one call of the script takes, beyond its
+        // first task.
+        const SUBMIT_BYTES: usize = 1 << 20;
         let mut made = Vec::with_capacity(encoded.len());
         for chunk in encoded.chunks(BATCH) {
             let mut pending: Vec<&Vec<u8>> = chunk.iter().collect();
@@ -325,12 +328,27 @@ impl<T: NamedTask> Remote<T> {
                         (id, *arg, make(id))
                     })
                     .collect();
-                let took: Vec<i64> = client.run(|con| {
+                // Calls of the script of a few tasks each, pipelined.
+                let mut calls = Vec::new();
+                let mut call: Vec<(u64, &[u8])> = Vec::new();
+                let mut bytes = 0;
+                for (id, arg, _) in &batch {
+                    if !call.is_empty()
+                        && (call.len() == scripts::SUBMIT_BATCH || bytes + arg.len() > SUBMIT_BYTES)
+                    {
+                        calls.push(self.submission(client, doorbell, &call));
+                        call.clear();
+                        bytes = 0;
+                    }
+                    call.push((*id, arg));
+                    bytes += arg.len();
+                }
+                calls.push(self.submission(client, doorbell, &call));
+                let took: Vec<Vec<i64>> = client.run(|con| {
                     // Loaded first, so that the pipeline's EVALSHAs find it.
                     scripts::SUBMIT.prepare_invoke().load(con)?;
                     let mut pipe = redis::pipe();
-                    for (id, arg, _) in &batch {
-                        let (key, args) = self.submission(client, *id, arg, doorbell);
+                    for (key, args) in &calls {
                         pipe.cmd("EVALSHA")
                             .arg(scripts::SUBMIT.get_hash())
                             .arg(1)
@@ -339,6 +357,7 @@ impl<T: NamedTask> Remote<T> {
                     }
                     pipe.query(con)
                 })?;
+                let took = took.into_iter().flatten();
                 // An id already taken (one in 2^53) is tried again.
                 pending.clear();
                 for ((_, arg, thing), took) in batch.into_iter().zip(took) {
@@ -376,22 +395,20 @@ impl<T: NamedTask> Remote<T> {
         Ok(arg)
     }
 
-    /// The key and arguments of the submission of task `id` with the
-    /// encoded `arg`, whose events ring the doorbell of client `doorbell`
-    /// (none if empty).
+    /// The key and arguments of the submission of `tasks` (each an id and
+    /// its encoded argument, at most [`scripts::SUBMIT_BATCH`]), whose
+    /// events ring the doorbell of client `doorbell` (none if empty).
     fn submission(
         &self,
         client: &Client,
-        id: u64,
-        arg: &[u8],
         doorbell: &str,
+        tasks: &[(u64, &[u8])],
     ) -> (String, Vec<Vec<u8>>) {
         let ms = |d: Duration| d.as_millis().min(u64::MAX as u128).to_string();
-        let args = vec![
+        let mut args = vec![
             client.prefix().into_bytes(),
             T::NAME.as_bytes().to_vec(),
             named::fingerprint::<T>().to_string().into_bytes(),
-            arg.to_vec(),
             self.attempts.to_string().into_bytes(),
             ms(self.lease).into_bytes(),
             ms(self.keep).into_bytes(),
@@ -400,9 +417,12 @@ impl<T: NamedTask> Remote<T> {
             self.timeout.map_or_else(|| "0".to_owned(), ms).into_bytes(),
             doorbell.as_bytes().to_vec(),
             self.events_kept.to_string().into_bytes(),
-            id.to_string().into_bytes(),
         ];
-        (client.key(format_args!("t:{id}")), args)
+        for (id, arg) in tasks {
+            args.push(id.to_string().into_bytes());
+            args.push(arg.to_vec());
+        }
+        (client.key(format_args!("t:{}", tasks[0].0)), args)
     }
 }
 

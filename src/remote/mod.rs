@@ -1,5 +1,8 @@
 //! Named tasks on remote workers through Redis, and feeders that bring a
 //! Redis list's or channel's items into a local task.
+//!
+//! It needs Redis 6.2 or later (its scripts append to streams with
+//! `NOMKSTREAM`; the list feeder moves items with `BLMOVE`).
 
 mod client;
 mod end;

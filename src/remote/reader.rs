@@ -18,6 +18,7 @@ use redis::Commands;
 use redis::streams::StreamRangeReply;
 
 use super::client::Conn;
+use super::scripts;
 
 use super::client::Client;
 use super::stream::{Doorbell, Entry, Sid, text};
@@ -177,7 +178,7 @@ fn run(reader: &Weak<Reader>) {
         if swept.elapsed() >= SWEEP {
             swept = Instant::now();
             me.prune();
-            let swept_all = sweep(&me, c);
+            let swept_all = keep_bell(&me, c).and_then(|()| sweep(&me, c));
             // What the sweep applied counts as the doorbell's (see `bump`).
             me.bell.bump();
             if let Err(e) = swept_all {
@@ -219,6 +220,15 @@ fn ring(reader: &Reader, con: &mut Conn, bell: &redis::streams::StreamId) {
             tracing::debug!(error = %e, task = id, "could not read a task's events");
         }
     }
+}
+
+/// Keeps the client's doorbell, which workers ring only while it is there.
+fn keep_bell(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
+    scripts::KEEP_BELL
+        .key(&reader.bell.key)
+        .arg(reader.client.prefix())
+        .invoke::<i64>(con)
+        .map(drop)
 }
 
 /// Reads every handle's stream, and finds the tasks whose record is gone.

@@ -7,14 +7,17 @@
 //!
 //! # Keys (after the `{ns}:` prefix)
 //!
-//! - `tok`: the counter of fencing tokens.
-//! - `t:<id>`: the task's hash (see `SUBMIT` for its fields).
+//! - `t:<id>`: the task's hash (see `SUBMIT` for its fields). Its `tok` is
+//!   the running attempt's fencing token, counted per task.
 //! - `q:<name>`: the ids waiting for a worker that runs `name`;
 //!   `bell:<name>`: one item per queued id, for workers to block on.
 //! - `running`: a sorted set of running ids by lease expiry.
 //! - `in:<id>`: messages in (`m`) and requests (`c`: stop, kill, close).
 //! - `ww:<worker>`: a worker's doorbell: a copy of each `in` entry of the
 //!   tasks it runs, with the entry's id and the one before it.
+//!   Doorbells are kept by their owners (made if missing, their time to
+//!   live renewed, `keep_bell`), never made by a ring: one whose owner is
+//!   gone expires.
 //! - `ev:<id>`: events out (`e`, numbered `n`), credit returned (`a`),
 //!   requeues (`rq`) and the end (`end`, `d`).
 //! - `n:<client>`: a client's doorbell: a copy of each `ev` entry of the
@@ -53,13 +56,27 @@ end
 "#,
     ),
     (
+        "keep_bell",
+        r#"
+-- Makes doorbell `bell` (empty) if it is missing, and gives it its time to
+-- live again. Its owner keeps it: a doorbell is never made by a ring
+-- (NOMKSTREAM), so that one whose owner is gone expires for good.
+local function keep_bell(bell)
+  if redis.call('EXISTS', bell) == 0 then
+    redis.call('XADD', bell, 'MAXLEN', 0, '*', 'made', 1)
+  end
+  redis.call('PEXPIRE', bell, $BELL_TTL)
+end
+"#,
+    ),
+    (
         "append",
         r#"
 -- Appends `entries` (each a list of fields) to task `id`'s `stream`
 -- (trimmed to `keep` entries, if given) and, if `bell` is a doorbell's
 -- key, rings it with a copy of each (trimmed to about `kept`), each copy
--- with its id and the one before it (`prev`, for the first). Returns the
--- last id appended.
+-- with its id and the one before it (`prev`, for the first), unless the
+-- doorbell is gone (its owner is). Returns the last id appended.
 local function append(id, stream, keep, bell, kept, prev, entries)
   for _, fields in ipairs(entries) do
     local sid
@@ -69,11 +86,11 @@ local function append(id, stream, keep, bell, kept, prev, entries)
       sid = redis.call('XADD', stream, '*', unpack(fields))
     end
     if bell then
-      redis.call('XADD', bell, 'MAXLEN', '~', kept, '*', 'id', id, 'sid', sid, 'prev', prev, unpack(fields))
+      redis.call('XADD', bell, 'NOMKSTREAM', 'MAXLEN', '~', kept, '*', 'id', id, 'sid', sid, 'prev',
+        prev, unpack(fields))
     end
     prev = sid
   end
-  if bell then redis.call('PEXPIRE', bell, $BELL_TTL) end
   return prev
 end
 "#,
@@ -108,9 +125,10 @@ end
         r#"
 -- Ends the task: its outcome in the hash and as the last event; every key
 -- of it expires after the result time-to-live. `read` and `nread`, if
--- given: how far the body read, recorded with the end.
-local function finish(id, t, kind, data, read, nread)
-  local f = redis.call('HMGET', t, 'name', 'nread', 'ttl', 'maxev', 'last', 'cl')
+-- given: how far the body read, recorded with the end. `f`, if given: the
+-- hash's fields of `FINISHING`, as the caller read them.
+local function finish(id, t, kind, data, read, nread, f)
+  f = f or redis.call('HMGET', t, $FINISHING)
   local sid = append_events(id, {f[4], f[5], f[6]},
     {{'end', kind, 'd', data, 'nr', nread or f[2] or '0'}})
   if read then
@@ -123,7 +141,8 @@ local function finish(id, t, kind, data, read, nread)
   redis.call('ZREM', p .. 'running', id)
   local ttl = f[3] or '86400000'
   redis.call('PEXPIRE', t, ttl)
-  redis.call('PEXPIRE', p .. 'in:' .. id, ttl)
+  -- An inbox with no entry was never made.
+  if f[7] and f[7] ~= '0-0' then redis.call('PEXPIRE', p .. 'in:' .. id, ttl) end
   redis.call('PEXPIRE', p .. 'ev:' .. id, ttl)
 end
 "#,
@@ -219,26 +238,51 @@ fn script_text(body: &str) -> String {
         .replace("$WORKER_BELL_KEPT", &WORKER_BELL_KEPT.to_string())
         .replace("$CLIENT_BELL_KEPT", &CLIENT_BELL_KEPT.to_string())
         .replace("$EVENTS_KEPT", &EVENTS_KEPT.to_string())
+        .replace("$FINISHING", FINISHING)
 }
 
-/// `KEYS[1]` = the new task's hash. ARGV: prefix, name, fingerprint,
-/// argument, attempts, lease ms, ttl ms, inbox capacity, grace ms, timeout
-/// ms (0: none), client, events kept, id. Returns 1, or 0 if the id is
-/// taken.
+/// The fields of a task's hash that `finish` reads, in its order.
+const FINISHING: &str = "'name', 'nread', 'ttl', 'maxev', 'last', 'cl', 'inlast'";
+
+/// How many tasks one call of [`SUBMIT`] takes at most (Lua's `unpack`
+/// takes a few thousand values at most).
+pub(crate) const SUBMIT_BATCH: usize = 256;
+
+/// `KEYS[1]` = the first new task's hash. ARGV: prefix, name, fingerprint,
+/// attempts, lease ms, ttl ms, inbox capacity, grace ms, timeout ms (0:
+/// none), client (none if empty), events kept, then for each task its id
+/// and argument (at most [`SUBMIT_BATCH`] tasks). Returns per task 1, or 0
+/// if the id is taken.
+///
+/// The hash's other fields (`att`, `tok`, `wk`, `sent`, `nread`, `read`,
+/// `inlast`, `last`, `evn`, `cur`, ...) are written when they change: a
+/// missing one is read as zero (`0`, or `0-0` for a stream id).
 pub(crate) static SUBMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
-local id = ARGV[13]
-local t = KEYS[1]
-if redis.call('EXISTS', t) == 1 then return 0 end
-redis.call('HSET', t, 'name', ARGV[2], 'fp', ARGV[3], 'arg', ARGV[4], 'max', ARGV[5],
-  'lease', ARGV[6], 'ttl', ARGV[7], 'cap', ARGV[8], 'grace', ARGV[9], 'tmo', ARGV[10],
-  'cl', ARGV[11], 'maxev', ARGV[12], 'st', 'q', 'att', 0, 'tok', 0, 'sent', 0, 'nread', 0,
-  'read', '0-0', 'inlast', '0-0', 'cur', '0-0', 'last', '0-0', 'evn', 0, 'created', now_ms())
-redis.call('RPUSH', p .. 'q:' .. ARGV[2], id)
-redis.call('RPUSH', p .. 'bell:' .. ARGV[2], 1)
-redis.call('SADD', p .. 'queues', ARGV[2])
-return 1
+local name = ARGV[2]
+local took, ids, bells = {}, {}, {}
+for i = 12, #ARGV - 1, 2 do
+  local id = ARGV[i]
+  local t = p .. 't:' .. id
+  if redis.call('EXISTS', t) == 1 then
+    table.insert(took, 0)
+  else
+    redis.call('HSET', t, 'name', name, 'fp', ARGV[3], 'arg', ARGV[i + 1], 'max', ARGV[4],
+      'lease', ARGV[5], 'ttl', ARGV[6], 'cap', ARGV[7], 'grace', ARGV[8], 'tmo', ARGV[9],
+      'cl', ARGV[10], 'maxev', ARGV[11], 'st', 'q')
+    table.insert(took, 1)
+    table.insert(ids, id)
+    table.insert(bells, 1)
+  end
+end
+if #ids > 0 then
+  redis.call('RPUSH', p .. 'q:' .. name, unpack(ids))
+  redis.call('RPUSH', p .. 'bell:' .. name, unpack(bells))
+  redis.call('SADD', p .. 'queues', name)
+  if ARGV[10] ~= '' then keep_bell(p .. 'n:' .. ARGV[10]) end
+end
+return took
 "#,
     )
 });
@@ -270,7 +314,7 @@ while i + 1 <= #ARGV and #claimed < k do
     local id = redis.call('LPOP', q)
     local t = p .. 't:' .. id
     local f = redis.call('HMGET', t, 'st', 'name', 'fp', 'att', 'lease', 'arg', 'cap', 'grace',
-      'tmo', 'read', 'stop', 'kill', 'nread', 'inlast')
+      'tmo', 'read', 'stop', 'kill', 'nread', 'inlast', 'tok')
     if not f[1] then
       refuse(id, 'no such task (pushed into the queue by hand?)')
     elseif f[1] ~= 'q' then
@@ -285,29 +329,34 @@ while i + 1 <= #ARGV and #claimed < k do
         '` (type fingerprint ' .. fp .. ', the task was submitted with ' .. tostring(f[3]) .. ')')
       refuse(id, 'another version of the task type')
     else
-      local tok = tostring(redis.call('INCR', p .. 'tok'))
+      -- A token is the task's own count: only its attempts compare them.
+      local tok = tostring(tonumber(f[15] or '0') + 1)
       local att = tonumber(f[4] or '0') + 1
       local lease = tonumber(f[5])
       redis.call('HSET', t, 'st', 'r', 'tok', tok, 'att', att, 'wk', worker,
         'exp', now + lease, 'started', now)
       redis.call('ZADD', p .. 'running', now + lease, id)
-      redis.call('LPOP', p .. 'bell:' .. name)
-      table.insert(claimed, {id, tok, name, f[6], f[7], f[8], f[9], f[10], f[11] or '0',
+      table.insert(claimed, {id, tok, name, f[6], f[7], f[8], f[9], f[10] or '0-0', f[11] or '0',
         f[12] or '0', tostring(att), tostring(lease), f[13] or '0', f[14] or '0-0'})
     end
   end
-  -- The bell rings while the queue holds a task: the last item of an
-  -- empty queue's bell goes, and a queue left with tasks once the claim
-  -- was full keeps an item (the wait before this claim may have taken the
-  -- last), so that a worker may wait on the bell alone.
+  -- The bell rings while the queue holds a task: it keeps no more items
+  -- than the queue holds ids, an empty queue's bell goes, and a queue left
+  -- with tasks once the claim was full keeps an item (the wait before this
+  -- claim may have taken the last), so that a worker may wait on the bell
+  -- alone.
   local bell = p .. 'bell:' .. name
-  if redis.call('LLEN', q) == 0 then
+  local left = redis.call('LLEN', q)
+  if left == 0 then
     redis.call('DEL', bell)
   elseif #claimed == k and redis.call('EXISTS', bell) == 0 then
     redis.call('RPUSH', bell, 1)
+  else
+    redis.call('LTRIM', bell, 0, left - 1)
   end
   i = i + 2
 end
+if #claimed > 0 then keep_bell(p .. 'ww:' .. worker) end
 return {claimed, refused}
 "#,
     )
@@ -340,6 +389,7 @@ while i + 1 <= #ARGV do
 end
 redis.call('SET', p .. 'w:' .. ARGV[2], ARGV[3], 'PX', tonumber(ARGV[4]) * 2)
 redis.call('SADD', p .. 'workers', ARGV[2])
+keep_bell(p .. 'ww:' .. ARGV[2])
 return out
 "#,
     )
@@ -401,8 +451,10 @@ pub(crate) static FINISH: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
 local id = ARGV[2]
-if not holds(KEYS[1], ARGV[3]) then return 0 end
-finish(id, KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+-- The check and `finish`'s read in one.
+local f = redis.call('HMGET', KEYS[1], $FINISHING, 'st', 'tok')
+if f[8] ~= 'r' or f[9] ~= ARGV[3] then return 0 end
+finish(id, KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7], f)
 return 1
 "#,
     )
@@ -460,7 +512,7 @@ pub(crate) static CREDIT: LazyLock<redis::Script> = LazyLock::new(|| {
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 redis.call('HSET', KEYS[1], 'cw', 1)
-return tonumber(redis.call('HGET', KEYS[1], 'nread'))
+return tonumber(redis.call('HGET', KEYS[1], 'nread') or '0')
 "#,
     )
 });
@@ -501,7 +553,10 @@ pub(crate) static ATTACH: LazyLock<redis::Script> = LazyLock::new(|| {
 local f = redis.call('HMGET', KEYS[1], 'st', 'name', 'fp', 'cur', 'att', 'cap', 'sent', 'nread',
   'curn')
 if not f[1] then return {} end
-if f[1] ~= 'd' then redis.call('HSET', KEYS[1], 'cl', ARGV[3]) end
+if f[1] ~= 'd' then
+  redis.call('HSET', KEYS[1], 'cl', ARGV[3])
+  keep_bell(p .. 'n:' .. ARGV[3])
+end
 return f
 "#,
     )
@@ -519,12 +574,12 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(ids) do
   local t = p .. 't:' .. id
-  local f = redis.call('HMGET', t, 'st', 'kill', 'stop', 'att', 'max', 'name', 'wk')
+  local f = redis.call('HMGET', t, 'st', 'kill', 'stop', 'att', 'max', 'name', 'wk', 'tok')
   if f[1] ~= 'r' then
     redis.call('ZREM', KEYS[1], id)
   else
     -- Whatever the old attempt still writes is refused from now on.
-    redis.call('HSET', t, 'tok', tostring(redis.call('INCR', p .. 'tok')))
+    redis.call('HSET', t, 'tok', tostring(tonumber(f[8] or '0') + 1))
     local att, max = tonumber(f[4]), tonumber(f[5])
     if f[2] == '1' then
       finish(id, t, 'killed', '')
@@ -547,6 +602,11 @@ return #ids
 "#,
     )
 });
+
+/// `KEYS[1]` = a doorbell. ARGV: prefix. Its owner keeps it (see
+/// `keep_bell`).
+pub(crate) static KEEP_BELL: LazyLock<redis::Script> =
+    LazyLock::new(|| script("keep_bell(KEYS[1])\nreturn 1\n"));
 
 #[cfg(test)]
 mod tests {
@@ -588,8 +648,8 @@ mod tests {
                 "a placeholder left in `{name}`:\n{text}"
             );
         }
-        let text = script_text("append_inbox()");
-        assert!(text.contains(&format!("PEXPIRE', bell, {BELL_TTL_MS})")));
-        assert!(text.contains(&format!("'{WORKER_BELL_KEPT}'")));
+        assert!(script_text("keep_bell()").contains(&format!("PEXPIRE', bell, {BELL_TTL_MS})")));
+        assert!(script_text("append_inbox()").contains(&format!("'{WORKER_BELL_KEPT}'")));
+        assert!(script_text("HMGET', t, $FINISHING)").contains(FINISHING));
     }
 }
