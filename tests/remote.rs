@@ -263,6 +263,21 @@ impl Setup {
     }
 }
 
+/// A plain connection to the server at `url`, for looking at its keys.
+fn raw(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+/// The keys matching `pattern`.
+fn keys(con: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    redis::cmd("KEYS").arg(pattern).query(con).unwrap()
+}
+
+/// Whether `key` exists with a time to live.
+fn lives(con: &mut redis::Connection, key: &str) -> bool {
+    redis::cmd("PTTL").arg(key).query::<i64>(con).unwrap() > 0
+}
+
 #[test]
 fn value_error_and_panic_come_back() {
     let s = Setup::new();
@@ -514,10 +529,7 @@ fn a_task_of_another_version_is_left_for_a_worker_that_has_it() {
 fn forged_claims_and_unknown_names_never_run() {
     let s = Setup::new();
     // An id pushed into a queue by hand.
-    let mut con = redis::Client::open(s.client.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut con = raw(s.client.url());
     let _: () = redis::cmd("RPUSH")
         .arg("{sidetask}:q:double")
         .arg("999")
@@ -579,14 +591,45 @@ fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
     task.send(1).unwrap();
     task.close_inbox();
     assert_eq!(join(task).value(), Some(1));
-    let mut con = redis::Client::open(s.client.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut con = raw(s.client.url());
     wait_for("the keys to expire", || {
-        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
-        !keys.iter().any(|k| k.ends_with(&format!(":{id}")))
+        !keys(&mut con, "*")
+            .iter()
+            .any(|k| k.ends_with(&format!(":{id}")))
     });
+}
+
+#[test]
+fn doorbells_deleted_are_made_again_by_their_owners_and_nothing_is_lost() {
+    let s = Setup::new();
+    let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+    task.send(0).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 0);
+    let mut con = raw(s.client.url());
+    let mut bells = keys(&mut con, "*:n:*");
+    bells.extend(keys(&mut con, "*:ww:*"));
+    assert_eq!(
+        bells.len(),
+        2,
+        "the client's and the worker's doorbells: {bells:?}"
+    );
+    for bell in &bells {
+        assert!(lives(&mut con, bell), "{bell} has no time to live");
+    }
+    // Deleted, what would have rung them is read from the streams once
+    // their owners make them again.
+    let _: () = redis::cmd("DEL").arg(&bells).query(&mut con).unwrap();
+    for i in 1..4 {
+        task.send(i).unwrap();
+        assert_eq!(task.recv_timeout(LIMIT).unwrap(), i);
+    }
+    wait_for("the doorbells to be made again", || {
+        bells.iter().all(|bell| lives(&mut con, bell))
+    });
+    task.send(4).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 4);
+    task.close_inbox();
+    assert_eq!(join(task).value(), Some(5));
 }
 
 /// A worker in a process of its own (this test binary, running the ignored
@@ -756,10 +799,7 @@ fn a_worker_paused_past_its_lease_can_no_longer_write() {
         events[first_of_mine..].iter().all(|e| e.0 == me),
         "{events:?}"
     );
-    let mut con = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut con = raw(&server.url());
     let ends: Vec<redis::Value> = redis::cmd("XRANGE")
         .arg(format!("{{sidetask}}:ev:{}", id.as_u64()))
         .arg("-")
@@ -865,6 +905,21 @@ fn a_client_killed_mid_run_is_resumed_by_attach_without_duplicates() {
     }
     let _ = child.wait();
     let id = id.expect("the child's task id");
+    // The child's doorbell has no owner any more: deleted, the task's next
+    // events do not make it again (it would never expire).
+    let mut con = raw(s.client.url());
+    let bells = keys(&mut con, "*:n:*");
+    assert_eq!(bells.len(), 1, "the killed client's doorbell: {bells:?}");
+    let _: () = redis::cmd("DEL").arg(&bells).query(&mut con).unwrap();
+    let events = |con: &mut redis::Connection| -> usize {
+        redis::cmd("XLEN")
+            .arg(format!("{{sidetask}}:ev:{id}"))
+            .query(con)
+            .unwrap()
+    };
+    let before = events(&mut con);
+    wait_for("three more events", || events(&mut con) >= before + 3);
+    assert!(keys(&mut con, "*:n:*").is_empty(), "a ring made a doorbell");
     let again = s
         .client
         .attach::<Ticker>(sidetask::TaskId::from(id))
@@ -941,10 +996,7 @@ fn chaos_every_task_has_one_outcome_and_loses_no_message() {
         done.store(true, Ordering::SeqCst);
         outcomes
     });
-    let mut con = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut con = raw(&server.url());
     let mut requeued = 0;
     for (id, outcome, unread) in &outcomes {
         assert!(outcome.is_value() || outcome.is_lost(), "{id}: {outcome:?}");

@@ -222,7 +222,9 @@ fn ring(reader: &Reader, con: &mut Conn, bell: &redis::streams::StreamId) {
     }
 }
 
-/// Keeps the client's doorbell, which workers ring only while it is there.
+/// Keeps the client's doorbell, which workers ring only while it is there
+/// (made again if it was missing: what rang it meanwhile is read by the
+/// sweep that follows).
 fn keep_bell(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
     scripts::KEEP_BELL
         .key(&reader.bell.key)

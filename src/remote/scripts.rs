@@ -60,12 +60,17 @@ end
         r#"
 -- Makes doorbell `bell` (empty) if it is missing, and gives it its time to
 -- live again. Its owner keeps it: a doorbell is never made by a ring
--- (NOMKSTREAM), so that one whose owner is gone expires for good.
+-- (NOMKSTREAM), so that one whose owner is gone expires for good. Returns
+-- 1 if it made it (what rang meanwhile was lost: the owner reads its
+-- tasks' streams), else 0.
 local function keep_bell(bell)
+  local made = 0
   if redis.call('EXISTS', bell) == 0 then
     redis.call('XADD', bell, 'MAXLEN', 0, '*', 'made', 1)
+    made = 1
   end
   redis.call('PEXPIRE', bell, $BELL_TTL)
+  return made
 end
 "#,
     ),
@@ -356,15 +361,16 @@ while i + 1 <= #ARGV and #claimed < k do
   end
   i = i + 2
 end
-if #claimed > 0 then keep_bell(p .. 'ww:' .. worker) end
 return {claimed, refused}
 "#,
     )
 });
 
 /// `KEYS[1]` = `running`. ARGV: prefix, worker, the worker's description,
-/// its lease ms, then pairs of id and token. Renews each lease; returns per
-/// task 0 (no longer this attempt's), 1 (run on), 2 (stop), 3 (kill).
+/// its lease ms, then pairs of id and token. Renews each lease, and keeps
+/// the worker's doorbell; returns per task 0 (no longer this attempt's), 1
+/// (run on), 2 (stop), 3 (kill), then 1 if the doorbell had to be made
+/// (what rang it meanwhile was lost), else 0.
 pub(crate) static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
@@ -389,7 +395,7 @@ while i + 1 <= #ARGV do
 end
 redis.call('SET', p .. 'w:' .. ARGV[2], ARGV[3], 'PX', tonumber(ARGV[4]) * 2)
 redis.call('SADD', p .. 'workers', ARGV[2])
-keep_bell(p .. 'ww:' .. ARGV[2])
+table.insert(out, keep_bell(p .. 'ww:' .. ARGV[2]))
 return out
 "#,
     )
@@ -603,10 +609,10 @@ return #ids
     )
 });
 
-/// `KEYS[1]` = a doorbell. ARGV: prefix. Its owner keeps it (see
-/// `keep_bell`).
+/// `KEYS[1]` = a doorbell. ARGV: prefix. Its owner keeps it; returns 1 if
+/// it had to be made (see `keep_bell`).
 pub(crate) static KEEP_BELL: LazyLock<redis::Script> =
-    LazyLock::new(|| script("keep_bell(KEYS[1])\nreturn 1\n"));
+    LazyLock::new(|| script("return keep_bell(KEYS[1])\n"));
 
 #[cfg(test)]
 mod tests {

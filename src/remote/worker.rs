@@ -1341,8 +1341,16 @@ fn keep(hub: &Weak<Hub>) {
             }
         }
         match renew(&h, &attempts) {
-            Ok(flags) => {
+            Ok(mut flags) => {
                 last_renewal = now;
+                // The doorbell was missing (deleted, or lost with Redis's
+                // data): what rang it meanwhile is read from the inboxes.
+                if flags.pop() == Some(1) {
+                    tracing::debug!(worker = h.name, "the worker's doorbell was made again");
+                    for a in &attempts {
+                        h.catch_up(a);
+                    }
+                }
                 for (a, flag) in attempts.iter().zip(flags) {
                     nudge |= match flag {
                         0 => a.fenced(),
