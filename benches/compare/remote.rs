@@ -243,15 +243,15 @@ fn remote_round_trip() {
 }
 
 /// A message in: the shape of sidetask's send script (read the task's
-/// state, append to its inbox, copy the entry to the worker's doorbell,
-/// record the last entry and the count sent). KEYS: the task's hash, its
-/// inbox, the doorbell. ARGV: the message.
+/// state, append to its inbox, copy the entry to the worker's doorbell if
+/// it is there, record the last entry and the count sent). KEYS: the
+/// task's hash, its inbox, the doorbell. ARGV: the message.
 const FLOOR_SEND: &str = r#"
 local f = redis.call('HMGET', KEYS[1], 'st', 'stop', 'inlast', 'wk', 'sent')
 if f[1] ~= 'r' or f[2] == '1' then return -1 end
 local sid = redis.call('XADD', KEYS[2], '*', 'm', ARGV[1])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'id', 't', 'sid', sid, 'prev', f[3], 'm', ARGV[1])
-redis.call('PEXPIRE', KEYS[3], 3600000)
+redis.call('XADD', KEYS[3], 'NOMKSTREAM', 'MAXLEN', '~', 10000, '*', 'id', 't', 'sid', sid, 'prev',
+  f[3], 'm', ARGV[1])
 local sent = tonumber(f[5]) + 1
 redis.call('HSET', KEYS[1], 'inlast', sid, 'sent', sent)
 return sent
@@ -259,15 +259,16 @@ return sent
 
 /// An event out: the shape of sidetask's emit script (check the attempt's
 /// token, record how far it read, append the event, copy it to the
-/// client's doorbell). KEYS: the task's hash, its event stream, the
-/// doorbell. ARGV: the token, the id read, how many read, the event.
+/// client's doorbell if it is there). KEYS: the task's hash, its event
+/// stream, the doorbell. ARGV: the token, the id read, how many read, the
+/// event.
 const FLOOR_EMIT: &str = r#"
 local f = redis.call('HMGET', KEYS[1], 'st', 'tok', 'nread', 'cw', 'evn', 'maxev', 'last')
 if f[1] ~= 'r' or f[2] ~= ARGV[1] then return 0 end
 local n = tonumber(f[5]) + 1
 local sid = redis.call('XADD', KEYS[2], 'MAXLEN', f[6], '*', 'e', ARGV[4], 'n', n)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', 't', 'sid', sid, 'prev', f[7], 'e', ARGV[4], 'n', n)
-redis.call('PEXPIRE', KEYS[3], 3600000)
+redis.call('XADD', KEYS[3], 'NOMKSTREAM', 'MAXLEN', '~', 100000, '*', 'id', 't', 'sid', sid, 'prev',
+  f[7], 'e', ARGV[4], 'n', n)
 redis.call('HSET', KEYS[1], 'read', ARGV[2], 'nread', ARGV[3], 'evn', n, 'last', sid)
 return 1
 "#;
@@ -314,6 +315,17 @@ fn remote_script_floor() {
         ])
         .query(&mut con)
         .unwrap();
+    // The two doorbells, made by their owners (empty), as sidetask's are.
+    for bell in ["ww", "n"] {
+        let _: String = con
+            .xadd_maxlen(
+                bell,
+                redis::streams::StreamMaxlen::Equals(0),
+                "*",
+                &[("made", 1)],
+            )
+            .unwrap();
+    }
     let mut theirs = connection(&server);
     let worker = thread::spawn(move || {
         let emit = redis::Script::new(FLOOR_EMIT);

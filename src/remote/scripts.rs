@@ -56,21 +56,30 @@ end
 "#,
     ),
     (
+        "make_bell",
+        r#"
+-- Makes doorbell `bell` (empty, with its time to live) if it is missing.
+-- Its owner keeps it: a doorbell is never made by a ring (NOMKSTREAM), so
+-- that one whose owner is gone expires for good. Returns 1 if it made it
+-- (what rang meanwhile was lost: the owner reads its tasks' streams), else
+-- 0.
+local function make_bell(bell)
+  if redis.call('EXISTS', bell) == 1 then return 0 end
+  redis.call('XADD', bell, 'MAXLEN', 0, '*', 'made', 1)
+  redis.call('PEXPIRE', bell, $BELL_TTL)
+  return 1
+end
+"#,
+    ),
+    (
         "keep_bell",
         r#"
--- Makes doorbell `bell` (empty) if it is missing, and gives it its time to
--- live again. Its owner keeps it: a doorbell is never made by a ring
--- (NOMKSTREAM), so that one whose owner is gone expires for good. Returns
--- 1 if it made it (what rang meanwhile was lost: the owner reads its
--- tasks' streams), else 0.
+-- Makes doorbell `bell` if it is missing (see `make_bell`), else gives it
+-- its time to live again. Returns 1 if it made it, else 0.
 local function keep_bell(bell)
-  local made = 0
-  if redis.call('EXISTS', bell) == 0 then
-    redis.call('XADD', bell, 'MAXLEN', 0, '*', 'made', 1)
-    made = 1
-  end
+  if make_bell(bell) == 1 then return 1 end
   redis.call('PEXPIRE', bell, $BELL_TTL)
-  return made
+  return 0
 end
 "#,
     ),
@@ -293,10 +302,11 @@ return took
 });
 
 /// `KEYS[1]` = `running`. ARGV: prefix, worker, how many at most, then
-/// pairs of name and fingerprint. Returns `{claimed, refused}`: each
+/// pairs of name and fingerprint. Returns `{claimed, refused, made}`: each
 /// claimed task as `{id, token, name, argument, inbox, grace, timeout,
 /// read, stop, kill, attempt, lease, messages read, last inbox
-/// entry}`, each refusal as `{id, why}`.
+/// entry}`, each refusal as `{id, why}`, and 1 if the worker's doorbell
+/// had to be made (what rang it meanwhile was lost), else 0.
 pub(crate) static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
@@ -338,8 +348,7 @@ while i + 1 <= #ARGV and #claimed < k do
       local tok = tostring(tonumber(f[15] or '0') + 1)
       local att = tonumber(f[4] or '0') + 1
       local lease = tonumber(f[5])
-      redis.call('HSET', t, 'st', 'r', 'tok', tok, 'att', att, 'wk', worker,
-        'exp', now + lease, 'started', now)
+      redis.call('HSET', t, 'st', 'r', 'tok', tok, 'att', att, 'wk', worker)
       redis.call('ZADD', p .. 'running', now + lease, id)
       table.insert(claimed, {id, tok, name, f[6], f[7], f[8], f[9], f[10] or '0-0', f[11] or '0',
         f[12] or '0', tostring(att), tostring(lease), f[13] or '0', f[14] or '0-0'})
@@ -361,7 +370,11 @@ while i + 1 <= #ARGV and #claimed < k do
   end
   i = i + 2
 end
-return {claimed, refused}
+-- The doorbell that copies of the claimed tasks' messages ring is there
+-- before the claim's answer (a message sent then would be lost otherwise).
+local made = 0
+if #claimed > 0 then made = make_bell(p .. 'ww:' .. worker) end
+return {claimed, refused, made}
 "#,
     )
 });
@@ -379,14 +392,11 @@ local out = {}
 local i = 5
 while i + 1 <= #ARGV do
   local id, tok = ARGV[i], ARGV[i + 1]
-  local t = p .. 't:' .. id
-  if holds(t, tok) then
-    local lease = tonumber(redis.call('HGET', t, 'lease'))
-    redis.call('HSET', t, 'exp', now + lease)
-    redis.call('ZADD', p .. 'running', now + lease, id)
-    local f = redis.call('HMGET', t, 'stop', 'kill')
-    if f[2] == '1' then table.insert(out, 3)
-    elseif f[1] == '1' then table.insert(out, 2)
+  local f = redis.call('HMGET', p .. 't:' .. id, 'st', 'tok', 'lease', 'stop', 'kill')
+  if f[1] == 'r' and f[2] == tok then
+    redis.call('ZADD', p .. 'running', now + tonumber(f[3]), id)
+    if f[5] == '1' then table.insert(out, 3)
+    elseif f[4] == '1' then table.insert(out, 2)
     else table.insert(out, 1) end
   else
     table.insert(out, 0)

@@ -324,7 +324,9 @@ fn spawn(name: &str, hub: Weak<Hub>, f: fn(&Weak<Hub>)) -> thread::JoinHandle<()
 const ORPHAN_KEPT: Duration = Duration::from_secs(30);
 
 /// What a claim returns: each claimed task's fields, and each refusal.
-type Claimed = (Vec<Vec<redis::Value>>, Vec<(String, String)>);
+/// A claim's answer: the tasks claimed, the refusals, and whether the
+/// worker's doorbell had to be made.
+type Claimed = (Vec<Vec<redis::Value>>, Vec<(String, String)>, i64);
 
 /// The lead: one thread at a time claims tasks (the leader). It runs one
 /// of the tasks it claimed itself and hands the lead on: to a new thread
@@ -397,13 +399,13 @@ impl Hub {
     /// Claims up to `k` tasks; returns their jobs.
     fn claim(self: &Arc<Self>, k: usize) -> Result<Vec<Job>, RemoteError> {
         let mut con = self.client.connection()?;
-        let (claimed, refused): Claimed = self.claim_request(k).invoke(&mut *con).map_err(|e| {
+        let claimed: Claimed = self.claim_request(k).invoke(&mut *con).map_err(|e| {
             let e = self.client.error(e);
             con.discard_if(&e);
             e
         })?;
         drop(con);
-        Ok(self.take(claimed, refused))
+        Ok(self.take(claimed))
     }
 
     /// Waits for a bell of the served queues at most `block`, and has Redis
@@ -427,13 +429,13 @@ impl Hub {
         for (name, fp) in &self.served {
             evalsha.arg(*name).arg(fp.to_string());
         }
-        let (_, (claimed, refused)): (Option<(String, String)>, Claimed) = redis::pipe()
+        let (_, claimed): (Option<(String, String)>, Claimed) = redis::pipe()
             .cmd("BRPOP")
             .arg(&self.bell_keys)
             .arg(self.block.as_secs_f64())
             .add_command(evalsha)
             .query(con)?;
-        Ok(self.take(claimed, refused))
+        Ok(self.take(claimed))
     }
 
     /// The claim of up to `k` tasks of the served queues.
@@ -448,11 +450,10 @@ impl Hub {
 
     /// Prepares what a claim returned and reports its refusals; returns
     /// the jobs that run the tasks claimed.
-    fn take(
-        self: &Arc<Self>,
-        claimed: Vec<Vec<redis::Value>>,
-        refused: Vec<(String, String)>,
-    ) -> Vec<Job> {
+    fn take(self: &Arc<Self>, (claimed, refused, made): Claimed) -> Vec<Job> {
+        if made == 1 {
+            self.bell_made();
+        }
         for (id, why) in refused {
             tracing::warn!(worker = self.name, task.id = id, why, "a task was refused");
         }
@@ -776,6 +777,16 @@ impl Hub {
         let _ = self
             .led
             .wait_timeout_while(leader, bound, |leader| leader.leading);
+    }
+
+    /// The worker's doorbell was missing (not made yet, deleted, or lost
+    /// with Redis's data) and has just been made: what rang it meanwhile is
+    /// read from the running attempts' inboxes.
+    fn bell_made(&self) {
+        tracing::debug!(worker = self.name, "the worker's doorbell was made");
+        for a in self.attempts() {
+            self.catch_up(&a);
+        }
     }
 
     /// Reads `attempt`'s inbox stream after its cursor, on a connection of
@@ -1343,13 +1354,8 @@ fn keep(hub: &Weak<Hub>) {
         match renew(&h, &attempts) {
             Ok(mut flags) => {
                 last_renewal = now;
-                // The doorbell was missing (deleted, or lost with Redis's
-                // data): what rang it meanwhile is read from the inboxes.
                 if flags.pop() == Some(1) {
-                    tracing::debug!(worker = h.name, "the worker's doorbell was made again");
-                    for a in &attempts {
-                        h.catch_up(a);
-                    }
+                    h.bell_made();
                 }
                 for (a, flag) in attempts.iter().zip(flags) {
                     nudge |= match flag {
