@@ -723,14 +723,29 @@ fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
 fn a_group_gives_up_as_a_whole_and_stops_every_child() {
     let starts = Arc::new(AtomicU32::new(0));
     let theirs = Arc::clone(&starts);
+    // The second child fails only once the first one's body runs, so that
+    // the first is stopped in its body (an error), not before it began
+    // (cancelled).
+    let began = Arc::new(AtomicBool::new(false));
+    let first_began = Arc::clone(&began);
     let group = Supervisor::new()
         .strategy(Strategy::OneForOne)
         .backoff(Backoff::none())
         .intensity(3, Duration::from_secs(60))
-        .child(|_| Builder::new().spawn(|ctx: &Ctx| ctx.sleep(Duration::from_secs(3600))))
+        .child(move |_| {
+            let began = Arc::clone(&first_began);
+            Builder::new().spawn(move |ctx: &Ctx| {
+                began.store(true, Ordering::SeqCst);
+                ctx.sleep(Duration::from_secs(3600))
+            })
+        })
         .child(move |_| {
             theirs.fetch_add(1, Ordering::SeqCst);
-            Builder::new().spawn(|_: &Ctx| Err::<(), _>("broken"))
+            let began = Arc::clone(&began);
+            Builder::new().spawn(move |_: &Ctx| {
+                wait_for("the first child to run", || began.load(Ordering::SeqCst));
+                Err::<(), _>("broken")
+            })
         })
         .spawn_group()
         .unwrap();

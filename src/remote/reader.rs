@@ -178,7 +178,17 @@ fn run(reader: &Weak<Reader>) {
         if swept.elapsed() >= SWEEP {
             swept = Instant::now();
             me.prune();
-            let swept_all = keep_bell(&me, c).and_then(|()| sweep(&me, c));
+            // A failure that leaves the connection whole (the server out
+            // of memory, a read-only replica) must not keep the sweep and
+            // the reads from running.
+            if let Err(e) = keep_bell(&me, c) {
+                tracing::warn!(error = %e, "the Redis reader could not keep the client's doorbell");
+                if me.client.error(e).is_connection() {
+                    con = None;
+                    continue;
+                }
+            }
+            let swept_all = sweep(&me, c);
             // What the sweep applied counts as the doorbell's (see `bump`).
             me.bell.bump();
             if let Err(e) = swept_all {

@@ -8,7 +8,7 @@
 //! # Keys (after the `{ns}:` prefix)
 //!
 //! - `t:<id>`: the task's hash (see `SUBMIT` for its fields). Its `tok` is
-//!   the running attempt's fencing token, counted per task.
+//!   the running attempt's fencing token (`next_token`).
 //! - `q:<name>`: the ids waiting for a worker that runs `name`;
 //!   `bell:<name>`: one item per queued id, for workers to block on.
 //! - `running`: a sorted set of running ids by lease expiry.
@@ -31,10 +31,10 @@ use std::sync::LazyLock;
 
 /// How long a doorbell lives after its last entry, in milliseconds (`$BELL_TTL`
 /// in the scripts).
-pub(crate) const BELL_TTL_MS: u64 = 3_600_000;
+const BELL_TTL_MS: u64 = 3_600_000;
 
 /// About how many entries a worker's doorbell keeps (`$WORKER_BELL_KEPT`).
-pub(crate) const WORKER_BELL_KEPT: u64 = 10_000;
+const WORKER_BELL_KEPT: u64 = 10_000;
 
 /// About how many entries a client's doorbell keeps (`$CLIENT_BELL_KEPT`).
 const CLIENT_BELL_KEPT: u64 = 100_000;
@@ -52,6 +52,19 @@ const HELPERS: &[(&str, &str)] = &[
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"#,
+    ),
+    (
+        "next_token",
+        r#"
+-- The fencing token of a task's next attempt, after `tok` (its last, or
+-- false): how many the task was given, and Redis's time in milliseconds,
+-- so that a Redis restarted with older data than an attempt saw never
+-- gives that attempt's token again.
+local function next_token(tok, now)
+  local n = tonumber(string.match(tok or '0', '^%d+')) or 0
+  return (n + 1) .. '.' .. now
 end
 "#,
     ),
@@ -344,8 +357,7 @@ while i + 1 <= #ARGV and #claimed < k do
         '` (type fingerprint ' .. fp .. ', the task was submitted with ' .. tostring(f[3]) .. ')')
       refuse(id, 'another version of the task type')
     else
-      -- A token is the task's own count: only its attempts compare them.
-      local tok = tostring(tonumber(f[15] or '0') + 1)
+      local tok = next_token(f[15], now)
       local att = tonumber(f[4] or '0') + 1
       local lease = tonumber(f[5])
       redis.call('HSET', t, 'st', 'r', 'tok', tok, 'att', att, 'wk', worker)
@@ -595,7 +607,7 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', KEYS[1], id)
   else
     -- Whatever the old attempt still writes is refused from now on.
-    redis.call('HSET', t, 'tok', tostring(tonumber(f[8] or '0') + 1))
+    redis.call('HSET', t, 'tok', next_token(f[8], now))
     local att, max = tonumber(f[4]), tonumber(f[5])
     if f[2] == '1' then
       finish(id, t, 'killed', '')
@@ -623,6 +635,19 @@ return #ids
 /// it had to be made (see `keep_bell`).
 pub(crate) static KEEP_BELL: LazyLock<redis::Script> =
     LazyLock::new(|| script("return keep_bell(KEYS[1])\n"));
+
+/// `KEYS[1]` = a worker's doorbell. ARGV: prefix. Rings it with an entry
+/// for no task (made first if it is missing, see `make_bell`); returns 1
+/// if it had to be made.
+pub(crate) static NUDGE: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local made = make_bell(KEYS[1])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', $WORKER_BELL_KEPT, '*', 'nudge', 1)
+return made
+"#,
+    )
+});
 
 #[cfg(test)]
 mod tests {

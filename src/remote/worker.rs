@@ -266,6 +266,7 @@ impl Worker {
             block: self.block,
             max_message: self.max_message,
             isolate: self.isolate,
+            bell_unsure: AtomicBool::new(false),
         });
         let threads = [
             spawn("sidetask-redis-inbox", Arc::downgrade(&hub), read_inboxes),
@@ -393,6 +394,10 @@ struct Hub {
     max_message: usize,
     /// Each task in a child process.
     isolate: bool,
+    /// A claim or renewal failed: its answer, which would have said that
+    /// it made the doorbell, may be lost; the next renewal reads the
+    /// running attempts' inboxes.
+    bell_unsure: AtomicBool,
 }
 
 impl Hub {
@@ -400,6 +405,7 @@ impl Hub {
     fn claim(self: &Arc<Self>, k: usize) -> Result<Vec<Job>, RemoteError> {
         let mut con = self.client.connection()?;
         let claimed: Claimed = self.claim_request(k).invoke(&mut *con).map_err(|e| {
+            self.bell_unsure.store(true, Ordering::SeqCst);
             let e = self.client.error(e);
             con.discard_if(&e);
             e
@@ -434,7 +440,8 @@ impl Hub {
             .arg(&self.bell_keys)
             .arg(self.block.as_secs_f64())
             .add_command(evalsha)
-            .query(con)?;
+            .query(con)
+            .inspect_err(|_| self.bell_unsure.store(true, Ordering::SeqCst))?;
         Ok(self.take(claimed))
     }
 
@@ -865,29 +872,22 @@ impl Hub {
     /// Rings the worker's doorbell with an entry for no task, so that a
     /// body reading it for a message looks at its flags again: a stop or
     /// kill this worker decided on its own (a timeout, a grace period, a
-    /// lost lease) reaches a body that waits for a message at once. Trimmed
-    /// and kept as the scripts' `append_inbox` does for the copies (the
-    /// same constants).
+    /// lost lease) reaches a body that waits for a message at once. A
+    /// doorbell that had to be made for it is reported as the renewal's
+    /// would be ([`bell_made`](Hub::bell_made)).
     fn nudge(&self) {
         let rung = self.client.run(|con| {
-            redis::pipe()
-                .cmd("XADD")
-                .arg(&self.bell.key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(scripts::WORKER_BELL_KEPT)
-                .arg("*")
-                .arg("nudge")
-                .arg(1)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&self.bell.key)
-                .arg(scripts::BELL_TTL_MS)
-                .ignore()
-                .query::<()>(con)
+            scripts::NUDGE
+                .key(&self.bell.key)
+                .arg(self.client.prefix())
+                .invoke::<i64>(con)
         });
-        if let Err(e) = rung {
-            tracing::debug!(worker = self.name, error = %e, "could not ring the worker's doorbell");
+        match rung {
+            Ok(1) => self.bell_made(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(worker = self.name, error = %e, "could not ring the worker's doorbell")
+            }
         }
     }
 
@@ -1354,7 +1354,8 @@ fn keep(hub: &Weak<Hub>) {
         match renew(&h, &attempts) {
             Ok(mut flags) => {
                 last_renewal = now;
-                if flags.pop() == Some(1) {
+                let made = flags.pop() == Some(1);
+                if made || h.bell_unsure.swap(false, Ordering::SeqCst) {
                     h.bell_made();
                 }
                 for (a, flag) in attempts.iter().zip(flags) {
@@ -1368,6 +1369,7 @@ fn keep(hub: &Weak<Hub>) {
             }
             Err(e) => {
                 tracing::warn!(worker = h.name, error = %e, "could not renew the leases");
+                h.bell_unsure.store(true, Ordering::SeqCst);
                 // Past most of the lease, another worker may take over:
                 // this one stops writing and stops its attempts first.
                 if now.duration_since(last_renewal) > lease * 4 / 5 {
