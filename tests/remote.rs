@@ -831,6 +831,43 @@ fn a_redis_restarted_with_its_data_loses_nothing() {
 }
 
 #[test]
+fn a_redis_restored_from_an_older_snapshot_never_gives_an_attempts_token_again() {
+    let mut server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let ids = Remote::<Idle>::new(())
+        .submit_each(&client, std::iter::empty())
+        .unwrap();
+    let key = format!("{{sidetask}}:t:{}", ids[0].as_u64());
+    // The running attempt's token, once one runs.
+    let running = |con: &mut redis::Connection| -> Option<String> {
+        let (st, tok): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(&["st", "tok"])
+            .query(con)
+            .ok()?;
+        tok.filter(|_| st.as_deref() == Some("r"))
+    };
+    // A snapshot while the task is queued, then its first attempt.
+    let _: () = redis::cmd("SAVE").query(&mut raw(&server.url())).unwrap();
+    let _worker = LocalWorker::start(Worker::new(&client, registry()));
+    let mut con = raw(&server.url());
+    let mut first = None;
+    wait_for("the first attempt", || {
+        first = running(&mut con);
+        first.is_some()
+    });
+    // Back to the snapshot: the task is queued again, and claimed again.
+    server.restart();
+    let mut con = raw(&server.url());
+    let mut second = None;
+    wait_for("the next attempt", || {
+        second = running(&mut con);
+        second.is_some()
+    });
+    assert_ne!(first, second, "the first attempt's token was given again");
+}
+
+#[test]
 fn a_redis_restarted_without_its_data_resolves_every_handle_as_lost() {
     let mut server = RedisServer::start();
     let client = Client::open(&server.url()).unwrap();
