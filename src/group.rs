@@ -397,8 +397,9 @@ impl<T, E> Group<T, E> {
         }
         let shared = task.shared();
         // Nobody reads its events now: an emit into its full outbox gives
-        // the event back instead of waiting for ever.
-        shared.set_outbox_unread();
+        // the event back instead of waiting for ever (one waiting already,
+        // too).
+        shared.set_outbox_unread_running();
         let ready = Arc::downgrade(&self.ready);
         let hook = Box::new(move |failed| {
             if let Some(ready) = Weak::upgrade(&ready) {

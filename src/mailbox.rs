@@ -124,6 +124,9 @@ pub(crate) const INBOX_CLOSED: u8 = 8;
 /// A hard kill was asked for (with `STOP`): places that can, end the task
 /// at once.
 pub(crate) const KILL: u8 = 16;
+/// Nobody waits to read the outbox any more (a task put in a group): an
+/// emit waiting for room in a full outbox gives its event back.
+pub(crate) const OUTBOX_UNREAD: u8 = 32;
 
 /// How long an operation may wait.
 #[derive(Clone, Copy)]
@@ -294,6 +297,7 @@ pub(crate) enum PushError<T> {
 enum Refusal {
     Closed,
     Stopped,
+    Full,
 }
 
 /// A push's decision, as its caller reports it: `value` leaves its option
@@ -304,6 +308,7 @@ fn delivered<T>(done: Result<(), Refusal>, value: &mut Option<T>) -> Result<(), 
         match refusal {
             Refusal::Closed => PushError::Closed(value),
             Refusal::Stopped => PushError::Stopped(value),
+            Refusal::Full => PushError::Full(value),
         }
     })
 }
@@ -519,7 +524,10 @@ impl<In, Ev> Mailbox<In, Ev> {
             return Some(Err(Refusal::Closed));
         }
         if s.outbox.len() >= self.outbox_cap {
-            return (s.flags & STOP != 0).then_some(Err(Refusal::Stopped));
+            if s.flags & STOP != 0 {
+                return Some(Err(Refusal::Stopped));
+            }
+            return (s.flags & OUTBOX_UNREAD != 0).then_some(Err(Refusal::Full));
         }
         s.outbox
             .push_back(event.take().expect("kept until delivered"));
@@ -746,7 +754,8 @@ impl<In, Ev> Mailbox<In, Ev> {
     pub(crate) fn push_out(&self, event: Ev, wait: Wait) -> Result<(), PushError<Ev>> {
         let mut event = Some(event);
         let hint = |m: &Self| {
-            m.is(STOP | HANDLE_GONE) || m.outbox_len.load(Ordering::Acquire) < m.outbox_cap
+            m.is(STOP | HANDLE_GONE | OUTBOX_UNREAD)
+                || m.outbox_len.load(Ordering::Acquire) < m.outbox_cap
         };
         match self.wait(wait, Watch::Locked, true, hint, |s| {
             self.attempt_push_out(s, &mut event)

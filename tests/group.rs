@@ -503,6 +503,48 @@ fn a_task_in_a_group_never_waits_to_emit_events_nobody_reads() {
     assert!(given_back > 0);
 }
 
+/// A task already waiting for room in its outbox when it is put in a group
+/// (where nobody reads its events) gives that event back then, rather than
+/// wait for ever.
+#[test]
+fn a_task_waiting_to_emit_when_put_in_a_group_gives_its_event_back() {
+    // The body's thread, as `/proc/self/task/<tid>`, once its outbox is full.
+    let thread = Arc::new(Mutex::new(None));
+    let theirs = Arc::clone(&thread);
+    let task = sidetask::Builder::new()
+        .outbox_capacity(1)
+        .spawn(move |ctx: &Ctx<(), u32>| {
+            ctx.emit(0)?;
+            let me = std::fs::read_link("/proc/thread-self").expect("this thread's /proc entry");
+            *theirs.lock().unwrap() = Some(std::path::Path::new("/proc").join(me));
+            // Waits for room: nobody reads.
+            Ok::<_, Stopped>(ctx.emit(1).is_err())
+        })
+        .unwrap();
+    wait_for("the body to wait for room in its outbox", || {
+        let Some(path) = thread.lock().unwrap().clone() else {
+            return false;
+        };
+        // Parked (sleeping), past its spin.
+        std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .map(|rest| rest.trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    });
+    let mut group: Group<bool, Stopped> = Group::new();
+    group.insert(task);
+    let (_, outcome) = group.join_next_timeout(LIMIT).unwrap();
+    assert_eq!(
+        outcome.value(),
+        Some(true),
+        "the second event was given back"
+    );
+}
+
 #[cfg(feature = "tokio")]
 #[test]
 fn join_next_refuses_to_hang_on_the_runtime_its_async_tasks_need() {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::TaskId;
 use super::wire::{Served, Side, Wire};
-use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, PopError, PushError, STOP, Wait};
+use crate::mailbox::{DONE, INBOX_CLOSED, Mailbox, OUTBOX_UNREAD, PopError, PushError, STOP, Wait};
 use crate::outcome::Outcome;
 use crate::sync::lock;
 use crate::timer::Alarm;
@@ -120,9 +120,20 @@ impl<In, Ev, O: ?Sized> Shared<In, Ev, O> {
     }
 
     /// Says nobody waits to read the outbox while the task runs: from now
-    /// on an emit into a full outbox gives its event back at once.
+    /// on an emit into a full outbox gives its event back at once. Only
+    /// before the body runs (a pool's runner, for the task it is about to
+    /// run); for a task that may run already, see
+    /// [`set_outbox_unread_running`](Self::set_outbox_unread_running).
     pub(crate) fn set_outbox_unread(&self) {
         self.outbox_unread.store(true, Ordering::Relaxed);
+    }
+
+    /// [`set_outbox_unread`](Self::set_outbox_unread) for a task whose body
+    /// may run already: an emit waiting for room now gives its event back
+    /// too (under the mailbox's lock, which wakes it).
+    pub(crate) fn set_outbox_unread_running(&self) {
+        self.set_outbox_unread();
+        self.mailbox.set(OUTBOX_UNREAD);
     }
 
     /// Whether an emit into a full outbox must give its event back at once
