@@ -72,16 +72,9 @@ fn client(server: &RedisServer) -> Client {
     Client::open(&server.url()).unwrap()
 }
 
-fn con(server: &RedisServer) -> redis::Connection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
-
 /// Pushes `items` as a producer does (`LPUSH`), in order.
 fn push<T: redis::ToRedisArgs>(server: &RedisServer, list: &str, items: &[T]) {
-    let mut con = con(server);
+    let mut con = server.connection();
     for item in items {
         redis::cmd("LPUSH")
             .arg(list)
@@ -98,7 +91,7 @@ fn queue(server: &RedisServer, list: &str) -> Vec<String> {
         .arg(list)
         .arg(0)
         .arg(-1)
-        .query(&mut con(server))
+        .query(&mut server.connection())
         .unwrap();
     items.reverse();
     items
@@ -179,7 +172,7 @@ fn items_the_task_refused_or_never_read_go_back_to_the_list_in_order() {
         // the items in flight (at most `in_flight`) and that one are in the
         // processing list.
         let in_processing = (5 + capacity).min(DEFAULT_CAPACITY) + 1;
-        let mut redis = con(&server);
+        let mut redis = server.connection();
         wait_for("a full inbox", || {
             redis::cmd("LLEN")
                 .arg("jobs:processing")
@@ -285,7 +278,7 @@ fn a_killed_feeder_process_loses_nothing_and_the_next_feeder_recovers() {
     }
     // Mid-way: the task's inbox is full, and the feeder holds one more
     // item it waits to send.
-    let mut redis = con(&server);
+    let mut redis = server.connection();
     let taken = CHILD_READS + DEFAULT_CAPACITY + 1;
     wait_for("the task's inbox to fill", || {
         redis::cmd("LLEN")
@@ -390,7 +383,7 @@ fn an_item_that_does_not_decode_goes_to_the_dead_letter_list() {
         .arg("jobs:rejected")
         .arg(0)
         .arg(-1)
-        .query(&mut con(&server))
+        .query(&mut server.connection())
         .unwrap();
     assert_eq!(dead, [bad]);
     assert_empty(&server, &["jobs", "jobs:processing", "jobs:dead"]);
@@ -462,7 +455,7 @@ fn publish<T: redis::ToRedisArgs>(server: &RedisServer, channel: &str, message: 
     redis::cmd("PUBLISH")
         .arg(channel)
         .arg(message)
-        .exec(&mut con(server))
+        .exec(&mut server.connection())
         .unwrap();
 }
 

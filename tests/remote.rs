@@ -240,7 +240,7 @@ fn registry() -> Registry {
 struct Setup {
     worker: Option<LocalWorker>,
     client: Client,
-    _server: RedisServer,
+    server: RedisServer,
 }
 
 impl Setup {
@@ -258,14 +258,9 @@ impl Setup {
         Setup {
             worker: None,
             client,
-            _server: server,
+            server,
         }
     }
-}
-
-/// A plain connection to the server at `url`, for looking at its keys.
-fn raw(url: &str) -> redis::Connection {
-    redis::Client::open(url).unwrap().get_connection().unwrap()
 }
 
 /// The keys matching `pattern`.
@@ -529,7 +524,7 @@ fn a_task_of_another_version_is_left_for_a_worker_that_has_it() {
 fn forged_claims_and_unknown_names_never_run() {
     let s = Setup::new();
     // An id pushed into a queue by hand.
-    let mut con = raw(s.client.url());
+    let mut con = s.server.connection();
     let _: () = redis::cmd("RPUSH")
         .arg("{sidetask}:q:double")
         .arg("999")
@@ -591,7 +586,7 @@ fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
     task.send(1).unwrap();
     task.close_inbox();
     assert_eq!(join(task).value(), Some(1));
-    let mut con = raw(s.client.url());
+    let mut con = s.server.connection();
     wait_for("the keys to expire", || {
         !keys(&mut con, "*")
             .iter()
@@ -605,7 +600,7 @@ fn doorbells_deleted_are_made_again_by_their_owners_and_nothing_is_lost() {
     let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
     task.send(0).unwrap();
     assert_eq!(task.recv_timeout(LIMIT).unwrap(), 0);
-    let mut con = raw(s.client.url());
+    let mut con = s.server.connection();
     let mut bells = keys(&mut con, "*:n:*");
     bells.extend(keys(&mut con, "*:ww:*"));
     assert_eq!(
@@ -799,7 +794,7 @@ fn a_worker_paused_past_its_lease_can_no_longer_write() {
         events[first_of_mine..].iter().all(|e| e.0 == me),
         "{events:?}"
     );
-    let mut con = raw(&server.url());
+    let mut con = server.connection();
     let ends: Vec<redis::Value> = redis::cmd("XRANGE")
         .arg(format!("{{sidetask}}:ev:{}", id.as_u64()))
         .arg("-")
@@ -848,9 +843,9 @@ fn a_redis_restored_from_an_older_snapshot_never_gives_an_attempts_token_again()
         tok.filter(|_| st.as_deref() == Some("r"))
     };
     // A snapshot while the task is queued, then its first attempt.
-    let _: () = redis::cmd("SAVE").query(&mut raw(&server.url())).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut server.connection()).unwrap();
     let _worker = LocalWorker::start(Worker::new(&client, registry()));
-    let mut con = raw(&server.url());
+    let mut con = server.connection();
     let mut first = None;
     wait_for("the first attempt", || {
         first = running(&mut con);
@@ -858,7 +853,7 @@ fn a_redis_restored_from_an_older_snapshot_never_gives_an_attempts_token_again()
     });
     // Back to the snapshot: the task is queued again, and claimed again.
     server.restart();
-    let mut con = raw(&server.url());
+    let mut con = server.connection();
     let mut second = None;
     wait_for("the next attempt", || {
         second = running(&mut con);
@@ -944,7 +939,7 @@ fn a_client_killed_mid_run_is_resumed_by_attach_without_duplicates() {
     let id = id.expect("the child's task id");
     // The child's doorbell has no owner any more: deleted, the task's next
     // events do not make it again (it would never expire).
-    let mut con = raw(s.client.url());
+    let mut con = s.server.connection();
     let bells = keys(&mut con, "*:n:*");
     assert_eq!(bells.len(), 1, "the killed client's doorbell: {bells:?}");
     let _: () = redis::cmd("DEL").arg(&bells).query(&mut con).unwrap();
@@ -1033,7 +1028,7 @@ fn chaos_every_task_has_one_outcome_and_loses_no_message() {
         done.store(true, Ordering::SeqCst);
         outcomes
     });
-    let mut con = raw(&server.url());
+    let mut con = server.connection();
     let mut requeued = 0;
     for (id, outcome, unread) in &outcomes {
         assert!(outcome.is_value() || outcome.is_lost(), "{id}: {outcome:?}");

@@ -178,7 +178,7 @@ fn setup(
 /// The round trips' baseline: a worker thread that BRPOPs a request and
 /// LPUSHes it back ([`list_ping`]), until [`end_list_echo`].
 fn list_echo(server: &server::RedisServer) -> thread::JoinHandle<()> {
-    let mut echo = connection(server);
+    let mut echo = server.connection();
     thread::spawn(move || {
         loop {
             let (_, n): (String, u64) = echo.brpop("req", 0.0).unwrap();
@@ -203,18 +203,11 @@ fn end_list_echo(con: &mut redis::Connection, echo: thread::JoinHandle<()>) {
     echo.join().unwrap();
 }
 
-fn connection(server: &server::RedisServer) -> redis::Connection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
-
 fn remote_round_trip() {
     let (server, client, worker) = setup(1);
     let task = Remote::<Echo>::new(()).spawn_on(&client).unwrap();
     let baseline = list_echo(&server);
-    let mut con = connection(&server);
+    let mut con = server.connection();
     compare(
         "remote_round_trip",
         "LPUSH/BRPOP ping-pong through a worker thread",
@@ -297,7 +290,7 @@ fn read_after(con: &mut redis::Connection, key: &str, from: &str, field: &str) -
 /// way) and how much sidetask adds to it.
 fn remote_script_floor() {
     let server = server::RedisServer::start();
-    let mut con = connection(&server);
+    let mut con = server.connection();
     let _: () = redis::cmd("HSET")
         .arg("t")
         .arg(&[
@@ -326,7 +319,7 @@ fn remote_script_floor() {
             )
             .unwrap();
     }
-    let mut theirs = connection(&server);
+    let mut theirs = server.connection();
     let worker = thread::spawn(move || {
         let emit = redis::Script::new(FLOOR_EMIT);
         let (mut from, mut read) = ("0-0".to_owned(), 0u64);
@@ -351,7 +344,7 @@ fn remote_script_floor() {
     });
     let baseline = list_echo(&server);
     let send = redis::Script::new(FLOOR_SEND);
-    let mut list = connection(&server);
+    let mut list = server.connection();
     let mut from = "0-0".to_owned();
     compare(
         "remote_script_floor",
@@ -399,10 +392,10 @@ fn job_worker(mut con: redis::Connection) {
 fn remote_spawn_join() {
     let (server, client, worker) = setup(1);
     let baseline = {
-        let con = connection(&server);
+        let con = server.connection();
         thread::spawn(move || job_worker(con))
     };
-    let mut con = connection(&server);
+    let mut con = server.connection();
     let mut next = 0u64;
     compare(
         "remote_spawn_join",
@@ -520,11 +513,11 @@ fn throughput_brpop(n: u64) -> f64 {
     let server = server::RedisServer::start();
     let workers: Vec<_> = (0..8)
         .map(|_| {
-            let con = connection(&server);
+            let con = server.connection();
             thread::spawn(move || job_worker(con))
         })
         .collect();
-    let mut con = connection(&server);
+    let mut con = server.connection();
     let start = Instant::now();
     for id in 1..=n {
         let _: () = con.lpush("jobs", id).unwrap();

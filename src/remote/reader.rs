@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 use redis::Commands;
 use redis::streams::StreamRangeReply;
 
-use super::client::Conn;
+use super::client::{Client, Conn};
 use super::scripts;
-
-use super::client::Client;
 use super::stream::{Doorbell, Entry, Sid, text};
 use crate::sync::lock;
 use crate::task::wire::Served;

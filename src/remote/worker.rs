@@ -324,9 +324,8 @@ fn spawn(name: &str, hub: Weak<Hub>, f: fn(&Weak<Hub>)) -> thread::JoinHandle<()
 /// claim's registration.
 const ORPHAN_KEPT: Duration = Duration::from_secs(30);
 
-/// What a claim returns: each claimed task's fields, and each refusal.
-/// A claim's answer: the tasks claimed, the refusals, and whether the
-/// worker's doorbell had to be made.
+/// What a claim returns: each claimed task's fields, each refusal, and 1
+/// if the worker's doorbell had to be made.
 type Claimed = (Vec<Vec<redis::Value>>, Vec<(String, String)>, i64);
 
 /// The lead: one thread at a time claims tasks (the leader). It runs one

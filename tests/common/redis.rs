@@ -152,6 +152,15 @@ impl RedisServer {
         }
     }
 
+    /// A plain connection to this server (for a test's or a baseline's own
+    /// commands).
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
     /// Runs `redis-cli` against this server and returns what it printed.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
