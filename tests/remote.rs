@@ -526,18 +526,18 @@ fn forged_claims_and_unknown_names_never_run() {
     // An id pushed into a queue by hand.
     let mut con = s.server.connection();
     let _: () = redis::cmd("RPUSH")
-        .arg("{sidetask}:q:double")
+        .arg(s.client.key_prefix() + "q:double")
         .arg("999")
         .query(&mut con)
         .unwrap();
     let _: () = redis::cmd("RPUSH")
-        .arg("{sidetask}:bell:double")
+        .arg(s.client.key_prefix() + "bell:double")
         .arg("1")
         .query(&mut con)
         .unwrap();
     wait_for("the refusal", || {
         let refused: Vec<String> = redis::cmd("LRANGE")
-            .arg("{sidetask}:refused")
+            .arg(s.client.key_prefix() + "refused")
             .arg(0)
             .arg(-1)
             .query(&mut con)
@@ -587,6 +587,18 @@ fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
     task.close_inbox();
     assert_eq!(join(task).value(), Some(1));
     let mut con = s.server.connection();
+    // Every key is the namespace's, under its version (a later version of
+    // what is stored uses other keys).
+    let all = keys(&mut con, "*");
+    assert!(
+        all.iter().any(|k| k.ends_with(&format!(":{id}"))),
+        "{all:?}"
+    );
+    let prefix = s.client.key_prefix();
+    assert!(
+        all.iter().all(|k| k.starts_with(&prefix)),
+        "{prefix}: {all:?}"
+    );
     wait_for("the keys to expire", || {
         !keys(&mut con, "*")
             .iter()
@@ -796,7 +808,7 @@ fn a_worker_paused_past_its_lease_can_no_longer_write() {
     );
     let mut con = server.connection();
     let ends: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(format!("{{sidetask}}:ev:{}", id.as_u64()))
+        .arg(format!("{}ev:{}", client.key_prefix(), id.as_u64()))
         .arg("-")
         .arg("+")
         .query(&mut con)
@@ -832,7 +844,7 @@ fn a_redis_restored_from_an_older_snapshot_never_gives_an_attempts_token_again()
     let ids = Remote::<Idle>::new(())
         .submit_each(&client, std::iter::empty())
         .unwrap();
-    let key = format!("{{sidetask}}:t:{}", ids[0].as_u64());
+    let key = format!("{}t:{}", client.key_prefix(), ids[0].as_u64());
     // The running attempt's token, once one runs.
     let running = |con: &mut redis::Connection| -> Option<String> {
         let (st, tok): (Option<String>, Option<String>) = redis::cmd("HMGET")
@@ -945,7 +957,7 @@ fn a_client_killed_mid_run_is_resumed_by_attach_without_duplicates() {
     let _: () = redis::cmd("DEL").arg(&bells).query(&mut con).unwrap();
     let events = |con: &mut redis::Connection| -> usize {
         redis::cmd("XLEN")
-            .arg(format!("{{sidetask}}:ev:{id}"))
+            .arg(format!("{}ev:{id}", s.client.key_prefix()))
             .query(con)
             .unwrap()
     };
@@ -1039,7 +1051,7 @@ fn chaos_every_task_has_one_outcome_and_loses_no_message() {
         assert_eq!(info.messages_sent, MESSAGES);
         assert_eq!(info.messages_read + unread, MESSAGES, "{id}: {info:?}");
         let ends: Vec<redis::Value> = redis::cmd("XRANGE")
-            .arg(format!("{{sidetask}}:ev:{}", id.as_u64()))
+            .arg(format!("{}ev:{}", client.key_prefix(), id.as_u64()))
             .arg("-")
             .arg("+")
             .query(&mut con)

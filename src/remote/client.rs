@@ -9,6 +9,7 @@ use redis::ConnectionLike;
 
 use super::RemoteError;
 use super::reader::Reader;
+use super::scripts::PROTOCOL;
 use crate::TaskId;
 use crate::sync::lock;
 
@@ -190,9 +191,23 @@ impl Client {
         &self.inner.id
     }
 
-    /// The prefix of every key of the namespace: its hash tag.
-    pub(crate) fn prefix(&self) -> String {
-        format!("{{{}}}:", self.inner.namespace)
+    /// What every key of this client's namespace starts with: the
+    /// namespace as a hash tag, then the version of what sidetask stores
+    /// there, as in `{sidetask}:1:`. For looking at a namespace's keys
+    /// (`SCAN` with `MATCH <prefix>*`) or deleting them all; clients and
+    /// workers of another version of sidetask's records use other keys,
+    /// so they never misread these (nor see these tasks, queues or
+    /// workers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let client = sidetask::remote::Client::open("redis://127.0.0.1:6379")?.namespace("jobs");
+    /// assert!(client.key_prefix().starts_with("{jobs}:"));
+    /// # Ok::<(), sidetask::remote::RemoteError>(())
+    /// ```
+    pub fn key_prefix(&self) -> String {
+        format!("{{{}}}:{PROTOCOL}:", self.inner.namespace)
     }
 
     /// The URL this client connects to, with any password hidden.
@@ -376,7 +391,7 @@ impl Client {
 
     /// The key `what` in this client's namespace, under its hash tag.
     pub(crate) fn key(&self, what: fmt::Arguments<'_>) -> String {
-        format!("{{{}}}:{what}", self.inner.namespace)
+        format!("{{{}}}:{PROTOCOL}:{what}", self.inner.namespace)
     }
 }
 
@@ -485,7 +500,9 @@ mod tests {
     #[test]
     fn keys_share_the_namespace_tag() {
         let client = Client::open(DEFAULT_URL).unwrap().namespace("jobs");
-        assert_eq!(client.key(format_args!("q:{}", "x")), "{jobs}:q:x");
+        let key = client.key(format_args!("q:{}", "x"));
+        assert_eq!(key, format!("{{jobs}}:{PROTOCOL}:q:x"));
+        assert!(key.starts_with(&client.key_prefix()));
     }
 }
 

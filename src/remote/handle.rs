@@ -406,7 +406,7 @@ impl<T: NamedTask> Remote<T> {
     ) -> (String, Vec<Vec<u8>>) {
         let ms = |d: Duration| d.as_millis().min(u64::MAX as u128).to_string();
         let mut args = vec![
-            client.prefix().into_bytes(),
+            client.key_prefix().into_bytes(),
             T::NAME.as_bytes().to_vec(),
             named::fingerprint::<T>().to_string().into_bytes(),
             self.attempts.to_string().into_bytes(),
@@ -455,7 +455,7 @@ pub(crate) fn attach<T: NamedTask>(
     let mut con = client.connection()?;
     let fields: Vec<Option<String>> = scripts::ATTACH
         .key(&session.tkey)
-        .arg(client.prefix())
+        .arg(client.key_prefix())
         .arg(id.as_u64().to_string())
         .arg(client.id())
         .invoke(&mut *con)
@@ -702,7 +702,7 @@ impl<T: NamedTask> Session<T> {
     fn send(&self, messages: &[Vec<u8>]) -> Option<i64> {
         let sent = self.client.run(|con| {
             let mut invocation = scripts::SEND.key(&self.tkey);
-            invocation.arg(self.client.prefix()).arg(&self.id);
+            invocation.arg(self.client.key_prefix()).arg(&self.id);
             for m in messages {
                 invocation.arg(m);
             }
@@ -725,7 +725,7 @@ impl<T: NamedTask> Session<T> {
     fn call<R: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&str]) -> Option<R> {
         let done = self.client.run(|con| {
             let mut invocation = script.key(&self.tkey);
-            invocation.arg(self.client.prefix()).arg(&self.id);
+            invocation.arg(self.client.key_prefix()).arg(&self.id);
             for a in args {
                 invocation.arg(*a);
             }

@@ -236,7 +236,7 @@ fn ring(reader: &Reader, con: &mut Conn, bell: &redis::streams::StreamId) {
 fn keep_bell(reader: &Reader, con: &mut Conn) -> redis::RedisResult<()> {
     scripts::KEEP_BELL
         .key(&reader.bell.key)
-        .arg(reader.client.prefix())
+        .arg(reader.client.key_prefix())
         .invoke::<i64>(con)
         .map(drop)
 }

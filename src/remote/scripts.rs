@@ -1,11 +1,12 @@
 //! The Lua scripts that change a remote task's state, each one atomic.
 //!
-//! Every key of a namespace starts with the namespace's hash tag (`{ns}:`,
-//! passed as `ARGV[1]`), so a script's keys live on one node of a cluster;
+//! Every key of a namespace starts with the namespace's hash tag and the
+//! [`PROTOCOL`] version (`{ns}:1:`, passed as `ARGV[1]`), so a script's keys
+//! live on one node of a cluster;
 //! `KEYS[1]` is always one of them, for routing. Times come from Redis's
 //! clock (`TIME`), never a worker's.
 //!
-//! # Keys (after the `{ns}:` prefix)
+//! # Keys (after the `{ns}:<version>:` prefix)
 //!
 //! - `t:<id>`: the task's hash (see `SUBMIT` for its fields). Its `tok` is
 //!   the running attempt's fencing token (`next_token`).
@@ -28,6 +29,19 @@
 //! - `done`: how many tasks of each name ended.
 
 use std::sync::LazyLock;
+
+/// The version of what sidetask keeps in a namespace: its keys, their
+/// fields and entries, and the scripts that change them. It is part of
+/// every key (`{ns}:<version>:`, see [`Client::key_prefix`]), so that
+/// clients and workers of two versions never share a record, where one
+/// would misread what the other wrote: a worker of the old version goes
+/// on with the old queues while the new version's are served by new
+/// workers. Raise it with any change to what is stored or how it is read;
+/// the test `the_scripts_are_those_of_this_protocol` fails on any change
+/// to a script, as a reminder.
+///
+/// [`Client::key_prefix`]: super::Client::key_prefix
+pub(crate) const PROTOCOL: u32 = 1;
 
 /// How long a doorbell lives after its last entry, in milliseconds (`$BELL_TTL`
 /// in the scripts).
@@ -678,6 +692,38 @@ mod tests {
             ["append", "append_events", "event", "advance"]
         );
         assert_eq!(helpers("return 1"), Vec::<&str>::new());
+    }
+
+    /// Every script, for [`the_scripts_are_those_of_this_protocol`].
+    fn all() -> [&'static redis::Script; 14] {
+        [
+            &SUBMIT, &CLAIM, &RENEW, &EMIT, &ACK, &FINISH, &STOP, &SEND, &CREDIT, &CLOSE, &ATTACH,
+            &REAP, &KEEP_BELL, &NUDGE,
+        ]
+    }
+
+    /// Fails when a script changes: a change to what a namespace stores, or
+    /// to how it is read, raises [`PROTOCOL`] (see there); then set
+    /// `PINNED` to what this prints.
+    #[test]
+    fn the_scripts_are_those_of_this_protocol() {
+        const PINNED: (u32, &str) = (1, "abcff10a13dbb173");
+        // FNV-1a over the scripts' SHA-1s, in the order of `all`.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for script in all() {
+            for byte in script.get_hash().bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let now = (PROTOCOL, format!("{hash:016x}"));
+        assert_eq!(
+            (PINNED.0, PINNED.1.to_owned()),
+            now,
+            "the scripts changed: if what a namespace stores, or how it is read, changed, raise \
+             PROTOCOL; then pin ({}, {:?})",
+            now.0,
+            now.1
+        );
     }
 
     #[test]

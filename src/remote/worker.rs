@@ -428,7 +428,7 @@ impl Hub {
         evalsha
             .arg(1)
             .arg(self.client.key(format_args!("running")))
-            .arg(self.client.prefix())
+            .arg(self.client.key_prefix())
             .arg(&self.name)
             .arg(k);
         for (name, fp) in &self.served {
@@ -447,7 +447,10 @@ impl Hub {
     /// The claim of up to `k` tasks of the served queues.
     fn claim_request(&self, k: usize) -> redis::ScriptInvocation<'static> {
         let mut invocation = scripts::CLAIM.key(self.client.key(format_args!("running")));
-        invocation.arg(self.client.prefix()).arg(&self.name).arg(k);
+        invocation
+            .arg(self.client.key_prefix())
+            .arg(&self.name)
+            .arg(k);
         for (name, fp) in &self.served {
             invocation.arg(*name).arg(fp.to_string());
         }
@@ -878,7 +881,7 @@ impl Hub {
         let rung = self.client.run(|con| {
             scripts::NUDGE
                 .key(&self.bell.key)
-                .arg(self.client.prefix())
+                .arg(self.client.key_prefix())
                 .invoke::<i64>(con)
         });
         match rung {
@@ -981,7 +984,7 @@ impl Attempt {
         let written = hub.client.run(|con| {
             let mut invocation = script.key(&self.tkey);
             invocation
-                .arg(hub.client.prefix())
+                .arg(hub.client.key_prefix())
                 .arg(&self.id)
                 .arg(&self.token);
             for a in args {
@@ -1384,7 +1387,7 @@ fn keep(hub: &Weak<Hub>) {
         if let Ok(mut con) = h.client.connection() {
             let reaped: redis::RedisResult<i64> = scripts::REAP
                 .key(h.client.key(format_args!("running")))
-                .arg(h.client.prefix())
+                .arg(h.client.key_prefix())
                 .invoke(&mut *con);
             if let Ok(n) = reaped
                 && n > 0
@@ -1412,7 +1415,7 @@ fn renew(hub: &Hub, attempts: &[Arc<Attempt>]) -> Result<Vec<i64>, RemoteError> 
     let running: Vec<&str> = attempts.iter().map(|a| a.id.as_str()).collect();
     let mut invocation = scripts::RENEW.key(hub.client.key(format_args!("running")));
     invocation
-        .arg(hub.client.prefix())
+        .arg(hub.client.key_prefix())
         .arg(&hub.name)
         .arg(format!(
             "pid={} running={}",
