@@ -584,8 +584,7 @@ fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
         .unwrap();
     let id = task.id().as_u64().to_string();
     task.send(1).unwrap();
-    task.close_inbox();
-    assert_eq!(join(task).value(), Some(1));
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
     let mut con = s.server.connection();
     // Every key is the namespace's, under its version (a later version of
     // what is stored uses other keys).
@@ -599,6 +598,8 @@ fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
         all.iter().all(|k| k.starts_with(&prefix)),
         "{prefix}: {all:?}"
     );
+    task.close_inbox();
+    assert_eq!(join(task).value(), Some(1));
     wait_for("the keys to expire", || {
         !keys(&mut con, "*")
             .iter()

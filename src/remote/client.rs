@@ -134,12 +134,15 @@ impl Client {
     ///
     /// # Panics
     ///
-    /// If `namespace` is empty or holds `{`, `}` or `:`.
+    /// If `namespace` is empty or holds `{`, `}` or `:` (which would break
+    /// its hash tag or its keys), or `*`, `?`, `[`, `]` or `\` (which
+    /// would make [`key_prefix`](Client::key_prefix) a pattern).
     #[must_use]
     pub fn namespace(&self, namespace: &str) -> Client {
         assert!(
-            !namespace.is_empty() && !namespace.contains(['{', '}', ':']),
-            "a namespace is a non-empty name without `{{`, `}}` or `:`, not {namespace:?}"
+            !namespace.is_empty() && !namespace.contains(['{', '}', ':', '*', '?', '[', ']', '\\']),
+            "a namespace is a non-empty name without `{{`, `}}`, `:`, `*`, `?`, `[`, `]` or \
+             `\\`, not {namespace:?}"
         );
         self.sibling(namespace)
     }
@@ -194,7 +197,8 @@ impl Client {
     /// What every key of this client's namespace starts with: the
     /// namespace as a hash tag, then the version of what sidetask stores
     /// there, as in `{sidetask}:1:`. For looking at a namespace's keys
-    /// (`SCAN` with `MATCH <prefix>*`) or deleting them all; clients and
+    /// (`SCAN` with `MATCH <prefix>*`: a namespace holds no character
+    /// that a pattern gives a meaning to) or deleting them all; clients and
     /// workers of another version of sidetask's records use other keys,
     /// so they never misread these (nor see these tasks, queues or
     /// workers).
@@ -203,7 +207,7 @@ impl Client {
     ///
     /// ```
     /// let client = sidetask::remote::Client::open("redis://127.0.0.1:6379")?.namespace("jobs");
-    /// assert!(client.key_prefix().starts_with("{jobs}:"));
+    /// assert_eq!(client.key_prefix(), "{jobs}:1:");
     /// # Ok::<(), sidetask::remote::RemoteError>(())
     /// ```
     pub fn key_prefix(&self) -> String {
@@ -503,6 +507,12 @@ mod tests {
         let key = client.key(format_args!("q:{}", "x"));
         assert_eq!(key, format!("{{jobs}}:{PROTOCOL}:q:x"));
         assert!(key.starts_with(&client.key_prefix()));
+    }
+
+    #[test]
+    #[should_panic(expected = "a namespace is a non-empty name without")]
+    fn a_namespace_that_would_make_its_prefix_a_pattern_is_refused() {
+        let _ = Client::open(DEFAULT_URL).unwrap().namespace("jobs*");
     }
 }
 

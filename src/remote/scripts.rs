@@ -27,6 +27,8 @@
 //!   `workers`: the set of worker names seen.
 //! - `refused`: the last claims refused (forged or from other code).
 //! - `done`: how many tasks of each name ended.
+//! - `queues`: the set of names ever queued (for inspection).
+//! - `reaping`: the short lock of the worker that reaps (`REAP`).
 
 use std::sync::LazyLock;
 
@@ -707,10 +709,12 @@ mod tests {
     /// `PINNED` to what this prints.
     #[test]
     fn the_scripts_are_those_of_this_protocol() {
-        const PINNED: (u32, &str) = (1, "abcff10a13dbb173");
-        // FNV-1a over the scripts' SHA-1s, in the order of `all`.
+        const PINNED: (u32, &str) = (1, "b8d24e35aacd4cff");
+        // FNV-1a over the scripts' SHA-1s, in the order of `all`, then the
+        // cursor's (sent as text).
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for script in all() {
+        let cursor = redis::Script::new(CURSOR);
+        for script in all().into_iter().chain([&cursor]) {
             for byte in script.get_hash().bytes() {
                 hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
             }
