@@ -608,6 +608,41 @@ fn every_key_of_an_ended_task_expires_after_its_time_to_live() {
 }
 
 #[test]
+fn the_live_workers_are_listed_and_an_ended_one_leaves_nothing() {
+    let s = Setup::without_worker();
+    let inspect = s.client.inspect().unwrap();
+    let mut con = s.server.connection();
+    // A name whose description expired long ago, as a worker killed
+    // before it could leave would be: gone at the next renewal.
+    let set = s.client.key_prefix() + "workers";
+    let _: () = redis::cmd("ZADD")
+        .arg(&set)
+        .arg(1)
+        .arg("ghost")
+        .query(&mut con)
+        .unwrap();
+    let worker = LocalWorker::start(Worker::new(&s.client, registry()));
+    wait_for("the worker and no other to be listed", || {
+        let names: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&set)
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .unwrap();
+        names.len() == 1 && inspect.workers().unwrap().len() == 1
+    });
+    let name = inspect.workers().unwrap()[0].name.clone();
+    assert_eq!(keys(&mut con, &format!("*w:{name}")).len(), 2);
+    // Ended, it is no longer listed, and its description and doorbell
+    // are gone at once, not when they expire.
+    drop(worker);
+    assert!(inspect.workers().unwrap().is_empty());
+    assert_eq!(keys(&mut con, "*w:*"), Vec::<String>::new());
+    let names: u64 = redis::cmd("ZCARD").arg(&set).query(&mut con).unwrap();
+    assert_eq!(names, 0);
+}
+
+#[test]
 fn doorbells_deleted_are_made_again_by_their_owners_and_nothing_is_lost() {
     let s = Setup::new();
     let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();

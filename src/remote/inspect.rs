@@ -98,7 +98,9 @@ impl Inspect {
         self.client.connection()
     }
 
-    /// The workers alive (whose last renewal has not expired).
+    /// The workers alive: those whose last renewal has not expired. A
+    /// worker that ends leaves the list at once; one that vanished (killed,
+    /// cut off) leaves it when its renewal expires, after twice its lease.
     ///
     /// # Errors
     ///
@@ -107,7 +109,7 @@ impl Inspect {
         let mut con = self.con()?;
         let err = |e| self.client.error(e);
         let names: Vec<String> = con
-            .smembers(self.client.key(format_args!("workers")))
+            .zrange(self.client.key(format_args!("workers")), 0, -1)
             .map_err(err)?;
         let mut alive = Vec::new();
         for name in names {

@@ -24,7 +24,9 @@
 //! - `n:<client>`: a client's doorbell: a copy of each `ev` entry of the
 //!   tasks it watches, with the entry's id and the one before it.
 //! - `w:<worker>`: a live worker's description, expiring with its lease;
-//!   `workers`: the set of worker names seen.
+//!   `workers`: the live workers' names, by when their description
+//!   expires (those past it are removed at each renewal; a worker that
+//!   ends removes itself, its description and its doorbell, `LEAVE`).
 //! - `refused`: the last claims refused (forged or from other code).
 //! - `done`: how many tasks of each name ended.
 //! - `queues`: the set of names ever queued (for inspection).
@@ -431,8 +433,12 @@ while i + 1 <= #ARGV do
   end
   i = i + 2
 end
-redis.call('SET', p .. 'w:' .. ARGV[2], ARGV[3], 'PX', tonumber(ARGV[4]) * 2)
-redis.call('SADD', p .. 'workers', ARGV[2])
+local kept = tonumber(ARGV[4]) * 2
+redis.call('SET', p .. 'w:' .. ARGV[2], ARGV[3], 'PX', kept)
+-- The workers by when their description expires: those past it go, so
+-- that the set holds the live workers only, not every one ever started.
+redis.call('ZADD', p .. 'workers', now + kept, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', p .. 'workers', '-inf', now)
 table.insert(out, keep_bell(p .. 'ww:' .. ARGV[2]))
 return out
 "#,
@@ -665,6 +671,20 @@ return made
     )
 });
 
+/// `KEYS[1]` = the worker's description. ARGV: prefix, worker. A worker
+/// that ends takes its description, its doorbell and its name out of the
+/// live workers (its tasks left running, if any, are reaped as those of a
+/// vanished worker).
+pub(crate) static LEAVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+redis.call('DEL', KEYS[1], p .. 'ww:' .. ARGV[2])
+redis.call('ZREM', p .. 'workers', ARGV[2])
+return 1
+"#,
+    )
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,10 +717,10 @@ mod tests {
     }
 
     /// Every script, for [`the_scripts_are_those_of_this_protocol`].
-    fn all() -> [&'static redis::Script; 14] {
+    fn all() -> [&'static redis::Script; 15] {
         [
             &SUBMIT, &CLAIM, &RENEW, &EMIT, &ACK, &FINISH, &STOP, &SEND, &CREDIT, &CLOSE, &ATTACH,
-            &REAP, &KEEP_BELL, &NUDGE,
+            &REAP, &KEEP_BELL, &NUDGE, &LEAVE,
         ]
     }
 
@@ -709,7 +729,7 @@ mod tests {
     /// `PINNED` to what this prints.
     #[test]
     fn the_scripts_are_those_of_this_protocol() {
-        const PINNED: (u32, &str) = (1, "b8d24e35aacd4cff");
+        const PINNED: (u32, &str) = (1, "162fc542b254e11d");
         // FNV-1a over the scripts' SHA-1s, in the order of `all`, then the
         // cursor's (sent as text).
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

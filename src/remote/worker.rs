@@ -302,6 +302,7 @@ impl Worker {
         for t in threads {
             let _ = t.join();
         }
+        leave(&self.client, &self.name);
         Ok(())
     }
 
@@ -1402,6 +1403,26 @@ fn keep(hub: &Weak<Hub>) {
 }
 
 /// The shortest lease of the running attempts (a second if none runs).
+/// Takes the worker `name` out of the live workers, with its description
+/// and its doorbell, as it ends (should Redis not answer, they expire).
+fn leave(client: &Client, name: &str) {
+    let done = client.connection().and_then(|mut con| {
+        scripts::LEAVE
+            .key(client.key(format_args!("w:{name}")))
+            .arg(client.key_prefix())
+            .arg(name)
+            .invoke::<i64>(&mut *con)
+            .map_err(|e| {
+                let e = client.error(e);
+                con.discard_if(&e);
+                e
+            })
+    });
+    if let Err(e) = done {
+        tracing::debug!(worker = name, error = %e, "could not say the worker ended");
+    }
+}
+
 fn lease_of(attempts: &[Arc<Attempt>]) -> Duration {
     attempts
         .iter()
