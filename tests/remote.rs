@@ -632,6 +632,13 @@ fn the_live_workers_are_listed_and_an_ended_one_leaves_nothing() {
         names.len() == 1 && inspect.workers().unwrap().len() == 1
     });
     let name = inspect.workers().unwrap()[0].name.clone();
+    let names: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&set)
+        .arg(0)
+        .arg(-1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(names, std::slice::from_ref(&name));
     assert_eq!(keys(&mut con, &format!("*w:{name}")).len(), 2);
     // Ended, it is no longer listed, and its description and doorbell
     // are gone at once, not when they expire.

@@ -99,8 +99,9 @@ impl Inspect {
     }
 
     /// The workers alive: those whose last renewal has not expired. A
-    /// worker that ends leaves the list at once; one that vanished (killed,
-    /// cut off) leaves it when its renewal expires, after twice its lease.
+    /// worker whose `run_until` returned leaves the list at once; one that
+    /// vanished (killed, cut off) leaves it when its last renewal expires,
+    /// 6 s after it.
     ///
     /// # Errors
     ///

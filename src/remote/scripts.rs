@@ -24,9 +24,9 @@
 //! - `n:<client>`: a client's doorbell: a copy of each `ev` entry of the
 //!   tasks it watches, with the entry's id and the one before it.
 //! - `w:<worker>`: a live worker's description, expiring with its lease;
-//!   `workers`: the live workers' names, by when their description
-//!   expires (those past it are removed at each renewal; a worker that
-//!   ends removes itself, its description and its doorbell, `LEAVE`).
+//!   `workers`: the names of the workers seen, by when their description
+//!   expires (each renewal drops the names past it; a worker that ends
+//!   removes itself, its description and its doorbell, `LEAVE`).
 //! - `refused`: the last claims refused (forged or from other code).
 //! - `done`: how many tasks of each name ended.
 //! - `queues`: the set of names ever queued (for inspection).
@@ -40,9 +40,11 @@ use std::sync::LazyLock;
 /// clients and workers of two versions never share a record, where one
 /// would misread what the other wrote: a worker of the old version goes
 /// on with the old queues while the new version's are served by new
-/// workers. Raise it with any change to what is stored or how it is read;
-/// the test `the_scripts_are_those_of_this_protocol` fails on any change
-/// to a script, as a reminder.
+/// workers. Once a version of sidetask with it has been published, raise
+/// it with any change to what is stored or how it is read (until then,
+/// version 1's layout is still being settled); the test
+/// `the_scripts_are_those_of_this_protocol` fails on any change to a
+/// script, as a reminder.
 ///
 /// [`Client::key_prefix`]: super::Client::key_prefix
 pub(crate) const PROTOCOL: u32 = 1;

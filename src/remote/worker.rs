@@ -161,7 +161,10 @@ impl Worker {
     }
 
     /// The worker's name, as inspection shows it (default
-    /// `host:pid:random`).
+    /// `host:pid:random`). It must be unique among the workers of a
+    /// namespace: two workers of one name share a doorbell and a
+    /// description, so each sees the other's renewals, and the one that
+    /// ends takes both out until the other's next renewal.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -224,8 +227,11 @@ impl Worker {
     /// Runs until `done()` returns `true` (asked on the calling thread every
     /// 50 ms, or every [`block`](Worker::block) period if shorter; the
     /// worker's other threads claim and run the tasks), then stops claiming,
-    /// asks its running tasks to stop, waits for them (at most their grace
-    /// period) and returns.
+    /// asks its running tasks to stop, waits for them and returns. A task
+    /// still running after its grace period is killed: in a child process
+    /// (`isolate(true)`) it ends at once; on a thread, its outcome is
+    /// recorded as killed at once, but its body runs until it returns, and
+    /// this waits for it.
     ///
     /// # Errors
     ///
@@ -1402,27 +1408,22 @@ fn keep(hub: &Weak<Hub>) {
     }
 }
 
-/// The shortest lease of the running attempts (a second if none runs).
 /// Takes the worker `name` out of the live workers, with its description
 /// and its doorbell, as it ends (should Redis not answer, they expire).
 fn leave(client: &Client, name: &str) {
-    let done = client.connection().and_then(|mut con| {
+    let done = client.run(|con| {
         scripts::LEAVE
             .key(client.key(format_args!("w:{name}")))
             .arg(client.key_prefix())
             .arg(name)
-            .invoke::<i64>(&mut *con)
-            .map_err(|e| {
-                let e = client.error(e);
-                con.discard_if(&e);
-                e
-            })
+            .invoke::<i64>(con)
     });
     if let Err(e) = done {
         tracing::debug!(worker = name, error = %e, "could not say the worker ended");
     }
 }
 
+/// The shortest lease of the running attempts (a second if none runs).
 fn lease_of(attempts: &[Arc<Attempt>]) -> Duration {
     attempts
         .iter()
