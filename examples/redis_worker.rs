@@ -1,5 +1,6 @@
 //! A remote worker: runs the example tasks that clients submit through
-//! Redis, four at a time, until Ctrl-C (or for `--for-seconds N`).
+//! Redis, four at a time, until Ctrl-C or `SIGTERM` (then it stops its
+//! tasks and leaves), or for `--for-seconds N`.
 //!
 //! ```text
 //! redis-server &
@@ -25,7 +26,12 @@ fn main() {
     let started = Instant::now();
     println!("worker serving summer and countdown at {}", client.url());
     let worker = Worker::new(&client, remote_tasks::registry()).concurrency(4);
-    if let Err(e) = worker.run_until(|| limit.is_some_and(|l| started.elapsed() > l)) {
+    let ended = match limit {
+        Some(limit) => worker.run_until(|| started.elapsed() > limit),
+        // Until Ctrl-C or SIGTERM.
+        None => worker.run(),
+    };
+    if let Err(e) = ended {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

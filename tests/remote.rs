@@ -12,7 +12,7 @@ use common::remote::{LocalWorker, join};
 use common::{LIMIT, wait_for};
 use serde::{Deserialize, Serialize};
 use sidetask::remote::{Client, Remote, Worker};
-use sidetask::{Ctx, NamedTask, Registry, Stopped};
+use sidetask::{Ctx, NamedTask, Outcome, Registry, Stopped};
 
 /// Doubles its argument.
 struct Double;
@@ -708,6 +708,18 @@ impl WorkerProcess {
     }
 }
 
+impl WorkerProcess {
+    /// Waits at most [`LIMIT`] for the process to exit.
+    fn exit(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_for("the worker process to exit", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+}
+
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         common::kill_pid(self.pid());
@@ -736,6 +748,27 @@ fn worker_process() {
 /// The first event of `task`, which names the process that runs it.
 fn runner(task: &sidetask::remote::RemoteTask<Slow>) -> u32 {
     task.recv_timeout(LIMIT).expect("a first event").0
+}
+
+#[test]
+fn a_worker_told_to_terminate_stops_its_tasks_and_leaves() {
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let mut worker = WorkerProcess::start(&server.url());
+    let task = Remote::<Slow>::new(60_000).spawn_on(&client).unwrap();
+    assert_eq!(runner(&task), worker.pid());
+    worker.signal(rustix::process::Signal::TERM);
+    // The task is asked to stop and says how it ended, long before its
+    // minute was up; the worker then returns from `run` and exits.
+    let asked = Instant::now();
+    assert!(matches!(join(task), Outcome::Error(Stopped)));
+    assert!(asked.elapsed() < Duration::from_secs(10), "{asked:?}");
+    assert!(worker.exit().success());
+    assert!(client.inspect().unwrap().workers().unwrap().is_empty());
+    // What is submitted now waits for the next worker.
+    let next = Remote::<Double>::new(4).spawn_on(&client).unwrap();
+    let _here = LocalWorker::start(Worker::new(&client, registry()));
+    assert_eq!(join(next).value(), Some(8));
 }
 
 #[test]

@@ -339,3 +339,42 @@ fn an_exit_without_a_result_is_a_crash_with_its_code_and_stderr() {
         "{crash:?}"
     );
 }
+
+#[test]
+fn a_closing_worker_gives_back_a_child_that_outlives_its_grace_period() {
+    sidetask::init(registry());
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let worker = || LocalWorker::start(Worker::new(&client, registry()).isolate(true));
+    let mut pids = Vec::new();
+    // With an attempt left, queued again; with none, lost.
+    for attempts in [2, 1] {
+        let closing = worker();
+        let task = Remote::<Stubborn>::new(())
+            .attempts(attempts)
+            .grace_period(Duration::from_millis(100))
+            .spawn_on(&client)
+            .unwrap();
+        let child = task.recv_timeout(LIMIT).expect("the child's pid");
+        pids.push(child);
+        drop(closing);
+        wait_for("the child to be killed", || gone(child));
+        let info = client.inspect().unwrap().task(task.id()).unwrap().unwrap();
+        assert_eq!(info.attempts, 1, "{info:?}");
+        if attempts == 2 {
+            assert_eq!(info.state, "queued", "{info:?}");
+            task.kill();
+            assert!(join(task).is_cancelled());
+        } else {
+            match join(task) {
+                Outcome::Lost(lost) => assert!(lost.reason().contains("closed"), "{lost:?}"),
+                o => panic!("lost: {o:?}"),
+            }
+        }
+    }
+    for pid in pids {
+        if !gone(pid) {
+            kill_pid(pid);
+        }
+    }
+}

@@ -195,6 +195,34 @@ end
 "#,
     ),
     (
+        "give_back",
+        r#"
+-- Takes the running attempt of task `id` away (a new token: whatever it
+-- still writes is refused) and gives the task back: killed if a kill was
+-- asked for, lost if a stop was (`stopping` says why) or no attempt is left
+-- (`spent`), else queued again in front. `f`: the hash's `st`, `kill`,
+-- `stop`, `att`, `max`, `name`, `wk` and `tok` (`GIVEN`), as the caller read
+-- them.
+local function give_back(id, t, f, now, stopping, spent)
+  redis.call('HSET', t, 'tok', next_token(f[8], now))
+  local att, max = tonumber(f[4]), tonumber(f[5])
+  if f[2] == '1' then
+    finish(id, t, 'killed', '')
+  elseif f[3] == '1' then
+    finish(id, t, 'lost', f[4] .. '|' .. stopping)
+  elseif att < max then
+    redis.call('HSET', t, 'st', 'q', 'wk', '')
+    redis.call('ZREM', p .. 'running', id)
+    redis.call('LPUSH', p .. 'q:' .. f[6], id)
+    redis.call('RPUSH', p .. 'bell:' .. f[6], 1)
+    event(id, t, {'rq', tostring(att)})
+  else
+    finish(id, t, 'lost', f[4] .. '|' .. spent)
+  end
+end
+"#,
+    ),
+    (
         "append_inbox",
         r#"
 -- Appends `entries` to the task's inbox stream (never trimmed) and, while
@@ -286,7 +314,11 @@ fn script_text(body: &str) -> String {
         .replace("$CLIENT_BELL_KEPT", &CLIENT_BELL_KEPT.to_string())
         .replace("$EVENTS_KEPT", &EVENTS_KEPT.to_string())
         .replace("$FINISHING", FINISHING)
+        .replace("$GIVEN", GIVEN)
 }
+
+/// The fields of a task's hash that `give_back` reads, in its order.
+const GIVEN: &str = "'st', 'kill', 'stop', 'att', 'max', 'name', 'wk', 'tok'";
 
 /// The fields of a task's hash that `finish` reads, in its order.
 const FINISHING: &str = "'name', 'nread', 'ttl', 'maxev', 'last', 'cl', 'inlast'";
@@ -626,31 +658,35 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(ids) do
   local t = p .. 't:' .. id
-  local f = redis.call('HMGET', t, 'st', 'kill', 'stop', 'att', 'max', 'name', 'wk', 'tok')
+  local f = redis.call('HMGET', t, $GIVEN)
   if f[1] ~= 'r' then
     redis.call('ZREM', KEYS[1], id)
   else
-    -- Whatever the old attempt still writes is refused from now on.
-    redis.call('HSET', t, 'tok', next_token(f[8], now))
-    local att, max = tonumber(f[4]), tonumber(f[5])
-    if f[2] == '1' then
-      finish(id, t, 'killed', '')
-    elseif f[3] == '1' then
-      finish(id, t, 'lost', f[4] .. '|its worker ' .. tostring(f[7]) ..
-        ' vanished while the task was stopping')
-    elseif att < max then
-      redis.call('HSET', t, 'st', 'q', 'wk', '')
-      redis.call('ZREM', KEYS[1], id)
-      redis.call('LPUSH', p .. 'q:' .. f[6], id)
-      redis.call('RPUSH', p .. 'bell:' .. f[6], 1)
-      event(id, t, {'rq', tostring(att)})
-    else
-      finish(id, t, 'lost', f[4] .. '|the lease of its worker ' .. tostring(f[7]) ..
-        ' expired and no attempt is left')
-    end
+    local wk = tostring(f[7])
+    give_back(id, t, f, now, 'its worker ' .. wk .. ' vanished while the task was stopping',
+      'the lease of its worker ' .. wk .. ' expired and no attempt is left')
   end
 end
 return #ids
+"#,
+    )
+});
+
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token. A closing worker
+/// gives back an attempt that did not end within its grace period (its
+/// child process killed): the task is queued again while attempts are left,
+/// else it ends lost; killed if a stop or kill was asked for (as the stop's
+/// escalation would have). Returns 1, or 0 if the token is no longer the
+/// running attempt's.
+pub(crate) static GIVE_BACK: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local f = redis.call('HMGET', KEYS[1], $GIVEN)
+if f[1] ~= 'r' or f[8] ~= ARGV[3] then return 0 end
+if f[3] == '1' then f[2] = '1' end
+give_back(ARGV[2], KEYS[1], f, now_ms(), '',
+  'its worker ' .. tostring(f[7]) .. ' closed before the task ended and no attempt is left')
+return 1
 "#,
     )
 });
@@ -719,10 +755,10 @@ mod tests {
     }
 
     /// Every script, for [`the_scripts_are_those_of_this_protocol`].
-    fn all() -> [&'static redis::Script; 15] {
+    fn all() -> [&'static redis::Script; 16] {
         [
             &SUBMIT, &CLAIM, &RENEW, &EMIT, &ACK, &FINISH, &STOP, &SEND, &CREDIT, &CLOSE, &ATTACH,
-            &REAP, &KEEP_BELL, &NUDGE, &LEAVE,
+            &REAP, &KEEP_BELL, &NUDGE, &LEAVE, &GIVE_BACK,
         ]
     }
 
@@ -731,7 +767,7 @@ mod tests {
     /// `PINNED` to what this prints.
     #[test]
     fn the_scripts_are_those_of_this_protocol() {
-        const PINNED: (u32, &str) = (1, "162fc542b254e11d");
+        const PINNED: (u32, &str) = (1, "785ecfdefb1633ec");
         // FNV-1a over the scripts' SHA-1s, in the order of `all`, then the
         // cursor's (sent as text).
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

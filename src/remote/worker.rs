@@ -213,25 +213,52 @@ impl Worker {
             .collect()
     }
 
-    /// Runs until the process ends.
+    /// Runs until the process is told to end: `SIGTERM` (as a service
+    /// manager or an orchestrator sends) or `SIGINT` (Ctrl-C). Then it
+    /// ends as [`run_until`](Worker::run_until) does and returns `Ok(())`:
+    /// it claims no more, asks its running tasks to stop, and waits for
+    /// them; a task in a child process ([`isolate`](Worker::isolate)) that
+    /// has not ended within its grace period is killed and given back,
+    /// queued again for another worker while it has attempts left. A
+    /// second signal meanwhile ends the process at once, as the signal
+    /// does by default; so does a signal once `run` has returned.
+    ///
+    /// `run_until` installs no signal handling, for a worker that is one
+    /// part of a program.
     ///
     /// # Errors
     ///
     /// If the worker serves no name (its registry is empty, or
-    /// [`names`](Worker::names) matched none of it). A Redis that cannot
-    /// be reached is waited for, not an error.
+    /// [`names`](Worker::names) matched none of it), or the signals could
+    /// not be handled. A Redis that cannot be reached is waited for, not
+    /// an error.
     pub fn run(self) -> Result<(), RemoteError> {
-        self.run_until(|| false)
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let told = Arc::new(AtomicBool::new(false));
+        for signal in [SIGTERM, SIGINT] {
+            // The default action first: armed by the first signal, it runs
+            // at the next.
+            signal_hook::flag::register_conditional_default(signal, Arc::clone(&told))
+                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&told)))
+                .map_err(|e| {
+                    RemoteError::invalid(format!("could not handle signal {signal}: {e}"))
+                })?;
+        }
+        let ended = self.run_until(|| told.load(Ordering::SeqCst));
+        // From now on, a signal does what it does by default.
+        told.store(true, Ordering::SeqCst);
+        ended
     }
 
     /// Runs until `done()` returns `true` (asked on the calling thread every
     /// 50 ms, or every [`block`](Worker::block) period if shorter; the
     /// worker's other threads claim and run the tasks), then stops claiming,
     /// asks its running tasks to stop, waits for them and returns. A task
-    /// still running after its grace period is killed: in a child process
-    /// (`isolate(true)`) it ends at once; on a thread, its outcome is
-    /// recorded as killed at once, but its body runs until it returns, and
-    /// this waits for it.
+    /// in a child process (`isolate(true)`) still running after its grace
+    /// period is killed and given back: queued again while it has attempts
+    /// left, else it ends as [`Outcome::Lost`](crate::Outcome::Lost). A
+    /// thread cannot be killed: this waits for a body that ignores its
+    /// stop, and its outcome is what it returns.
     ///
     /// # Errors
     ///
@@ -1041,16 +1068,38 @@ impl Attempt {
         if self.ended.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (read, nread) = {
-            let inbox = lock(&self.inbox);
-            (inbox.read.to_string(), inbox.nread.to_string())
-        };
-        let _ = self.write(
-            &scripts::FINISH,
-            &[kind.as_bytes(), &data, read.as_bytes(), nread.as_bytes()],
-        );
+        if kind == "killed" && self.isolated && self.closing() {
+            // Killed by the escalation of the stop its closing worker
+            // asked for (or by a kill asked for meanwhile, which
+            // `GIVE_BACK` sees).
+            self.hand_back();
+        } else {
+            let (read, nread) = {
+                let inbox = lock(&self.inbox);
+                (inbox.read.to_string(), inbox.nread.to_string())
+            };
+            let _ = self.write(
+                &scripts::FINISH,
+                &[kind.as_bytes(), &data, read.as_bytes(), nread.as_bytes()],
+            );
+        }
         if let Some(inlet) = self.inlet() {
             inlet.done();
+        }
+    }
+
+    /// Whether the attempt's worker is closing.
+    fn closing(&self) -> bool {
+        self.hub
+            .upgrade()
+            .is_some_and(|hub| hub.closing.load(Ordering::SeqCst))
+    }
+
+    /// Gives the task back (`GIVE_BACK`): queued again while attempts are
+    /// left.
+    fn hand_back(&self) {
+        if self.write(&scripts::GIVE_BACK, &[]) {
+            tracing::info!(task.id = self.id, "gave the task back as the worker closed");
         }
     }
 
@@ -1080,6 +1129,20 @@ impl Attempt {
         let first = at.is_none();
         if first {
             *at = Some(Instant::now() + grace);
+        }
+        self.wakes_body(first)
+    }
+
+    /// The worker closes and the attempt's child outlived its stop's
+    /// escalation: the child is killed and the task given back, with no
+    /// end of the attempt's own. Returns whether its body must be woken.
+    fn give_back(&self) -> bool {
+        let first = !self.ended.swap(true, Ordering::SeqCst);
+        if let Some(inlet) = self.inlet() {
+            inlet.kill();
+        }
+        if first {
+            self.hand_back();
         }
         self.wakes_body(first)
     }
@@ -1352,10 +1415,17 @@ fn keep(hub: &Weak<Hub>) {
         let now = Instant::now();
         // Whether a body must be told of a stop or kill decided here.
         let mut nudge = false;
+        let closing = h.closing.load(Ordering::SeqCst);
         for a in &attempts {
             let at = *lock(&a.stop_at);
             if at.is_some_and(|at| now >= at) {
-                nudge |= a.kill();
+                // A closing worker gives back what it can kill; a thread's
+                // body it waits for, and reports how it ends.
+                nudge |= match (closing, a.isolated) {
+                    (true, true) => a.give_back(),
+                    (true, false) => false,
+                    (false, _) => a.kill(),
+                };
             } else if a.deadline.is_some_and(|d| now >= d) {
                 nudge |= a.stop();
             }
