@@ -12,7 +12,7 @@ use common::remote::{LocalWorker, join};
 use common::{LIMIT, wait_for};
 use serde::{Deserialize, Serialize};
 use sidetask::remote::{Client, Remote, Worker};
-use sidetask::{Ctx, NamedTask, Outcome, Registry, Stopped};
+use sidetask::{CrashCause, Ctx, NamedTask, Outcome, Registry, Stopped};
 
 /// Doubles its argument.
 struct Double;
@@ -488,6 +488,60 @@ fn oversized_messages_and_arguments_are_refused_before_redis() {
     assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
     task.close_inbox();
     assert_eq!(join(task).value(), Some(1));
+}
+
+#[test]
+fn a_message_that_does_not_decode_ends_the_task_with_a_clear_error() {
+    let s = Setup::new();
+    let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+    task.send(1).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
+    // Bytes no u64 decodes from (a varint longer than ten bytes), written
+    // into the inbox by hand as if sent; the next message's doorbell copy
+    // follows it, so the worker reads the stream and meets it first.
+    let mut con = s.server.connection();
+    let (prefix, id) = (s.client.key_prefix(), task.id().as_u64());
+    let sid: String = redis::cmd("XADD")
+        .arg(format!("{prefix}in:{id}"))
+        .arg("*")
+        .arg("m")
+        .arg(&[0xffu8; 11][..])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}t:{id}"))
+        .arg("inlast")
+        .arg(&sid)
+        .query(&mut con)
+        .unwrap();
+    task.send(2).unwrap();
+    match join(task) {
+        Outcome::Crashed(crash) => assert!(
+            matches!(crash.cause(), CrashCause::Protocol(why) if why.contains("did not decode")),
+            "{crash:?}"
+        ),
+        o => panic!("a protocol crash: {o:?}"),
+    }
+}
+
+#[test]
+fn a_message_over_the_workers_largest_ends_the_task_with_a_clear_error() {
+    let mut s = Setup::without_worker();
+    s.worker = Some(LocalWorker::start(
+        Worker::new(&s.client, registry()).max_message(4),
+    ));
+    let task = Remote::<Echo>::new(()).spawn_on(&s.client).unwrap();
+    task.send(1).unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
+    // Ten bytes on the wire: the client allows it, the worker does not.
+    task.send(u64::MAX).unwrap();
+    match join(task) {
+        Outcome::Crashed(crash) => assert!(
+            matches!(crash.cause(), CrashCause::Protocol(why) if why.contains("over the largest")),
+            "{crash:?}"
+        ),
+        o => panic!("a protocol crash: {o:?}"),
+    }
 }
 
 #[test]

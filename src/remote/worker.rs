@@ -1167,16 +1167,22 @@ impl Attempt {
     /// A message entry of the inbox.
     fn offer(&self, sid: Sid, bytes: Vec<u8>, max: usize) {
         let Some(inlet) = self.inlet() else { return };
-        let mut inbox = lock(&self.inbox);
-        if sid <= inbox.cursor {
-            return;
+        let bad = {
+            let mut inbox = lock(&self.inbox);
+            if sid <= inbox.cursor {
+                return;
+            }
+            inbox.cursor = sid;
+            if !inbox.waiting.is_empty() {
+                inbox.waiting.push_back((sid, Some(bytes)));
+                return;
+            }
+            self.hand(&mut inbox, &*inlet, sid, &bytes, max)
+        };
+        // Out of the inbox's lock, which the end takes.
+        if let Some(why) = bad {
+            self.malformed(why);
         }
-        inbox.cursor = sid;
-        if !inbox.waiting.is_empty() {
-            inbox.waiting.push_back((sid, Some(bytes)));
-            return;
-        }
-        self.hand(&mut inbox, &*inlet, sid, &bytes, max);
     }
 
     /// An inbox entry (or its copy): a message, or a stop, kill or close.
@@ -1213,7 +1219,9 @@ impl Attempt {
         }
     }
 
-    /// Hands a message to the body; `false` if its inbox had no room.
+    /// Hands a message to the body (or, if its inbox has no room, keeps it
+    /// waiting); returns why the message is bad, if it is, for the caller
+    /// to say once it let go of the inbox (`malformed`).
     fn hand(
         &self,
         inbox: &mut Inbox,
@@ -1221,29 +1229,20 @@ impl Attempt {
         sid: Sid,
         bytes: &[u8],
         max: usize,
-    ) -> bool {
+    ) -> Option<String> {
         if bytes.len() > max {
-            self.malformed(format!(
+            return Some(format!(
                 "a message of {} bytes is over the largest of {max} bytes",
                 bytes.len()
             ));
-            return true;
         }
         match inlet.deliver(bytes) {
-            Ok(Delivered::Taken) => {
-                inbox.delivered.push_back(sid);
-                true
-            }
-            Ok(Delivered::Full) => {
-                inbox.waiting.push_front((sid, Some(bytes.to_vec())));
-                false
-            }
-            Ok(Delivered::Refused) => true,
-            Err(why) => {
-                self.malformed(format!("a message did not decode: {why}"));
-                true
-            }
+            Ok(Delivered::Taken) => inbox.delivered.push_back(sid),
+            Ok(Delivered::Full) => inbox.waiting.push_front((sid, Some(bytes.to_vec()))),
+            Ok(Delivered::Refused) => {}
+            Err(why) => return Some(format!("a message did not decode: {why}")),
         }
+        None
     }
 
     fn malformed(&self, why: String) {
@@ -1316,6 +1315,7 @@ impl Line for Attempt {
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
+        let mut bad = None;
         {
             let mut inbox = lock(&self.inbox);
             if let Some(sid) = inbox.delivered.pop_front() {
@@ -1327,12 +1327,16 @@ impl Line for Attempt {
                 let Some(inlet) = self.inlet() else { break };
                 match bytes {
                     Some(bytes) => {
-                        self.hand(&mut inbox, &*inlet, sid, &bytes, hub.max_message);
+                        bad = self.hand(&mut inbox, &*inlet, sid, &bytes, hub.max_message);
                         break;
                     }
                     None => inlet.close(),
                 }
             }
+        }
+        // Out of the inbox's lock, which the end takes.
+        if let Some(why) = bad {
+            self.malformed(why);
         }
         // The acknowledger looks every `ACK_DELAY` while bodies take
         // messages; it is woken only when it has gone idle.
