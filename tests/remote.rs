@@ -109,6 +109,27 @@ impl NamedTask for Stubborn {
     }
 }
 
+/// How many times [`Deaf`] ran in this process.
+static DEAF_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Emits how many times it ran in this process before, then sleeps,
+/// deaf to stops: a second in its first run, three in the others.
+struct Deaf;
+impl NamedTask for Deaf {
+    const NAME: &'static str = "deaf";
+    type Arg = ();
+    type In = ();
+    type Event = u32;
+    type Value = u32;
+    type Error = Stopped;
+    fn run(ctx: &Ctx<(), u32>, (): ()) -> Result<u32, Stopped> {
+        let before = DEAF_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = ctx.emit(before);
+        std::thread::sleep(Duration::from_secs(if before == 0 { 1 } else { 3 }));
+        Ok(before)
+    }
+}
+
 /// Emits `(its process id, a count)` every 20 ms for `ms` milliseconds,
 /// then returns its process id.
 struct Slow;
@@ -232,6 +253,8 @@ fn registry() -> Registry {
         .with::<Idle>()
         .unwrap()
         .with::<Stubborn>()
+        .unwrap()
+        .with::<Deaf>()
         .unwrap()
 }
 
@@ -823,6 +846,42 @@ fn a_worker_told_to_terminate_stops_its_tasks_and_leaves() {
     let next = Remote::<Double>::new(4).spawn_on(&client).unwrap();
     let _here = LocalWorker::start(Worker::new(&client, registry()));
     assert_eq!(join(next).value(), Some(8));
+}
+
+#[test]
+fn an_attempt_that_lost_its_lease_leaves_the_next_one_on_its_worker_running() {
+    let s = Setup::new();
+    let task = Remote::<Deaf>::new(())
+        .attempts(2)
+        .lease(Duration::from_secs(1))
+        .spawn_on(&s.client)
+        .unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 0);
+    // Taken away from its attempt and queued again by hand, as the reaper
+    // does once a lease ran out (a new token, so the old attempt's writes
+    // are refused): the same worker runs the second attempt while the
+    // first body sleeps on. The first body's end (a second in) must not
+    // take the second attempt's place in its worker: unrenewed, the second
+    // attempt's lease would run out before its three seconds, and with no
+    // attempt left the task would be lost.
+    let mut con = s.server.connection();
+    let p = s.client.key_prefix();
+    let _: () = redis::cmd("EVAL")
+        .arg(
+            "redis.call('HSET', KEYS[1], 'tok', 'taken', 'st', 'q', 'wk', '') \
+             redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('LPUSH', KEYS[3], ARGV[1]) \
+             redis.call('RPUSH', KEYS[4], 1)",
+        )
+        .arg(4)
+        .arg(format!("{p}t:{}", task.id().as_u64()))
+        .arg(format!("{p}running"))
+        .arg(format!("{p}q:deaf"))
+        .arg(format!("{p}bell:deaf"))
+        .arg(task.id().as_u64())
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
+    assert_eq!(join(task).value(), Some(1));
 }
 
 #[test]

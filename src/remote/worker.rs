@@ -1106,7 +1106,17 @@ impl Attempt {
     /// The attempt's thread returned: its slot is free.
     fn leave(&self) {
         if let Some(hub) = self.hub.upgrade() {
-            lock(&hub.running).remove(&self.id);
+            let mut running = lock(&hub.running);
+            // Only this attempt's entry: after its lease was lost, this
+            // worker may have claimed the task again, whose new attempt
+            // runs under the same id.
+            if running
+                .get(&self.id)
+                .is_some_and(|a| std::ptr::eq(Arc::as_ptr(a), self))
+            {
+                running.remove(&self.id);
+            }
+            drop(running);
             hub.freed.notify_all();
         }
     }

@@ -334,8 +334,8 @@ impl Session {
         }
     }
 
-    /// A frame waits for room: a flusher waits for it on a worker thread
-    /// (on this one if none can be had), until the session ends.
+    /// A frame waits for room: a flusher waits for it on a worker thread,
+    /// until the session ends.
     fn stall(&self, pumped: &mut Pumped) {
         let Some(link) = self.me.upgrade() else {
             return;
@@ -357,8 +357,14 @@ impl Session {
         }
         pumped.stalled = true;
         let flush = Box::new(move || link.flush_when_writable());
-        if let Err((flush, _)) = place::execute(flush) {
-            flush();
+        if let Err((_, e)) = place::execute(flush) {
+            // No thread to wait on, and not this one: it holds the pump,
+            // which the flusher takes. Nothing more is written (what was
+            // not comes back at the end), as without an eventfd.
+            tracing::warn!("no thread to wait for room in a child's socket: {e}");
+            pumped.stalled = false;
+            self.write_failed.store(true, Ordering::SeqCst);
+            pumped.done = true;
         }
     }
 
