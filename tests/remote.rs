@@ -767,8 +767,15 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn start(url: &str) -> WorkerProcess {
+        WorkerProcess::runs(url, 1)
+    }
+
+    /// A process that runs `runs` workers one after another, each until a
+    /// signal tells it to end.
+    fn runs(url: &str, runs: usize) -> WorkerProcess {
         let child = common::this_test_alone("worker_process", "REMOTE_WORKER")
             .env("REMOTE_WORKER_URL", url)
+            .env("REMOTE_WORKER_RUNS", runs.to_string())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -815,11 +822,15 @@ fn worker_process() {
     } else {
         Client::open(&url).unwrap()
     };
-    Worker::new(&client, registry())
-        .concurrency(2)
-        .block(Duration::from_millis(100))
-        .run()
-        .unwrap();
+    // Runs one worker after another, as many as asked (one by default).
+    let runs: usize = std::env::var("REMOTE_WORKER_RUNS").map_or(1, |n| n.parse().unwrap());
+    for _ in 0..runs {
+        Worker::new(&client, registry())
+            .concurrency(2)
+            .block(Duration::from_millis(100))
+            .run()
+            .unwrap();
+    }
 }
 
 /// The first event of `task`, which names the process that runs it.
@@ -846,6 +857,30 @@ fn a_worker_told_to_terminate_stops_its_tasks_and_leaves() {
     let next = Remote::<Double>::new(4).spawn_on(&client).unwrap();
     let _here = LocalWorker::start(Worker::new(&client, registry()));
     assert_eq!(join(next).value(), Some(8));
+}
+
+#[test]
+fn a_second_worker_run_in_one_process_is_told_to_end_as_the_first() {
+    let server = RedisServer::start();
+    let client = Client::open(&server.url()).unwrap();
+    let mut process = WorkerProcess::runs(&server.url(), 2);
+    let inspect = client.inspect().unwrap();
+    let listed = || -> Vec<String> {
+        let workers = inspect.workers().unwrap();
+        workers.into_iter().map(|w| w.name).collect()
+    };
+    wait_for("the first worker", || listed().len() == 1);
+    let first = listed();
+    process.signal(rustix::process::Signal::TERM);
+    wait_for("the second worker", || {
+        let now = listed();
+        now.len() == 1 && now != first
+    });
+    // The second run ends as the first did, and the process exits well,
+    // not by the signal.
+    process.signal(rustix::process::Signal::TERM);
+    assert!(process.exit().success());
+    assert!(listed().is_empty());
 }
 
 #[test]

@@ -672,20 +672,24 @@ return #ids
     )
 });
 
-/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token. A closing worker
-/// gives back an attempt that did not end within its grace period (its
-/// child process killed): the task is queued again while attempts are left,
-/// else it ends lost; killed if a stop or kill was asked for (as the stop's
-/// escalation would have). Returns 1, or 0 if the token is no longer the
-/// running attempt's.
+/// `KEYS[1]` = the task's hash. ARGV: prefix, id, token, then the
+/// attempt's end as `FINISH` takes it (kind, data, the id of the last
+/// message read, how many were read). A closing worker gives back an
+/// attempt whose child its stop's escalation killed: the task is queued
+/// again while attempts are left, else it ends lost; if a stop or kill was
+/// asked for meanwhile, the attempt's end is its outcome. Returns 1, or 0
+/// if the token is no longer the running attempt's.
 pub(crate) static GIVE_BACK: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
 local f = redis.call('HMGET', KEYS[1], $GIVEN)
 if f[1] ~= 'r' or f[8] ~= ARGV[3] then return 0 end
-if f[3] == '1' then f[2] = '1' end
-give_back(ARGV[2], KEYS[1], f, now_ms(), '',
-  'its worker ' .. tostring(f[7]) .. ' closed before the task ended and no attempt is left')
+if f[2] == '1' or f[3] == '1' then
+  finish(ARGV[2], KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+else
+  give_back(ARGV[2], KEYS[1], f, now_ms(), '',
+    'its worker ' .. tostring(f[7]) .. ' closed before the task ended and no attempt is left')
+end
 return 1
 "#,
     )
@@ -767,7 +771,7 @@ mod tests {
     /// `PINNED` to what this prints.
     #[test]
     fn the_scripts_are_those_of_this_protocol() {
-        const PINNED: (u32, &str) = (1, "785ecfdefb1633ec");
+        const PINNED: (u32, &str) = (1, "55d64ac4a57ac70f");
         // FNV-1a over the scripts' SHA-1s, in the order of `all`, then the
         // cursor's (sent as text).
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

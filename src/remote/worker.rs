@@ -18,12 +18,14 @@
 //!   stops, kills and closes; it stands aside while a body waiting for a
 //!   message reads the doorbell itself, for every attempt;
 //! - the keeper: renews the leases, applies the stop and kill requests it
-//!   learns of there, kills attempts past their grace period, and reaps;
+//!   learns of there, kills attempts past their grace period (past a
+//!   closing worker's own stop, only children, whose tasks are then given
+//!   back), and reaps;
 //! - the acknowledger: tells Redis how far each attempt has read.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -220,11 +222,18 @@ impl Worker {
     /// them; a task in a child process ([`isolate`](Worker::isolate)) that
     /// has not ended within its grace period is killed and given back,
     /// queued again for another worker while it has attempts left. A
-    /// second signal meanwhile ends the process at once, as the signal
-    /// does by default; so does a signal once `run` has returned.
+    /// task whose client asked for a stop or kill, or whose timeout came,
+    /// ends as it would have anyway. A second signal meanwhile ends the
+    /// process at once, as the signal does by default.
     ///
-    /// `run_until` installs no signal handling, for a worker that is one
-    /// part of a program.
+    /// The signals' handling is installed for the whole process at the
+    /// first call and stays: while no `run` waits, a signal does what it
+    /// does by default (and one that was ignored, as `nohup` sets
+    /// `SIGINT`, is no longer ignored). Under systemd, `KillMode=mixed`
+    /// lets the worker stop its children itself; the default,
+    /// `control-group`, sends `SIGTERM` to them too, and each task in a
+    /// child then ends as crashed by that signal. `run_until` installs no
+    /// signal handling, for a worker that is one part of a program.
     ///
     /// # Errors
     ///
@@ -233,21 +242,24 @@ impl Worker {
     /// not be handled. A Redis that cannot be reached is waited for, not
     /// an error.
     pub fn run(self) -> Result<(), RemoteError> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let told = Arc::new(AtomicBool::new(false));
-        for signal in [SIGTERM, SIGINT] {
-            // The default action first: armed by the first signal, it runs
-            // at the next.
-            signal_hook::flag::register_conditional_default(signal, Arc::clone(&told))
-                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&told)))
-                .map_err(|e| {
-                    RemoteError::invalid(format!("could not handle signal {signal}: {e}"))
-                })?;
-        }
+        self.check_served()?;
+        let told = told()?;
+        told.store(false, Ordering::SeqCst);
         let ended = self.run_until(|| told.load(Ordering::SeqCst));
         // From now on, a signal does what it does by default.
         told.store(true, Ordering::SeqCst);
         ended
+    }
+
+    /// An error if the worker serves no name.
+    fn check_served(&self) -> Result<(), RemoteError> {
+        if self.served().is_empty() {
+            return Err(RemoteError::invalid(format!(
+                "worker {} serves no task name: its registry holds none of those asked for",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     /// Runs until `done()` returns `true` (asked on the calling thread every
@@ -264,13 +276,8 @@ impl Worker {
     ///
     /// As [`run`](Worker::run).
     pub fn run_until(self, mut done: impl FnMut() -> bool) -> Result<(), RemoteError> {
+        self.check_served()?;
         let served = self.served();
-        if served.is_empty() {
-            return Err(RemoteError::invalid(format!(
-                "worker {} serves no task name: its registry holds none of those asked for",
-                self.name
-            )));
-        }
         let (acks, acked) = crossbeam_channel::bounded(1);
         let hub = Arc::new(Hub {
             client: self.client.clone(),
@@ -587,6 +594,7 @@ impl Hub {
             grace: ms(grace),
             lease: ms(lease),
             stop_at: Mutex::new(None),
+            closing_stop: AtomicBool::new(false),
             deadline: Some(ms(tmo)).filter(|d| !d.is_zero()).map(|d| now + d),
         });
         let prepared = match prepared {
@@ -616,10 +624,12 @@ impl Hub {
         }
         if kill == "1" {
             running.kill();
-        } else if stop == "1" || self.closing.load(Ordering::SeqCst) {
-            // Asked to stop before the claim, or claimed by a wait that
-            // outlasted the worker's own end.
+        } else if stop == "1" {
+            // Asked to stop before the claim.
             running.stop();
+        } else if self.closing.load(Ordering::SeqCst) {
+            // Claimed by a wait that outlasted the worker's own end.
+            running.stop_by(Stop::Close);
         }
         tracing::debug!(
             worker = self.name,
@@ -932,13 +942,14 @@ impl Hub {
     }
 
     /// Stops claiming; asks every running attempt to stop and waits for
-    /// them, at most their grace period, then leaves the rest to expire.
+    /// them, at most their grace period; the keeper sees to the rest (a
+    /// child killed and its task given back, a thread body waited for).
     fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
         let attempts = self.attempts();
         let grace = attempts.iter().map(|a| a.grace).max().unwrap_or_default();
         for a in &attempts {
-            a.stop();
+            a.stop_by(Stop::Close);
         }
         self.nudge();
         let deadline = Instant::now() + grace;
@@ -984,8 +995,23 @@ struct Attempt {
     lease: Duration,
     /// When a stop turns into a kill.
     stop_at: Mutex<Option<Instant>>,
+    /// The first stop was its closing worker's (`stop_at` is the close's):
+    /// past it, a thread body is waited for and a child's kill gives the
+    /// task back, where a stop the client asked for, or a timeout, kills.
+    closing_stop: AtomicBool,
     /// When the task's timeout stops it.
     deadline: Option<Instant>,
+}
+
+/// Whose stop an attempt's is.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// The client's, or the task's timeout: past the grace period, it is
+    /// killed.
+    Asked,
+    /// Its worker's, closing: past the grace period, a child is killed and
+    /// the task given back; a thread body is waited for.
+    Close,
 }
 
 /// The messages of an attempt.
@@ -1068,38 +1094,23 @@ impl Attempt {
         if self.ended.swap(true, Ordering::SeqCst) {
             return;
         }
-        if kind == "killed" && self.isolated && self.closing() {
-            // Killed by the escalation of the stop its closing worker
-            // asked for (or by a kill asked for meanwhile, which
-            // `GIVE_BACK` sees).
-            self.hand_back();
+        let (read, nread) = {
+            let inbox = lock(&self.inbox);
+            (inbox.read.to_string(), inbox.nread.to_string())
+        };
+        let args: [&[u8]; 4] = [kind.as_bytes(), &data, read.as_bytes(), nread.as_bytes()];
+        if kind == "killed" && self.isolated && self.closing_stop.load(Ordering::SeqCst) {
+            // Killed by the escalation of its closing worker's stop: given
+            // back, unless a stop or kill was asked for meanwhile (then
+            // this end is the outcome).
+            if self.write(&scripts::GIVE_BACK, &args) {
+                tracing::info!(task.id = self.id, "gave the task back as the worker closed");
+            }
         } else {
-            let (read, nread) = {
-                let inbox = lock(&self.inbox);
-                (inbox.read.to_string(), inbox.nread.to_string())
-            };
-            let _ = self.write(
-                &scripts::FINISH,
-                &[kind.as_bytes(), &data, read.as_bytes(), nread.as_bytes()],
-            );
+            let _ = self.write(&scripts::FINISH, &args);
         }
         if let Some(inlet) = self.inlet() {
             inlet.done();
-        }
-    }
-
-    /// Whether the attempt's worker is closing.
-    fn closing(&self) -> bool {
-        self.hub
-            .upgrade()
-            .is_some_and(|hub| hub.closing.load(Ordering::SeqCst))
-    }
-
-    /// Gives the task back (`GIVE_BACK`): queued again while attempts are
-    /// left.
-    fn hand_back(&self) {
-        if self.write(&scripts::GIVE_BACK, &[]) {
-            tracing::info!(task.id = self.id, "gave the task back as the worker closed");
         }
     }
 
@@ -1124,6 +1135,12 @@ impl Attempt {
     /// Asks the body to stop, and kills it after the grace period; returns
     /// whether its body must be woken to see it (the first stop).
     fn stop(&self) -> bool {
+        self.stop_by(Stop::Asked)
+    }
+
+    /// [`stop`](Attempt::stop), saying whose stop it is: the first one's
+    /// decides what happens past the grace period (`closing_stop`).
+    fn stop_by(&self, by: Stop) -> bool {
         if let Some(inlet) = self.inlet() {
             inlet.stop();
         }
@@ -1139,20 +1156,8 @@ impl Attempt {
         let first = at.is_none();
         if first {
             *at = Some(Instant::now() + grace);
-        }
-        self.wakes_body(first)
-    }
-
-    /// The worker closes and the attempt's child outlived its stop's
-    /// escalation: the child is killed and the task given back, with no
-    /// end of the attempt's own. Returns whether its body must be woken.
-    fn give_back(&self) -> bool {
-        let first = !self.ended.swap(true, Ordering::SeqCst);
-        if let Some(inlet) = self.inlet() {
-            inlet.kill();
-        }
-        if first {
-            self.hand_back();
+            self.closing_stop
+                .store(matches!(by, Stop::Close), Ordering::SeqCst);
         }
         self.wakes_body(first)
     }
@@ -1429,17 +1434,15 @@ fn keep(hub: &Weak<Hub>) {
         let now = Instant::now();
         // Whether a body must be told of a stop or kill decided here.
         let mut nudge = false;
-        let closing = h.closing.load(Ordering::SeqCst);
         for a in &attempts {
             let at = *lock(&a.stop_at);
             if at.is_some_and(|at| now >= at) {
-                // A closing worker gives back what it can kill; a thread's
-                // body it waits for, and reports how it ends.
-                nudge |= match (closing, a.isolated) {
-                    (true, true) => a.give_back(),
-                    (true, false) => false,
-                    (false, _) => a.kill(),
-                };
+                // Past its closing worker's stop, a thread body is waited
+                // for (it cannot be killed), and reports how it ends; a
+                // child is killed, and its end gives the task back.
+                if a.isolated || !a.closing_stop.load(Ordering::SeqCst) {
+                    nudge |= a.kill();
+                }
             } else if a.deadline.is_some_and(|d| now >= d) {
                 nudge |= a.stop();
             }
@@ -1490,6 +1493,29 @@ fn keep(hub: &Weak<Hub>) {
         drop(h);
         thread::sleep(tick);
     }
+}
+
+/// The process's one flag for [`Worker::run`]'s signals (`SIGTERM`,
+/// `SIGINT`), their handling installed at the first call: `true` while no
+/// `run` waits for them, so that a signal does what it does by default;
+/// `false` while one runs and no signal came; the first signal sets it
+/// (and a second then acts by default).
+fn told() -> Result<&'static Arc<AtomicBool>, RemoteError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    static TOLD: OnceLock<Result<Arc<AtomicBool>, String>> = OnceLock::new();
+    TOLD.get_or_init(|| {
+        let told = Arc::new(AtomicBool::new(true));
+        for signal in [SIGTERM, SIGINT] {
+            // The default action first, so that it runs only when the flag
+            // was set before this signal.
+            signal_hook::flag::register_conditional_default(signal, Arc::clone(&told))
+                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&told)))
+                .map_err(|e| format!("could not handle signal {signal}: {e}"))?;
+        }
+        Ok(told)
+    })
+    .as_ref()
+    .map_err(|e| RemoteError::invalid(e.clone()))
 }
 
 /// Takes the worker `name` out of the live workers, with its description
