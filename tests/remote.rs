@@ -538,13 +538,7 @@ fn a_message_that_does_not_decode_ends_the_task_with_a_clear_error() {
         .query(&mut con)
         .unwrap();
     task.send(2).unwrap();
-    match join(task) {
-        Outcome::Crashed(crash) => assert!(
-            matches!(crash.cause(), CrashCause::Protocol(why) if why.contains("did not decode")),
-            "{crash:?}"
-        ),
-        o => panic!("a protocol crash: {o:?}"),
-    }
+    assert_protocol_crash(join(task), "did not decode");
 }
 
 #[test]
@@ -558,9 +552,18 @@ fn a_message_over_the_workers_largest_ends_the_task_with_a_clear_error() {
     assert_eq!(task.recv_timeout(LIMIT).unwrap(), 1);
     // Ten bytes on the wire: the client allows it, the worker does not.
     task.send(u64::MAX).unwrap();
-    match join(task) {
+    assert_protocol_crash(join(task), "over the largest");
+}
+
+/// Fails unless `outcome` is a crash of the protocol whose reason says
+/// `why`.
+fn assert_protocol_crash<T: std::fmt::Debug, E: std::fmt::Debug>(
+    outcome: Outcome<T, E>,
+    why: &str,
+) {
+    match outcome {
         Outcome::Crashed(crash) => assert!(
-            matches!(crash.cause(), CrashCause::Protocol(why) if why.contains("over the largest")),
+            matches!(crash.cause(), CrashCause::Protocol(said) if said.contains(why)),
             "{crash:?}"
         ),
         o => panic!("a protocol crash: {o:?}"),

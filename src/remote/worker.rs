@@ -242,7 +242,7 @@ impl Worker {
     /// not be handled. A Redis that cannot be reached is waited for, not
     /// an error.
     pub fn run(self) -> Result<(), RemoteError> {
-        self.check_served()?;
+        self.serves()?;
         let told = told()?;
         told.store(false, Ordering::SeqCst);
         let ended = self.run_until(|| told.load(Ordering::SeqCst));
@@ -251,15 +251,17 @@ impl Worker {
         ended
     }
 
-    /// An error if the worker serves no name.
-    fn check_served(&self) -> Result<(), RemoteError> {
-        if self.served().is_empty() {
+    /// The names the worker serves, with their fingerprints; an error if
+    /// none.
+    fn serves(&self) -> Result<Vec<(&'static str, u64)>, RemoteError> {
+        let served = self.served();
+        if served.is_empty() {
             return Err(RemoteError::invalid(format!(
                 "worker {} serves no task name: its registry holds none of those asked for",
                 self.name
             )));
         }
-        Ok(())
+        Ok(served)
     }
 
     /// Runs until `done()` returns `true` (asked on the calling thread every
@@ -276,8 +278,7 @@ impl Worker {
     ///
     /// As [`run`](Worker::run).
     pub fn run_until(self, mut done: impl FnMut() -> bool) -> Result<(), RemoteError> {
-        self.check_served()?;
-        let served = self.served();
+        let served = self.serves()?;
         let (acks, acked) = crossbeam_channel::bounded(1);
         let hub = Arc::new(Hub {
             client: self.client.clone(),
@@ -594,7 +595,6 @@ impl Hub {
             grace: ms(grace),
             lease: ms(lease),
             stop_at: Mutex::new(None),
-            closing_stop: AtomicBool::new(false),
             deadline: Some(ms(tmo)).filter(|d| !d.is_zero()).map(|d| now + d),
         });
         let prepared = match prepared {
@@ -993,18 +993,17 @@ struct Attempt {
     ended: AtomicBool,
     grace: Duration,
     lease: Duration,
-    /// When a stop turns into a kill.
-    stop_at: Mutex<Option<Instant>>,
-    /// The first stop was its closing worker's (`stop_at` is the close's):
-    /// past it, a thread body is waited for and a child's kill gives the
-    /// task back, where a stop the client asked for, or a timeout, kills.
-    closing_stop: AtomicBool,
+    /// When its first stop turns into a kill, and whose stop that is: past
+    /// its closing worker's, a thread body is waited for and a child's
+    /// kill gives the task back, where past a stop the client asked for,
+    /// or a timeout, the attempt is killed.
+    stop_at: Mutex<Option<(Instant, Stop)>>,
     /// When the task's timeout stops it.
     deadline: Option<Instant>,
 }
 
 /// Whose stop an attempt's is.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Stop {
     /// The client's, or the task's timeout: past the grace period, it is
     /// killed.
@@ -1099,7 +1098,7 @@ impl Attempt {
             (inbox.read.to_string(), inbox.nread.to_string())
         };
         let args: [&[u8]; 4] = [kind.as_bytes(), &data, read.as_bytes(), nread.as_bytes()];
-        if kind == "killed" && self.isolated && self.closing_stop.load(Ordering::SeqCst) {
+        if kind == "killed" && self.isolated && self.stopped_by() == Some(Stop::Close) {
             // Killed by the escalation of its closing worker's stop: given
             // back, unless a stop or kill was asked for meanwhile (then
             // this end is the outcome).
@@ -1139,7 +1138,7 @@ impl Attempt {
     }
 
     /// [`stop`](Attempt::stop), saying whose stop it is: the first one's
-    /// decides what happens past the grace period (`closing_stop`).
+    /// decides what happens past the grace period (`stop_at`).
     fn stop_by(&self, by: Stop) -> bool {
         if let Some(inlet) = self.inlet() {
             inlet.stop();
@@ -1155,11 +1154,14 @@ impl Attempt {
         let mut at = lock(&self.stop_at);
         let first = at.is_none();
         if first {
-            *at = Some(Instant::now() + grace);
-            self.closing_stop
-                .store(matches!(by, Stop::Close), Ordering::SeqCst);
+            *at = Some((Instant::now() + grace, by));
         }
         self.wakes_body(first)
+    }
+
+    /// Whose stop came first, if one came.
+    fn stopped_by(&self) -> Option<Stop> {
+        lock(&self.stop_at).map(|(_, by)| by)
     }
 
     /// Ends the task as killed at once. A thread cannot be killed: its
@@ -1436,11 +1438,13 @@ fn keep(hub: &Weak<Hub>) {
         let mut nudge = false;
         for a in &attempts {
             let at = *lock(&a.stop_at);
-            if at.is_some_and(|at| now >= at) {
+            if let Some((at, by)) = at
+                && now >= at
+            {
                 // Past its closing worker's stop, a thread body is waited
                 // for (it cannot be killed), and reports how it ends; a
                 // child is killed, and its end gives the task back.
-                if a.isolated || !a.closing_stop.load(Ordering::SeqCst) {
+                if a.isolated || by == Stop::Asked {
                     nudge |= a.kill();
                 }
             } else if a.deadline.is_some_and(|d| now >= d) {
@@ -1500,22 +1504,24 @@ fn keep(hub: &Weak<Hub>) {
 /// `run` waits for them, so that a signal does what it does by default;
 /// `false` while one runs and no signal came; the first signal sets it
 /// (and a second then acts by default).
-fn told() -> Result<&'static Arc<AtomicBool>, RemoteError> {
+fn told() -> Result<&'static AtomicBool, RemoteError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    static TOLD: OnceLock<Result<Arc<AtomicBool>, String>> = OnceLock::new();
-    TOLD.get_or_init(|| {
-        let told = Arc::new(AtomicBool::new(true));
-        for signal in [SIGTERM, SIGINT] {
-            // The default action first, so that it runs only when the flag
-            // was set before this signal.
-            signal_hook::flag::register_conditional_default(signal, Arc::clone(&told))
-                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&told)))
-                .map_err(|e| format!("could not handle signal {signal}: {e}"))?;
-        }
-        Ok(told)
-    })
-    .as_ref()
-    .map_err(|e| RemoteError::invalid(e.clone()))
+    static TOLD: AtomicBool = AtomicBool::new(true);
+    static HANDLED: OnceLock<Result<(), String>> = OnceLock::new();
+    HANDLED
+        .get_or_init(|| {
+            for signal in [SIGTERM, SIGINT] {
+                // The default action first, so that it runs only when the
+                // flag was set before this signal.
+                signal_hook::flag::register_conditional_default(signal, &TOLD)
+                    .and_then(|_| signal_hook::flag::register(signal, &TOLD))
+                    .map_err(|e| format!("could not handle signal {signal}: {e}"))?;
+            }
+            Ok(())
+        })
+        .clone()
+        .map(|()| &TOLD)
+        .map_err(RemoteError::invalid)
 }
 
 /// Takes the worker `name` out of the live workers, with its description
